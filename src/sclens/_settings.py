@@ -1,0 +1,97 @@
+"""Package-wide settings and the ``sclens`` logger."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+logger = logging.getLogger("sclens")
+logger.addHandler(logging.NullHandler())
+
+_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+
+
+class SclensSettings:
+    """Global settings: ``sclens.settings.verbosity = 2`` etc.
+
+    Attributes
+    ----------
+    verbosity
+        0 errors, 1 warnings (default), 2 info and progress bars, 3 debug.
+    seed
+        Default random seed used when a function's ``random_state`` is ``None``.
+    device
+        Torch device for SAE training and encoding (``"cpu"``, ``"cuda"``, ``"auto"``).
+    n_jobs
+        Default number of worker processes/threads; ``-1`` means all cores.
+    """
+
+    def __init__(self) -> None:
+        self._verbosity = 1
+        self.seed = 0
+        self._device = "cpu"
+        self._n_jobs = 1
+        self.verbosity = 1
+
+    @property
+    def verbosity(self) -> int:
+        return self._verbosity
+
+    @verbosity.setter
+    def verbosity(self, value: int) -> None:
+        if value not in _LEVELS:
+            msg = f"verbosity must be one of {sorted(_LEVELS)}, got {value!r}."
+            raise ValueError(msg)
+        self._verbosity = value
+        logger.setLevel(_LEVELS[value])
+
+    @property
+    def progress(self) -> bool:
+        """Whether progress bars are shown (verbosity >= 2)."""
+        return self._verbosity >= 2
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @device.setter
+    def device(self, value: str) -> None:
+        if value == "auto":
+            value = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            torch.device(value)
+        except RuntimeError as e:
+            msg = f"Unknown torch device {value!r}: use 'cpu', 'cuda', 'cuda:0' or 'auto'."
+            raise ValueError(msg) from e
+        self._device = value
+
+    @property
+    def n_jobs(self) -> int:
+        return self._n_jobs
+
+    @n_jobs.setter
+    def n_jobs(self, value: int) -> None:
+        self._n_jobs = resolve_n_jobs(value)
+
+    def __repr__(self) -> str:
+        return (
+            f"SclensSettings(verbosity={self.verbosity}, seed={self.seed}, "
+            f"device={self.device!r}, n_jobs={self.n_jobs})"
+        )
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """Turn ``None`` / ``-1`` / a positive int into a number of workers."""
+    if n_jobs is None:
+        return settings.n_jobs
+    if n_jobs == -1:
+        return os.cpu_count() or 1
+    if not isinstance(n_jobs, int) or n_jobs < 1:
+        msg = f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}."
+        raise ValueError(msg)
+    return n_jobs
+
+
+settings = SclensSettings()

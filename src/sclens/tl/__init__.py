@@ -1,0 +1,3 @@
+"""Tools: fit and apply sparse autoencoders, annotate and analyse their features."""
+
+__all__: list[str] = []
