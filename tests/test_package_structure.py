@@ -49,7 +49,7 @@ def test_signature_rules(qualname, ns, func):
         assert positional and positional[0].name in ("adata", "mdata"), f"{qualname}: first argument must be adata"
         assert len(positional) == 1, f"{qualname}: everything after adata must be keyword-only (use `*`)"
     elif NOT_ADATA_FIRST.get(ns) == "*":
-        assert not positional, f"{qualname}: datasets functions take keyword-only arguments"
+        assert len(positional) <= 2, f"{qualname}: at most two positional arguments (e.g. path, organism)"
     hints = typing.get_type_hints(func)
     for p in params:
         is_bool = hints.get(p.name) is bool or isinstance(p.default, bool)

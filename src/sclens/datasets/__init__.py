@@ -1,6 +1,20 @@
 """Data sets and gene sets: toy data, Gene Ontology, GMT files."""
 
+from ._bioc import read_bioconductor_go
+from ._gmt import read_gmt, write_gmt
+from ._go import gene_aliases, go_gene_sets, go_ontology
+from ._ontology import GeneOntology
 from ._pbmc import pbmc68k_counts
 from ._toy import toy
 
-__all__ = ["pbmc68k_counts", "toy"]
+__all__ = [
+    "GeneOntology",
+    "gene_aliases",
+    "go_gene_sets",
+    "go_ontology",
+    "pbmc68k_counts",
+    "read_bioconductor_go",
+    "read_gmt",
+    "toy",
+    "write_gmt",
+]

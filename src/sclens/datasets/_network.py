@@ -29,7 +29,7 @@ def as_network(gene_sets: Any) -> pd.DataFrame:
     if isinstance(gene_sets, (str, PathLike)):
         from ._gmt import read_gmt
 
-        gene_sets = read_gmt(gene_sets)
+        gene_sets = read_gmt(path=gene_sets)
     if isinstance(gene_sets, Mapping):
         rows = [(str(s), str(g)) for s, genes in gene_sets.items() for g in _as_iterable(s, genes)]
         net = pd.DataFrame(rows, columns=NETWORK_COLUMNS)
@@ -44,6 +44,9 @@ def as_network(gene_sets: Any) -> pd.DataFrame:
             raise KeyError(msg)
         keep = [c for c in ["source", "target", "name", "namespace"] if c in gene_sets.columns]
         net = gene_sets[keep].copy()
+        for col in keep:  # categorical columns (go_gene_sets) would reject fillna("") below
+            if isinstance(net[col].dtype, pd.CategoricalDtype):
+                net[col] = net[col].astype(object)
     else:
         msg = (
             f"gene_sets must be a DataFrame with `source`/`target` columns, a dict of gene lists, "

@@ -1,3 +1,5 @@
 """Accessors: rebuild models and read results from an AnnData."""
 
-__all__: list[str] = []
+from ..datasets._coverage import gene_coverage
+
+__all__ = ["gene_coverage"]
