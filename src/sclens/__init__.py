@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, get, pl, tl
+from . import datasets, get, pl, sim, tl
 from ._settings import settings
 
 try:
@@ -10,4 +10,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "get", "pl", "settings", "tl"]
+__all__ = ["datasets", "get", "pl", "settings", "sim", "tl"]

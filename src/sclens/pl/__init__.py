@@ -1,3 +1,19 @@
 """Plots, each paired with the tool whose output it draws."""
 
-__all__: list[str] = []
+from ._activation import feature_activation
+from ._enrichment import enrichment
+from ._training import training
+from ._feature_umap import feature_umap
+from ._specificity import specificity
+from ._steering import steering
+from ._sweep import sweep
+
+__all__ = [
+    "enrichment",
+    "feature_activation",
+    "feature_umap",
+    "specificity",
+    "steering",
+    "sweep",
+    "training",
+]

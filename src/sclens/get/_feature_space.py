@@ -1,0 +1,65 @@
+"""Features-level AnnData of the feature x GO-term space written by ``sl.tl.feature_space``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from .._docs import doc_params
+from .._utils import check_adata
+
+
+@doc_params()
+def feature_space(adata: AnnData, *, key: str = "sae_go") -> AnnData:
+    """The feature x GO-term space as an AnnData with one row per annotated SAE feature.
+
+    Parameters
+    ----------
+    {adata}
+    key
+        Key of the annotation holding ``adata.uns[key]['feature_space']``.
+
+    Returns
+    -------
+    AnnData (features x terms) with ``X`` the 0/1 CSR matrix, ``obs`` indexed by feature id
+    (string) with ``feature``, ``category``, ``n_terms`` (and the SAE feature-table columns
+    ``kind``, ``top_group``, ``label`` when present), ``var`` indexed by term with ``name`` and
+    ``namespace``, ``obsm['X_umap']`` and ``uns['summary']``, ``uns['top_terms']``, ``uns['params']``.
+    """
+    from anndata import AnnData
+
+    check_adata(adata)
+    space = adata.uns.get(key, {}).get("feature_space") if isinstance(adata.uns.get(key), dict) else None
+    if space is None:
+        msg = f"`adata.uns[{key!r}]['feature_space']` not found; run `sl.tl.feature_space(adata, key={key!r})` first."
+        raise KeyError(msg)
+    feats = np.asarray(space["features"], dtype=np.int64)
+    obs = pd.DataFrame(
+        {
+            "feature": feats,
+            "category": pd.Categorical(np.asarray(space["category"]).astype(str)),
+            "n_terms": np.asarray(space["n_terms"], dtype=np.int64),
+        },
+        index=feats.astype(str),
+    )
+    sae_key = str(adata.uns[key].get("params", {}).get("key", "sae"))
+    table = adata.uns.get(sae_key, {}).get("features") if isinstance(adata.uns.get(sae_key), dict) else None
+    if isinstance(table, pd.DataFrame):
+        for col in ("kind", "top_group", "label"):
+            if col in table.columns:
+                obs[col] = table[col].reindex(obs.index).to_numpy()
+    var = pd.DataFrame(
+        {
+            "name": np.asarray(space["term_name"]).astype(str),
+            "namespace": np.asarray(space["term_namespace"]).astype(str),
+        },
+        index=np.asarray(space["terms"]).astype(str),
+    )
+    out = AnnData(X=sparse.csr_matrix(space["matrix"], dtype=np.float32), obs=obs, var=var)
+    out.obsm["X_umap"] = np.asarray(space["umap"], dtype=np.float32)
+    out.uns["summary"] = dict(space["summary"])
+    out.uns["top_terms"] = space["top_terms"].copy()
+    out.uns["params"] = dict(space["params"])
+    return out

@@ -1,0 +1,51 @@
+"""Read annotation results from an AnnData without pandas gymnastics."""
+
+from __future__ import annotations
+
+import pandas as pd
+from anndata import AnnData
+
+from .._docs import doc_params
+from .._utils import check_adata
+
+
+def _results(adata: AnnData, key: str) -> pd.DataFrame:
+    check_adata(adata)
+    if key not in adata.uns or "results" not in adata.uns[key]:
+        msg = f"`adata.uns[{key!r}]['results']` not found; run `sl.tl.annotate_features(adata, ..., key_added={key!r})` first."
+        raise KeyError(msg)
+    return adata.uns[key]["results"]
+
+
+@doc_params()
+def feature_terms(adata: AnnData, *, feature: int, key: str = "sae_go") -> pd.DataFrame:
+    """The terms kept for one SAE feature, best first.
+
+    Parameters
+    ----------
+    {adata}
+    feature
+        Feature number.
+    key
+        Key of :func:`sclens.tl.annotate_features` results (its ``key_added``).
+
+    Returns
+    -------
+    DataFrame indexed by term with ``name``, ``namespace``, ``n_overlap``, ``set_size``, ``n_de``,
+    the effect (``odds_ratio`` or ``score``), ``pvalue`` and ``padj``; empty when the feature was
+    annotated without terms. Raises a ``KeyError`` for a feature that was skipped or not annotated.
+    """
+    res = _results(adata, key)
+    feature = int(feature)
+    params = adata.uns[key].get("params", {})
+    annotated = set(map(int, params.get("features", []))) if "features" in params else None
+    skipped = adata.uns[key].get("skipped")
+    if isinstance(skipped, pd.DataFrame) and feature in set(skipped["feature"].astype(int)):
+        reason = skipped.loc[skipped["feature"].astype(int) == feature, "reason"].iloc[0]
+        msg = f"Feature {feature} was skipped by annotate_features: {reason}."
+        raise KeyError(msg)
+    if annotated is not None and feature not in annotated:
+        msg = f"Feature {feature} was not annotated under key {key!r}; pass it in `features=` of annotate_features."
+        raise KeyError(msg)
+    sub = res[res["feature"].astype(int) == feature].drop(columns="feature")
+    return sub.set_index("term")

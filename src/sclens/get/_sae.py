@@ -1,0 +1,49 @@
+"""``sl.get.sae``: rebuild a fitted sparse autoencoder from ``adata.uns`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anndata import AnnData
+
+from .._docs import doc_params
+from .._utils import check_adata
+from ..sae import SparseAutoencoder
+
+
+def sae_run(adata: AnnData, key: str = "sae", *, need: tuple[str, ...] = ("params", "weights")) -> dict[str, Any]:
+    """``adata.uns[key]`` after checking it holds an SAE run with the entries ``need``."""
+    check_adata(adata)
+    if key not in adata.uns:
+        runs = [k for k, v in adata.uns.items() if isinstance(v, dict) and "weights" in v and "params" in v]
+        msg = (
+            f"`adata.uns[{key!r}]` not found; SAE runs present: {runs or 'none'}. "
+            f"Run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
+        )
+        raise KeyError(msg)
+    run = adata.uns[key]
+    missing = [n for n in need if not isinstance(run, dict) or n not in run]
+    if missing:
+        msg = f"`adata.uns[{key!r}]` lacks {missing}; it was not written by `sl.tl.fit_sae` / `sl.tl.encode`."
+        raise KeyError(msg)
+    return run
+
+
+@doc_params()
+def sae(adata: AnnData, *, key: str = "sae") -> SparseAutoencoder:
+    """Rebuild the sparse autoencoder stored by :func:`sclens.tl.fit_sae` (also after ``read_h5ad``).
+
+    Parameters
+    ----------
+    {adata}
+    {key}
+
+    Returns
+    -------
+    A :class:`sclens.sae.SparseAutoencoder` in eval mode on CPU; ``encode(x)`` maps raw embedding
+    rows (tensor n x d) to dense activations (n x F), ``decode(z)`` maps back to embedding units.
+    """
+    from ..sae import from_arrays
+
+    run = sae_run(adata, key)
+    return from_arrays(dict(run["params"]), dict(run["weights"]))

@@ -1,0 +1,99 @@
+"""``sl.pl.training``: training curves of an SAE run (pairs with :func:`sclens.tl.fit_sae`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import numpy as np
+from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .._docs import doc_params
+
+_LABELS = {
+    "loss": "loss",
+    "fvu": "FVU",
+    "l0": "L0 (active features per cell)",
+    "dead_fraction": "dead fraction",
+    "mse": "MSE",
+    "sparsity_loss": "L1 penalty",
+    "auxk_loss": "AuxK loss",
+}
+
+
+@doc_params()
+def training(
+    adata: AnnData,
+    *,
+    key: str = "sae",
+    metrics: Sequence[str] = ("loss", "fvu", "l0", "dead_fraction"),
+    ax: Axes | Sequence[Axes] | None = None,
+    show: bool | None = None,
+    return_fig: bool = False,
+) -> Figure | None:
+    """Plot training curves (one value per epoch) of an SAE fitted with :func:`sclens.tl.fit_sae`.
+
+    Each metric gets its own panel; the ``fvu`` panel also shows the held-out FVU when present.
+
+    Parameters
+    ----------
+    {adata}
+    {key}
+    metrics
+        Curves to draw, from ``adata.uns[key]['metrics']['train_<metric>']``: ``loss``, ``fvu``,
+        ``l0``, ``dead_fraction``, ``mse``, ``sparsity_loss``, ``auxk_loss``.
+    ax
+        One matplotlib axes per metric (a single axes when one metric is drawn); new figure when ``None``.
+    show
+        Show the figure (``plt.show()``); ignored when ``return_fig`` is ``True``.
+    return_fig
+        Return the :class:`~matplotlib.figure.Figure` instead of ``None``.
+
+    Returns
+    -------
+    The figure when ``return_fig`` is ``True``, else ``None``.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..get._sae import sae_run
+
+    run_metrics = sae_run(adata, key, need=("metrics",))["metrics"]
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [m for m in metrics if m not in _LABELS]
+    if unknown or not metrics:
+        msg = f"Unknown metric(s) {unknown}; choose from {list(_LABELS)}."
+        raise ValueError(msg)
+    missing = [m for m in metrics if f"train_{m}" not in run_metrics]
+    if missing:
+        msg = (
+            f"`adata.uns[{key!r}]['metrics']` has no training curve for {missing}; curves are written by "
+            "`sl.tl.fit_sae` (an SAE applied with `sl.tl.encode` has them only if its source had)."
+        )
+        raise KeyError(msg)
+    if ax is None:
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
+        axes = list(axes[0])
+    else:
+        axes = [ax] if not isinstance(ax, Sequence | np.ndarray) else list(np.ravel(ax))
+        if len(axes) != len(metrics):
+            msg = f"Pass one axes per metric: got {len(axes)} axes for {len(metrics)} metrics."
+            raise ValueError(msg)
+        fig = axes[0].figure
+    for a, m in zip(axes, metrics, strict=True):
+        y = np.asarray(run_metrics[f"train_{m}"], dtype=float)
+        epochs = np.arange(1, len(y) + 1)
+        a.plot(epochs, y, marker=".", label="train")
+        if m == "fvu" and "val_fvu" in run_metrics and np.ndim(run_metrics["val_fvu"]) == 1:
+            v = np.asarray(run_metrics["val_fvu"], dtype=float)
+            a.plot(np.arange(1, len(v) + 1), v, marker=".", label="held-out")
+            a.legend(frameon=False)
+        a.set_xlabel("epoch")
+        a.set_ylabel(_LABELS[m])
+        if m in ("loss", "mse") and np.all(y > 0):
+            a.set_yscale("log")
+    fig.tight_layout()
+    if return_fig:
+        return fig
+    if show or (show is None and ax is None and plt.isinteractive()):
+        plt.show()
+    return None

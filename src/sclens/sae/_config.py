@@ -1,0 +1,126 @@
+"""Configuration of a sparse autoencoder, validated on creation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+_B_DEC_INIT = ("mean", "median", "zeros")
+_SCALE = ("none", "norm", "std")
+
+
+@dataclass
+class SAEConfig:
+    """Everything needed to build a :class:`~sclens.sae.SparseAutoencoder`.
+
+    Parameters
+    ----------
+    input_dim
+        Width of the embedding the SAE reads (``d``).
+    n_features
+        Number of dictionary features (``F``, the SAE hidden size).
+    architecture
+        Registered architecture name: ``"vanilla"``, ``"relu"``, ``"topk"`` or ``"batchtopk"``
+        (see :func:`sclens.sae.available_architectures`).
+    k
+        Active features per cell for ``topk`` (per cell) and ``batchtopk`` (on average over a
+        training batch); ignored by ``vanilla`` / ``relu``.
+    l1_weight
+        Weight of the L1 sparsity penalty of ``vanilla`` / ``relu``.
+    aux_k
+        Dead features used by the AuxK loss (``topk`` / ``batchtopk``); ``0`` disables it,
+        ``None`` picks ``min(n_features // 2, max(2 * k, input_dim))``.
+    aux_weight
+        Weight of the AuxK loss (Gao et al. 2024 use 1/32).
+    dead_steps
+        A feature that has not fired for this many training steps counts as dead for AuxK.
+    b_dec_init
+        Initial decoder bias: ``"mean"`` or ``"median"`` (geometric median) of the training data,
+        or ``"zeros"``.
+    center
+        Subtract the data mean from the input during training.
+    scale
+        Input scaling during training: ``"none"``, ``"norm"`` (one scalar so that the mean squared
+        norm of a centred cell equals ``input_dim``) or ``"std"`` (per dimension). Centring and
+        scaling are folded into the weights after training, so the saved model reads raw inputs.
+    """
+
+    input_dim: int
+    n_features: int
+    architecture: str = "topk"
+    k: int = 32
+    l1_weight: float = 1e-3
+    aux_k: int | None = None
+    aux_weight: float = 1.0 / 32
+    dead_steps: int = 100
+    b_dec_init: str = "mean"
+    center: bool = True
+    scale: str = "norm"
+
+    def __post_init__(self) -> None:
+        from ._registry import get_architecture
+
+        for name in ("input_dim", "n_features", "k", "dead_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                msg = f"SAEConfig.{name} must be an integer, got {value!r}."
+                raise TypeError(msg)
+        if self.input_dim < 1:
+            msg = f"input_dim must be >= 1, got {self.input_dim}: the embedding has no columns."
+            raise ValueError(msg)
+        if self.n_features < 1:
+            msg = f"n_features must be >= 1, got {self.n_features}; pass e.g. `n_features=16 * input_dim`."
+            raise ValueError(msg)
+        arch = get_architecture(self.architecture)  # raises on unknown names
+        if arch.uses_k and not 1 <= self.k < self.n_features:
+            msg = (
+                f"k must satisfy 1 <= k < n_features for architecture {self.architecture!r}, got "
+                f"k={self.k}, n_features={self.n_features}; lower k or raise n_features."
+            )
+            raise ValueError(msg)
+        if not self.l1_weight >= 0:
+            msg = f"l1_weight must be >= 0, got {self.l1_weight!r}."
+            raise ValueError(msg)
+        if not self.aux_weight >= 0:
+            msg = f"aux_weight must be >= 0, got {self.aux_weight!r}."
+            raise ValueError(msg)
+        if self.aux_k is None:
+            self.aux_k = min(self.n_features // 2, max(2 * self.k, self.input_dim)) if arch.uses_k else 0
+        if isinstance(self.aux_k, bool) or not isinstance(self.aux_k, int) or self.aux_k < 0:
+            msg = f"aux_k must be a non-negative integer or None, got {self.aux_k!r}."
+            raise ValueError(msg)
+        self.aux_k = min(self.aux_k, self.n_features)
+        if self.dead_steps < 1:
+            msg = f"dead_steps must be >= 1, got {self.dead_steps}."
+            raise ValueError(msg)
+        if self.b_dec_init not in _B_DEC_INIT:
+            msg = f"b_dec_init must be one of {_B_DEC_INIT}, got {self.b_dec_init!r}."
+            raise ValueError(msg)
+        if self.scale not in _SCALE:
+            msg = f"scale must be one of {_SCALE}, got {self.scale!r}."
+            raise ValueError(msg)
+        self.center = bool(self.center)
+        self.l1_weight = float(self.l1_weight)
+        self.aux_weight = float(self.aux_weight)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of all fields (JSON and h5ad friendly: no ``None``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
+        """Build from a dict, ignoring keys that are not config fields (e.g. training params)."""
+        names = {f.name for f in fields(cls)}
+        kw = {}
+        for key, value in d.items():
+            if key in names:
+                kw[key] = value.item() if hasattr(value, "item") else value
+        missing = {"input_dim", "n_features"} - set(kw)
+        if missing:
+            msg = f"SAE config lacks required field(s) {sorted(missing)}; the stored SAE is incomplete."
+            raise ValueError(msg)
+        return cls(**kw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)

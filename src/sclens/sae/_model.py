@@ -1,0 +1,304 @@
+"""The sparse autoencoder module: encode, decode and a forward pass returning all loss terms."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ._config import SAEConfig
+from ._registry import get_architecture
+
+_EPS = 1e-12
+WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+class SAEOutput(NamedTuple):
+    """Result of :meth:`SparseAutoencoder.forward`.
+
+    ``acts`` / ``indices`` hold the activations in compact form: ``(n, k)`` values and feature
+    indices for TopK-like architectures, or dense ``(n, F)`` values with ``indices=None``;
+    :attr:`activations` gives the dense ``(n, F)`` matrix. Losses are computed on the
+    normalised input (see :class:`SAEConfig` ``center`` / ``scale``); ``fvu`` is scale-free.
+    """
+
+    reconstruction: Tensor
+    acts: Tensor
+    indices: Tensor | None
+    loss: Tensor
+    mse: Tensor
+    sparsity_loss: Tensor
+    auxk_loss: Tensor
+    fvu: Tensor
+    l0: Tensor
+    n_features: int
+
+    @property
+    def activations(self) -> Tensor:
+        """Dense activations, cells x features."""
+        if self.indices is None:
+            return self.acts
+        dense = self.acts.new_zeros(self.acts.shape[0], self.n_features)
+        return dense.scatter_(1, self.indices, self.acts)
+
+    def fired(self) -> Tensor:
+        """Boolean mask of features with a positive activation in this batch."""
+        if self.indices is None:
+            return (self.acts > 0).any(0)
+        mask = torch.zeros(self.n_features, dtype=torch.bool, device=self.acts.device)
+        mask[self.indices[self.acts > 0]] = True
+        return mask
+
+
+class SparseAutoencoder(nn.Module):
+    """A sparse autoencoder ``x -> z (n_features, sparse, >= 0) -> x_hat``.
+
+    Weights follow the storage contract: ``W_enc`` (d x F), ``b_enc`` (F), ``W_dec`` (F x d),
+    ``b_dec`` (d), plus ``threshold`` for ``batchtopk``. Initialisation is tied
+    (``W_enc = W_dec.T``) with unit-norm decoder rows.
+
+    Parameters
+    ----------
+    cfg
+        The configuration (architecture, sizes, sparsity settings).
+    seed
+        Seed of the weight initialisation; ``None`` uses torch's global generator.
+    """
+
+    def __init__(self, cfg: SAEConfig, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.arch = get_architecture(cfg.architecture)
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        w = torch.randn(cfg.n_features, cfg.input_dim, generator=gen)
+        w /= w.norm(dim=1, keepdim=True).clamp_min(_EPS)
+        self.W_dec = nn.Parameter(w)
+        self.W_enc = nn.Parameter(w.T.clone().contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(cfg.n_features))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.input_dim))
+        self.register_buffer("input_mean", torch.zeros(cfg.input_dim))
+        self.register_buffer("input_scale", torch.ones(cfg.input_dim))
+        if self.arch.name == "batchtopk":
+            self.register_buffer("threshold", torch.tensor(-1.0))
+        self.threshold_momentum = 0.99
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        return self.cfg.input_dim
+
+    @property
+    def n_features(self) -> int:
+        return self.cfg.n_features
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_dec.device
+
+    # -- encode / decode -------------------------------------------------------------------
+    def _normalize(self, x: Tensor) -> Tensor:
+        return (x - self.input_mean) / self.input_scale
+
+    def _denormalize(self, x: Tensor) -> Tensor:
+        return x * self.input_scale + self.input_mean
+
+    def check_input(self, x: Tensor) -> Tensor:
+        """Return ``x`` as float on the model's device, checking its width."""
+        if x.ndim != 2 or x.shape[1] != self.input_dim:
+            msg = (
+                f"The SAE expects inputs of width {self.input_dim}, got shape {tuple(x.shape)}; "
+                "encode the same embedding the SAE was trained on."
+            )
+            raise ValueError(msg)
+        return x.to(device=self.device, dtype=self.W_dec.dtype)
+
+    def _encoder_input(self, xn: Tensor) -> Tensor:
+        return xn - self.b_dec if self.arch.pre_bias else xn
+
+    def pre_activations(self, x: Tensor) -> Tensor:
+        """Encoder pre-activations ``(n, F)`` of raw inputs ``x``."""
+        xc = self._encoder_input(self._normalize(self.check_input(x)))
+        return torch.addmm(self.b_enc, xc, self.W_enc)
+
+    def encode_compact(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Activations in compact form ``(values, indices)``, see :class:`SAEOutput`."""
+        return self.arch.activate(self, self._encoder_input(self._normalize(self.check_input(x))))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Dense activations ``(n, F)`` of raw inputs ``x`` (input normalisation included)."""
+        acts, idx = self.encode_compact(x)
+        if idx is None:
+            return acts
+        return acts.new_zeros(acts.shape[0], self.n_features).scatter_(1, idx, acts)
+
+    def _decode_normalized(self, acts: Tensor, idx: Tensor | None) -> Tensor:
+        if idx is None:
+            return acts @ self.W_dec + self.b_dec
+        # sparse gather of the k active decoder rows: O(n k d) instead of O(n F d)
+        return F.embedding_bag(idx, self.W_dec, per_sample_weights=acts, mode="sum") + self.b_dec
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Reconstruction ``(n, d)`` in the original embedding units from dense activations ``z``."""
+        if z.ndim != 2 or z.shape[1] != self.n_features:
+            msg = f"decode expects activations of shape (n, {self.n_features}), got {tuple(z.shape)}."
+            raise ValueError(msg)
+        return self._denormalize(self._decode_normalized(z.to(self.W_dec), None))
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None) -> SAEOutput:
+        """Encode, decode and compute the loss terms for a minibatch ``x`` (n x d).
+
+        ``dead_mask`` (bool, F) marks dead features for the AuxK loss (TopK-like architectures).
+        """
+        cfg = self.cfg
+        xn = self._normalize(self.check_input(x))
+        xc = self._encoder_input(xn)
+        acts, idx = self.arch.activate(self, xc)
+        recon = self._decode_normalized(acts, idx)
+        err = recon - xn
+        sse = err.pow(2).sum()
+        total_var = (xn - xn.mean(0)).pow(2).sum().clamp_min(_EPS)
+        n = xn.shape[0]
+        mse = sse / n
+        loss = mse
+        zero = xn.new_zeros(())
+        sparsity = zero
+        if self.arch.uses_l1:
+            w = acts.abs()
+            if self.arch.l1_by_decoder_norm:
+                w = w * self.W_dec.norm(dim=1)
+            sparsity = w.sum() / n
+            loss = loss + cfg.l1_weight * sparsity
+        auxk = zero
+        if self.arch.uses_auxk and dead_mask is not None and cfg.aux_k > 0 and cfg.aux_weight > 0:
+            dead = dead_mask.nonzero().squeeze(1)
+            if len(dead) > 0:
+                # pre-activations of the dead features only: O(n d n_dead)
+                aux_pre = torch.addmm(self.b_enc[dead], xc, self.W_enc[:, dead])
+                av, ai = aux_pre.topk(min(cfg.aux_k, len(dead)), dim=-1, sorted=False)
+                e_hat = F.embedding_bag(dead[ai], self.W_dec, per_sample_weights=F.relu(av), mode="sum")
+                residual = (xn - recon).detach()
+                auxk = (e_hat - residual).pow(2).sum() / n  # same units as `mse`
+                loss = loss + cfg.aux_weight * auxk
+        l0 = (acts > 0).sum(dtype=torch.float32) / n
+        return SAEOutput(
+            reconstruction=self._denormalize(recon),
+            acts=acts,
+            indices=idx,
+            loss=loss,
+            mse=mse.detach(),
+            sparsity_loss=sparsity.detach(),
+            auxk_loss=auxk.detach(),
+            fvu=(sse / total_var).detach(),
+            l0=l0.detach(),
+            n_features=self.n_features,
+        )
+
+    # -- training helpers ------------------------------------------------------------------
+    @torch.no_grad()
+    def _observe_threshold(self, value: Tensor) -> None:
+        # running mean of the per-batch thresholds, turning into an EMA after 1 / (1 - momentum) steps
+        self._threshold_steps = getattr(self, "_threshold_steps", 0) + 1
+        beta = min(self.threshold_momentum, 1.0 - 1.0 / self._threshold_steps)
+        if float(self.threshold) < 0:
+            beta = 0.0
+        self.threshold.mul_(beta).add_((1 - beta) * value)
+
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale decoder rows to unit norm."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(_EPS)
+
+    @torch.no_grad()
+    def remove_parallel_grads_(self) -> None:
+        """Remove the gradient component parallel to each (unit-norm) decoder row."""
+        g = self.W_dec.grad
+        if g is not None:
+            g -= (g * self.W_dec).sum(dim=1, keepdim=True) * self.W_dec
+
+    @torch.no_grad()
+    def set_normalization_(self, mean: Tensor, scale: Tensor, b_dec: Tensor | None = None) -> None:
+        """Set the input centring/scaling (raw units) and, optionally, the normalised decoder bias."""
+        self.input_mean.copy_(torch.as_tensor(mean).to(self.input_mean))
+        self.input_scale.copy_(torch.as_tensor(scale).to(self.input_scale).expand(self.input_dim))
+        if b_dec is not None:
+            self.b_dec.copy_(torch.as_tensor(b_dec).to(self.b_dec))
+
+    @torch.no_grad()
+    def rescale_encoder_(self, x: Tensor) -> float:
+        """Scale ``W_enc`` so the initial reconstruction of raw rows ``x`` has the least-squares size.
+
+        With tied weights and ``k`` (or many) active features the first reconstruction overshoots
+        by about ``k``; activations are linear in the encoder scale, so one factor fixes it.
+        """
+        xn = self._normalize(self.check_input(x))
+        xc = self._encoder_input(xn)
+        if self.arch.uses_k:
+            from ._registry import topk_encode
+
+            acts, idx = topk_encode(xc, self.W_enc, self.b_enc, self.cfg.k)
+        else:
+            acts, idx = F.relu(torch.addmm(self.b_enc, xc, self.W_enc)), None
+        recon = self._decode_normalized(acts, idx) - self.b_dec
+        target = xn - self.b_dec
+        denom = float(recon.pow(2).sum())
+        alpha = float((recon * target).sum()) / denom if denom > 0 else 1.0
+        if alpha > 0:
+            self.W_enc.mul_(alpha)
+        return alpha
+
+    @torch.no_grad()
+    def folded_state(self) -> dict[str, Tensor]:
+        """Weights with the input normalisation folded in (same activations on raw inputs)."""
+        m, s = self.input_mean, self.input_scale
+        w_enc = self.W_enc / s[:, None]
+        b_enc = self.b_enc.clone()
+        if self.arch.pre_bias:
+            b_dec = m + s * self.b_dec
+        else:
+            b_enc = b_enc - m @ w_enc
+            b_dec = m + s * self.b_dec
+        state = {"W_enc": w_enc, "b_enc": b_enc, "W_dec": self.W_dec * s[None, :], "b_dec": b_dec}
+        if self.arch.name == "batchtopk":
+            state["threshold"] = self.threshold.clone()
+        return {k: v.detach().clone().contiguous() for k, v in state.items()}
+
+    @torch.no_grad()
+    def fold_normalization_(self) -> None:
+        """Fold centring/scaling into the weights; afterwards the model reads raw inputs directly."""
+        state = self.folded_state()
+        for name in WEIGHT_NAMES:
+            getattr(self, name).copy_(state[name])
+        self.input_mean.zero_()
+        self.input_scale.fill_(1.0)
+
+    @classmethod
+    def from_state(cls, cfg: SAEConfig, state: dict[str, Tensor]) -> SparseAutoencoder:
+        """Build a model from a config and folded weights (``W_enc``, ``b_enc``, ``W_dec``, ``b_dec``, ...)."""
+        model = cls(cfg, seed=0)
+        expected = dict.fromkeys(WEIGHT_NAMES)
+        expected.update({"W_enc": (cfg.input_dim, cfg.n_features), "b_enc": (cfg.n_features,)})
+        expected.update({"W_dec": (cfg.n_features, cfg.input_dim), "b_dec": (cfg.input_dim,)})
+        if model.arch.name == "batchtopk":
+            expected["threshold"] = ()
+        missing = [k for k in expected if k not in state]
+        if missing:
+            msg = f"Stored SAE weights lack {missing}; the saved model is incomplete or of another architecture."
+            raise ValueError(msg)
+        with torch.no_grad():
+            for name, shape in expected.items():
+                value = torch.as_tensor(state[name], dtype=torch.float32)
+                if tuple(value.shape) != shape:
+                    msg = (
+                        f"Stored SAE weight {name!r} has shape {tuple(value.shape)} but the config "
+                        f"(input_dim={cfg.input_dim}, n_features={cfg.n_features}) needs {shape}."
+                    )
+                    raise ValueError(msg)
+                getattr(model, name).copy_(value)
+        return model.eval()
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return f"architecture={c.architecture!r}, input_dim={c.input_dim}, n_features={c.n_features}, k={c.k}"

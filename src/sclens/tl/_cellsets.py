@@ -1,0 +1,162 @@
+"""High / low cell sets per SAE feature (paper, sec. 5.3) as sparse membership matrices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+SKIP_COLUMNS = ["feature", "reason", "n_high", "n_low"]
+
+
+@dataclass
+class CellSets:
+    """Membership of every kept feature's high and low cells.
+
+    ``high`` and ``low`` are CSC boolean-valued float32 matrices (cells x kept features),
+    ``features`` the kept feature numbers, ``skipped`` a DataFrame with one row per skipped feature.
+    """
+
+    high: sparse.csc_matrix
+    low: sparse.csc_matrix
+    features: np.ndarray
+    skipped: pd.DataFrame
+
+
+def resolve_features(adata: AnnData, *, key: str, features: Any) -> tuple[sparse.csc_matrix, np.ndarray]:
+    """Activations (cells x all features, CSC) and the requested feature numbers.
+
+    ``features=None`` selects all features whose ``kind`` is not ``"dead"``; explicit dead or
+    out-of-range features raise.
+    """
+    obsm_key = f"X_{key}"
+    if obsm_key not in adata.obsm or key not in adata.uns:
+        msg = (
+            f"No SAE run under key {key!r}: `adata.obsm[{obsm_key!r}]` and `adata.uns[{key!r}]` are needed. "
+            f"Run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
+        )
+        raise KeyError(msg)
+    acts = adata.obsm[obsm_key]
+    acts = sparse.csc_matrix(acts, dtype=np.float32) if not sparse.issparse(acts) else acts.tocsc()
+    n_feat = acts.shape[1]
+    table = adata.uns[key].get("features") if isinstance(adata.uns[key], dict) else None
+    kind = None
+    if isinstance(table, pd.DataFrame) and "kind" in table.columns:
+        kind = pd.Series(table["kind"].astype(str).to_numpy(), index=table.index.astype(str))
+    if features is None:
+        feats = np.arange(n_feat)
+        if kind is not None:
+            feats = np.array([f for f in feats if kind.get(str(f), "live") != "dead"], dtype=int)
+        if feats.size == 0:
+            msg = f"All {n_feat} features of SAE run {key!r} are dead; nothing to annotate."
+            raise ValueError(msg)
+        return acts, feats
+    feats = np.atleast_1d(np.asarray(features))
+    if feats.dtype.kind not in "iu" and not all(isinstance(f, (int, np.integer)) for f in feats):
+        msg = f"features must be integers (feature numbers), got {features!r}."
+        raise TypeError(msg)
+    feats = feats.astype(int)
+    bad = feats[(feats < 0) | (feats >= n_feat)]
+    if bad.size:
+        msg = f"Unknown feature(s) {bad.tolist()}: SAE run {key!r} has features 0..{n_feat - 1}."
+        raise KeyError(msg)
+    if kind is not None:
+        dead = [int(f) for f in feats if kind.get(str(f), "live") == "dead"]
+        if dead:
+            msg = f"Feature(s) {dead} are dead (never active); leave them out of `features`."
+            raise ValueError(msg)
+    return acts, np.unique(feats)
+
+
+def resolve_within(adata: AnnData, within: dict | None) -> np.ndarray | None:
+    """Boolean cell mask from ``{obs_column: value or list of values}``; ``None`` for all cells."""
+    if within is None:
+        return None
+    if not isinstance(within, dict) or not within:
+        msg = f"within must be a dict such as {{'cell_type': 'B cells'}}, got {within!r}."
+        raise TypeError(msg)
+    mask = np.ones(adata.n_obs, dtype=bool)
+    for col, values in within.items():
+        if col not in adata.obs.columns:
+            msg = f"`adata.obs[{col!r}]` not found (used in within); available: {list(adata.obs.columns)}."
+            raise KeyError(msg)
+        values = [values] if isinstance(values, str) or np.isscalar(values) else list(values)
+        col_values = adata.obs[col].astype(str)
+        missing = [v for v in values if str(v) not in set(col_values)]
+        if missing:
+            msg = f"within: {missing} not found in `adata.obs[{col!r}]`."
+            raise ValueError(msg)
+        mask &= col_values.isin([str(v) for v in values]).to_numpy()
+    return mask
+
+
+def cell_sets(
+    acts: sparse.csc_matrix,
+    features: np.ndarray,
+    *,
+    high_quantile: float,
+    low_quantile: float | None,
+    n_low: int,
+    min_high: int,
+    mask: np.ndarray | None,
+    seed: int,
+    strict: bool = False,
+) -> CellSets:
+    """Build the high / low sets of every feature (rules in :func:`annotate_features`)."""
+    n_cells = acts.shape[0]
+    cells = np.arange(n_cells) if mask is None else np.flatnonzero(mask)
+    in_mask = np.ones(n_cells, dtype=bool) if mask is None else mask
+    hi_idx, lo_idx, kept, skipped = [], [], [], []
+    for f in features:
+        start, end = acts.indptr[f], acts.indptr[f + 1]
+        nz_cells, nz_vals = acts.indices[start:end], acts.data[start:end]
+        sel = (nz_vals > 0) & in_mask[nz_cells]
+        nz_cells, nz_vals = nz_cells[sel], nz_vals[sel]
+        if nz_cells.size == 0:
+            skipped.append((int(f), "never active in the selected cells", 0, 0))
+            continue
+        if low_quantile is None:
+            # quantile over all selected cells, zeros included (they are the low pool)
+            n_zero = cells.size - nz_cells.size
+            vals = np.concatenate([np.zeros(n_zero, dtype=nz_vals.dtype), nz_vals])
+            thr = float(np.quantile(vals, high_quantile))
+            high = nz_cells[nz_vals > thr] if strict else nz_cells[nz_vals >= thr]
+            zero = np.ones(n_cells, dtype=bool)
+            zero[nz_cells] = False
+            pool = np.flatnonzero(zero & in_mask)
+        else:
+            thr = float(np.quantile(nz_vals, high_quantile))
+            thr_low = float(np.quantile(nz_vals, low_quantile))
+            high = nz_cells[nz_vals > thr] if strict else nz_cells[nz_vals >= thr]
+            pool = np.sort(nz_cells[nz_vals <= thr_low])
+        rng = np.random.default_rng([seed, int(f)])
+        low = np.sort(rng.choice(pool, size=n_low, replace=False)) if pool.size > n_low else pool
+        if high.size < min_high or low.size < min_high:
+            reason = f"high set has {high.size} cells" if high.size < min_high else f"low set has {low.size} cells"
+            skipped.append((int(f), f"{reason} (< min_high={min_high})", int(high.size), int(low.size)))
+            continue
+        hi_idx.append(np.sort(high))
+        lo_idx.append(low)
+        kept.append(int(f))
+    return CellSets(
+        high=_membership(hi_idx, n_cells),
+        low=_membership(lo_idx, n_cells),
+        features=np.asarray(kept, dtype=int),
+        skipped=pd.DataFrame(skipped, columns=SKIP_COLUMNS).astype(
+            {"feature": int, "reason": str, "n_high": int, "n_low": int}
+        ),
+    )
+
+
+def _membership(indices: list[np.ndarray], n_cells: int) -> sparse.csc_matrix:
+    lengths = np.array([i.size for i in indices], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    rows = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+    data = np.ones(rows.size, dtype=np.float32)
+    return sparse.csc_matrix((data, rows, indptr), shape=(n_cells, len(indices)))

@@ -1,0 +1,158 @@
+"""Enrichment of DE results in gene sets: our ORA (hypergeometric) or any decoupler method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from ..datasets._network import as_network
+from ._de_fast import DEResult, fdr_bh
+
+RESULT_COLUMNS = [
+    "feature",
+    "term",
+    "name",
+    "namespace",
+    "n_overlap",
+    "set_size",
+    "n_de",
+    "odds_ratio",
+    "pvalue",
+    "padj",
+]
+
+
+@dataclass
+class GeneSets:
+    """Gene sets restricted to ``var_names``: term table and a sparse terms x genes membership."""
+
+    terms: pd.DataFrame  # index 0..T-1, columns term, name, namespace
+    matrix: sparse.csr_matrix
+    net: pd.DataFrame  # long table restricted to var_names
+    attrs: dict
+
+
+def gene_set_matrix(gene_sets: Any, var_names: pd.Index, *, namespaces: list[str] | None = None) -> GeneSets:
+    """Normalise ``gene_sets`` with ``as_network`` and index them against ``var_names``."""
+    attrs = dict(getattr(gene_sets, "attrs", {}) or {})
+    net = as_network(gene_sets)
+    if namespaces is not None and (net["namespace"] != "").any():
+        net = net[net["namespace"].isin(namespaces)]
+    genes = pd.Index(var_names.astype(str))
+    pos = genes.get_indexer(net["target"])
+    net = net[pos >= 0].reset_index(drop=True)
+    if net.empty:
+        example = ", ".join(map(str, genes[:3]))
+        msg = (
+            "None of the gene-set genes are in `adata.var_names` "
+            f"(e.g. {example}); use the same identifiers (symbols vs Ensembl IDs) and species."
+        )
+        raise ValueError(msg)
+    terms = net.drop_duplicates("source")[["source", "name", "namespace"]].rename(columns={"source": "term"})
+    terms = terms.reset_index(drop=True)
+    row = pd.Index(terms["term"]).get_indexer(net["source"])
+    col = genes.get_indexer(net["target"])
+    mat = sparse.csr_matrix((np.ones(row.size), (row, col)), shape=(len(terms), genes.size))
+    return GeneSets(terms, mat, net, {k: str(v) for k, v in attrs.items() if np.isscalar(v)})
+
+
+def up_genes(de: DEResult, *, de_alpha: float, min_log2fc: float) -> np.ndarray:
+    """Boolean contrasts x genes: ``padj < de_alpha`` and ``log2fc > min_log2fc``."""
+    with np.errstate(invalid="ignore"):
+        return (de.padj < de_alpha) & (de.log2fc > min_log2fc)
+
+
+def ora(
+    study: np.ndarray, background: np.ndarray, gs: GeneSets, *, min_size: int, max_size: int | None
+) -> dict[str, np.ndarray]:
+    """One-sided hypergeometric test of every term (rows) for every contrast (columns).
+
+    ``study`` / ``background``: boolean contrasts x genes. Terms with fewer than ``min_size`` (or more
+    than ``max_size``) background genes are not tested (NaN); BH runs over each contrast's tested terms.
+    """
+    bg = sparse.csr_matrix(background.T.astype(np.float64))
+    de = sparse.csr_matrix((study & background).T.astype(np.float64))
+    big_k = np.asarray((gs.matrix @ bg).todense())  # terms x contrasts: set size in background
+    hits = np.asarray((gs.matrix @ de).todense())
+    n_bg = background.sum(axis=1)[None, :].astype(float)
+    n_de = (study & background).sum(axis=1)[None, :].astype(float)
+    testable = big_k >= min_size
+    if max_size is not None:
+        testable &= big_k <= max_size
+    p = np.where(testable, 1.0, np.nan)
+    go = testable & (hits > 0)
+    ii, jj = np.nonzero(go)
+    p[ii, jj] = stats.hypergeom.sf(hits[ii, jj] - 1, n_bg[0, jj], big_k[ii, jj], n_de[0, jj])
+    b = n_de - hits
+    c = big_k - hits
+    d = n_bg - big_k - b
+    with np.errstate(divide="ignore", invalid="ignore"):
+        odds = np.where(b * c > 0, hits * d / (b * c), np.where(hits * d > 0, np.inf, np.nan))
+    padj = fdr_bh(p.T).T
+    return {
+        "pvalue": p,
+        "padj": padj,
+        "n_overlap": hits,
+        "set_size": big_k,
+        "n_de": np.broadcast_to(n_de, p.shape),
+        "odds_ratio": odds,
+    }
+
+
+def decoupler_method(
+    method: str, de: DEResult, study: np.ndarray, gs: GeneSets, ids: list[str], genes: pd.Index, *, min_size: int
+) -> dict[str, np.ndarray]:
+    """Run ``decoupler.mt.<method>`` on the contrasts x genes matrix of Wald statistics (one call)."""
+    import decoupler as dc
+
+    func = getattr(dc.mt, method, None)
+    if func is None or method.startswith("_") or not callable(func):
+        msg = f"Unknown enrichment {method!r}: use 'ora' or a decoupler method such as 'ulm', 'mlm', 'wsum'."
+        raise ValueError(msg)
+    data = pd.DataFrame(np.nan_to_num(de.stat), index=ids, columns=genes)
+    net = gs.net[["source", "target"]].copy()
+    res = func(data, net, tmin=min_size, verbose=False)
+    es, pv = res if isinstance(res, tuple) else (res, None)
+    es = es.reindex(columns=gs.terms["term"]).T.to_numpy()  # terms x contrasts
+    padj = pv.reindex(columns=gs.terms["term"]).T.to_numpy() if pv is not None else np.full(es.shape, np.nan)
+    study = study & de.tested
+    hits = np.asarray((gs.matrix @ sparse.csr_matrix(study.T.astype(float))).todense())
+    big_k = np.asarray((gs.matrix @ sparse.csr_matrix(de.tested.T.astype(float))).todense())
+    return {
+        "score": es,
+        "pvalue": np.full(es.shape, np.nan),
+        "padj": padj,
+        "n_overlap": hits,
+        "set_size": big_k,
+        "n_de": np.broadcast_to(study.sum(axis=1)[None, :], es.shape),
+    }
+
+
+def collect(res: dict[str, np.ndarray], gs: GeneSets, features: np.ndarray, keep: np.ndarray) -> pd.DataFrame:
+    """Long table of the kept (term, contrast) pairs, sorted by contrast then p-value."""
+    ii, jj = np.nonzero(keep)
+    effect = "odds_ratio" if "odds_ratio" in res else "score"
+    cols = [*RESULT_COLUMNS]
+    cols[cols.index("odds_ratio")] = effect
+    df = pd.DataFrame(
+        {
+            "feature": np.asarray(features, dtype=np.int64)[jj],
+            "term": gs.terms["term"].to_numpy()[ii].astype(str),
+            "name": gs.terms["name"].to_numpy()[ii].astype(str),
+            "namespace": gs.terms["namespace"].to_numpy()[ii].astype(str),
+            "n_overlap": res["n_overlap"][ii, jj].astype(np.int64),
+            "set_size": res["set_size"][ii, jj].astype(np.int64),
+            "n_de": res["n_de"][ii, jj].astype(np.int64),
+            effect: res[effect][ii, jj].astype(float),
+            "pvalue": res["pvalue"][ii, jj].astype(float),
+            "padj": res["padj"][ii, jj].astype(float),
+        },
+        columns=cols,
+    )
+    if "mean_log2fc" in res:
+        df["mean_log2fc"] = res["mean_log2fc"][ii, jj].astype(float)
+    return df

@@ -1,0 +1,282 @@
+"""``sl.tl.fit_sae`` and ``sl.tl.encode``: train / apply a sparse autoencoder on an obsm embedding."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._docs import doc_params
+from .._settings import resolve_n_jobs, settings
+from .._utils import check_adata, get_rep, resolve_seed
+from ..sae import EvalResult, SparseAutoencoder
+
+logger = logging.getLogger("sclens")
+
+_doc_returns = """\
+Returns ``None`` (or the modified copy when ``copy=True``) and writes
+
+* ``adata.obsm['X_' + {key}]``: CSR float32 activations, cells x ``n_features`` (all >= 0);
+* ``adata.uns[{key}]['params']``: architecture, sizes, training settings and ``use_rep``;
+* ``adata.uns[{key}]['metrics']``: ``fvu``, ``l0``, ``dead_fraction``, ``n_live``{extra};
+* ``adata.uns[{key}]['weights']``: ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (and ``threshold``
+  for ``batchtopk``), enough for :func:`sclens.get.sae` to rebuild the model;
+* ``adata.uns[{key}]['features']``: DataFrame indexed ``"0"`` .. ``"F-1"`` with ``frequency``
+  (fraction of cells where the feature fires), ``mean_activation`` (over all cells),
+  ``max_activation`` and ``kind`` (``"live"`` / ``"dead"``)."""
+
+
+def _check_embedding(x: Any, use_rep: str) -> None:
+    if x.shape[0] < 2:
+        msg = (
+            f"`obsm[{use_rep!r}]` has {x.shape[0]} row(s); an SAE needs at least 2 cells "
+            "(in practice thousands). Check that `adata` is not an empty subset."
+        )
+        raise ValueError(msg)
+    if x.shape[1] < 1:
+        msg = f"`obsm[{use_rep!r}]` has no columns; compute the embedding first."
+        raise ValueError(msg)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)):
+        msg = f"`obsm[{use_rep!r}]` has dtype {dtype}; an SAE needs a real-valued (int or float) embedding."
+        raise TypeError(msg)
+
+
+def _accelerator(device: str | None) -> tuple[str, Any]:
+    device = settings.device if device is None else device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = str(device).partition(":")
+    return kind, ([int(index)] if index else 1)
+
+
+def _features_frame(ev: EvalResult) -> pd.DataFrame:
+    n = len(ev.frequency)
+    return pd.DataFrame(
+        {
+            "frequency": ev.frequency.astype(np.float64),
+            "mean_activation": ev.mean_activation.astype(np.float64),
+            "max_activation": ev.max_activation.astype(np.float64),
+            "kind": np.where(ev.frequency > 0, "live", "dead").astype(object),
+        },
+        index=pd.Index([str(i) for i in range(n)], dtype=object),
+    )
+
+
+def _write(adata: AnnData, key: str, ev: EvalResult, params: dict, metrics: dict, sae: SparseAutoencoder) -> None:
+    from ..sae import to_arrays
+
+    adata.obsm[f"X_{key}"] = ev.activations
+    adata.uns[key] = {
+        "params": params,
+        "metrics": metrics,
+        "weights": to_arrays(sae),
+        "features": _features_frame(ev),
+    }
+
+
+@doc_params(returns=_doc_returns.format(key="key_added", extra=" and training curves ``train_loss``, ``train_mse``, "
+            "``train_fvu``, ``train_l0``, ``train_dead_fraction``, ``train_sparsity_loss``, "
+            "``train_auxk_loss`` (one value per epoch), ``val_fvu`` and ``step_loss``"))
+def fit_sae(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    n_features: int | None = None,
+    expansion_factor: int = 16,
+    architecture: str = "topk",
+    k: int = 32,
+    l1_weight: float = 1e-3,
+    aux_k: int | None = None,
+    aux_weight: float = 1.0 / 32,
+    lr: float = 1e-4,
+    n_epochs: int = 50,
+    batch_size: int = 1024,
+    validation_fraction: float = 0.1,
+    sae_kwargs: dict[str, Any] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+    random_state: int | None = 0,
+    device: str | None = None,
+    n_jobs: int | None = None,
+    key_added: str = "sae",
+    copy: bool = False,
+) -> AnnData | None:
+    """Train a sparse autoencoder on a cell embedding and store its activations.
+
+    The embedding is streamed in minibatches (numpy, sparse, dask or backed arrays are never
+    densified whole). A random ``validation_fraction`` of cells is held out; ``fvu`` is
+    measured on them. Training runs through Lightning Fabric (see :func:`sclens.sae.train_sae`).
+
+    Parameters
+    ----------
+    {adata}
+    {use_rep}
+    n_features
+        Number of SAE features; ``None`` uses ``expansion_factor * n_dims``.
+    expansion_factor
+        Features per embedding dimension when ``n_features`` is ``None``.
+    architecture
+        ``"topk"``, ``"batchtopk"``, ``"relu"`` or ``"vanilla"`` (see :mod:`sclens.sae`).
+    k
+        Active features per cell for ``topk`` / ``batchtopk`` (must be below ``n_features``).
+    l1_weight
+        L1 sparsity weight of ``vanilla`` / ``relu``.
+    aux_k
+        Dead features used by the AuxK loss; ``None`` picks a default, ``0`` disables AuxK.
+    aux_weight
+        Weight of the AuxK loss.
+    lr
+        Adam learning rate (the paper's best: 1e-4).
+    n_epochs
+        Passes over the training cells.
+    batch_size
+        Cells per minibatch.
+    validation_fraction
+        Fraction of cells held out to measure FVU (0 measures it on all cells).
+    sae_kwargs
+        Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``).
+    trainer_kwargs
+        Further arguments of :func:`sclens.sae.train_sae` (``devices``, ``strategy``, ``precision``).
+    {random_state}
+    device
+        Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``); ``None`` uses ``sclens.settings.device``.
+    {n_jobs}
+        Here: torch CPU threads.
+    {key_added}
+    {copy}
+
+    Returns
+    -------
+    {returns}
+    """
+    from ..sae import ArrayBatches, SAEConfig, evaluate, torch_threads, train_sae
+
+    check_adata(adata)
+    x = get_rep(adata, use_rep)
+    _check_embedding(x, use_rep)
+    seed = resolve_seed(random_state)
+    n, d = int(x.shape[0]), int(x.shape[1])
+    if n_features is None:
+        n_features = int(expansion_factor) * d
+    cfg = SAEConfig(
+        input_dim=d, n_features=n_features, architecture=architecture, k=k, l1_weight=l1_weight,
+        aux_k=aux_k, aux_weight=aux_weight, **(sae_kwargs or {}),
+    )  # fmt: skip
+    if not 0 <= validation_fraction < 1:
+        msg = f"validation_fraction must be in [0, 1), got {validation_fraction}."
+        raise ValueError(msg)
+    if isinstance(key_added, str) and ("/" in key_added or not key_added):
+        msg = f"key_added must be a non-empty string without '/', got {key_added!r}."
+        raise ValueError(msg)
+    n_val = int(round(validation_fraction * n))
+    n_val = n_val if n - n_val >= 2 else 0
+    rng = np.random.default_rng(seed)
+    val_mask = np.zeros(n, dtype=bool)
+    val_mask[rng.choice(n, n_val, replace=False)] = True
+    accelerator, devices = _accelerator(device)
+    train_kw = {"accelerator": accelerator, "devices": devices, **(trainer_kwargs or {})}
+
+    with torch_threads(resolve_n_jobs(n_jobs) if accelerator == "cpu" else None):
+        sae = SparseAutoencoder(cfg, seed=seed)
+        train = ArrayBatches(x, batch_size=batch_size, shuffle=True, seed=seed, mask=~val_mask)
+        val = ArrayBatches(x, batch_size=batch_size, shuffle=False, mask=val_mask) if n_val else None
+        history = train_sae(
+            sae, train, n_epochs=n_epochs, batch_size=batch_size, lr=lr, seed=seed, val_data=val, **train_kw
+        )
+        ev = evaluate(sae.cpu(), x, batch_size=max(batch_size, 1024), return_activations=True)
+
+    fvu = float(ev.sse[val_mask].sum() / max(ev.sq_dev[val_mask].sum(), 1e-30)) if n_val else ev.fvu
+    params = {
+        **cfg.to_dict(), "use_rep": use_rep, "lr": float(lr), "n_epochs": int(n_epochs),
+        "batch_size": int(batch_size), "validation_fraction": float(validation_fraction), "n_train": n - n_val,
+        "n_val": n_val, "fvu_on": "validation" if n_val else "all", "random_state": seed, "device": str(accelerator),
+        "source": "fit_sae",
+    }  # fmt: skip
+    metrics = {"fvu": fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction, "n_live": ev.n_live}
+    metrics.update({(c if c in ("val_fvu",) else ("step_loss" if c == "loss_step" else f"train_{c}")): v
+                    for c, v in history.items()})  # fmt: skip
+    adata = adata.copy() if copy else adata
+    _write(adata, key_added, ev, params, metrics, sae)
+    logger.info("fit_sae: FVU %.4f, L0 %.1f, dead %.1f%%", fvu, ev.l0, 100 * ev.dead_fraction)
+    return adata if copy else None
+
+
+def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencoder, dict, dict]:
+    """The model to apply plus the params / training curves of where it came from."""
+    from ..get import sae as get_sae
+    from ..sae import load_sae
+
+    if sae is None:
+        sae = adata
+    if isinstance(sae, SparseAutoencoder):
+        return sae.eval(), {}, {}
+    if isinstance(sae, (str, os.PathLike)):
+        return load_sae(sae), {}, {}
+    if hasattr(sae, "uns") and hasattr(sae, "obsm"):
+        model = get_sae(sae, key=key)
+        params = dict(sae.uns[key].get("params", {}))
+        curves = {c: v for c, v in sae.uns[key].get("metrics", {}).items() if np.ndim(v) == 1}
+        return model, params, curves
+    msg = (
+        f"sae must be None (use `adata.uns[{key!r}]`), a SparseAutoencoder, an AnnData holding a fitted "
+        f"SAE, or a directory saved with `sclens.sae.save_sae`; got {type(sae).__name__}."
+    )
+    raise TypeError(msg)
+
+
+@doc_params(returns=_doc_returns.format(key="key", extra=" on these cells (training curves copied from the source)"))
+def encode(
+    adata: AnnData,
+    *,
+    key: str = "sae",
+    sae: SparseAutoencoder | AnnData | str | os.PathLike | None = None,
+    use_rep: str | None = None,
+    batch_size: int = 2048,
+    copy: bool = False,
+) -> AnnData | None:
+    """Apply a trained SAE to cells (query data, a second sample) and store its activations.
+
+    Parameters
+    ----------
+    {adata}
+    {key}
+    sae
+        The SAE: ``None`` rebuilds it from ``adata.uns[key]``; or a
+        :class:`~sclens.sae.SparseAutoencoder`, a reference AnnData fitted with
+        :func:`~sclens.tl.fit_sae` (read under ``key``), or a directory written by
+        :func:`sclens.sae.save_sae`.
+    use_rep
+        Key in ``adata.obsm`` to encode; ``None`` uses the ``use_rep`` the SAE was trained on.
+    batch_size
+        Cells encoded at a time.
+    {copy}
+
+    Returns
+    -------
+    {returns}
+    """
+    from ..sae import check_input_dim, evaluate
+
+    check_adata(adata)
+    model, params, curves = _resolve_source(adata, key, sae)
+    use_rep = use_rep if use_rep is not None else params.get("use_rep")
+    if use_rep is None:
+        msg = "The SAE does not say which embedding it was trained on; pass `use_rep=`."
+        raise ValueError(msg)
+    use_rep = str(use_rep)
+    x = get_rep(adata, use_rep)
+    _check_embedding(x, use_rep)
+    check_input_dim(model, x.shape[1], what=f"`obsm[{use_rep!r}]`")
+    ev = evaluate(model.cpu(), x, batch_size=batch_size, return_activations=True)
+    params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}
+    metrics = {**curves, "fvu": ev.fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction,
+               "n_live": ev.n_live}  # fmt: skip
+    adata = adata.copy() if copy else adata
+    _write(adata, key, ev, params, metrics, model)
+    return adata if copy else None

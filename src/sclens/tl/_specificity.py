@@ -1,0 +1,348 @@
+"""Local / global / dead SAE features per cell group (paper sec. 5.1, appendix A.3.6)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse, stats
+
+from .._docs import doc_params
+from .._utils import check_adata
+
+
+logger = logging.getLogger("sclens")
+
+_METHODS = ("paper", "rank")
+
+
+def sae_activations(adata: AnnData, key: str) -> sparse.csr_matrix:
+    """``adata.obsm[f"X_{key}"]`` as CSR float32 with explicit zeros removed, after checks."""
+    check_adata(adata)
+    if key not in adata.uns or f"X_{key}" not in adata.obsm:
+        msg = (
+            f"No SAE run under key {key!r}: `adata.obsm['X_{key}']` and `adata.uns[{key!r}]` are needed; "
+            f"run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
+        )
+        raise KeyError(msg)
+    act = adata.obsm[f"X_{key}"]
+    act = sparse.csr_matrix(act, dtype=np.float32) if not sparse.isspmatrix_csr(act) else act.astype(np.float32)
+    act = act.copy()
+    act.eliminate_zeros()
+    return act
+
+
+def _group_codes(adata: AnnData, groupby: str) -> tuple[np.ndarray, list[str]]:
+    if groupby not in adata.obs.columns:
+        msg = f"`adata.obs[{groupby!r}]` not found; available columns: {list(adata.obs.columns)}."
+        raise KeyError(msg)
+    labels = adata.obs[groupby]
+    cat = labels.astype("category")
+    cat = cat.cat.remove_unused_categories()
+    groups = [str(g) for g in cat.cat.categories]
+    if len(groups) < 2:
+        msg = (
+            f"`adata.obs[{groupby!r}]` has {len(groups)} group(s); specificity needs at least two groups "
+            "to compare a group with the rest."
+        )
+        raise ValueError(msg)
+    return cat.cat.codes.to_numpy(), groups
+
+
+def _one_hot(codes: np.ndarray, n_groups: int) -> sparse.csr_matrix:
+    keep = np.flatnonzero(codes >= 0)
+    return sparse.csr_matrix(
+        (np.ones(keep.size, dtype=np.float64), (keep, codes[keep])), shape=(codes.size, n_groups)
+    )
+
+
+def _rank_auc(act: sparse.csr_matrix, onehot: sparse.csr_matrix, n_in: np.ndarray):
+    """Mann-Whitney U (greater) of every feature x group, from the non-zero values only.
+
+    Zeros share the average rank ``(n0 + 1) / 2``; non-zero values are ranked within their column
+    with ties averaged. Returns ``(auc, pvalue)`` arrays (groups x features), asymptotic normal
+    approximation with tie and continuity correction as in :func:`scipy.stats.mannwhitneyu`.
+    """
+    n = act.shape[0]
+    csc = act.tocsc()
+    csc.sort_indices()
+    n_features = csc.shape[1]
+    nnz_col = np.diff(csc.indptr)
+    col = np.repeat(np.arange(n_features), nnz_col)
+    order = np.lexsort((csc.data, col))
+    data_s, col_s = csc.data[order], col[order]
+    pos = np.arange(order.size) - csc.indptr[col_s] + 1.0  # 1-based rank among non-zeros
+    change = np.ones(order.size, dtype=bool)
+    change[1:] = (data_s[1:] != data_s[:-1]) | (col_s[1:] != col_s[:-1])
+    run = np.cumsum(change) - 1
+    run_len = np.bincount(run)
+    avg_rank = np.bincount(run, weights=pos) / run_len
+    n0 = n - nnz_col
+    ranks = np.empty(order.size)
+    ranks[order] = n0[col_s] + avg_rank[run]
+    rank_mat = sparse.csc_matrix((ranks, csc.indices, csc.indptr), shape=csc.shape)
+    nz_mat = sparse.csc_matrix((np.ones_like(ranks), csc.indices, csc.indptr), shape=csc.shape)
+    oh_t = onehot.T.tocsr()
+    rank_sum_nz = np.asarray((oh_t @ rank_mat).todense())
+    nnz_in = np.asarray((oh_t @ nz_mat).todense())
+    n_in_ = n_in[:, None].astype(np.float64)
+    n_out = n - n_in_
+    rank_sum = rank_sum_nz + (n_in_ - nnz_in) * (n0[None, :] + 1) / 2.0
+    u = rank_sum - n_in_ * (n_in_ + 1) / 2.0
+    ties = (n0.astype(np.float64) ** 3 - n0) + np.bincount(
+        col_s[change], weights=run_len.astype(np.float64) ** 3 - run_len, minlength=n_features
+    )
+    sigma = np.sqrt(n_in_ * n_out / 12.0 * ((n + 1) - ties[None, :] / (n * (n - 1.0))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (u - n_in_ * n_out / 2.0 - 0.5) / sigma
+    pvalue = np.where(sigma > 0, stats.norm.sf(z), 1.0)
+    auc = u / (n_in_ * n_out)
+    return auc, pvalue
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values of a flat array."""
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adj = np.minimum.accumulate(scaled[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+@doc_params()
+def feature_specificity(
+    adata: AnnData,
+    *,
+    groupby: str,
+    key: str = "sae",
+    method: Literal["paper", "rank"] = "paper",
+    alpha: float = 0.05,
+    min_effect: float | None = None,
+    copy: bool = False,
+) -> AnnData | None:
+    r"""Classify SAE features as local (one group), global or dead.
+
+    For every feature :math:`f` and group :math:`g` the activations of the cells in :math:`g` are
+    compared with those of all other cells.
+
+    ``method="paper"`` (the paper's rule, appendix A.3.6): the feature is significantly higher in
+    :math:`g` when
+
+    .. math:: \bar a_{{in}} - \bar a_{{out}} > z_{{1-\alpha/2}} \, (SE_{{in}} + SE_{{out}}),
+
+    with standard errors :math:`SE = s / \sqrt{{n}}`; :math:`z_{{0.975}} = 1.96` for the default
+    ``alpha=0.05``. The reported ``pvalue`` is :math:`2\,\Phi(-(\bar a_{{in}} - \bar a_{{out}}) /
+    (SE_{{in}} + SE_{{out}}))`, so ``pvalue < alpha`` is exactly the rule.
+
+    ``method="rank"`` (stricter): one-sided Mann-Whitney U test (in > out; normal approximation
+    with tie and continuity correction, as :func:`scipy.stats.mannwhitneyu`) for every live
+    feature x group, Benjamini-Hochberg correction over all those tests, and an effect-size floor:
+    significant when ``padj < alpha`` and the AUROC :math:`U / (n_{{in}} n_{{out}})` is at least
+    ``min_effect``.
+
+    A feature is ``local`` when significant in exactly one group, ``global`` when it is active in
+    some cell but not local, and ``dead`` when it is never active. All statistics are computed
+    with sparse matrix products over all features at once. Cells whose ``groupby`` value is
+    missing are left out.
+
+    Parameters
+    ----------
+    {adata}
+    groupby
+        Column of ``adata.obs`` with the cell groups (e.g. cell types).
+    {key}
+    method
+        ``"paper"`` (mean difference against summed standard errors) or ``"rank"``
+        (Mann-Whitney U with BH correction and an AUROC floor).
+    alpha
+        Significance level: sets the z threshold of ``"paper"`` and the FDR of ``"rank"``.
+    min_effect
+        Minimum AUROC of the group against the rest for a significant call. ``None`` uses 0.6 for
+        ``"rank"`` and no floor for ``"paper"``.
+    {copy}
+
+    Returns
+    -------
+    ``None``, or a copy when ``copy=True``; sets
+
+    * ``adata.uns[key]['features']`` columns ``kind`` (``local``/``global``/``dead``),
+      ``top_group`` (the local group, or the group with the largest effect), ``effect``
+      (mean in - mean out in ``top_group``), ``auc``, ``pvalue`` (and ``padj`` for ``"rank"``)
+      of ``top_group``, ``n_groups_significant``;
+    * ``adata.uns[key]['group_means']``: DataFrame features x groups of mean activations
+      (index: feature ids as strings, columns: group names);
+    * ``adata.uns[key]['specificity_params']``: ``groupby``, ``method``, ``alpha``, ``min_effect``
+      and the counts ``n_local``, ``n_global``, ``n_dead``.
+    """
+    if method not in _METHODS:
+        msg = f"method must be one of {_METHODS}, got {method!r}."
+        raise ValueError(msg)
+    if not 0 < alpha < 1:
+        msg = f"alpha must be between 0 and 1, got {alpha!r}."
+        raise ValueError(msg)
+    act = sae_activations(adata, key)
+    codes, groups = _group_codes(adata, groupby)
+    if min_effect is None:
+        min_effect = 0.6 if method == "rank" else 0.0
+    n_features = act.shape[1]
+
+    live = np.diff(act.tocsc().indptr) > 0  # over all cells, also those without a group label
+    keep = codes >= 0
+    if not keep.all():
+        act, codes = act[keep], codes[keep]
+    onehot = _one_hot(codes, len(groups))
+    n = act.shape[0]
+    n_in = np.asarray(onehot.sum(axis=0)).ravel()
+    oh_t = onehot.T.tocsr()
+    s1_in = np.asarray((oh_t @ act.astype(np.float64)).todense())
+    s2_in = np.asarray((oh_t @ act.astype(np.float64).power(2)).todense())
+    s1, s2 = s1_in.sum(0, keepdims=True), s2_in.sum(0, keepdims=True)
+    n_in_ = n_in[:, None].astype(np.float64)
+    n_out = n - n_in_
+
+    def _mean_se(s1_, s2_, n_):
+        mean = s1_ / np.maximum(n_, 1)
+        var = np.maximum(s2_ - n_ * mean**2, 0) / np.maximum(n_ - 1, 1)
+        return mean, np.sqrt(var / np.maximum(n_, 1))
+
+    mean_in, se_in = _mean_se(s1_in, s2_in, n_in_)
+    mean_out, se_out = _mean_se(s1 - s1_in, s2 - s2_in, n_out)
+    effect = mean_in - mean_out
+    auc, p_rank = _rank_auc(act, onehot, n_in)
+
+    if method == "paper":
+        se = se_in + se_out
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pvalue = np.where(se > 0, 2 * stats.norm.sf(effect / se), np.where(effect > 0, 0.0, 1.0))
+        pvalue = np.minimum(pvalue, 1.0)
+        sig = (effect > 0) & (pvalue < alpha) & (auc >= min_effect)
+        padj = None
+    else:
+        pvalue = p_rank
+        padj = np.ones_like(pvalue)
+        padj[:, live] = _bh(pvalue[:, live].ravel()).reshape(len(groups), -1)
+        sig = (padj < alpha) & (auc >= min_effect)
+    sig[:, ~live] = False
+
+    n_sig = sig.sum(0)
+    local = live & (n_sig == 1)
+    top = np.where(local, np.argmax(sig, axis=0), np.argmax(effect, axis=0))
+    cols = np.arange(n_features)
+    kind = np.where(~live, "dead", np.where(local, "local", "global"))
+    top_group = np.where(live, np.asarray(groups, dtype=object)[top], "")
+
+    feats = _feature_table(adata, key, n_features)
+    feats["kind"] = kind
+    feats["top_group"] = top_group.astype(str)
+    feats["effect"] = effect[top, cols]
+    feats["auc"] = auc[top, cols]
+    feats["pvalue"] = pvalue[top, cols]
+    if padj is not None:
+        feats["padj"] = padj[top, cols]
+    elif "padj" in feats.columns:
+        feats = feats.drop(columns="padj")
+    feats["n_groups_significant"] = n_sig.astype(np.int64)
+    means = pd.DataFrame(mean_in.T, index=feats.index.copy(), columns=groups)
+
+    counts = {k: int((kind == k).sum()) for k in ("local", "global", "dead")}
+    logger.info("feature_specificity: %(local)d local, %(global)d global, %(dead)d dead features", counts)
+    adata = adata.copy() if copy else adata
+    adata.uns[key]["features"] = feats
+    adata.uns[key]["group_means"] = means
+    adata.uns[key]["specificity_params"] = {
+        "groupby": groupby,
+        "method": method,
+        "alpha": float(alpha),
+        "min_effect": float(min_effect),
+        **{f"n_{k}": v for k, v in counts.items()},
+    }
+    return adata if copy else None
+
+
+def _feature_table(adata: AnnData, key: str, n_features: int) -> pd.DataFrame:
+    feats = adata.uns[key].get("features")
+    index = pd.Index([str(i) for i in range(n_features)])
+    if isinstance(feats, pd.DataFrame) and len(feats) == n_features:
+        feats = feats.copy()
+        feats.index = index
+        return feats
+    return pd.DataFrame(index=index)
+
+
+@doc_params()
+def seed_robustness(
+    adata: AnnData,
+    *,
+    use_rep: str,
+    groupby: str,
+    seeds: Sequence[int] = (0, 42, 9307),
+    method: Literal["paper", "rank"] = "paper",
+    **fit_kwargs: Any,
+) -> pd.DataFrame:
+    """Fit one SAE per seed and count live, dead, local and global features (paper table S6).
+
+    Each seed trains :func:`sclens.tl.fit_sae` on a light copy holding only the embedding and
+    ``obs[groupby]`` (``adata`` is not modified), then runs :func:`feature_specificity`.
+
+    Parameters
+    ----------
+    {adata}
+    {use_rep}
+    groupby
+        Column of ``adata.obs`` with the cell groups.
+    seeds
+        Random seeds, one SAE each (the paper used 0, 42 and 9307).
+    method
+        Specificity rule, see :func:`feature_specificity`.
+    **fit_kwargs
+        Passed to :func:`sclens.tl.fit_sae` (``n_features``, ``k``, ``n_epochs``, ...).
+
+    Returns
+    -------
+    DataFrame indexed by seed (string) with columns ``n_features``, ``n_live``, ``n_dead``,
+    ``n_local``, ``n_global``, ``mean_l0`` (mean number of active features per cell) and
+    ``fvu`` (when the fit reports it); the last rows ``mean`` and ``sd`` summarise the seeds.
+    """
+    from anndata import AnnData as _AnnData
+
+    from .._utils import as_dense_float32, get_rep
+    from ._fit import fit_sae
+
+    reserved = {"random_state", "key_added", "copy", "use_rep"} & set(fit_kwargs)
+    if reserved:
+        msg = f"{sorted(reserved)} are set by seed_robustness; remove them from the keyword arguments."
+        raise TypeError(msg)
+    if len(seeds) == 0:
+        msg = "seeds is empty; pass at least one seed."
+        raise ValueError(msg)
+    _group_codes(adata, groupby)  # fail before any training
+    light = _AnnData(obs=adata.obs[[groupby]].copy())
+    light.obsm["X_rep"] = as_dense_float32(get_rep(adata, use_rep))
+    rows = {}
+    for seed in seeds:
+        fitted = fit_sae(light, use_rep="X_rep", random_state=int(seed), key_added="sae", copy=True, **fit_kwargs)
+        feature_specificity(fitted, groupby=groupby, method=method)
+        params = fitted.uns["sae"]["specificity_params"]
+        act = fitted.obsm["X_sae"]
+        fvu = fitted.uns["sae"].get("metrics", {}).get("fvu", np.nan)
+        rows[str(seed)] = {
+            "n_features": int(act.shape[1]),
+            "n_live": int(act.shape[1] - params["n_dead"]),
+            "n_dead": params["n_dead"],
+            "n_local": params["n_local"],
+            "n_global": params["n_global"],
+            "mean_l0": float(np.diff(sparse.csr_matrix(act).indptr).mean()),
+            "fvu": float(np.asarray(fvu, dtype=float).ravel()[-1]) if np.size(fvu) else np.nan,
+        }
+        logger.info("seed_robustness: seed %s: %s", seed, rows[str(seed)])
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    summary = pd.DataFrame({"mean": table.mean(), "sd": table.std(ddof=1)}).T
+    return pd.concat([table, summary])

@@ -1,0 +1,121 @@
+"""annotate_features / contrast: planted signal, engines agree, skipped features, storage, errors."""
+
+from __future__ import annotations
+
+import anndata as ad_
+import numpy as np
+import pytest
+
+import sclens as sl
+
+N_PROG = 16  # toy_annot: 8 local + 8 global programs, then control (16), tiny (17), dead (18)
+
+
+def test_planted_programs_fast(toy_annot_copy):
+    ad = toy_annot_copy
+    sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3)
+    res = ad.uns["sae_go"]["results"]
+    table = ad.uns["sae"]["features"]
+    for f in range(N_PROG):
+        assert table.loc[str(f), "best_term"] == f"program_{f:02d}"
+        assert table.loc[str(f), "label"] == f"program_{f:02d}"
+    control = res[res["feature"] == N_PROG]
+    assert not control["term"].str.startswith("program_").any()
+    assert table.loc[str(N_PROG), "n_terms"] == len(control)
+    # tiny feature skipped and recorded, dead feature left out by features=None
+    skipped = ad.uns["sae_go"]["skipped"]
+    assert skipped["feature"].tolist() == [N_PROG + 1]
+    assert skipped["reason"].iloc[0] == "high set has 4 cells (< min_high=10)"
+    assert (ad.uns["sae_go"]["params"]["features"] == np.arange(N_PROG + 2)).all()
+    assert (res["pvalue"] < 0.01).all()
+    assert list(res.columns[:4]) == ["feature", "term", "name", "namespace"]
+
+
+@pytest.mark.slow
+def test_planted_programs_both_engines(engines_pair):
+    for key in ("fast", "deseq2"):
+        table = engines_pair.uns["sae"]["features"]
+        res = engines_pair.uns[key]["results"]
+        top = res.groupby("feature")["term"].first()
+        hits = sum(top.get(f) == f"program_{f:02d}" for f in range(20))
+        assert hits >= 19, (key, top)
+        assert not res.loc[res["feature"] == 20, "term"].str.startswith("program_").any(), key
+        assert table.shape[0] == 23
+
+
+@pytest.mark.slow
+def test_engines_agree_on_terms(engines_pair):
+    a, b = engines_pair.uns["fast"]["results"], engines_pair.uns["deseq2"]["results"]
+    jac = []
+    for f in range(20):
+        sa, sb = set(a.loc[a["feature"] == f, "term"]), set(b.loc[b["feature"] == f, "term"])
+        jac.append(len(sa & sb) / max(len(sa | sb), 1))
+    assert np.median(jac) >= 0.8, jac
+
+
+def test_within_and_low_quantile(toy_annot_copy):
+    ad = toy_annot_copy
+    gs = ad.uns["toy"]["gene_sets"]
+    local = [f for f in range(8) if ad.uns["toy"]["program_group"][f] == "type_0"]
+    sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", features=local, within={"cell_type": "type_0"},
+                            high_quantile=0.95, low_quantile=0.05, n_low=200, min_size=3, key_added="w")  # fmt: skip
+    top = ad.uns["w"]["results"].groupby("feature")["term"].first()
+    assert [top[f] for f in local] == [f"program_{f:02d}" for f in local]
+    with pytest.raises(ValueError, match=r"within: \['B cells'\] not found"):
+        sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", within={"cell_type": "B cells"})
+
+
+def test_scfeaturelens_flavor(toy_annot_copy):
+    ad = toy_annot_copy
+    sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", flavor="scfeaturelens",
+                            features=list(range(N_PROG)))  # fmt: skip
+    res = ad.uns["sae_go"]["results"]
+    assert {"binom_pvalue"} <= set(res.columns) or "odds_ratio" in res.columns
+    top = res.groupby("feature")["term"].first()
+    assert sum(top.get(f) == f"program_{f:02d}" for f in range(N_PROG)) >= N_PROG - 1
+    assert (res["pvalue"] <= 0.01).all() and (res["n_overlap"] >= 1).all()
+    assert ad.uns["sae_go"]["params"]["de_method"] == "welch"
+
+
+def test_h5ad_round_trip(toy_annot_copy, tmp_path):
+    ad = toy_annot_copy
+    sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3, return_de=[0, 3])
+    sl.tl.contrast(ad, groupby="cell_type", group="type_0", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts",
+                   min_size=3)  # fmt: skip
+    path = tmp_path / "a.h5ad"
+    ad.write_h5ad(path)
+    back = ad_.read_h5ad(path)
+    for key in ("results", "skipped"):
+        a, b = ad.uns["sae_go"][key], back.uns["sae_go"][key]
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a.to_numpy().astype(str), b.to_numpy().astype(str))
+    assert back.uns["sae_go"]["de"]["3"].shape == (ad.n_vars, 5)
+    assert back.uns["sae"]["features"]["best_term"].tolist() == ad.uns["sae"]["features"]["best_term"].tolist()
+    assert back.uns["sae_go"]["params"]["de_method"] == "fast"
+    assert back.uns["contrast"]["de"].shape == (ad.n_vars, 5)
+    assert len(back.uns["contrast"]["results"]) == len(ad.uns["contrast"]["results"])
+
+
+def test_contrast_recovers_local_programs(toy_annot_copy):
+    ad = toy_annot_copy
+    sl.tl.contrast(ad, groupby="cell_type", group="type_1", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts",
+                   min_size=3)  # fmt: skip
+    terms = set(ad.uns["contrast"]["results"]["term"])
+    local = {f"program_{f:02d}" for f in range(8) if ad.uns["toy"]["program_group"][f] == "type_1"}
+    assert local <= terms
+    with pytest.raises(ValueError, match=r"\['type_9'\] not found in `adata.obs\['cell_type'\]`"):
+        sl.tl.contrast(ad, groupby="cell_type", group="type_9", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts")
+
+
+def test_copy_and_feature_errors(toy_annot):
+    gs = toy_annot.uns["toy"]["gene_sets"]
+    out = sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[0, 1], min_size=3, copy=True)
+    assert "sae_go" in out.uns and "sae_go" not in toy_annot.uns
+    assert "n_terms" not in toy_annot.uns["sae"]["features"]
+    with pytest.raises(KeyError, match=r"Unknown feature\(s\) \[99\]: SAE run 'sae' has features 0..18"):
+        sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[0, 99])
+    with pytest.raises(ValueError, match=r"Feature\(s\) \[18\] are dead"):
+        sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[18])
+    with pytest.raises(KeyError, match="No SAE run under key 'other'"):
+        sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", key="other")
+    assert "sae_go" not in toy_annot.uns
