@@ -1,0 +1,5 @@
+"""Plot tests draw off-screen."""
+
+import matplotlib
+
+matplotlib.use("Agg")

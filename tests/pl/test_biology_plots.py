@@ -1,0 +1,170 @@
+"""Plots of the feature-biology tools: plotted data checked numerically, images against baselines.
+
+Regenerate the baseline PNGs in ``tests/pl/baseline/`` after an intended change with
+``SCLENS_REGENERATE_BASELINES=1 python -m pytest tests/pl/test_biology_plots.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.testing.compare import compare_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from biology_fixtures import add_go, categories_for, toy_with_sae  # noqa: E402
+
+from sclens.pl._activation import feature_activation  # noqa: E402
+from sclens.pl._feature_umap import feature_umap  # noqa: E402
+from sclens.pl._specificity import specificity  # noqa: E402
+from sclens.pl._steering import steering  # noqa: E402
+from sclens.tl._feature_space import feature_space  # noqa: E402
+from sclens.tl._specificity import feature_specificity  # noqa: E402
+from sclens.tl._steer import steer  # noqa: E402
+
+BASELINE = Path(__file__).parent / "baseline"
+REGENERATE = os.environ.get("SCLENS_REGENERATE_BASELINES") == "1"
+TOL = 12  # RMS difference, 0-255 scale: tolerates font hinting, catches a changed plot
+
+
+def check_image(fig, name, tmp_path):
+    fig.savefig(tmp_path / name, dpi=40)
+    plt.close(fig)
+    if REGENERATE:
+        BASELINE.mkdir(exist_ok=True)
+        (BASELINE / name).write_bytes((tmp_path / name).read_bytes())
+        pytest.skip(f"regenerated {name}")
+    result = compare_images(str(BASELINE / name), str(tmp_path / name), tol=TOL)
+    assert result is None, result
+
+
+@pytest.fixture(autouse=True)
+def _style():
+    with mpl.rc_context():
+        mpl.rcdefaults()
+        mpl.rcParams["font.family"] = "DejaVu Sans"
+        yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    adata = toy_with_sae(n_cells=300)
+    feature_specificity(adata, groupby="cell_type")
+    return adata
+
+
+def test_feature_activation(toy, tmp_path):
+    fig = feature_activation(toy, features=[0, 9], basis="emb", return_fig=True)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["feature 0", "feature 9"]
+    coll = axes[1].collections[0]
+    a = toy.obsm["X_sae"][:, 9].toarray().ravel()
+    order = np.argsort(a, kind="stable")
+    np.testing.assert_allclose(coll.get_array(), a[order])
+    np.testing.assert_allclose(coll.get_offsets(), toy.obsm["X_emb"][order, :2], rtol=1e-6)
+    sizes = coll.get_sizes()
+    assert sizes[-1] == pytest.approx(30.0) and sizes[0] == pytest.approx(2.0)
+    check_image(fig, "feature_activation.png", tmp_path)
+
+
+def test_specificity_heatmap(toy, tmp_path):
+    fig = specificity(toy, return_fig=True)
+    ax = fig.axes[0]
+    values = ax.images[0].get_array()
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    # local features first, ordered by group (two per group), then by effect within the group
+    assert [set(labels[i : i + 2]) for i in range(0, 8, 2)] == [{str(i), str(i + 1)} for i in range(0, 8, 2)]
+    effect = toy.uns["sae"]["features"]["effect"]
+    assert all(effect[labels[i]] >= effect[labels[i + 1]] for i in range(0, 8, 2))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["type_0", "type_1", "type_2", "type_3"]
+    # each local feature peaks (scaled to 1) in its own group: a block diagonal
+    local_block = np.asarray(values)[:, :8]
+    np.testing.assert_array_equal(np.argmax(local_block, axis=0), np.repeat(np.arange(4), 2))
+    assert local_block.max(axis=0) == pytest.approx(np.ones(8))
+    assert values.shape == (4, 16)  # dead features left out
+    check_image(fig, "specificity.png", tmp_path)
+
+
+def test_steering_pca(toy, tmp_path):
+    out = steer(toy, feature=2, groups={"cell_type": "type_0"})
+    fig = steering(out, return_fig=True)
+    ax = fig.axes[0]
+    normal, pert = ax.collections[1].get_offsets(), ax.collections[2].get_offsets()
+    assert normal.shape == pert.shape == (out.n_obs // 2, 2)
+    segs = ax.collections[0].get_segments()
+    assert len(segs) == out.n_obs // 2
+    np.testing.assert_allclose(segs[0], np.vstack([normal[0], pert[0]]))
+    # all cells move along one direction (the feature's decoder row): parallel arrows
+    d = np.asarray(pert) - np.asarray(normal)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.abs(d @ d[0]), 1.0, atol=1e-5)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["normal", "perturbed"]
+    check_image(fig, "steering.png", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def space(toy):
+    """Feature space with a stub UMAP (fixed coordinates), so no numba compilation is needed here."""
+    adata = add_go(toy.copy())
+
+    class StubUMAP:
+        def __init__(self, **kwargs):
+            self.random_state = kwargs["random_state"]
+
+        def fit_transform(self, x):
+            return np.random.default_rng(self.random_state).normal(size=(x.shape[0], 2))
+
+    saved = sys.modules.get("umap")
+    sys.modules["umap"] = types.SimpleNamespace(UMAP=StubUMAP)
+    try:
+        feature_space(adata, categories=categories_for(adata.uns["sae_go"]["results"]))
+    finally:
+        if saved is None:
+            del sys.modules["umap"]
+        else:
+            sys.modules["umap"] = saved
+    return adata
+
+
+def test_feature_umap_categories(space, tmp_path):
+    fig = feature_umap(space, return_fig=True)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["cellular process", "metabolic process"]
+    assert [len(c.get_offsets()) for c in ax.collections] == [8, 8]
+    check_image(fig, "feature_umap.png", tmp_path)
+
+
+def test_feature_umap_concept(space, tmp_path):
+    fig, ax = plt.subplots(figsize=(3, 3))
+    assert feature_umap(space, concept="Interferon", ax=ax, show=False) is None
+    light, dark = ax.collections
+    coords = space.uns["sae_go"]["feature_space"]["umap"]
+    glob = space.uns["toy"]["program_kind"] == "global"  # only global features carry the interferon term
+    np.testing.assert_allclose(dark.get_offsets(), coords[glob])
+    np.testing.assert_allclose(light.get_offsets(), coords[~glob])
+    assert ax.get_title() == "Interferon (8 features)"
+    check_image(fig, "feature_umap_concept.png", tmp_path)
+
+
+def test_plot_errors(toy, space):
+    with pytest.raises(KeyError, match=r"Basis 'umap' not found"):
+        feature_activation(toy, features=0)
+    with pytest.raises(ValueError, match="feature 40 is out of range"):
+        feature_activation(toy, features=[40], basis="emb")
+    _, ax = plt.subplots()
+    with pytest.raises(ValueError, match="`ax` holds one panel but 2 features"):
+        feature_activation(toy, features=[0, 1], basis="emb", ax=ax)
+    with pytest.raises(KeyError, match="run `sl.tl.feature_specificity"):
+        specificity(toy_with_sae(n_cells=50))
+    with pytest.raises(KeyError, match="not the output of `sl.tl.steer`"):
+        steering(toy)
+    with pytest.raises(KeyError, match=r"run `sl.tl.feature_space\(adata, key='sae_go'\)` first"):
+        feature_umap(toy)

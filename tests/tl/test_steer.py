@@ -1,0 +1,225 @@
+"""sl.tl.steer and the scvi-tools decode wrapper: planted genes move, only the feature direction moves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+from scipy import sparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from biology_fixtures import toy_with_sae  # noqa: E402
+
+from sclens.tl._steer import steer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_with_sae(n_cells=400)
+
+
+def _membership(adata):
+    gs = adata.uns["toy"]["gene_sets"]
+    gs = gs[gs["source"].str.startswith("program_")]
+    m = np.zeros((adata.uns["toy"]["atoms"].shape[0], adata.n_vars))
+    for src, tgt in zip(gs["source"], gs["target"], strict=True):
+        m[int(src.split("_")[1]), adata.var_names.get_loc(tgt)] = 1.0
+    return m
+
+
+@pytest.fixture(scope="module")
+def toy_decode(toy):
+    """The toy generator's expression model: codes from the embedding, softmax over genes."""
+    atoms = toy.uns["toy"]["atoms"].astype(np.float64)
+    m = _membership(toy)
+    counts = toy.layers["counts"].toarray()
+    base = np.log(counts.sum(0) / counts.sum() + 1e-9)
+    effect = toy.uns["toy"]["params"]["effect"]
+
+    def decode(emb, cells):
+        codes = emb @ np.linalg.pinv(atoms)
+        logit = base + effect * codes @ m
+        p = np.exp(logit - logit.max(1, keepdims=True))
+        return 1e4 * p / p.sum(1, keepdims=True)
+
+    return decode, m
+
+
+def test_planted_genes_move_up_others_within_noise(toy, toy_decode):
+    decode, m = toy_decode
+    feature = 2  # local program of type_1
+    out = steer(toy, feature=feature, groups={"cell_type": "type_0"}, decode=decode)
+    n = out.n_obs // 2
+    normal, pert = out.X[:n], out.X[n:]
+    lfc = np.log2(pert / normal).mean(0)  # paired: same cell, same library
+    planted = m[feature] > 0
+    others = lfc[~planted]
+    shift = np.median(others)  # common renormalisation of the softmax over genes
+    assert (lfc[planted] - shift > 2.0).all()
+    assert np.abs(others - shift).max() < 0.01
+    assert out.uns["steer"]["decoder"] == "callable"
+
+
+def test_only_the_feature_direction_moves(toy):
+    out = steer(toy, feature=9, groups={"cell_type": ["type_1", "type_2"]})
+    target = toy.obsm["X_sae"][:, 9].toarray().max()
+    assert out.uns["steer"]["target"] == pytest.approx(target)
+    n = out.n_obs // 2
+    sel = toy.obs["cell_type"].isin(["type_1", "type_2"]).to_numpy()
+    assert n == sel.sum()
+    x, xp = out.obsm["X_emb"][:n], out.obsm["X_emb"][n:]
+    np.testing.assert_allclose(x, toy.obsm["X_emb"][sel], rtol=1e-6)
+    z = toy.obsm["X_sae"][sel].toarray()
+    w = toy.uns["sae"]["weights"]["W_dec"]
+    np.testing.assert_allclose(xp - x, (target - z[:, 9])[:, None] * w[9][None, :], atol=1e-5)
+    # reconstruction error of every cell is kept
+    zp = out.obsm["X_sae"][n:].toarray()
+    np.testing.assert_allclose(xp - zp @ w, x - z @ w, atol=1e-5)
+    assert (zp[:, 9] == pytest.approx(target)) and np.array_equal(np.delete(zp, 9, 1), np.delete(z, 9, 1))
+    assert list(out.obs["condition"].cat.categories) == ["normal", "perturbed"]
+    assert (out.obs["cell"].to_numpy()[:n] == out.obs["cell"].to_numpy()[n:]).all()
+    assert out.n_vars == 0
+
+
+def test_target_values(toy):
+    col = toy.obsm["X_sae"][:, 3].toarray().ravel()
+    ct = toy.obs["cell_type"].astype(str).to_numpy()
+    assert steer(toy, feature=3, value=2.5).uns["steer"]["target"] == pytest.approx(2.5)
+    p99 = np.percentile(col[col > 0], 99)
+    assert steer(toy, feature=3, value="p99").uns["steer"]["target"] == pytest.approx(p99)
+    out = steer(toy, feature=3, groups={"cell_type": "type_0"}, value={"cell_type": "type_1"}, factor=1.5)
+    assert out.uns["steer"]["target"] == pytest.approx(1.5 * col[ct == "type_1"].mean(), rel=1e-6)
+    mask = ct == "type_3"
+    assert steer(toy, feature=3, groups=mask).uns["steer"]["n_cells"] == mask.sum()
+    names = list(toy.obs_names[:7])
+    assert steer(toy, feature=3, groups=names).obs["cell"].tolist()[:7] == names
+
+
+def test_h5ad_round_trip(toy, toy_decode, tmp_path):
+    out = steer(toy, feature=0, groups={"cell_type": "type_0"}, decode=toy_decode[0])
+    out.write_h5ad(tmp_path / "s.h5ad")
+    back = ad.read_h5ad(tmp_path / "s.h5ad")
+    np.testing.assert_allclose(back.X, out.X)
+    assert back.uns["steer"] == out.uns["steer"]
+    assert sparse.issparse(back.obsm["X_sae"])
+
+
+def test_bad_input(toy, toy_decode):
+    with pytest.raises(ValueError, match=r"feature 99 is out of range: this SAE has 18 features \(0..17\)"):
+        steer(toy, feature=99)
+    with pytest.raises(ValueError, match="feature 17 is dead"):
+        steer(toy, feature=17)
+    with pytest.raises(TypeError, match="feature must be an integer"):
+        steer(toy, feature="3")
+    with pytest.raises(ValueError, match="selects no cell"):
+        steer(toy, feature=3, groups={"cell_type": "type_9"})
+    with pytest.raises(KeyError, match=r"`adata.obs\['tissue'\]` not found"):
+        steer(toy, feature=3, groups={"tissue": "x"})
+    with pytest.raises(ValueError, match="value must be 'max', a percentile"):
+        steer(toy, feature=3, value="mean")
+    with pytest.raises(ValueError, match="decode returned shape"):
+        steer(toy, feature=3, decode=lambda e, c: e)
+    with pytest.raises(ValueError, match="Pass either `model` or `decode`"):
+        steer(toy, feature=3, decode=toy_decode[0], model=object())
+    with pytest.raises(TypeError, match=r"Unsupported model class object.*SCVI, SCANVI, LinearSCVI"):
+        steer(toy, feature=3, model=object())
+
+
+# --- scvi-tools ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scvi_setup():
+    import scvi
+
+    adata = toy_with_sae(n_cells=300, random_state=1)
+    scvi.settings.seed = 0
+    scvi.model.SCVI.setup_anndata(adata, layer="counts")
+    model = scvi.model.SCVI(adata, n_latent=4, n_hidden=32, n_layers=1)
+    model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False, logger=False, enable_checkpointing=False)
+    z = model.get_latent_representation()
+    # an exact "SAE" on the scVI latent: features relu(z) and relu(-z), decoder [I; -I]
+    adata.obsm["X_scVI"] = z
+    act = np.hstack([np.maximum(z, 0), np.maximum(-z, 0)]).astype(np.float32)
+    adata.obsm["X_sae"] = sparse.csr_matrix(act)
+    eye = np.eye(4, dtype=np.float32)
+    adata.uns["sae"]["params"]["use_rep"] = "X_scVI"
+    adata.uns["sae"]["weights"] = {
+        "W_enc": np.hstack([eye, -eye]),
+        "b_enc": np.zeros(8, np.float32),
+        "W_dec": np.vstack([eye, -eye]),
+        "b_dec": np.zeros(4, np.float32),
+    }
+    del adata.uns["sae"]["features"]
+    return adata, model
+
+
+def _mean_rsample(self, sample_shape=()):
+    import torch
+
+    return self.loc.expand(self._extended_shape(torch.Size(sample_shape)))
+
+
+def test_decode_own_latent_reproduces_normalized_expression(scvi_setup, monkeypatch):
+    import torch
+
+    from sclens._scvi import decode_scvi, scvi_cell_inputs
+
+    adata, model = scvi_setup
+    idx = np.arange(0, adata.n_obs, 5)
+    monkeypatch.setattr(torch.distributions.Normal, "rsample", _mean_rsample)  # z = posterior mean
+    ref = model.get_normalized_expression(adata, indices=idx, library_size=1e4, return_numpy=True)
+    monkeypatch.undo()
+    model.module.train()  # the wrapper decodes in eval mode and restores the previous state
+    inputs = scvi_cell_inputs(model, adata, idx)
+    dec = decode_scvi(model, inputs["qz_mean"], inputs, library_size=1e4)
+    assert model.module.training
+    model.module.eval()
+    np.testing.assert_allclose(inputs["qz_mean"], adata.obsm["X_scVI"][idx], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dec, ref, rtol=1e-4, atol=1e-4)
+    # at the cell's own library size the predicted means sum to the observed counts
+    mu = decode_scvi(model, inputs["qz_mean"], inputs)
+    np.testing.assert_allclose(mu.sum(1), np.asarray(adata.layers["counts"][idx].sum(1)).ravel(), rtol=1e-3)
+
+
+def test_steer_through_scvi(scvi_setup):
+    adata, model = scvi_setup
+    out = steer(adata, feature=1, groups={"cell_type": "type_0"}, model=model)
+    n = out.n_obs // 2
+    lib = np.asarray(adata.layers["counts"][(adata.obs["cell_type"] == "type_0").to_numpy()].sum(1)).ravel()
+    # same library size (and batch) for normal and perturbed
+    np.testing.assert_allclose(out.X[:n].sum(1), lib, rtol=1e-3)
+    np.testing.assert_allclose(out.X[n:].sum(1), lib, rtol=1e-3)
+    assert not np.allclose(out.X[:n], out.X[n:])
+    assert list(out.var_names) == list(adata.var_names)
+    dz = out.obsm["X_scVI"][n:] - out.obsm["X_scVI"][:n]
+    np.testing.assert_allclose(dz[:, [0, 2, 3]], 0, atol=1e-6)
+    assert (dz[:, 1] >= -1e-6).all()
+
+
+def test_scvi_bad_model(scvi_setup):
+    adata, model = scvi_setup
+    sub = adata[:, :-1].copy()
+    with pytest.raises(ValueError, match="The model's genes differ from the AnnData's: model has 300 genes, adata 299"):
+        steer(sub, feature=1, model=model)
+
+
+def test_matches_fitted_sae_decoder():
+    """With a real fitted SAE, x' - x equals sl.get.sae(adata).decode(z') - decode(z)."""
+    import torch
+
+    import sclens as sl
+
+    adata = sl.datasets.toy(n_cells=300, random_state=4)
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=32, k=4, n_epochs=5, batch_size=64, lr=3e-3)
+    feature = int(np.argmax(np.diff(adata.obsm["X_sae"].tocsc().indptr)))
+    out = steer(adata, feature=feature, groups={"cell_type": "type_1"})
+    n = out.n_obs // 2
+    sae = sl.get.sae(adata)
+    z, zp = (torch.as_tensor(out.obsm["X_sae"][s].toarray()) for s in (slice(0, n), slice(n, None)))
+    with torch.no_grad():
+        expected = (sae.decode(zp) - sae.decode(z)).numpy()
+    np.testing.assert_allclose(out.obsm["X_emb"][n:] - out.obsm["X_emb"][:n], expected, atol=1e-4)
