@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
-from importlib.metadata import version
+from importlib.metadata import version as _pkg_version
 
 project = "sclens"
 author = "sclens developers"
 copyright = f"{date.today():%Y}, {author}"  # noqa: A001
-release = version("sclens")
+release = _pkg_version("sclens")
+version = release
 
 extensions = [
     "myst_nb",

@@ -200,6 +200,26 @@ def test_steer_through_scvi(scvi_setup):
     assert (dz[:, 1] >= -1e-6).all()
 
 
+def test_steer_predicted_counts_feed_contrast(scvi_setup):
+    """layers['counts'] holds rounded predicted means, which `sl.tl.contrast` accepts."""
+    import sclens as sl
+
+    adata, model = scvi_setup
+    out = steer(adata, feature=1, groups={"cell_type": "type_0"}, model=model)
+    counts = out.layers["counts"].toarray()
+    np.testing.assert_array_equal(counts, np.rint(out.X))
+    sl.tl.contrast(
+        out, groupby="condition", group="perturbed", reference="normal", layer="counts",
+        gene_sets=adata.uns["toy"]["gene_sets"], min_log2fc=0.0, alpha=1.0,
+    )
+    de = out.uns["contrast"]["de"]
+    n = out.n_obs // 2
+    shift = np.log2((out.X[n:].mean(0) + 1e-3) / (out.X[:n].mean(0) + 1e-3))
+    expressed = out.X.mean(0) > 1
+    lfc = de["log2fc"].to_numpy()
+    assert np.corrcoef(lfc[expressed], shift[expressed])[0, 1] > 0.9
+
+
 def test_scvi_bad_model(scvi_setup):
     adata, model = scvi_setup
     sub = adata[:, :-1].copy()

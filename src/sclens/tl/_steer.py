@@ -146,6 +146,9 @@ def steer(
 
     * ``X``: predicted expression (genes as in ``adata.var``) when ``model`` or ``decode`` is
       given; otherwise ``X`` is empty (no variables);
+    * ``layers['counts']``: with ``model`` and ``library_size=None``, the predicted means rounded to
+      integers (predicted counts, as the paper tested), for
+      ``sl.tl.contrast(steered, groupby="condition", group="perturbed", reference="normal", layer="counts")``;
     * ``obsm[use_rep]``: embeddings :math:`x` and :math:`x'`; ``obsm[f"X_{{key}}"]``: codes
       :math:`z` and :math:`z'` (CSR);
     * ``uns['steer']``: ``feature``, ``target`` (activation set), ``value``, ``factor``, ``key``,
@@ -215,6 +218,9 @@ def steer(
         obs=obs,
         var=adata.var.copy() if expr is not None else None,
     )
+    if decoder == "scvi" and library_size is None:
+        # the paper's DE ran on predicted counts: NB means at the cell's own library size, rounded
+        out.layers["counts"] = sparse.csr_matrix(np.rint(out.X))
     out.obsm[use_rep] = np.vstack([x, x_new]).astype(np.float32)
     out.obsm[f"X_{key}"] = sparse.csr_matrix(np.vstack([z, z_new]).astype(np.float32))
     out.uns["steer"] = {
