@@ -1,0 +1,39 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import sclens as sl  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    adata = sl.datasets.toy(n_cells=200, n_genes=200, random_state=2)
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=32, k=3, n_epochs=3, lr=1e-2)
+    return adata
+
+
+def test_training_plot_draws_stored_curves(fitted):
+    m = fitted.uns["sae"]["metrics"]
+    fig = sl.pl.training(fitted, return_fig=True)
+    axes = fig.axes
+    assert len(axes) == 4
+    for a, name in zip(axes, ["loss", "fvu", "l0", "dead_fraction"], strict=True):
+        x, y = axes[axes.index(a)].lines[0].get_data()
+        np.testing.assert_array_equal(x, [1, 2, 3])
+        np.testing.assert_allclose(y, m[f"train_{name}"])
+    np.testing.assert_allclose(axes[1].lines[1].get_ydata(), m["val_fvu"])
+    plt.close(fig)
+
+
+def test_training_plot_into_given_ax(fitted):
+    fig, ax = plt.subplots()
+    assert sl.pl.training(fitted, metrics=["l0"], ax=ax, show=False) is None
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), fitted.uns["sae"]["metrics"]["train_l0"])
+    with pytest.raises(ValueError, match="one axes per metric"):
+        sl.pl.training(fitted, ax=ax, show=False)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        sl.pl.training(fitted, metrics=["accuracy"], ax=ax, show=False)
+    plt.close(fig)

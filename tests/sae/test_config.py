@@ -1,0 +1,78 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sclens.sae import SAEConfig, SparseAutoencoder, available_architectures, get_architecture
+
+
+def test_registry_has_all_architectures():
+    assert {"vanilla", "relu", "topk", "batchtopk"} <= set(available_architectures())
+    assert get_architecture("relu").pre_bias and not get_architecture("vanilla").pre_bias
+    assert SAEConfig(input_dim=4, n_features=8, architecture="relu").to_dict()["architecture"] == "relu"
+
+
+@pytest.mark.parametrize(
+    ("kw", "err", "match"),
+    [
+        ({"n_features": 8, "k": 8}, ValueError, r"k must satisfy 1 <= k < n_features .* k=8, n_features=8"),
+        ({"n_features": 8, "k": 20}, ValueError, r"lower k or raise n_features"),
+        ({"n_features": 0}, ValueError, r"n_features must be >= 1, got 0"),
+        ({"n_features": 8, "architecture": "gated"}, ValueError, r"Unknown SAE architecture 'gated'; choose one of"),
+        ({"n_features": 8, "k": 2, "scale": "minmax"}, ValueError, r"scale must be one of"),
+        ({"n_features": 8.5}, TypeError, r"n_features must be an integer"),
+        ({"n_features": 8, "k": 2, "l1_weight": -1.0}, ValueError, r"l1_weight must be >= 0"),
+    ],
+)
+def test_config_errors(kw, err, match):
+    with pytest.raises(err, match=match):
+        SAEConfig(input_dim=4, **kw)
+
+
+def test_k_not_checked_for_l1_architectures():
+    cfg = SAEConfig(input_dim=4, n_features=8, architecture="vanilla", k=32)
+    assert cfg.aux_k == 0
+
+
+def test_tied_init_unit_norm_and_seed():
+    cfg = SAEConfig(input_dim=6, n_features=20, k=3)
+    a, b = SparseAutoencoder(cfg, seed=3), SparseAutoencoder(cfg, seed=3)
+    assert torch.equal(a.W_dec, b.W_dec)
+    assert not torch.equal(a.W_dec, SparseAutoencoder(cfg, seed=4).W_dec)
+    assert torch.equal(a.W_enc, a.W_dec.T)
+    torch.testing.assert_close(a.W_dec.norm(dim=1), torch.ones(20))
+
+
+def test_parallel_gradient_removed():
+    sae = SparseAutoencoder(SAEConfig(input_dim=6, n_features=20, k=3), seed=0)
+    out = sae(torch.randn(32, 6))
+    out.loss.backward()
+    sae.remove_parallel_grads_()
+    dots = (sae.W_dec.grad * sae.W_dec).sum(1)
+    torch.testing.assert_close(dots, torch.zeros(20), atol=1e-6, rtol=0)
+
+
+def test_forward_output_consistent():
+    sae = SparseAutoencoder(SAEConfig(input_dim=6, n_features=20, k=3), seed=0).eval()
+    x = torch.randn(10, 6)
+    out = sae(x)
+    assert out.activations.shape == (10, 20)
+    assert float(out.l0) == 3.0
+    torch.testing.assert_close(out.activations, sae.encode(x))
+    torch.testing.assert_close(out.reconstruction, sae.decode(sae.encode(x)))
+    with pytest.raises(ValueError, match=r"expects inputs of width 6, got shape \(10, 5\)"):
+        sae.encode(torch.randn(10, 5))
+
+
+def test_core_does_not_import_anndata():
+    src = Path(__file__).parents[2] / "src" / "sclens"
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('sclens'); pkg.__path__ = [{str(src)!r}]; sys.modules['sclens'] = pkg\n"
+        "import sclens.sae\n"
+        "bad = [m for m in ('anndata', 'scanpy', 'mudata') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

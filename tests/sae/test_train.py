@@ -1,0 +1,181 @@
+import numpy as np
+import pytest
+import torch
+from scipy import sparse
+
+from sclens.sae import (
+    ArrayBatches,
+    SAEConfig,
+    SparseAutoencoder,
+    evaluate,
+    geometric_median,
+    load_sae,
+    save_sae,
+    train_sae,
+)
+
+
+def make_planted(n: int = 3000, d: int = 16, n_atoms: int = 64, active: int = 3, seed: int = 0):
+    """Cells as non-negative combinations of ``active`` of ``n_atoms`` random unit atoms."""
+    rng = np.random.default_rng(seed)
+    atoms = rng.normal(size=(n_atoms, d))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    codes = np.zeros((n, n_atoms))
+    for i in range(n):
+        codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 2.0, active)
+    return (codes @ atoms).astype(np.float32), atoms
+
+
+def best_cosine(sae, atoms: np.ndarray) -> float:
+    """Mean over true atoms of the best cosine similarity with a decoder row."""
+    w = sae.W_dec.detach().cpu().numpy()
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    return float((atoms @ w.T).max(1).mean())
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return make_planted()
+
+
+def _fit(x, *, n_epochs, lr, seed=0, batch_size=128, **cfg):
+    sae = SparseAutoencoder(SAEConfig(input_dim=x.shape[1], **cfg), seed=seed)
+    history = train_sae(sae, x, n_epochs=n_epochs, batch_size=batch_size, lr=lr, seed=seed, show_progress=False)
+    return sae, history
+
+
+@pytest.fixture(scope="module")
+def planted32():
+    return make_planted(n=3000, d=32)
+
+
+@pytest.mark.parametrize(
+    ("arch", "kw"),
+    [("topk", {"k": 4, "n_features": 128}), ("relu", {"l1_weight": 1.0, "n_features": 128})],
+)
+def test_planted_dictionary_recovered(planted32, arch, kw):
+    x, atoms = planted32
+    sae, history = _fit(x, architecture=arch, n_epochs=20, lr=PLANTED_LR[arch], **kw)
+    ev = evaluate(sae, x)
+    assert best_cosine(sae, atoms) >= 0.9
+    assert ev.fvu < 0.1
+    assert history["fvu"][-1] < history["fvu"][0]
+
+
+PLANTED_LR = {"topk": 5e-3, "relu": 1e-2}
+
+
+def test_vanilla_l1_controls_sparsity(planted):
+    x = planted[0][:1500]
+    l0 = {}
+    for w in (0.01, 5.0):
+        sae, _ = _fit(x, architecture="vanilla", n_features=64, l1_weight=w, n_epochs=5, lr=1e-2)
+        l0[w] = evaluate(sae, x).l0
+    assert l0[5.0] < 0.5 * l0[0.01]
+
+
+def test_auxk_reduces_dead_features(planted):
+    # a too-high learning rate kills about half of the features; AuxK revives part of them
+    x = planted[0][:2000]
+    dead = {}
+    for aux_weight in (0.0, 1.0):
+        sae, _ = _fit(
+            x, architecture="topk", n_features=64, k=3, aux_weight=aux_weight, dead_steps=10, n_epochs=15, lr=0.1
+        )
+        dead[aux_weight] = evaluate(sae, x).dead_fraction
+    assert dead[0.0] > 0.3
+    assert dead[1.0] < dead[0.0] - 0.08
+
+
+def test_batchtopk_inference_independent_of_batch(planted):
+    x = planted[0][:1000]
+    sae, _ = _fit(x, architecture="batchtopk", n_features=64, k=3, n_epochs=3, lr=1e-2)
+    assert float(sae.threshold) > 0
+    xt = torch.from_numpy(x[:50])
+    with torch.no_grad():
+        full = sae.encode(xt)
+        single = torch.cat([sae.encode(xt[i : i + 1]) for i in range(50)])
+        mixed = sae.encode(torch.cat([xt[25:], torch.from_numpy(x[500:900])]))[:25]
+    # same active features and values up to float round-off of different matmul shapes
+    assert torch.equal(full > 0, single > 0) and torch.equal(full[25:] > 0, mixed > 0)
+    torch.testing.assert_close(single, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mixed, full[25:], atol=1e-5, rtol=1e-5)
+    assert 1 < float((full > 0).sum(1).float().mean()) < 10
+
+
+def test_same_seed_identical(planted):
+    x = planted[0][:600]
+    a, ha = _fit(x, architecture="topk", n_features=64, k=3, n_epochs=2, lr=1e-2, seed=5)
+    b, hb = _fit(x, architecture="topk", n_features=64, k=3, n_epochs=2, lr=1e-2, seed=5)
+    c, _ = _fit(x, architecture="topk", n_features=64, k=3, n_epochs=2, lr=1e-2, seed=6)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        assert torch.equal(a.encode(xt), b.encode(xt))
+        assert not torch.equal(a.encode(xt), c.encode(xt))
+    np.testing.assert_array_equal(ha["loss_step"], hb["loss_step"])
+
+
+@pytest.mark.parametrize("arch", ["vanilla", "relu", "topk", "batchtopk"])
+def test_normalization_folded_and_save_load(planted, tmp_path, arch):
+    x = planted[0][:400] * 7.0 + 3.0
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=48, architecture=arch, k=3, scale="std"), seed=0)
+    train_sae(sae, x, n_epochs=1, batch_size=100, lr=1e-2, fold=False, show_progress=False)
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        before, recon = sae.encode(xt), sae.decode(sae.encode(xt))
+        torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(48))  # unit norm while training
+        sae.fold_normalization_()
+        torch.testing.assert_close(sae.encode(xt), before, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(sae.decode(sae.encode(xt)), recon, atol=1e-3, rtol=1e-4)
+        save_sae(sae, tmp_path / "m")
+        assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["cfg.json", "sae.safetensors"]
+        loaded = load_sae(tmp_path / "m", input_dim=16)
+        assert loaded.cfg == sae.cfg
+        assert torch.equal(loaded.encode(xt), sae.encode(xt))
+    with pytest.raises(ValueError, match=r"trained on 16-dimensional inputs but the data has 20 columns"):
+        load_sae(tmp_path / "m", input_dim=20)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_sae(sae, tmp_path / "m")
+
+
+def test_streaming_reads_chunks_only(planted):
+    x = planted[0][:1000]
+
+    class Guarded:
+        """Array that refuses reads larger than one chunk."""
+
+        shape, dtype = x.shape, x.dtype
+        max_read = 0
+
+        def __getitem__(self, key):
+            assert isinstance(key, slice)
+            Guarded.max_read = max(Guarded.max_read, key.stop - key.start)
+            return sparse.csr_matrix(x[key])
+
+    batches = ArrayBatches(Guarded(), batch_size=64, chunk_size=200, seed=1)
+    seen = np.concatenate([b.numpy() for b in batches])
+    assert Guarded.max_read == 200
+    assert len(seen) == 1000 and len(list(batches)) == len(batches) == 16
+    np.testing.assert_allclose(np.sort(seen[:, 0]), np.sort(x[:, 0]))
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=32, k=3), seed=0)
+    train_sae(sae, batches, n_epochs=1, lr=1e-2, show_progress=False)
+    # a plain iterable of tensors also works (statistics from its first rows)
+    tensors = [torch.from_numpy(x[i : i + 100]) for i in range(0, 1000, 100)]
+    sae2 = SparseAutoencoder(SAEConfig(input_dim=16, n_features=32, k=3), seed=0)
+    hist = train_sae(sae2, tensors, n_epochs=2, lr=1e-2, show_progress=False)
+    assert len(hist["loss"]) == 2 and len(hist["loss_step"]) == 20
+
+
+def test_nonfinite_input_raises(planted):
+    x = planted[0][:100].copy()
+    x[3, 2] = np.nan
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=32, k=3), seed=0)
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 cell"):
+        train_sae(sae, x, n_epochs=1, show_progress=False)
+
+
+def test_geometric_median_robust_to_outliers():
+    rng = np.random.default_rng(0)
+    pts = np.vstack([rng.normal(size=(99, 3)), [[1000.0, 1000.0, 1000.0]]])
+    assert np.linalg.norm(geometric_median(pts)) < 0.5
+    assert np.linalg.norm(pts.mean(0)) > 10
