@@ -116,7 +116,9 @@ def resolve_seed(random_state: int | None) -> int:
 
 def progress(iterable: Any = None, **kwargs: Any):
     """A ``tqdm.auto`` progress bar, disabled unless ``sclens.settings.verbosity >= 2``."""
-    from tqdm.auto import tqdm
-
     kwargs.setdefault("disable", not settings.progress)
+    if kwargs["disable"]:  # tqdm.auto warns in notebooks without ipywidgets even when disabled
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm
     return tqdm(iterable, **kwargs)

@@ -83,6 +83,9 @@ def test_encode_query_with_reference(fitted, toy):
     query2 = toy[:50].copy()
     sl.tl.encode(query2, sae=sl.get.sae(fitted), use_rep="X_emb")
     np.testing.assert_array_equal(query2.obsm["X_sae"].toarray(), query.obsm["X_sae"].toarray())
+    # a bare model re-encodes cells that already hold a run under `key`: its use_rep is reused
+    sl.tl.encode(query2, sae=sl.get.sae(fitted))
+    np.testing.assert_array_equal(query2.obsm["X_sae"].toarray(), query.obsm["X_sae"].toarray())
 
 
 def test_save_dir_then_encode(fitted, toy, tmp_path):

@@ -10,8 +10,9 @@ from anndata import AnnData
 from torch import nn
 
 from .._docs import doc_params
-from .._settings import logger, settings
+from .._settings import logger, resolve_n_jobs, settings
 from .._utils import as_dense_float32, check_adata, progress, resolve_seed
+from ..sae import torch_threads
 
 LOSSES = ("log1p", "nb")
 
@@ -74,6 +75,7 @@ def fit_autoencoder(
     validation_fraction: float = 0.1,
     random_state: int | None = 0,
     device: str | None = None,
+    n_jobs: int | None = None,
     key_added: str = "ae",
     copy: bool = False,
 ) -> AnnData | None:
@@ -106,6 +108,8 @@ def fit_autoencoder(
     {random_state}
     device
         Torch device; ``None`` uses ``sclens.settings.device``.
+    {n_jobs}
+        Here: torch CPU threads (one is fastest on small, busy machines).
     {key_added}
     {copy}
 
@@ -136,36 +140,38 @@ def fit_autoencoder(
     n = y.shape[0]
     is_val = np.zeros(n, dtype=bool)
     is_val[rng.choice(n, size=max(1, int(round(validation_fraction * n))), replace=False)] = True
-    torch.manual_seed(seed)
-    model = _AutoEncoder(y.shape[1], hidden, int(n_latent), loss).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    yt = torch.from_numpy(y)  # log1p is taken per minibatch to keep one copy of the counts
-    lib = yt.sum(dim=1)
-    tr_idx = np.flatnonzero(~is_val)
-    val = torch.from_numpy(np.flatnonzero(is_val))
-    gen = torch.Generator().manual_seed(seed)
-    train_curve, val_curve = [], []
-    for epoch in progress(range(n_epochs), desc="autoencoder"):
-        model.train()
-        perm = torch.from_numpy(tr_idx)[torch.randperm(tr_idx.size, generator=gen)]
-        total = 0.0
-        for start in range(0, perm.numel(), batch_size):
-            idx = perm[start : start + batch_size]
-            yb = yt[idx].to(dev)
-            batch_loss = model(torch.log1p(yb), yb, lib[idx].to(dev))
-            opt.zero_grad()
-            batch_loss.backward()
-            opt.step()
-            total += batch_loss.item() * idx.numel()
-        model.eval()
+    with torch_threads(resolve_n_jobs(n_jobs) if dev.type == "cpu" else None):
+        torch.manual_seed(seed)
+        model = _AutoEncoder(y.shape[1], hidden, int(n_latent), loss).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        yt = torch.from_numpy(y)  # log1p is taken per minibatch to keep one copy of the counts
+        lib = yt.sum(dim=1)
+        tr_idx = np.flatnonzero(~is_val)
+        val = torch.from_numpy(np.flatnonzero(is_val))
+        gen = torch.Generator().manual_seed(seed)
+        train_curve, val_curve = [], []
+        for epoch in progress(range(n_epochs), desc="autoencoder"):
+            model.train()
+            perm = torch.from_numpy(tr_idx)[torch.randperm(tr_idx.size, generator=gen)]
+            total = 0.0
+            for start in range(0, perm.numel(), batch_size):
+                idx = perm[start : start + batch_size]
+                yb = yt[idx].to(dev)
+                batch_loss = model(torch.log1p(yb), yb, lib[idx].to(dev))
+                opt.zero_grad()
+                batch_loss.backward()
+                opt.step()
+                total += batch_loss.item() * idx.numel()
+            model.eval()
+            with torch.no_grad():
+                yv = yt[val].to(dev)
+                v = float(model(torch.log1p(yv), yv, lib[val].to(dev)))
+            train_curve.append(total / max(tr_idx.size, 1))
+            val_curve.append(v)
+            logger.debug("autoencoder epoch %d: train %.4f, validation %.4f", epoch, train_curve[-1], v)
         with torch.no_grad():
-            yv = yt[val].to(dev)
-            v = float(model(torch.log1p(yv), yv, lib[val].to(dev)))
-        train_curve.append(total / max(tr_idx.size, 1))
-        val_curve.append(v)
-        logger.debug("autoencoder epoch %d: train %.4f, validation %.4f", epoch, train_curve[-1], v)
-    with torch.no_grad():
-        emb = torch.cat([model.encoder(torch.log1p(yt[i : i + 4096].to(dev))).cpu() for i in range(0, n, 4096)])
+            emb = torch.cat([model.encoder(torch.log1p(yt[i : i + 4096].to(dev))).cpu() for i in range(0, n, 4096)])
+
 
     adata = adata.copy() if copy else adata
     adata.obsm[f"X_{key_added}"] = emb.numpy().astype(np.float32)
@@ -180,6 +186,7 @@ def fit_autoencoder(
             "batch_size": int(batch_size),
             "validation_fraction": float(validation_fraction),
             "random_state": seed,
+            "n_jobs": resolve_n_jobs(n_jobs),
         },
         "metrics": {
             "train_loss": np.asarray(train_curve),

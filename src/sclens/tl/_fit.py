@@ -207,6 +207,11 @@ def fit_sae(
     return adata if copy else None
 
 
+def _has_use_rep(adata: AnnData, key: str) -> bool:
+    run = adata.uns.get(key)
+    return isinstance(run, dict) and "use_rep" in run.get("params", {})
+
+
 def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencoder, dict, dict]:
     """The model to apply plus the params / training curves of where it came from."""
     from ..get import sae as get_sae
@@ -214,10 +219,12 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
 
     if sae is None:
         sae = adata
+    # a bare model does not know its embedding: fall back on a run already stored under `key`
+    own = {"use_rep": adata.uns[key]["params"]["use_rep"]} if _has_use_rep(adata, key) else {}
     if isinstance(sae, SparseAutoencoder):
-        return sae.eval(), {}, {}
+        return sae.eval(), own, {}
     if isinstance(sae, (str, os.PathLike)):
-        return load_sae(sae), {}, {}
+        return load_sae(sae), own, {}
     if hasattr(sae, "uns") and hasattr(sae, "obsm"):
         model = get_sae(sae, key=key)
         params = dict(sae.uns[key].get("params", {}))
