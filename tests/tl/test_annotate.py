@@ -119,3 +119,41 @@ def test_copy_and_feature_errors(toy_annot):
     with pytest.raises(KeyError, match="No SAE run under key 'other'"):
         sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", key="other")
     assert "sae_go" not in toy_annot.uns
+
+
+
+def test_model_predicted_expression(scvi_toy):
+    """``model=``: the decoder mean at each cell's observed library size, in chunks, as scvi-tools computes it."""
+    import torch
+
+    from sclens.tl._de import Expression
+
+    ad, model = scvi_toy
+    expr = Expression(ad, model=model)
+    parts = list(expr.chunks(np.arange(ad.n_obs), chunk_size=128))
+    assert [p[1].shape[0] for p in parts] == [128, 128, 44]
+    pred = np.vstack([p[1] for p in parts])
+    # decoder proportions times the observed library size: rows sum to each cell's total count
+    lib = np.asarray(ad.layers["counts"].sum(axis=1)).ravel()
+    np.testing.assert_allclose(pred.sum(axis=1), lib, rtol=1e-5)
+    idx = np.array([3, 50, 299])
+    torch.manual_seed(7)
+    ours = expr.dense(idx)
+    torch.manual_seed(7)
+    ref = model.get_normalized_expression(ad, indices=idx, library_size="latent", return_numpy=True)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"Pass either `layer=` \(observed counts\) or `model=`"):
+        Expression(ad, layer="counts", model=model)
+
+
+def test_annotate_with_model(scvi_toy):
+    ad, model = scvi_toy
+    ad = ad.copy()
+    gs = ad.uns["toy"]["gene_sets"]
+    sl.tl.annotate_features(ad, gene_sets=gs, model=model, features=[0, 1], high_quantile=0.9, n_low=200,
+                            min_size=3, return_de=[0])  # fmt: skip
+    params = ad.uns["sae_go"]["params"]
+    assert params["expression"] == "model:SCVI"
+    de = ad.uns["sae_go"]["de"]["0"]
+    assert de.shape == (ad.n_vars, 5) and de["stat"].notna().all()
+    assert set(ad.uns["sae"]["features"].loc[["0", "1"], "n_terms"]) <= set(range(len(gs)))

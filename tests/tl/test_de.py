@@ -33,13 +33,13 @@ def test_welch_equals_scipy():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue 4 target (median Spearman >= 0.9) not yet met: measured 0.898 on this fixture, "
-    "0.956 on a 16-feature toy; global vs per-contrast size factors/dispersions differ",
-    strict=False,
-)
 def test_fast_agrees_with_pydeseq2(engines_pair):
-    """Wald statistics and log2 fold changes of the batched engine track pyDESeq2 on 20 planted features."""
+    """Wald statistics and log2 fold changes of the batched engine track pyDESeq2 on 20 planted features.
+
+    Measured: median Spearman 0.974 (pooled 0.949), log2FC Pearson 0.993 against pyDESeq2 run with
+    DESeq2's single-cell settings (poscounts, no Cook's outlier replacement); with replacement on, the
+    median was 0.933.
+    """
     fast, ref = engines_pair.uns["fast"]["de"], engines_pair.uns["deseq2"]["de"]
     rho, r_lfc, pooled_a, pooled_b = [], [], [], []
     for f in [str(i) for i in range(20)]:

@@ -91,7 +91,7 @@ def run_contrasts(
     study_all = np.zeros((n_c, genes.size), dtype=bool) if stats_all is not None else None
     tested_all = np.zeros((n_c, genes.size), dtype=bool) if stats_all is not None else None
     if opt.flavor == "scfeaturelens" or opt.de_method == "fast":
-        scan = expr.scan([high, low], squares=opt.flavor == "scfeaturelens")
+        scan = expr.scan([high, low], squares=opt.flavor == "scfeaturelens", weighted=opt.flavor == "sclens")
         n_h, n_l = np.diff(high.indptr), np.diff(low.indptr)
         if opt.flavor == "sclens":
             disp = fast.nb_dispersions(scan.z_mean, scan.z_var, scan.size_factors)
@@ -112,7 +112,10 @@ def run_contrasts(
             keep = (res["n_overlap"] >= 1) & (res["pvalue"] <= opt.alpha)
         else:
             if opt.de_method == "fast":
-                de = fast.nb_wald(scan.sums[0][sl_], scan.sums[1][sl_], nb_h[sl_], nb_l[sl_], centres, disp)
+                de = fast.nb_wald(
+                    scan.sums[0][sl_], scan.sums[1][sl_], nb_h[sl_], nb_l[sl_], centres, disp,
+                    scan.ssums[0][sl_], scan.ssums[1][sl_],
+                )  # fmt: skip
             else:
                 de = deseq2_engine(expr, hi_idx[sl_], lo_idx[sl_], n_jobs=opt.n_jobs)
             study = up_genes(de, de_alpha=opt.de_alpha, min_log2fc=opt.min_log2fc)

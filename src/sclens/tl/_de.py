@@ -25,9 +25,9 @@ class Scan:
     """One pass over the expression.
 
     ``library`` (cells), ``size_factors`` (cells, geometric mean 1), ``z_mean`` / ``z_var``
-    (genes; moments of ``y / s``), ``sums`` (list, one genes x k array per membership matrix:
-    sums of raw expression), ``zsums`` / ``z2sums`` (same for ``y / s`` and ``(y / s)^2``, only
-    when requested).
+    (genes; moments of ``y / s``), ``sums`` (list, one k x genes array per membership matrix:
+    sums of raw expression), ``ssums`` (same for ``s * y``, only when ``weighted``), ``zsums`` /
+    ``z2sums`` (same for ``y / s`` and ``(y / s)^2``, only when ``squares``).
     """
 
     library: np.ndarray
@@ -37,6 +37,7 @@ class Scan:
     sums: list[np.ndarray]
     zsums: list[np.ndarray] | None = None
     z2sums: list[np.ndarray] | None = None
+    ssums: list[np.ndarray] | None = None
 
 
 class Expression:
@@ -117,8 +118,12 @@ class Expression:
         out = np.vstack(blocks) if blocks else np.zeros((0, len(self.var_names)))
         return np.rint(out).astype(np.int64) if integer else out
 
-    def scan(self, memberships: list[sparse.spmatrix], *, squares: bool = False) -> Scan:
-        """Library sizes, normalised moments and group sums for each membership matrix (cells x k)."""
+    def scan(self, memberships: list[sparse.spmatrix], *, squares: bool = False, weighted: bool = False) -> Scan:
+        """Library sizes, normalised moments and group sums for each membership matrix (cells x k).
+
+        ``weighted`` adds the group sums of ``s * y`` (size-factor-weighted expression), from the
+        same sparse product as the plain sums.
+        """
         n_genes = len(self.var_names)
         lib = np.zeros(self.adata.n_obs)
         zl1 = np.zeros(n_genes)  # sum of y / library
@@ -127,6 +132,7 @@ class Expression:
         sums = [np.zeros((m.shape[0], n_genes)) for m in mats]
         zs = [np.zeros((m.shape[0], n_genes)) for m in mats] if squares else None
         z2s = [np.zeros((m.shape[0], n_genes)) for m in mats] if squares else None
+        lys = [np.zeros((m.shape[0], n_genes)) for m in mats] if weighted else None  # sums of library * y
         n_chunks = int(np.ceil(self.adata.n_obs / CHUNK))
         for idx, y in progress(self.chunks(), total=n_chunks, desc="expression"):
             ly = np.asarray(y.sum(axis=1)).ravel()
@@ -141,6 +147,8 @@ class Expression:
                 if block.nnz == 0:
                     continue
                 sums[j] += _dense(block @ y)
+                if weighted:  # library-weighted membership: no copy of the expression chunk
+                    lys[j] += _dense((block @ sparse.diags(ly)) @ y)
                 if squares:
                     zs[j] += _dense(block @ yl)
                     z2s[j] += _dense(block @ yl2)
@@ -155,7 +163,8 @@ class Expression:
         if squares:
             zs = [a * gm for a in zs]
             z2s = [a * gm**2 for a in z2s]
-        return Scan(lib, lib / gm, z_mean, z_var, sums, zs, z2s)
+        ssums = [a / gm for a in lys] if weighted else None
+        return Scan(lib, lib / gm, z_mean, z_var, sums, zs, z2s, ssums)
 
 
 def _dense(x: Any) -> np.ndarray:

@@ -28,8 +28,10 @@ def _import_pydeseq2():
 def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame:
     """pyDESeq2 results (``log2FoldChange``, ``stat``, ``pvalue``, ``padj``, ``baseMean``) of one contrast.
 
-    ``counts`` is dense int (high cells first, then low cells). Size factors use ``poscounts``
-    (DESeq2's recommendation for single-cell data, where every gene has zeros); one CPU, quiet.
+    ``counts`` is dense int (high cells first, then low cells). Settings follow DESeq2's
+    recommendations for single-cell data: ``poscounts`` size factors (every gene has zeros) and no
+    replacement of Cook's-distance outliers (DESeq2's ``minReplicatesForReplace=Inf``: with hundreds
+    of cells per group, replacement rewrites counts of many genes per contrast); one CPU, quiet.
     """
     DeseqDataSet, DeseqStats = _import_pydeseq2()
     n = counts.shape[0]
@@ -44,7 +46,8 @@ def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")
         dds = DeseqDataSet(
-            counts=df, metadata=meta, design="~condition", size_factors_fit_type="poscounts", quiet=True, n_cpus=1
+            counts=df, metadata=meta, design="~condition", size_factors_fit_type="poscounts",
+            refit_cooks=False, quiet=True, n_cpus=1,
         )
         dds.deseq2()
         ds = DeseqStats(dds, contrast=["condition", "high", "low"], quiet=True, n_cpus=1)

@@ -1,8 +1,25 @@
 """Batched negative-binomial Wald test for many two-group contrasts at once.
 
-Size factors and gene-wise dispersions are estimated once from all cells; the group sums of
-every contrast come from one sparse product (see :meth:`Expression.scan`), and the Wald test is
-vectorised over genes x contrasts.
+The model is pyDESeq2's ``~condition`` NB GLM, ``y_ij ~ NB(s_i mu_gj, alpha_j)`` for cell ``i``,
+gene ``j`` and group ``g`` (high / low), estimated for all contrasts together:
+
+* size factors ``s_i``: library sizes over their geometric mean, computed once on all cells
+  (pyDESeq2 uses ``poscounts`` on each contrast's cells; library sizes agreed better in our tests);
+* dispersions ``alpha_j``: estimated once on all cells by :func:`nb_dispersions` (moments of
+  ``y / s`` shrunk towards a parametric mean trend), not per contrast;
+* group sums ``sum(y)`` and ``sum(s * y)`` of every contrast come from one sparse product (see
+  :meth:`Expression.scan`); cell counts per size-factor quantile bin stand in for the cells' size
+  factors in the sums over cells;
+* group means: closed form plus one Newton step of the NB likelihood, Wald statistic from the
+  Fisher information without a floor on the expected counts (:func:`nb_wald`).
+
+Not reproduced: pyDESeq2's per-contrast genewise / MAP dispersions and its Cook's-distance outlier
+replacement (``refit_cooks=True``). The latter is the main remaining difference from the default
+pyDESeq2 reference: on 20 planted features (2,000 toy cells x 300 genes, 100 high vs 300 low
+cells) the median per-feature Spearman correlation of Wald statistics is 0.91 against default
+pyDESeq2 and 0.97 against pyDESeq2 with ``refit_cooks=False``; this engine fed with pyDESeq2's
+own size factors and dispersions reaches 0.997 against the latter, but only 0.90 against the
+former.
 """
 
 from __future__ import annotations
@@ -12,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, stats
 
-MIN_MU = 0.5  # as pyDESeq2's `min_mu`: floor of a cell's expected count in the Fisher information
 PSEUDO = 0.5  # a group without any count is treated as holding half a count
 N_BINS = 16  # size-factor quantile bins used to evaluate the Fisher information
 
@@ -51,10 +67,15 @@ def fdr_bh(p: np.ndarray) -> np.ndarray:
 def nb_dispersions(z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarray) -> np.ndarray:
     """Gene-wise NB dispersions: method of moments on ``y / s``, shrunk towards a mean trend.
 
-    The moment estimate ``(var - mean * mean(1/s)) / mean^2`` is clipped to ``[1e-8, 10]``; the trend
-    ``a0 + a1 / mean`` (DESeq2's parametric form) is fitted by iteratively reweighted least squares
-    with gamma weights; the final log-dispersion is ``0.25 * gene-wise + 0.75 * trend``, a fixed-weight
-    stand-in for DESeq2's maximum-a-posteriori shrinkage.
+    ``z_mean`` / ``z_var`` are the mean and variance of ``y / s`` over all cells. The moment estimate
+    ``(var - mean * mean(1/s)) / mean^2`` is clipped to ``[1e-8, 10]`` (10 for genes without counts);
+    the trend ``a0 + a1 / mean`` (DESeq2's parametric form, coefficients kept >= 1e-8) is fitted to
+    the genes whose estimate lies strictly inside ``(1e-6, 10)`` by least squares with residuals
+    scaled by the current trend (gamma-family weights), iterated up to 20 times; the final
+    dispersion is ``exp(0.25 * log gene-wise + 0.75 * log trend)``, a fixed-weight stand-in for
+    DESeq2's maximum-a-posteriori shrinkage (with fewer than 3 genes to fit, the clipped moment
+    estimates are returned). The weight was checked against per-contrast within-group moments
+    and DESeq2-like MAP weights, which did not agree better with pyDESeq2.
     """
     mean = np.asarray(z_mean, dtype=np.float64)
     inv_s = float(np.mean(1.0 / size_factors))
@@ -102,32 +123,56 @@ def nb_wald(
     nbin_low: np.ndarray,
     centres: np.ndarray,
     alpha: np.ndarray,
+    ssum_high: np.ndarray | None = None,
+    ssum_low: np.ndarray | None = None,
 ) -> DEResult:
     """Wald test of ``log(mu_high / mu_low)`` per contrast (rows) and gene (columns).
 
-    For a two-group design the NB GLM mean of a group is estimated in closed form as
-    ``sum(y) / sum(s)`` (exact when size factors are equal within a group). The standard error
-    comes from the Fisher information ``sum_i m_i / (1 + alpha m_i)`` with ``m_i = max(s_i mu, 0.5)``,
-    evaluated with the cells' size factors grouped in quantile bins (``nbin_*``: cells per bin,
-    contrasts x bins).
+    The model is pyDESeq2's two-group NB GLM ``y_i ~ NB(s_i mu_g, alpha)``. For each group:
+
+    1. start from the closed-form mean ``mu_0 = sum(y) / sum(s)`` (the MLE when all size factors
+       are equal or ``alpha = 0``; a group without counts holds ``PSEUDO`` counts);
+    2. one Newton step of the NB log-likelihood in ``log mu``, when the size-factor-weighted sums
+       ``ssum_* = sum(s * y)`` are given: score ``U = sum_i (y_i - m_i) / (1 + alpha m_i)`` and
+       information ``I = sum_i m_i / (1 + alpha m_i)`` with ``m_i = s_i mu_0``. The counts' part
+       ``sum_i y_i / (1 + alpha m_i)`` is approximated by ``sum(y) / (1 + alpha s_y mu_0)`` at the
+       count-weighted mean size factor ``s_y = sum(s * y) / sum(y)`` (exact to first order in the
+       spread of ``s``); the cells' part uses the size-factor bins. The step is clipped to ``[-1, 1]``
+       and skipped for groups without counts;
+    3. standard error from the Fisher information at the final means, ``1 / I_high + 1 / I_low``
+       with ``I = sum_i m_i / (1 + alpha m_i)`` and no floor on ``m_i`` (as pyDESeq2's Wald test),
+       evaluated with the cells' size factors grouped in quantile bins (``nbin_*``: cells per bin,
+       contrasts x bins; ``centres``: mean size factor of each bin).
+
+    ``stat = log(mu_high / mu_low) / se``, two-sided normal p-values, BH within each contrast;
+    genes without any count in the contrast are not tested (NaN).
     """
-    ss_h = nbin_high @ centres  # sum of size factors per contrast
-    ss_l = nbin_low @ centres
     tested = (sum_high + sum_low) > 0
-    mu_h = np.maximum(sum_high, PSEUDO) / ss_h[:, None]
-    mu_l = np.maximum(sum_low, PSEUDO) / ss_l[:, None]
-    info_h = np.zeros_like(mu_h)
-    info_l = np.zeros_like(mu_l)
-    for b, s in enumerate(centres):
-        m_h = np.maximum(s * mu_h, MIN_MU)
-        m_l = np.maximum(s * mu_l, MIN_MU)
-        info_h += nbin_high[:, b : b + 1] * (m_h / (1.0 + alpha * m_h))
-        info_l += nbin_low[:, b : b + 1] * (m_l / (1.0 + alpha * m_l))
+    groups = []
+    for sums, ssums, nbin in ((sum_high, ssum_high, nbin_high), (sum_low, ssum_low, nbin_low)):
+        ss = nbin @ centres  # sum of size factors per contrast
+        mu = np.maximum(sums, PSEUDO) / ss[:, None]
+        if ssums is not None:
+            s_y = np.where(sums > 0, ssums / np.maximum(sums, 1e-300), 1.0)
+            info = _information(mu, nbin, centres, alpha)
+            score = sums / (1.0 + alpha * s_y * mu) - info
+            step = np.where(sums > 0, np.clip(score / info, -1.0, 1.0), 0.0)
+            mu = mu * np.exp(step)
+        groups.append((mu, _information(mu, nbin, centres, alpha), ss))
+    (mu_h, info_h, ss_h), (mu_l, info_l, ss_l) = groups
     beta = np.log(mu_h / mu_l)
-    se = np.sqrt(1.0 / info_h + 1.0 / info_l)
-    stat = beta / se
+    stat = beta / np.sqrt(1.0 / info_h + 1.0 / info_l)
     pvalue = 2.0 * stats.norm.sf(np.abs(stat))
     nan = np.where(tested, 1.0, np.nan)
     base = (sum_high + sum_low) / (ss_h + ss_l)[:, None]
     pvalue = pvalue * nan
     return DEResult(beta / np.log(2) * nan, stat * nan, pvalue, fdr_bh(pvalue), base)
+
+
+def _information(mu: np.ndarray, nbin: np.ndarray, centres: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Fisher information of ``log mu``, ``sum_i m_i / (1 + alpha m_i)`` with ``m_i = s_i mu``, over size-factor bins."""
+    info = np.zeros_like(mu)
+    for b, s in enumerate(centres):
+        m = s * mu
+        info += nbin[:, b : b + 1] * (m / (1.0 + alpha * m))
+    return info
