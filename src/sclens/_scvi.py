@@ -138,7 +138,12 @@ def decode_scvi(
                     y=_t("y"),
                 )
                 px = gen["px"]
-                expr = px.mu if library_size is None else px.scale * float(library_size)
+                # `get_normalized` exists for every likelihood (NB/ZINB `.mu`, Poisson `.rate`, and
+                # for "normal" the normalised mean is `normal_mu`, not the distribution's `scale`)
+                if library_size is None:
+                    expr = px.get_normalized("mu")
+                else:
+                    expr = px.get_normalized("scale") * float(library_size)
                 out.append(expr.cpu().numpy())
     finally:
         module.train(was_training)

@@ -1,7 +1,9 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,3 +78,21 @@ def test_core_does_not_import_anndata():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_numpy_integers_accepted():
+    # sizes often come from numpy (a grid, `adata.obsm[...].shape`); they become plain ints (JSON friendly)
+    cfg = SAEConfig(input_dim=np.int64(4), n_features=np.int32(8), k=np.int64(2), aux_k=np.int64(3))
+    assert (cfg.input_dim, cfg.n_features, cfg.k, cfg.aux_k) == (4, 8, 2, 3)
+    assert all(type(v) is int for v in (cfg.input_dim, cfg.n_features, cfg.k, cfg.aux_k))
+    json.loads(cfg.to_json())
+    with pytest.raises(TypeError, match=r"n_features must be an integer, got np.True_"):
+        SAEConfig(input_dim=4, n_features=np.bool_(True))
+
+
+def test_topk_sparse_backward_matches_autograd():
+    from sclens.sae._registry import topk_encode
+
+    g = torch.Generator().manual_seed(0)
+    args = [torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True) for s in ((7, 5), (5, 12), (12,))]
+    assert torch.autograd.gradcheck(lambda x, w, b: topk_encode(x, w, b, 4)[0], args)

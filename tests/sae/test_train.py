@@ -179,3 +179,79 @@ def test_geometric_median_robust_to_outliers():
     pts = np.vstack([rng.normal(size=(99, 3)), [[1000.0, 1000.0, 1000.0]]])
     assert np.linalg.norm(geometric_median(pts)) < 0.5
     assert np.linalg.norm(pts.mean(0)) > 10
+
+
+def test_epoch_fvu_survives_a_one_cell_last_batch(planted):
+    # 129 cells in batches of 128: the last batch has one cell and no variance of its own
+    x = planted[0][:129]
+    sae, history = _fit(x, architecture="topk", n_features=32, k=3, n_epochs=2, lr=1e-2, batch_size=128)
+    assert np.all(history["fvu"] < 1.0)
+    assert history["fvu"][-1] == pytest.approx(evaluate(sae, x).fvu, rel=0.3)
+
+
+def test_batchtopk_threshold_is_smallest_positive_kept():
+    # two features can be positive, so a batch has fewer than k * n positive candidates
+    sae = SparseAutoencoder(SAEConfig(input_dim=8, n_features=32, architecture="batchtopk", k=3), seed=0).train()
+    with torch.no_grad():
+        sae.b_enc.fill_(-100.0)
+        sae.b_enc[:2] = 100.0
+        out = sae(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))
+    kept = out.acts[out.acts > 0]
+    assert len(kept) == 128 and float(sae.threshold) == pytest.approx(float(kept.min()))
+
+
+def test_given_array_batches_are_sharded_across_ranks(planted):
+    from sclens.sae._train import as_batches
+
+    x = planted[0][:1000]
+    whole = ArrayBatches(x, batch_size=100, seed=1)
+    shards = [list(as_batches(whole, batch_size=100, shuffle=True, seed=1, rank=r, world_size=2)) for r in (0, 1)]
+    assert [len(s) for s in shards] == [5, 5] and whole.world_size == 1
+    seen = np.concatenate([b.numpy() for s in shards for b in s])
+    np.testing.assert_array_equal(np.sort(seen[:, 0]), np.sort(x[:, 0]))
+
+
+def test_one_shot_iterator_rejected(planted):
+    x = planted[0][:300]
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=32, k=3), seed=0)
+    batches = (torch.from_numpy(x[i : i + 100]) for i in range(0, 300, 100))
+    with pytest.raises(TypeError, match=r"one-shot iterator \(generator\).*pass a list of tensors or an array"):
+        train_sae(sae, batches, n_epochs=2, show_progress=False)
+
+
+def test_lazy_array_computed_chunk_by_chunk(planted):
+    x = planted[0][:1000]
+    computed = []
+
+    class Lazy:
+        """Dask-like: slicing is free, `compute()` materialises (and is counted)."""
+
+        def __init__(self, start=0, stop=len(x)):
+            self.start, self.stop = start, stop
+            self.shape, self.dtype = (stop - start, x.shape[1]), x.dtype
+
+        def __getitem__(self, key):
+            return Lazy(self.start + key.start, self.start + min(key.stop, self.shape[0]))
+
+        def compute(self):
+            computed.append(self.stop - self.start)
+            return x[self.start : self.stop]
+
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=32, k=3), seed=0)
+    train_sae(sae, ArrayBatches(Lazy(), batch_size=64, chunk_size=250), n_epochs=2, lr=1e-2, show_progress=False)
+    assert max(computed) == 250 and sum(computed) == 3 * 1000  # statistics + 2 epochs
+
+
+def test_geometric_median_minimises_summed_distance():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(1)
+    pts = rng.gamma(1.0, size=(300, 5)) * [1, 3, 10, 0.5, 2]
+
+    def cost(y):
+        return np.linalg.norm(pts - y, axis=1).sum()
+
+    ref = minimize(cost, pts.mean(0), method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20000})
+    gm = geometric_median(pts)
+    assert cost(gm) <= ref.fun + 1e-6
+    np.testing.assert_allclose(gm, ref.x, atol=1e-4)

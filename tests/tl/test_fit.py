@@ -154,3 +154,133 @@ def test_encode_other_width_raises(fitted, toy):
     assert _snapshot(query) == before
     with pytest.raises(KeyError, match=r"`adata.uns\['sae'\]` not found.*Run `sl.tl.fit_sae"):
         sl.tl.encode(query)
+
+
+def _assert_same(a, b, path="uns"):
+    """Recursive exact equality; no None and no Python objects anywhere."""
+    import pandas as pd
+
+    assert a is not None, path
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_index_type=False)
+    else:
+        assert isinstance(a, str | int | float | np.number | np.ndarray | np.bool_ | bool), (path, type(a))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
+
+
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
+def test_every_uns_entry_survives_h5ad(toy, tmp_path, architecture):
+    adata = toy.copy()
+    sl.tl.fit_sae(adata, use_rep="X_emb", **{**FAST, "n_epochs": 1}, architecture=architecture)
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    _assert_same(adata.uns["sae"], ad.read_h5ad(tmp_path / "a.h5ad").uns["sae"])
+
+
+def test_heldout_fvu_uses_heldout_mean(fitted):
+    # FVU = summed squared residuals / summed squared deviations from the mean of the same (held-out) cells
+    m = fitted.uns["sae"]["metrics"]
+    assert m["fvu"] == pytest.approx(m["val_fvu"][-1], rel=1e-4)
+    assert fitted.uns["sae"]["params"]["fvu_on"] == "validation"
+
+
+@pytest.mark.parametrize(("fn", "kw"), [("fit_sae", {"key_added": None}), ("encode", {"key": "a/b"})])
+def test_bad_key_rejected_before_writing(fitted, fn, kw):
+    adata = fitted.copy()
+    before = _snapshot(adata)
+    extra = {"use_rep": "X_emb", **FAST} if fn == "fit_sae" else {"sae": fitted}
+    with pytest.raises(ValueError, match=r"must be a non-empty string without '/'"):
+        getattr(sl.tl, fn)(adata, **extra, **kw)
+    assert _snapshot(adata) == before
+
+
+def test_nan_leaves_existing_run_untouched(fitted):
+    adata = fitted.copy()
+    run, acts = adata.uns["sae"], adata.obsm["X_sae"]
+    emb = adata.obsm["X_emb"].copy()
+    emb[-1, 0] = np.nan  # one cell, wherever it falls (training or held-out)
+    adata.obsm["X_emb"] = emb
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 1 cell"):
+        sl.tl.fit_sae(adata, use_rep="X_emb", **FAST)
+    assert adata.uns["sae"] is run and adata.obsm["X_sae"] is acts
+    _assert_same(adata.uns["sae"], fitted.uns["sae"])
+
+
+@pytest.fixture(scope="module")
+def toy_2500():
+    return sl.datasets.toy(n_cells=2500, n_genes=200, random_state=0)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Training reads max(batch_size, 100) rows of a 16-dim embedding at a time; record every read."""
+    from sclens.sae import _data
+
+    reads = []
+    read_rows = _data.read_rows
+
+    def recording(x, start, stop):
+        reads.append((type(x).__name__, stop - start))
+        return read_rows(x, start, stop)
+
+    monkeypatch.setattr(_data, "_CHUNK_FLOATS", 100 * 16)
+    monkeypatch.setattr(_data, "read_rows", recording)
+    return reads
+
+
+def test_backed_h5py_embedding_streamed(toy_2500, tmp_path, small_chunks):
+    import h5py
+
+    class Counting(h5py.Dataset):
+        rows = []
+
+        def __getitem__(self, key):
+            Counting.rows.append(key.stop - key.start)  # only row slices, never an index array
+            return super().__getitem__(key)
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the backed embedding was read whole")
+
+    adata = toy_2500.copy()
+    with h5py.File(tmp_path / "emb.h5", "w") as f:
+        f["emb"] = adata.obsm["X_emb"]
+    with h5py.File(tmp_path / "emb.h5", "r") as f:
+        adata.obsm["backed"] = Counting(f["emb"].id)
+        sl.tl.fit_sae(adata, use_rep="backed", key_added="h5", **FAST)
+    # training reads batch_size (128) rows, the final encoding 1024, never all 2500
+    assert set(Counting.rows) <= {128, 1024, 2500 % 128, 2500 % 1024} and {t for t, _ in small_chunks} == {"Counting"}
+    sl.tl.fit_sae(adata, use_rep="X_emb", **FAST)  # in memory with the same chunks: the same model
+    assert (adata.obsm["X_h5"] != adata.obsm["X_sae"]).nnz == 0
+
+
+def test_dask_embedding_streamed(toy_2500, small_chunks):
+    da = pytest.importorskip("dask.array")
+    adata = toy_2500.copy()
+    adata.obsm["lazy"] = da.from_array(adata.obsm["X_emb"], chunks=(50, 16))
+    sl.tl.fit_sae(adata, use_rep="lazy", key_added="dask", **FAST)
+    assert max(n for _, n in small_chunks) == 1024 and {t for t, _ in small_chunks} == {"Array"}
+    sl.tl.fit_sae(adata, use_rep="X_emb", **FAST)
+    assert (adata.obsm["X_dask"] != adata.obsm["X_sae"]).nnz == 0
+
+
+def test_mudata_global_obsm(toy, tmp_path):
+    import warnings
+
+    import mudata as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        mdata = md.MuData({"rna": toy.copy()})
+    mdata.obsm["X_joint"] = toy.obsm["X_emb"].copy()
+    sl.tl.fit_sae(mdata, use_rep="X_joint", **FAST)
+    ref = sl.tl.fit_sae(toy, use_rep="X_emb", copy=True, **FAST)
+    assert mdata.uns["sae"]["params"]["use_rep"] == "X_joint" and "sae" not in mdata.mod["rna"].uns
+    assert (mdata.obsm["X_sae"] != ref.obsm["X_sae"]).nnz == 0
+    mdata.write(tmp_path / "m.h5mu")
+    back = md.read_h5mu(tmp_path / "m.h5mu")
+    _assert_same(mdata.uns["sae"], back.uns["sae"])
+    sl.tl.encode(back)
+    assert (back.obsm["X_sae"] != ref.obsm["X_sae"]).nnz == 0

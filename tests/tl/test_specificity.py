@@ -116,6 +116,13 @@ def test_bad_input(toy):
     one.obs["one"] = "a"
     with pytest.raises(ValueError, match="has 1 group"):
         feature_specificity(one, groupby="one")
+    one.obs["nan"] = pd.Categorical(np.where(np.arange(one.n_obs) < 10, "a", None))
+    with pytest.raises(ValueError, match=r"has 1 group\(s\) \(590 cells with a missing label are left out\)"):
+        feature_specificity(one, groupby="nan")
+    one.obs["all_nan"] = np.nan
+    with pytest.raises(ValueError, match=r"has 0 group\(s\) \(600 cells"):
+        feature_specificity(one, groupby="all_nan")
+    assert "specificity_params" not in one.uns["sae"]  # nothing written before the checks
     with pytest.raises(KeyError, match="No SAE run under key 'other'"):
         feature_specificity(toy, groupby="cell_type", key="other")
     with pytest.raises(ValueError, match="method must be one of"):

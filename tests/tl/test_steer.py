@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 
@@ -94,8 +95,39 @@ def test_target_values(toy):
     assert out.uns["steer"]["target"] == pytest.approx(1.5 * col[ct == "type_1"].mean(), rel=1e-6)
     mask = ct == "type_3"
     assert steer(toy, feature=3, groups=mask).uns["steer"]["n_cells"] == mask.sum()
+    # group values as an array / pandas Index / Categorical (e.g. `obs[col].unique()`), not only a list
+    two = np.isin(ct, ["type_1", "type_3"]).sum()
+    for vals in (np.array(["type_1", "type_3"]), pd.Index(["type_1", "type_3"]), {"type_1", "type_3"}):
+        assert steer(toy, feature=3, groups={"cell_type": vals}).uns["steer"]["n_cells"] == two
+    uniq = toy.obs["cell_type"].unique()
+    assert steer(toy, feature=3, groups={"cell_type": uniq}).uns["steer"]["n_cells"] == toy.n_obs
     names = list(toy.obs_names[:7])
     assert steer(toy, feature=3, groups=names).obs["cell"].tolist()[:7] == names
+
+
+def test_wide_sae_codes_stay_sparse(toy):
+    """Codes of the steered cells are never densified (400 cells x 50,000 features = 80 MB dense)."""
+    import tracemalloc
+
+    wide = toy.copy()
+    n_extra = 50_000 - wide.obsm["X_sae"].shape[1]
+    wide.obsm["X_sae"] = sparse.hstack([wide.obsm["X_sae"], sparse.csr_matrix((wide.n_obs, n_extra))], format="csr")
+    w = wide.uns["sae"]["weights"]["W_dec"]
+    wide.uns["sae"]["weights"] = {"W_dec": np.vstack([w, np.zeros((n_extra, w.shape[1]), np.float32)])}
+    tracemalloc.start()
+    try:
+        out = steer(wide, feature=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 30e6
+    codes = out.obsm["X_sae"]
+    assert sparse.issparse(codes) and codes.shape == (2 * wide.n_obs, 50_000)
+    ref = toy.obsm["X_sae"].toarray()
+    np.testing.assert_array_equal(codes[: wide.n_obs, :18].toarray(), ref)
+    ref[:, 3] = ref[:, 3].max()
+    np.testing.assert_allclose(codes[wide.n_obs :, :18].toarray(), ref)
+    assert codes[:, 18:].nnz == 0
 
 
 def test_h5ad_round_trip(toy, toy_decode, tmp_path):
@@ -116,6 +148,8 @@ def test_bad_input(toy, toy_decode):
         steer(toy, feature="3")
     with pytest.raises(ValueError, match="selects no cell"):
         steer(toy, feature=3, groups={"cell_type": "type_9"})
+    with pytest.raises(ValueError, match=r"`value=\{'cell_type': 'type_9'\}` selects no cell"):
+        steer(toy, feature=3, value={"cell_type": "type_9"})
     with pytest.raises(KeyError, match=r"`adata.obs\['tissue'\]` not found"):
         steer(toy, feature=3, groups={"tissue": "x"})
     with pytest.raises(ValueError, match="value must be 'max', a percentile"):
@@ -243,3 +277,39 @@ def test_matches_fitted_sae_decoder():
     with torch.no_grad():
         expected = (sae.decode(zp) - sae.decode(z)).numpy()
     np.testing.assert_allclose(out.obsm["X_emb"][n:] - out.obsm["X_emb"][:n], expected, atol=1e-4)
+
+
+def test_decode_poisson_model_with_batch_and_covariates(monkeypatch):
+    """Batch, categorical and continuous covariates reach the decoder; Poisson models decode too
+    (their distribution has no ``.mu``: the wrapper used to raise AttributeError)."""
+    import scvi
+    import torch
+
+    from sclens._scvi import decode_scvi, scvi_cell_inputs
+
+    adata = toy_with_sae(n_cells=200, random_state=2)
+    rng = np.random.default_rng(0)
+    adata.obs["batch"] = rng.choice(["b0", "b1"], adata.n_obs)
+    adata.obs["donor"] = rng.choice(["d0", "d1", "d2"], adata.n_obs)
+    adata.obs["pct_mito"] = rng.normal(size=adata.n_obs).astype(np.float32)
+    scvi.settings.seed = 0
+    scvi.model.SCVI.setup_anndata(
+        adata, layer="counts", batch_key="batch", categorical_covariate_keys=["donor"],
+        continuous_covariate_keys=["pct_mito"],
+    )
+    model = scvi.model.SCVI(adata, n_latent=3, n_hidden=16, n_layers=1, gene_likelihood="poisson")
+    model.train(max_epochs=1, accelerator="cpu", enable_progress_bar=False, logger=False, enable_checkpointing=False)
+    idx = np.arange(0, adata.n_obs, 4)
+    monkeypatch.setattr(torch.distributions.Normal, "rsample", _mean_rsample)
+    ref = model.get_normalized_expression(adata, indices=idx, library_size=1e4, return_numpy=True)
+    monkeypatch.undo()
+    inputs = scvi_cell_inputs(model, adata, idx)
+    assert inputs["cat_covs"].shape == (idx.size, 1) and inputs["cont_covs"].shape == (idx.size, 1)
+    np.testing.assert_array_equal(inputs["batch_index"].ravel(), adata.obs["batch"].iloc[idx].map({"b0": 0, "b1": 1}))
+    dec = decode_scvi(model, inputs["qz_mean"], inputs, library_size=1e4)
+    np.testing.assert_allclose(dec, ref, rtol=1e-4, atol=1e-4)
+    # another batch gives another prediction: the batch index is really used
+    other = dict(inputs, batch_index=1 - inputs["batch_index"])
+    assert not np.allclose(decode_scvi(model, inputs["qz_mean"], other, library_size=1e4), dec)
+    mu = decode_scvi(model, inputs["qz_mean"], inputs)
+    np.testing.assert_allclose(mu.sum(1), np.asarray(adata.layers["counts"][idx].sum(1)).ravel(), rtol=1e-3)

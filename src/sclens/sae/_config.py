@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
+
 _B_DEC_INIT = ("mean", "median", "zeros")
 _SCALE = ("none", "norm", "std")
 
@@ -63,9 +65,10 @@ class SAEConfig:
 
         for name in ("input_dim", "n_features", "k", "dead_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
                 msg = f"SAEConfig.{name} must be an integer, got {value!r}."
                 raise TypeError(msg)
+            setattr(self, name, int(value))  # numpy integers (e.g. from a grid) become plain ints
         if self.input_dim < 1:
             msg = f"input_dim must be >= 1, got {self.input_dim}: the embedding has no columns."
             raise ValueError(msg)
@@ -87,10 +90,10 @@ class SAEConfig:
             raise ValueError(msg)
         if self.aux_k is None:
             self.aux_k = min(self.n_features // 2, max(2 * self.k, self.input_dim)) if arch.uses_k else 0
-        if isinstance(self.aux_k, bool) or not isinstance(self.aux_k, int) or self.aux_k < 0:
+        if isinstance(self.aux_k, bool | np.bool_) or not isinstance(self.aux_k, int | np.integer) or self.aux_k < 0:
             msg = f"aux_k must be a non-negative integer or None, got {self.aux_k!r}."
             raise ValueError(msg)
-        self.aux_k = min(self.aux_k, self.n_features)
+        self.aux_k = min(int(self.aux_k), self.n_features)
         if self.dead_steps < 1:
             msg = f"dead_steps must be >= 1, got {self.dead_steps}."
             raise ValueError(msg)

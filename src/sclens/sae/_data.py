@@ -19,9 +19,10 @@ def n_rows(x: Any) -> int:
 
 def read_rows(x: Any, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of an array-like as C-contiguous, finite float32 (only that slice is read)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return as_dense_float32(x[start:stop])
+    rows = x[start:stop]
+    if isinstance(rows, torch.Tensor):  # slice first: a GPU tensor is never copied to the host whole
+        rows = rows.detach().cpu().numpy()
+    return as_dense_float32(rows)
 
 
 def default_chunk_size(x: Any, batch_size: int) -> int:

@@ -21,7 +21,9 @@ class SAEOutput(NamedTuple):
     ``acts`` / ``indices`` hold the activations in compact form: ``(n, k)`` values and feature
     indices for TopK-like architectures, or dense ``(n, F)`` values with ``indices=None``;
     :attr:`activations` gives the dense ``(n, F)`` matrix. Losses are computed on the
-    normalised input (see :class:`SAEConfig` ``center`` / ``scale``); ``fvu`` is scale-free.
+    normalised input (see :class:`SAEConfig` ``center`` / ``scale``). ``fvu`` is ``mse * n /
+    total_variance`` (summed squared deviation of the batch from its mean); it equals the FVU in
+    raw units unless ``scale="std"``, where it is the FVU of the standardised input.
     """
 
     reconstruction: Tensor
@@ -34,6 +36,7 @@ class SAEOutput(NamedTuple):
     fvu: Tensor
     l0: Tensor
     n_features: int
+    total_variance: Tensor
 
     @property
     def activations(self) -> Tensor:
@@ -194,6 +197,7 @@ class SparseAutoencoder(nn.Module):
             fvu=(sse / total_var).detach(),
             l0=l0.detach(),
             n_features=self.n_features,
+            total_variance=total_var.detach(),
         )
 
     # -- training helpers ------------------------------------------------------------------

@@ -131,9 +131,9 @@ class TopK(Architecture):
 class BatchTopK(Architecture):
     """Top ``k * n`` pre-activations over a training batch of ``n`` cells (Bussmann et al. 2024).
 
-    During training the threshold of each batch (its smallest kept activation) is averaged
-    into ``sae.threshold``; in evaluation every activation above that fixed threshold is kept,
-    so encoding a cell does not depend on the other cells of its batch.
+    During training the threshold of each batch (its smallest kept positive activation) is
+    averaged into ``sae.threshold``; in evaluation every activation above that fixed threshold
+    is kept, so encoding a cell does not depend on the other cells of its batch.
     """
 
     name = "batchtopk"
@@ -153,5 +153,6 @@ class BatchTopK(Architecture):
         n_keep = min(sae.cfg.k * n, flat.numel())
         kth = flat.detach().topk(n_keep, sorted=False).values.min()
         keep = cand_vals.detach() >= kth.clamp_min(torch.finfo(xc.dtype).tiny)
-        sae._observe_threshold(kth.detach())
+        if keep.any():  # fewer than k * n positive candidates: the threshold is the smallest positive kept
+            sae._observe_threshold(cand_vals.detach()[keep].min())
         return cand_vals * keep, cand_idx

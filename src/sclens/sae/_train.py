@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
@@ -35,11 +36,23 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def as_batches(data: Any, *, batch_size: int, shuffle: bool, seed: int, **kw: Any) -> Iterable[torch.Tensor]:
-    """Wrap an array-like in :class:`ArrayBatches`; pass iterables of tensors through unchanged."""
-    if isinstance(data, ArrayBatches) or (hasattr(data, "shape") and hasattr(data, "__getitem__")):
-        if isinstance(data, ArrayBatches):
-            return data
+    """Wrap an array-like in :class:`ArrayBatches`; pass iterables of tensors through unchanged.
+
+    ``rank`` / ``world_size`` in ``kw`` also shard a given :class:`ArrayBatches` (a shallow copy).
+    """
+    if isinstance(data, ArrayBatches):
+        if kw.get("world_size", 1) > 1:
+            data = copy.copy(data)
+            data.rank, data.world_size = kw["rank"], kw["world_size"]
+        return data
+    if hasattr(data, "shape") and hasattr(data, "__getitem__"):
         return ArrayBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, **kw)
+    if isinstance(data, Iterator):
+        msg = (
+            f"Training data is a one-shot iterator ({type(data).__name__}), but it is read once for "
+            "statistics and once per epoch; pass a list of tensors or an array instead."
+        )
+        raise TypeError(msg)
     if isinstance(data, Iterable):
         return data
     msg = f"Training data must be an array (numpy, sparse, dask, backed) or an iterable of tensors, got {type(data)}."
@@ -133,7 +146,7 @@ def train_sae(
     bar = _progress(range(n_epochs), desc="fit_sae", unit="epoch", **bar_kw)
     for epoch in bar:
         sums = dict.fromkeys(CURVES[:-1], 0.0)
-        n_seen = 0
+        n_seen, sse, total_var = 0, 0.0, 0.0
         fired_epoch = torch.zeros(n_feat, dtype=torch.bool, device=fabric.device)
         for batch in batches:
             x = fabric.to_device(torch.as_tensor(batch, dtype=torch.float32))
@@ -154,12 +167,16 @@ def train_sae(
             n_seen += n
             for c in sums:
                 sums[c] += float(getattr(out, c).detach()) * n
+            sse += float(out.mse) * n
+            total_var += float(out.total_variance)
             history["loss_step"].append(float(out.loss.detach()))
         if n_seen == 0:
-            msg = "The training data yielded no minibatches; pass at least 2 cells."
+            msg = f"The training data yielded no minibatches in epoch {epoch + 1}; pass at least 2 cells."
             raise ValueError(msg)
         for c in sums:
             history[c].append(sums[c] / n_seen)
+        # epoch FVU from summed errors and deviations: a tiny last batch (1 cell: no deviation) cannot blow it up
+        history["fvu"][-1] = sse / max(total_var, 1e-30)
         history["dead_fraction"].append(1.0 - float(fired_epoch.float().mean()))
         if val is not None:
             history["val_fvu"].append(evaluate(model, val).fvu)
@@ -174,7 +191,7 @@ def train_sae(
 
 
 class EvalResult(NamedTuple):
-    """Metrics of an SAE on data; per-cell ``sse`` / ``sq_dev`` allow FVU on any subset of cells."""
+    """Metrics of an SAE on data; ``sse`` / ``sq_dev`` per cell (``sq_dev`` from the mean of all of ``data``)."""
 
     fvu: float
     l0: float

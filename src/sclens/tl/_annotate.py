@@ -28,9 +28,9 @@ de_method
     ``"fast"``: all contrasts in one batched negative-binomial Wald test (size factors from library
     sizes, gene-wise dispersions estimated once over all cells and shrunk towards a mean trend,
     group means in closed form refined by one Newton step of the NB likelihood, standard errors
-    from the Fisher information; no outlier replacement); ``"deseq2"``: one default pyDESeq2 run
-    per contrast (``~condition``, ``poscounts`` size factors, Cook's outlier replacement), the
-    reference.
+    from the Fisher information; no outlier replacement); ``"deseq2"``: one pyDESeq2 run per
+    contrast with DESeq2's single-cell settings (``~condition``, ``poscounts`` size factors, no
+    Cook's outlier replacement), the reference.
 enrichment
     ``"ora"``: one-sided hypergeometric test of the up-regulated genes (``padj < de_alpha`` and
     ``log2fc > min_log2fc``) in each gene set, background = the genes tested in that contrast, BH

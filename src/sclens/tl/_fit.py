@@ -22,7 +22,8 @@ Returns ``None`` (or the modified copy when ``copy=True``) and writes
 
 * ``adata.obsm['X_' + {key}]``: CSR float32 activations, cells x ``n_features`` (all >= 0);
 * ``adata.uns[{key}]['params']``: architecture, sizes, training settings and ``use_rep``;
-* ``adata.uns[{key}]['metrics']``: ``fvu``, ``l0``, ``dead_fraction``, ``n_live``{extra};
+* ``adata.uns[{key}]['metrics']``: ``fvu`` (``fit_sae``: on the held-out cells if any; ``encode``: on
+  these cells), ``fvu_all`` (all cells), ``l0``, ``dead_fraction``, ``n_live``{extra};
 * ``adata.uns[{key}]['weights']``: ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (and ``threshold``
   for ``batchtopk``), enough for :func:`sclens.get.sae` to rebuild the model;
 * ``adata.uns[{key}]['features']``: DataFrame indexed ``"0"`` .. ``"F-1"`` with ``frequency``
@@ -44,6 +45,12 @@ def _check_embedding(x: Any, use_rep: str) -> None:
     if dtype is not None and not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)):
         msg = f"`obsm[{use_rep!r}]` has dtype {dtype}; an SAE needs a real-valued (int or float) embedding."
         raise TypeError(msg)
+
+
+def _check_key(key: Any, name: str) -> None:
+    if not isinstance(key, str) or not key or "/" in key:
+        msg = f"{name} must be a non-empty string without '/' (it names `obsm['X_<key>']` and `uns[key]`), got {key!r}."
+        raise ValueError(msg)
 
 
 def _accelerator(device: str | None) -> tuple[str, Any]:
@@ -171,11 +178,9 @@ def fit_sae(
     if not 0 <= validation_fraction < 1:
         msg = f"validation_fraction must be in [0, 1), got {validation_fraction}."
         raise ValueError(msg)
-    if isinstance(key_added, str) and ("/" in key_added or not key_added):
-        msg = f"key_added must be a non-empty string without '/', got {key_added!r}."
-        raise ValueError(msg)
+    _check_key(key_added, "key_added")
     n_val = int(round(validation_fraction * n))
-    n_val = n_val if n - n_val >= 2 else 0
+    n_val = n_val if n_val >= 2 and n - n_val >= 2 else 0  # FVU needs >= 2 cells to have a variance
     rng = np.random.default_rng(seed)
     val_mask = np.zeros(n, dtype=bool)
     val_mask[rng.choice(n, n_val, replace=False)] = True
@@ -190,8 +195,8 @@ def fit_sae(
             sae, train, n_epochs=n_epochs, batch_size=batch_size, lr=lr, seed=seed, val_data=val, **train_kw
         )
         ev = evaluate(sae.cpu(), x, batch_size=max(batch_size, 1024), return_activations=True)
-
-    fvu = float(ev.sse[val_mask].sum() / max(ev.sq_dev[val_mask].sum(), 1e-30)) if n_val else ev.fvu
+        # held-out FVU: deviations from the held-out cells' own mean (as `val_fvu` during training)
+        fvu = evaluate(sae, val, batch_size=max(batch_size, 1024)).fvu if n_val else ev.fvu
     params = {
         **cfg.to_dict(), "use_rep": use_rep, "lr": float(lr), "n_epochs": int(n_epochs),
         "batch_size": int(batch_size), "validation_fraction": float(validation_fraction), "n_train": n - n_val,
@@ -271,6 +276,7 @@ def encode(
     from ..sae import check_input_dim, evaluate
 
     check_adata(adata)
+    _check_key(key, "key")
     model, params, curves = _resolve_source(adata, key, sae)
     use_rep = use_rep if use_rep is not None else params.get("use_rep")
     if use_rep is None:

@@ -45,9 +45,11 @@ def _group_codes(adata: AnnData, groupby: str) -> tuple[np.ndarray, list[str]]:
     cat = cat.cat.remove_unused_categories()
     groups = [str(g) for g in cat.cat.categories]
     if len(groups) < 2:
+        n_missing = int(cat.isna().sum())
+        missing = f" ({n_missing} cells with a missing label are left out)" if n_missing else ""
         msg = (
-            f"`adata.obs[{groupby!r}]` has {len(groups)} group(s); specificity needs at least two groups "
-            "to compare a group with the rest."
+            f"`adata.obs[{groupby!r}]` has {len(groups)} group(s){missing}; specificity needs at least two "
+            "groups to compare a group with the rest: pass a `groupby` column with two or more labels."
         )
         raise ValueError(msg)
     return cat.cat.codes.to_numpy(), groups

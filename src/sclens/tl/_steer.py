@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,8 @@ logger = logging.getLogger("sclens")
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 
-def _select_cells(adata: AnnData, groups: Any) -> np.ndarray:
-    """Integer positions of the cells chosen by ``groups``."""
+def _select_cells(adata: AnnData, groups: Any, *, name: str = "groups") -> np.ndarray:
+    """Integer positions of the cells chosen by ``groups`` (``name``: the argument, for messages)."""
     if groups is None:
         idx = np.arange(adata.n_obs)
     elif isinstance(groups, Mapping):
@@ -32,7 +32,8 @@ def _select_cells(adata: AnnData, groups: Any) -> np.ndarray:
             if col not in adata.obs.columns:
                 msg = f"`adata.obs[{col!r}]` not found; available columns: {list(adata.obs.columns)}."
                 raise KeyError(msg)
-            vals = [vals] if isinstance(vals, str) or not isinstance(vals, Sequence) else list(vals)
+            # any collection of values (list, set, array, pandas Index / Categorical), or one value
+            vals = [vals] if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable) else list(vals)
             mask &= adata.obs[col].astype(str).isin([str(v) for v in vals]).to_numpy()
         idx = np.flatnonzero(mask)
     else:
@@ -50,7 +51,7 @@ def _select_cells(adata: AnnData, groups: Any) -> np.ndarray:
                 raise KeyError(msg)
             idx = pos
     if idx.size == 0:
-        msg = f"`groups={groups!r}` selects no cell; check the obs column and its values."
+        msg = f"`{name}={groups!r}` selects no cell; check the obs column and its values."
         raise ValueError(msg)
     return idx
 
@@ -66,7 +67,7 @@ def _target_value(adata: AnnData, column: np.ndarray, value: Any, factor: float)
             raise ValueError(msg)
         target = float(np.percentile(column[column > 0], q))
     elif isinstance(value, Mapping):
-        target_cells = _select_cells(adata, value)
+        target_cells = _select_cells(adata, value, name="value")
         target = float(column[target_cells].mean())
     elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
         target = float(value)
@@ -187,10 +188,15 @@ def steer(
         check_scvi_model(model, adata)
 
     x = x[idx]
-    z = act[idx].toarray()
-    z_new = z.copy()
-    z_new[:, feature] = target
-    x_new = x + (z_new[:, feature] - z[:, feature])[:, None] * w_dec[feature][None, :]
+    z = act[idx]  # sparse: a dense cells x features copy can be far larger than the data
+    z_f = column[idx]
+    x_new = x + (target - z_f)[:, None] * w_dec[feature][None, :]
+    keep = np.ones(n_features, dtype=np.float32)
+    keep[feature] = 0.0
+    z_new = z @ sparse.diags(keep) + sparse.csr_matrix(
+        (np.full(idx.size, target, dtype=np.float32), (np.arange(idx.size), np.full(idx.size, feature))),
+        shape=z.shape,
+    )
 
     expr, decoder = None, "none"
     if model is not None:
@@ -222,7 +228,9 @@ def steer(
         # the paper's DE ran on predicted counts: NB means at the cell's own library size, rounded
         out.layers["counts"] = sparse.csr_matrix(np.rint(out.X))
     out.obsm[use_rep] = np.vstack([x, x_new]).astype(np.float32)
-    out.obsm[f"X_{key}"] = sparse.csr_matrix(np.vstack([z, z_new]).astype(np.float32))
+    codes = sparse.vstack([z, z_new], format="csr").astype(np.float32)
+    codes.eliminate_zeros()
+    out.obsm[f"X_{key}"] = codes
     out.uns["steer"] = {
         "feature": int(feature),
         "target": float(target),
