@@ -122,3 +122,27 @@ def progress(iterable: Any = None, **kwargs: Any):
     else:
         from tqdm.auto import tqdm
     return tqdm(iterable, **kwargs)
+
+
+def sae_activations(adata: AnnData, key: str, *, need_uns: bool = True) -> sparse.csr_matrix:
+    """SAE activations ``adata.obsm[f"X_{key}"]`` as a new CSR float32 matrix without explicit zeros.
+
+    Raises a KeyError that says how to create the run when it is missing (``need_uns``: the run's
+    ``adata.uns[key]`` must exist too) and a ValueError when the matrix is not cells x features.
+    """
+    check_adata(adata)
+    name = f"X_{key}"
+    if name not in adata.obsm or (need_uns and key not in adata.uns):
+        needed = f"`adata.obsm[{name!r}]`" + (f" and `adata.uns[{key!r}]`" if need_uns else "")
+        msg = (
+            f"No SAE run under key {key!r} (it needs {needed}); "
+            f"run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
+        )
+        raise KeyError(msg)
+    acts = adata.obsm[name]
+    acts = sparse.csr_matrix(acts, dtype=np.float32, copy=True)
+    if acts.shape[0] != adata.n_obs:
+        msg = f"`adata.obsm[{name!r}]` must be cells x features, got shape {acts.shape}."
+        raise ValueError(msg)
+    acts.eliminate_zeros()
+    return acts

@@ -77,7 +77,7 @@ def test_superposition_fit_of_a_planted_embedding(small_large):
 
 
 def test_errors(small_large):
-    with pytest.raises(KeyError, match=r"obsm\['X_sae'\]` not found; train an SAE first"):
+    with pytest.raises(KeyError, match=r"No SAE run under key 'sae' \(it needs `adata.obsm\['X_sae'\]`\)"):
         sl.sim.recovery(small_large)
     with pytest.raises(ValueError, match="Unknown variable families"):
         sl.sim.superposition_fit(small_large, use_rep="X_programs", targets=["Z"])

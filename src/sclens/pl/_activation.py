@@ -9,7 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._utils import check_adata
+from .._utils import check_adata, sae_activations
 
 
 def finish(fig: Figure, *, show: bool | None, return_fig: bool) -> Figure | None:
@@ -83,7 +83,6 @@ def feature_activation(
     """
     import matplotlib.pyplot as plt
 
-    from ..tl._specificity import sae_activations
 
     check_adata(adata)
     act = sae_activations(adata, key)

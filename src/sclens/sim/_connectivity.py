@@ -10,8 +10,8 @@ from anndata import AnnData
 from scipy import stats
 
 from .._docs import doc_params
-from .._utils import as_dense_float32, check_adata, resolve_seed
-from ._recovery import live_features, sae_activations
+from .._utils import as_dense_float32, check_adata, resolve_seed, sae_activations
+from ._recovery import live_features
 from ._targets import FAMILIES, correlation, subsample, target_matrix
 
 
@@ -101,7 +101,7 @@ def connectivity_recovery(
         msg = "`adata.obsm['X_celltype_altered']` (X'') not found; simulate with `sl.sim.simulate`."
         raise KeyError(msg)
     m = np.asarray(adata.varm[connectivity_key]) != 0
-    acts = sae_activations(adata, key)
+    acts = sae_activations(adata, key, need_uns=False)
     seed = resolve_seed(random_state)
     rows = subsample(adata.n_obs, max_cells, seed)
     live = live_features(acts)

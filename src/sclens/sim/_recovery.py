@@ -12,27 +12,10 @@ from scipy import sparse
 
 from .._docs import doc_params
 from .._settings import logger
-from .._utils import as_dense_float32, check_adata, resolve_seed
+from .._utils import as_dense_float32, check_adata, resolve_seed, sae_activations
 from ._targets import correlation, resolve_targets, subsample, target_matrix
 
 BASELINES = ("pca", "ica", "svd")
-
-
-def sae_activations(adata: AnnData, key: str) -> sparse.csr_matrix:
-    """The SAE activations ``obsm[f"X_{key}"]`` as CSR, with a helpful error when missing."""
-    name = f"X_{key}"
-    if name not in adata.obsm:
-        msg = (
-            f"`adata.obsm[{name!r}]` not found; train an SAE first, e.g. "
-            f"`sl.tl.fit_sae(adata, use_rep='X_ae', key_added={key!r})`."
-        )
-        raise KeyError(msg)
-    acts = adata.obsm[name]
-    acts = acts.tocsr() if sparse.issparse(acts) else sparse.csr_matrix(np.asarray(acts))
-    if acts.ndim != 2 or acts.shape[0] != adata.n_obs:
-        msg = f"`adata.obsm[{name!r}]` must be cells x features, got shape {acts.shape}."
-        raise ValueError(msg)
-    return acts
 
 
 def live_features(acts: sparse.csr_matrix) -> np.ndarray:
@@ -168,7 +151,7 @@ def recovery(
         msg = f"Layer {layer!r} with Y not found in adata.layers (available: {list(adata.layers)})."
         raise KeyError(msg)
     spec = resolve_targets(adata, targets)
-    acts = sae_activations(adata, key)
+    acts = sae_activations(adata, key, need_uns=False)
     seed = resolve_seed(random_state)
     rows = subsample(adata.n_obs, max_cells, seed)
     targets_m = {fam: target_matrix(adata, where, rows) for fam, where in spec.items()}

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .._utils import sae_activations
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -35,15 +37,7 @@ def resolve_features(adata: AnnData, *, key: str, features: Any) -> tuple[sparse
     ``features=None`` selects all features whose ``kind`` is not ``"dead"``; explicit dead or
     out-of-range features raise.
     """
-    obsm_key = f"X_{key}"
-    if obsm_key not in adata.obsm or key not in adata.uns:
-        msg = (
-            f"No SAE run under key {key!r}: `adata.obsm[{obsm_key!r}]` and `adata.uns[{key!r}]` are needed. "
-            f"Run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
-        )
-        raise KeyError(msg)
-    acts = adata.obsm[obsm_key]
-    acts = sparse.csc_matrix(acts, dtype=np.float32) if not sparse.issparse(acts) else acts.tocsc()
+    acts = sae_activations(adata, key).tocsc()
     n_feat = acts.shape[1]
     table = adata.uns[key].get("features") if isinstance(adata.uns[key], dict) else None
     kind = None

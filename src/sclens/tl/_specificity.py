@@ -12,28 +12,12 @@ from anndata import AnnData
 from scipy import sparse, stats
 
 from .._docs import doc_params
-from .._utils import check_adata
+from .._utils import check_adata, sae_activations
 
 
 logger = logging.getLogger("sclens")
 
 _METHODS = ("paper", "rank")
-
-
-def sae_activations(adata: AnnData, key: str) -> sparse.csr_matrix:
-    """``adata.obsm[f"X_{key}"]`` as CSR float32 with explicit zeros removed, after checks."""
-    check_adata(adata)
-    if key not in adata.uns or f"X_{key}" not in adata.obsm:
-        msg = (
-            f"No SAE run under key {key!r}: `adata.obsm['X_{key}']` and `adata.uns[{key!r}]` are needed; "
-            f"run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
-        )
-        raise KeyError(msg)
-    act = adata.obsm[f"X_{key}"]
-    act = sparse.csr_matrix(act, dtype=np.float32) if not sparse.isspmatrix_csr(act) else act.astype(np.float32)
-    act = act.copy()
-    act.eliminate_zeros()
-    return act
 
 
 def _group_codes(adata: AnnData, groupby: str) -> tuple[np.ndarray, list[str]]:

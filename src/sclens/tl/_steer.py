@@ -13,8 +13,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._docs import doc_params
-from .._utils import as_dense_float32, get_rep
-from ._specificity import sae_activations
+from .._utils import as_dense_float32, get_rep, sae_activations
 
 
 logger = logging.getLogger("sclens")
