@@ -1,9 +1,15 @@
-"""Benchmark SAE training speed and memory: ``python benchmarks/fit_sae.py [--quick]``.
+"""Benchmark SAE training speed and memory: ``python benchmarks/fit_sae.py [--quick | --memory]``.
 
 Each configuration runs in its own process (so peak RSS is its own) on a synthetic embedding
 made from a planted sparse dictionary, and prints one table row: seconds per epoch, cells/s,
 peak RSS, RSS before training ("base": imports + data), final FVU, mean L0 and dead
 fraction (measured on all cells after training).
+
+``--memory`` checks that training memory grows with the batch size, not with the data size:
+the embedding is written to an HDF5 file in a temporary directory (so it is never resident
+as a whole), and each process reports the peak RSS increase of one ``train_sae`` epoch
+(data statistics + one pass) over the RSS just before it, for a few batch sizes at fixed data
+size and a few data sizes at fixed batch size. Linux only (``/proc/self/status``).
 """
 
 from __future__ import annotations
@@ -65,6 +71,82 @@ def run_one(cfg: dict) -> dict:
     }
 
 
+def _rss_mb() -> tuple[float, float]:
+    """Current and peak resident set size (MB) of this process."""
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return float(status["VmRSS"].split()[0]) / 1024, float(status["VmHWM"].split()[0]) / 1024
+
+
+def write_h5(path: str, n: int, d: int, block: int = 50_000) -> None:
+    """Write ``make_data`` rows to ``path`` block by block (the writer never holds it all)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("x", shape=(n, d), dtype="float32")
+        for s in range(0, n, block):
+            ds[s : s + block] = make_data(min(block, n - s), d, seed=s)
+
+
+def run_memory(cfg: dict) -> dict:
+    import h5py
+    import lightning.fabric  # noqa: F401
+    import torch
+
+    from sclens.sae import SAEConfig, SparseAutoencoder, torch_threads, train_sae
+
+    with h5py.File(cfg["path"], "r") as f, torch_threads(cfg["threads"]):
+        x = f["x"]
+        sae = SparseAutoencoder(
+            SAEConfig(input_dim=cfg["d"], n_features=cfg["F"], architecture=cfg["arch"], k=cfg["k"]), seed=0
+        )
+        with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
+            fh.write("5")
+        base, _ = _rss_mb()
+        t0 = time.perf_counter()
+        train_sae(sae, x, n_epochs=1, batch_size=cfg["batch_size"], lr=1e-3, show_progress=False)
+        sec = time.perf_counter() - t0
+        _, peak = _rss_mb()
+    torch.set_num_threads(1)
+    return {**cfg, "base_mb": base, "increase_mb": peak - base, "seconds": sec}
+
+
+def memory_table(args: argparse.Namespace) -> None:
+    import tempfile
+    from pathlib import Path
+
+    d, f, arch = args.memory_dims, args.memory_features, "topk"
+    sizes = [int(v) for v in args.memory_cells.split(",")]
+    batches = [int(v) for v in args.memory_batches.split(",")]
+    n_fixed, b_fixed = sizes[len(sizes) // 2], args.batch_size
+    runs = [(n_fixed, b) for b in batches] + [(n, b_fixed) for n in sizes if n != n_fixed]
+    chunk_mb = 8 * 2**20 * 4 / 2**20
+    print(f"# peak RSS increase of one train_sae epoch ({arch}, {d} dims, {f} features, k={args.k}, "
+          f"{args.threads} thread(s)); data streamed from HDF5 in chunks of max(batch, {chunk_mb:.0f} MB)")  # fmt: skip
+    cols = ("cells", "data MB", "batch", "base MB", "+peak MB", "s/epoch")
+    widths = (8, 8, 6, 8, 9, 8)
+    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    print(head)
+    print("-" * len(head))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted({n for n, _ in runs}):
+            write_h5(str(Path(tmp) / f"x{n}.h5"), n, d)
+        for n, b in runs:
+            cfg = {"path": str(Path(tmp) / f"x{n}.h5"), "n": n, "d": d, "F": f, "arch": arch, "k": args.k,
+                   "batch_size": b, "threads": args.threads}  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, __file__, "--one-memory", json.dumps(cfg)], capture_output=True, text=True
+            )
+            if out.returncode:
+                print(f"{n:>8} {b:>6} failed: {out.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"{n:>8} {n * d * 4 / 2**20:>8.0f} {b:>6} {r['base_mb']:>8.0f} {r['increase_mb']:>9.0f} "
+                f"{r['seconds']:>8.1f}",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="20k cells, 20 dims, topk/batchtopk only")
@@ -73,10 +155,22 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--memory", action="store_true", help="peak RSS of one epoch vs batch size and vs data size")
+    ap.add_argument("--memory-cells", default="50000,200000,800000", help="data sizes for --memory")
+    ap.add_argument("--memory-batches", default="256,1024,4096,16384", help="batch sizes for --memory")
+    ap.add_argument("--memory-dims", type=int, default=128)
+    ap.add_argument("--memory-features", type=int, default=512)
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if args.one_memory:
+        print(json.dumps(run_memory(json.loads(args.one_memory))))
+        return
+    if args.memory:
+        memory_table(args)
         return
     if args.quick:
         grid = [(20, 4096, a) for a in ("topk", "batchtopk")]

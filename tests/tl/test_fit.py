@@ -250,6 +250,7 @@ def test_backed_h5py_embedding_streamed(toy_2500, tmp_path, small_chunks):
     with h5py.File(tmp_path / "emb.h5", "r") as f:
         adata.obsm["backed"] = Counting(f["emb"].id)
         sl.tl.fit_sae(adata, use_rep="backed", key_added="h5", **FAST)
+        del adata.obsm["backed"]
     # training reads batch_size (128) rows, the final encoding 1024, never all 2500
     assert set(Counting.rows) <= {128, 1024, 2500 % 128, 2500 % 1024} and {t for t, _ in small_chunks} == {"Counting"}
     sl.tl.fit_sae(adata, use_rep="X_emb", **FAST)  # in memory with the same chunks: the same model
@@ -266,14 +267,11 @@ def test_dask_embedding_streamed(toy_2500, small_chunks):
     assert (adata.obsm["X_dask"] != adata.obsm["X_sae"]).nnz == 0
 
 
+@pytest.mark.filterwarnings("ignore:From 0.4 .update:FutureWarning")  # mudata's own pull_on_update notice
 def test_mudata_global_obsm(toy, tmp_path):
-    import warnings
-
     import mudata as md
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        mdata = md.MuData({"rna": toy.copy()})
+    mdata = md.MuData({"rna": toy.copy()})
     mdata.obsm["X_joint"] = toy.obsm["X_emb"].copy()
     sl.tl.fit_sae(mdata, use_rep="X_joint", **FAST)
     ref = sl.tl.fit_sae(toy, use_rep="X_emb", copy=True, **FAST)

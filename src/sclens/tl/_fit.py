@@ -145,7 +145,7 @@ def fit_sae(
     batch_size
         Cells per minibatch.
     validation_fraction
-        Fraction of cells held out to measure FVU (0 measures it on all cells).
+        Fraction of cells held out to measure FVU (0, or fewer than 2 held-out cells, measures it on all cells).
     sae_kwargs
         Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``).
     trainer_kwargs
