@@ -104,15 +104,12 @@ class Vanilla(Architecture):
 
 
 @register_architecture
-class ReLU(Architecture):
+class ReLU(Vanilla):
     """Vanilla with the pre-encoder bias (``x - b_dec`` is encoded) and L1 weighted by decoder norms."""
 
     name = "relu"
-    uses_l1 = True
+    pre_bias = True
     l1_by_decoder_norm = True
-
-    def activate(self, sae, xc):
-        return F.relu(torch.addmm(sae.b_enc, xc, sae.W_enc)), None
 
 
 @register_architecture
