@@ -60,6 +60,9 @@ def test_read_bioconductor_go(bioc):
         "GO:0000005": ["CD79A"],
         "GO:0000007": ["REG1"],
     }
+    assert net.attrs["go_release"] == "2099-01-01"
+    assert net.attrs["annotation_date"] == "2099-Jan02"
+    assert net.attrs["gene_set_source"] == "GO (Bioconductor)"
 
 
 def test_read_bioconductor_go_bad_files(bioc, tmp_path):

@@ -144,8 +144,8 @@ def read_bioconductor_go(
     """
     from ._go import build_gene_sets
 
-    ontology, annotations, _, _ = read_bioconductor_tables(go_db, org_db)
-    return build_gene_sets(
+    ontology, annotations, _, metadata = read_bioconductor_tables(go_db, org_db)
+    net = build_gene_sets(
         ontology,
         annotations,
         namespaces=namespaces,
@@ -154,3 +154,7 @@ def read_bioconductor_go(
         evidence_exclude=evidence_exclude,
         propagate=propagate,
     )
+    # provenance (GO release, annotation date, licence) travels with the table into annotation params
+    net.attrs = {k: str(v) for k, v in metadata.items() if not isinstance(v, dict)}
+    net.attrs["gene_set_source"] = "GO (Bioconductor)"
+    return net
