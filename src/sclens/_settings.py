@@ -8,7 +8,10 @@ import os
 import torch
 
 logger = logging.getLogger("sclens")
-logger.addHandler(logging.NullHandler())
+# like scanpy: messages at or above `settings.verbosity` reach stderr without configuring the root logger
+_handler = logging.StreamHandler()
+_handler.setFormatter(logging.Formatter("sclens %(levelname)s: %(message)s"))
+logger.addHandler(_handler)
 
 _LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
 

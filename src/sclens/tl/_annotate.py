@@ -186,7 +186,10 @@ def annotate_features(
         min_high=int(min_high), mask=mask, seed=seed, strict=flavor == "scfeaturelens",
     )  # fmt: skip
     if len(sets.skipped):
-        logger.warning("annotate_features: %d feature(s) skipped, see uns[%r]['skipped'].", len(sets.skipped), key_added)
+        logger.warning(
+            "annotate_features: %d of %d feature(s) skipped (reasons in uns[%r]['skipped']); with few cells, "
+            "lower `high_quantile` (e.g. 0.95) or `min_high`.", len(sets.skipped), len(feats), key_added,
+        )  # fmt: skip
     results, de_tables = run_contrasts(expr, sets.high, sets.low, sets.features, gs, opt, keep_de=keep_de)
 
     adata = adata.copy() if copy else adata
