@@ -109,8 +109,10 @@ def main() -> None:
             random_state=args.seed,
         )
     m = adata.uns["sae"]["metrics"]
-    print(f"   SAE: fvu {float(m['fvu']):.3f}, l0 {float(m['l0']):.1f}, live {int(m['n_live'])}, "
-          f"dead fraction {float(m['dead_fraction']):.3f}")
+    print(
+        f"   SAE: fvu {float(m['fvu']):.3f}, l0 {float(m['l0']):.1f}, live {int(m['n_live'])}, "
+        f"dead fraction {float(m['dead_fraction']):.3f}"
+    )
     with step("recovery (SAE + PCA/ICA/SVD)"):
         rec = sl.sim.recovery(
             adata,
@@ -120,8 +122,18 @@ def main() -> None:
             random_state=args.seed,
         )
     print(f"\nRecovery (best |Pearson r| per hidden variable; recovered: best |r| > {args.threshold}):")
-    cols = ["method", "family", "n_variables", "mean_best_r", "median_best_r", "frac_recovered",
-            "features_per_variable", "redundancy", "l0", "n_live"]
+    cols = [
+        "method",
+        "family",
+        "n_variables",
+        "mean_best_r",
+        "median_best_r",
+        "frac_recovered",
+        "features_per_variable",
+        "redundancy",
+        "l0",
+        "n_live",
+    ]
     print(rec[cols].round(3).to_string(index=False))
     with step("connectivity_recovery"):
         conn = sl.sim.connectivity_recovery(adata, max_cells=args.max_cells, random_state=args.seed)

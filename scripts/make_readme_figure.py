@@ -10,9 +10,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import sclens as sl  # noqa: E402
+import sclens as sl
 
 adata = sl.datasets.pbmc68k_counts()
 sl.tl.fit_sae(adata, use_rep="X_pca", n_features=256, k=16, n_epochs=200, lr=1e-3)

@@ -44,7 +44,7 @@ def test_signature_rules(qualname, ns, func):
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    exempt = NOT_ADATA_FIRST.get(qualname) or NOT_ADATA_FIRST.get(ns) == "*" or ns == "sim" and not positional
+    exempt = NOT_ADATA_FIRST.get(qualname) or NOT_ADATA_FIRST.get(ns) == "*" or (ns == "sim" and not positional)
     if not exempt:
         assert positional and positional[0].name in ("adata", "mdata"), f"{qualname}: first argument must be adata"
         assert len(positional) == 1, f"{qualname}: everything after adata must be keyword-only (use `*`)"

@@ -17,7 +17,7 @@ def test_readme_quick_start_runs(monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "README.md has no python block"
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
     features = namespace["features"]
     assert (features["kind"] == "local").any()
     assert (features["n_terms"] > 0).sum() >= 10

@@ -88,9 +88,7 @@ def scvi_cell_inputs(
                     parts[k].append(gen_in.get(k))
     finally:
         module.train(was_training)
-    return {
-        k: (None if not v or v[0] is None else torch.cat(v).cpu().numpy()) for k, v in parts.items()
-    }
+    return {k: (None if not v or v[0] is None else torch.cat(v).cpu().numpy()) for k, v in parts.items()}
 
 
 def decode_scvi(

@@ -77,9 +77,7 @@ def get_rep(adata: AnnData, use_rep: str) -> Any:
     """The embedding ``adata.obsm[use_rep]`` as stored (numpy, sparse, dask or backed array)."""
     container, key = resolve_obsm(adata, use_rep)
     x = container.obsm[key]
-    if hasattr(x, "to_numpy") and not hasattr(x, "shape"):  # pragma: no cover
-        x = x.to_numpy()
-    elif hasattr(x, "columns") and hasattr(x, "to_numpy"):  # DataFrame in obsm
+    if hasattr(x, "columns"):  # a DataFrame in obsm
         x = x.to_numpy()
     if x.ndim != 2:
         msg = f"`obsm[{use_rep!r}]` must be 2-dimensional (cells x dims), got shape {x.shape}."

@@ -18,15 +18,15 @@ import pytest
 from matplotlib.testing.compare import compare_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from biology_fixtures import add_go, categories_for, toy_with_sae  # noqa: E402
+from biology_fixtures import add_go, categories_for, toy_with_sae
 
-from sclens.pl._activation import feature_activation  # noqa: E402
-from sclens.pl._feature_umap import feature_umap  # noqa: E402
-from sclens.pl._specificity import specificity  # noqa: E402
-from sclens.pl._steering import steering  # noqa: E402
-from sclens.tl._feature_space import feature_space  # noqa: E402
-from sclens.tl._specificity import feature_specificity  # noqa: E402
-from sclens.tl._steer import steer  # noqa: E402
+from sclens.pl._activation import feature_activation
+from sclens.pl._feature_umap import feature_umap
+from sclens.pl._specificity import specificity
+from sclens.pl._steering import steering
+from sclens.tl._feature_space import feature_space
+from sclens.tl._specificity import feature_specificity
+from sclens.tl._steer import steer
 
 BASELINE = Path(__file__).parent / "baseline"
 REGENERATE = os.environ.get("SCLENS_REGENERATE_BASELINES") == "1"

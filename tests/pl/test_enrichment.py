@@ -8,9 +8,9 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import sclens as sl  # noqa: E402
+import sclens as sl
 
 _spec = importlib.util.spec_from_file_location("tl_conftest", pathlib.Path(__file__).parents[1] / "tl" / "conftest.py")
 _mod = importlib.util.module_from_spec(_spec)

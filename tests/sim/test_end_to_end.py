@@ -20,9 +20,7 @@ def trained():
         preset="large", n_cells=3000, n_genes=500, n_programs=20, n_cell_types=0, mask_density=0.1, random_state=0
     )
     sl.sim.fit_autoencoder(adata, n_latent=20, hidden=(128,), n_epochs=30, random_state=0)
-    sl.tl.fit_sae(
-        adata, use_rep="X_ae", n_features=40, architecture="topk", k=3, lr=1e-3, n_epochs=100, batch_size=128
-    )
+    sl.tl.fit_sae(adata, use_rep="X_ae", n_features=40, architecture="topk", k=3, lr=1e-3, n_epochs=100, batch_size=128)
     return adata
 
 

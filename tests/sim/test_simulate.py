@@ -79,9 +79,7 @@ def test_small_preset():
 
 @pytest.mark.parametrize("dist", ["gamma", "lognormal", "normal", "exponential"])
 def test_x_distributions_keep_the_program_means(dist):
-    adata = sl.sim.simulate(
-        preset="large", n_cells=6000, n_genes=20, n_programs=5, x_distribution=dist, random_state=0
-    )
+    adata = sl.sim.simulate(preset="large", n_cells=6000, n_genes=20, n_programs=5, x_distribution=dist, random_state=0)
     x = adata.obsm["X_programs"]
     np.testing.assert_allclose(x.mean(0), 1 + 0.1 * np.arange(5), rtol=0.06)
     assert not np.array_equal(x, np.round(x))

@@ -70,8 +70,15 @@ def engines_pair():
     adata = toy_sae(random_state=3, extra=True, **SMALL)
     gs = adata.uns["toy"]["gene_sets"]
     feats = list(range(21))  # 20 programs + the control feature
-    kw = {"gene_sets": gs, "layer": "counts", "features": feats, "high_quantile": 0.95, "n_low": 200,
-          "min_size": 3, "return_de": feats}
+    kw = {
+        "gene_sets": gs,
+        "layer": "counts",
+        "features": feats,
+        "high_quantile": 0.95,
+        "n_low": 200,
+        "min_size": 3,
+        "return_de": feats,
+    }
     sl.tl.annotate_features(adata, **kw, key_added="fast")
     sl.tl.annotate_features(adata, **kw, de_method="deseq2", key_added="deseq2")
     return adata

@@ -121,7 +121,6 @@ def test_copy_and_feature_errors(toy_annot):
     assert "sae_go" not in toy_annot.uns
 
 
-
 def test_model_predicted_expression(scvi_toy):
     """``model=``: the decoder mean at each cell's observed library size, in chunks, as scvi-tools computes it."""
     import torch

@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from biology_fixtures import add_go, toy_with_sae  # noqa: E402
+from biology_fixtures import add_go, toy_with_sae
 
-from sclens.tl._compare import compare_features  # noqa: E402
+from sclens.tl._compare import compare_features
 
 
 @pytest.fixture(scope="module")

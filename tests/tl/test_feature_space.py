@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from biology_fixtures import add_go, categories_for, toy_with_sae  # noqa: E402
+from biology_fixtures import add_go, categories_for, toy_with_sae
 
-from sclens._warnings import SclensWarning  # noqa: E402
-from sclens.get._feature_space import feature_space as get_feature_space  # noqa: E402
-from sclens.tl._feature_space import feature_space  # noqa: E402
+from sclens._warnings import SclensWarning
+from sclens.get._feature_space import feature_space as get_feature_space
+from sclens.tl._feature_space import feature_space
 
 
 @pytest.fixture(scope="module")

@@ -126,7 +126,12 @@ def _bad(adata, key, value):
 @pytest.mark.parametrize(
     ("make", "kwargs", "err", "match"),
     [
-        (lambda a: a, {"use_rep": "X_scVI"}, KeyError, r"`adata.obsm\['X_scVI'\]` not found; available keys: \[.*'X_emb'"),
+        (
+            lambda a: a,
+            {"use_rep": "X_scVI"},
+            KeyError,
+            r"`adata.obsm\['X_scVI'\]` not found; available keys: \[.*'X_emb'",
+        ),
         (lambda a: _nonfinite(a, np.nan), {}, ValueError, r"NaN or infinite values in 1 cell"),
         (lambda a: _nonfinite(a, -np.inf), {}, ValueError, r"NaN or infinite values in 1 cell"),
         (lambda a: a[:1].copy(), {}, ValueError, r"has 1 row\(s\); an SAE needs at least 2 cells"),

@@ -12,9 +12,9 @@ import pytest
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from biology_fixtures import toy_with_sae  # noqa: E402
+from biology_fixtures import toy_with_sae
 
-from sclens.tl._specificity import feature_specificity  # noqa: E402
+from sclens.tl._specificity import feature_specificity
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,14 @@ def test_seed_robustness_counts():
     adata = sl.datasets.toy(n_cells=500, random_state=2)
     before = set(adata.uns) | set(adata.obsm)
     table = seed_robustness(
-        adata, use_rep="X_emb", groupby="cell_type", seeds=(0, 42), n_features=32, k=4, n_epochs=25, batch_size=64,
+        adata,
+        use_rep="X_emb",
+        groupby="cell_type",
+        seeds=(0, 42),
+        n_features=32,
+        k=4,
+        n_epochs=25,
+        batch_size=64,
         lr=3e-3,
     )
     assert list(table.index) == ["0", "42", "mean", "sd"]

@@ -12,9 +12,9 @@ import pytest
 from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from biology_fixtures import toy_with_sae  # noqa: E402
+from biology_fixtures import toy_with_sae
 
-from sclens.tl._steer import steer  # noqa: E402
+from sclens.tl._steer import steer
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +243,14 @@ def test_steer_predicted_counts_feed_contrast(scvi_setup):
     counts = out.layers["counts"].toarray()
     np.testing.assert_array_equal(counts, np.rint(out.X))
     sl.tl.contrast(
-        out, groupby="condition", group="perturbed", reference="normal", layer="counts",
-        gene_sets=adata.uns["toy"]["gene_sets"], min_log2fc=0.0, alpha=1.0,
+        out,
+        groupby="condition",
+        group="perturbed",
+        reference="normal",
+        layer="counts",
+        gene_sets=adata.uns["toy"]["gene_sets"],
+        min_log2fc=0.0,
+        alpha=1.0,
     )
     de = out.uns["contrast"]["de"]
     n = out.n_obs // 2
@@ -294,7 +300,10 @@ def test_decode_poisson_model_with_batch_and_covariates(monkeypatch):
     adata.obs["pct_mito"] = rng.normal(size=adata.n_obs).astype(np.float32)
     scvi.settings.seed = 0
     scvi.model.SCVI.setup_anndata(
-        adata, layer="counts", batch_key="batch", categorical_covariate_keys=["donor"],
+        adata,
+        layer="counts",
+        batch_key="batch",
+        categorical_covariate_keys=["donor"],
         continuous_covariate_keys=["pct_mito"],
     )
     model = scvi.model.SCVI(adata, n_latent=3, n_hidden=16, n_layers=1, gene_likelihood="poisson")

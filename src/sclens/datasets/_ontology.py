@@ -182,13 +182,11 @@ class GeneOntology:
         ``terms=None`` covers every term of the ontology.
         """
         terms = list(self._index if terms is None else terms)
-        firsts = {
-            ns: self._index.get_indexer(self.children(root)) for ns, root in ROOTS.items() if root in self._index
-        }
+        firsts = {ns: self._index.get_indexer(self.children(root)) for ns, root in ROOTS.items() if root in self._index}
         codes = np.array([self._code(t) for t in terms], dtype=np.int64)
         sub = self.ancestor_matrix[codes]
         rows = []
-        for ns, cols in firsts.items():
+        for cols in firsts.values():
             hit = sub[:, cols].tocoo()
             rows.append(pd.DataFrame({"i": hit.row, "f": cols[hit.col]}))
         hits = pd.concat(rows, ignore_index=True).sort_values(["i", "f"])

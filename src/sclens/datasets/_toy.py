@@ -125,9 +125,7 @@ def toy(
     counts = rng.poisson(rng.gamma(dispersion, mu / dispersion)).astype(np.float32)
 
     var_names = [f"gene_{g:04d}" for g in range(n_genes)]
-    sets = [
-        (f"program_{p:02d}", var_names[g]) for p in range(n_programs) for g in np.flatnonzero(membership[p])
-    ]
+    sets = [(f"program_{p:02d}", var_names[g]) for p in range(n_programs) for g in np.flatnonzero(membership[p])]
     for j in range(n_decoy_sets):
         sets += [(f"decoy_{j:02d}", var_names[g]) for g in rng.choice(n_genes, genes_per_program, replace=False)]
     gene_sets = pd.DataFrame(sets, columns=["source", "target"])

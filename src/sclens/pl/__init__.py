@@ -2,11 +2,11 @@
 
 from ._activation import feature_activation
 from ._enrichment import enrichment
-from ._training import training
 from ._feature_umap import feature_umap
 from ._specificity import specificity
 from ._steering import steering
 from ._sweep import sweep
+from ._training import training
 
 __all__ = [
     "enrichment",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 from anndata import AnnData
 from matplotlib.axes import Axes
@@ -82,7 +83,6 @@ def feature_activation(
     The figure when ``return_fig`` is ``True``, else ``None``.
     """
     import matplotlib.pyplot as plt
-
 
     check_adata(adata)
     act = sae_activations(adata, key)

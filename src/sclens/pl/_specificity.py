@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
@@ -20,8 +21,7 @@ def specificity_matrix(adata: AnnData, key: str, kinds: Sequence[str]) -> pd.Dat
     run = adata.uns.get(key)
     if not isinstance(run, dict) or "group_means" not in run:
         msg = (
-            f"`adata.uns[{key!r}]['group_means']` not found; "
-            "run `sl.tl.feature_specificity(adata, groupby=...)` first."
+            f"`adata.uns[{key!r}]['group_means']` not found; run `sl.tl.feature_specificity(adata, groupby=...)` first."
         )
         raise KeyError(msg)
     means: pd.DataFrame = run["group_means"]

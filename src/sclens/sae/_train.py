@@ -275,4 +275,3 @@ def evaluate(
         sq_dev=sq_dev,
         activations=acts,
     )
-

@@ -172,7 +172,6 @@ def fit_autoencoder(
         with torch.no_grad():
             emb = torch.cat([model.encoder(torch.log1p(yt[i : i + 4096].to(dev))).cpu() for i in range(0, n, 4096)])
 
-
     adata = adata.copy() if copy else adata
     adata.obsm[f"X_{key_added}"] = emb.numpy().astype(np.float32)
     adata.uns[key_added] = {

@@ -19,7 +19,7 @@ from ._de_deseq2 import deseq2_engine
 from ._enrich import GeneSets, collect, decoupler_method, ora, up_genes
 
 if TYPE_CHECKING:
-    from ._de_fast import DEResult
+    pass
 
 logger = logging.getLogger("sclens")
 FEATURE_CHUNK = 128

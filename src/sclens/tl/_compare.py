@@ -15,7 +15,6 @@ from scipy.optimize import linear_sum_assignment
 from .._docs import doc_params
 from ._feature_space import annotation_results, binary_matrix
 
-
 logger = logging.getLogger("sclens")
 
 

@@ -46,8 +46,13 @@ def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")
         dds = DeseqDataSet(
-            counts=df, metadata=meta, design="~condition", size_factors_fit_type="poscounts",
-            refit_cooks=False, quiet=True, n_cpus=1,
+            counts=df,
+            metadata=meta,
+            design="~condition",
+            size_factors_fit_type="poscounts",
+            refit_cooks=False,
+            quiet=True,
+            n_cpus=1,
         )
         dds.deseq2()
         ds = DeseqStats(dds, contrast=["condition", "high", "low"], quiet=True, n_cpus=1)
@@ -55,9 +60,7 @@ def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame
     return ds.results_df
 
 
-def deseq2_engine(
-    expr: Expression, high: list[np.ndarray], low: list[np.ndarray], *, n_jobs: int = 1
-) -> DEResult:
+def deseq2_engine(expr: Expression, high: list[np.ndarray], low: list[np.ndarray], *, n_jobs: int = 1) -> DEResult:
     """Run :func:`deseq2_one` for every contrast; ``n_jobs > 1`` runs contrasts in worker processes."""
     genes = pd.Index(expr.var_names)
 

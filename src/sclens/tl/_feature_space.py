@@ -16,7 +16,6 @@ from .._docs import doc_params
 from .._utils import check_adata
 from .._warnings import SclensWarning
 
-
 logger = logging.getLogger("sclens")
 
 UNASSIGNED = "unassigned"
@@ -76,11 +75,7 @@ def _category_table(categories: Any, terms: pd.Index) -> pd.DataFrame:
             raise KeyError(msg)
         return categories[["term", "category"]].astype(str)
     if isinstance(categories, Mapping):
-        rows = [
-            (str(t), str(c))
-            for t, cs in categories.items()
-            for c in ([cs] if isinstance(cs, str) else list(cs))
-        ]
+        rows = [(str(t), str(c)) for t, cs in categories.items() for c in ([cs] if isinstance(cs, str) else list(cs))]
         return pd.DataFrame(rows, columns=["term", "category"])
     msg = (
         "categories must be None, a GeneOntology (`sl.datasets.go_ontology()`), a mapping term -> "

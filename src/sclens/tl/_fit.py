@@ -88,9 +88,14 @@ def _write(adata: AnnData, key: str, ev: EvalResult, params: dict, metrics: dict
     }
 
 
-@doc_params(returns=_doc_returns.format(key="key_added", extra=" and training curves ``train_loss``, ``train_mse``, "
-            "``train_fvu``, ``train_l0``, ``train_dead_fraction``, ``train_sparsity_loss``, "
-            "``train_auxk_loss`` (one value per epoch), ``val_fvu`` and ``step_loss``"))
+@doc_params(
+    returns=_doc_returns.format(
+        key="key_added",
+        extra=" and training curves ``train_loss``, ``train_mse``, "
+        "``train_fvu``, ``train_l0``, ``train_dead_fraction``, ``train_sparsity_loss``, "
+        "``train_auxk_loss`` (one value per epoch), ``val_fvu`` and ``step_loss``",
+    )
+)
 def fit_sae(
     adata: AnnData,
     *,

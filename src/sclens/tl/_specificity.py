@@ -12,8 +12,7 @@ from anndata import AnnData
 from scipy import sparse, stats
 
 from .._docs import doc_params
-from .._utils import check_adata, sae_activations
-
+from .._utils import sae_activations
 
 logger = logging.getLogger("sclens")
 
@@ -41,9 +40,7 @@ def _group_codes(adata: AnnData, groupby: str) -> tuple[np.ndarray, list[str]]:
 
 def _one_hot(codes: np.ndarray, n_groups: int) -> sparse.csr_matrix:
     keep = np.flatnonzero(codes >= 0)
-    return sparse.csr_matrix(
-        (np.ones(keep.size, dtype=np.float64), (keep, codes[keep])), shape=(codes.size, n_groups)
-    )
+    return sparse.csr_matrix((np.ones(keep.size, dtype=np.float64), (keep, codes[keep])), shape=(codes.size, n_groups))
 
 
 def _rank_auc(act: sparse.csr_matrix, onehot: sparse.csr_matrix, n_in: np.ndarray):

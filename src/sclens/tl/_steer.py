@@ -15,7 +15,6 @@ from scipy import sparse
 from .._docs import doc_params
 from .._utils import as_dense_float32, get_rep, sae_activations
 
-
 logger = logging.getLogger("sclens")
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
