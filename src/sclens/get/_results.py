@@ -12,7 +12,10 @@ from .._utils import check_adata
 def _results(adata: AnnData, key: str) -> pd.DataFrame:
     check_adata(adata)
     if key not in adata.uns or "results" not in adata.uns[key]:
-        msg = f"`adata.uns[{key!r}]['results']` not found; run `sl.tl.annotate_features(adata, ..., key_added={key!r})` first."
+        msg = (
+            f"`adata.uns[{key!r}]['results']` not found; "
+            f"run `sl.tl.annotate_features(adata, ..., key_added={key!r})` first."
+        )
         raise KeyError(msg)
     return adata.uns[key]["results"]
 

@@ -109,7 +109,8 @@ def connectivity_recovery(
     y = target_matrix(adata, f"layers:{layer}", rows)
     x2 = target_matrix(adata, FAMILIES["X''"], rows)
     if m.shape != (adata.n_vars, x2.shape[1]):
-        msg = f"varm[{connectivity_key!r}] has shape {m.shape}; expected (genes, programs) = {(adata.n_vars, x2.shape[1])}."
+        expected = (adata.n_vars, x2.shape[1])
+        msg = f"varm[{connectivity_key!r}] has shape {m.shape}; expected (genes, programs) = {expected}."
         raise ValueError(msg)
 
     sim = _cosine(y, z)  # genes x features

@@ -304,7 +304,8 @@ def contrast(
     results, de = run_contrasts(expr, high, low, np.array([0]), gs, opt, keep_de={0})
     adata = adata.copy() if copy else adata
     params = {
-        "groupby": groupby, "group": np.atleast_1d(group).astype(str), "reference": np.atleast_1d(reference).astype(str),
+        "groupby": groupby, "group": np.atleast_1d(group).astype(str),
+        "reference": np.atleast_1d(reference).astype(str),
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),

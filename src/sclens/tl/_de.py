@@ -154,7 +154,10 @@ class Expression:
                     z2s[j] += _dense(block @ yl2)
         if (lib <= 0).any():
             n_empty = int((lib <= 0).sum())
-            msg = f"{n_empty} cell(s) have no counts at all; remove them (e.g. `sc.pp.filter_cells(adata, min_counts=1)`)."
+            msg = (
+                f"{n_empty} cell(s) have no counts at all; "
+                "remove them (e.g. `sc.pp.filter_cells(adata, min_counts=1)`)."
+            )
             raise ValueError(msg)
         gm = float(np.exp(np.mean(np.log(lib))))
         n = self.adata.n_obs

@@ -170,7 +170,7 @@ def nb_wald(
 
 
 def _information(mu: np.ndarray, nbin: np.ndarray, centres: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Fisher information of ``log mu``, ``sum_i m_i / (1 + alpha m_i)`` with ``m_i = s_i mu``, over size-factor bins."""
+    """Fisher information of ``log mu``: ``sum_i m_i / (1 + alpha m_i)``, ``m_i = s_i mu``, over size-factor bins."""
     info = np.zeros_like(mu)
     for b, s in enumerate(centres):
         m = s * mu
