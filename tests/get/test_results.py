@@ -34,5 +34,5 @@ def test_feature_terms_errors(annotated):
         sl.get.feature_terms(annotated, feature=17)
     with pytest.raises(KeyError, match="Feature 5 was not annotated under key 'sae_go'"):
         sl.get.feature_terms(annotated, feature=5)
-    with pytest.raises(KeyError, match=r"`adata.uns\['go'\]\['results'\]` not found"):
+    with pytest.raises(KeyError, match=r"No feature annotation under `adata.uns\['go'\]\['results'\]`"):
         sl.get.feature_terms(annotated, feature=1, key="go")

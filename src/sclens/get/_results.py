@@ -6,18 +6,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
-from .._utils import check_adata
-
-
-def _results(adata: AnnData, key: str) -> pd.DataFrame:
-    check_adata(adata)
-    if key not in adata.uns or "results" not in adata.uns[key]:
-        msg = (
-            f"`adata.uns[{key!r}]['results']` not found; "
-            f"run `sl.tl.annotate_features(adata, ..., key_added={key!r})` first."
-        )
-        raise KeyError(msg)
-    return adata.uns[key]["results"]
+from ..tl._feature_space import annotation_results
 
 
 @doc_params()
@@ -38,7 +27,7 @@ def feature_terms(adata: AnnData, *, feature: int, key: str = "sae_go") -> pd.Da
     the effect (``odds_ratio`` or ``score``), ``pvalue`` and ``padj``; empty when the feature was
     annotated without terms. Raises a ``KeyError`` for a feature that was skipped or not annotated.
     """
-    res = _results(adata, key)
+    res = annotation_results(adata, key, None)
     feature = int(feature)
     params = adata.uns[key].get("params", {})
     annotated = set(map(int, params.get("features", []))) if "features" in params else None
