@@ -73,7 +73,8 @@ def run_one(cfg: dict) -> dict:
 
 def _rss_mb() -> tuple[float, float]:
     """Current and peak resident set size (MB) of this process."""
-    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    with open("/proc/self/status") as fh:
+        status = dict(line.split(":", 1) for line in fh)
     return float(status["VmRSS"].split()[0]) / 1024, float(status["VmHWM"].split()[0]) / 1024
 
 
@@ -133,18 +134,23 @@ def memory_table(args: argparse.Namespace) -> None:
         for n, b in runs:
             cfg = {"path": str(Path(tmp) / f"x{n}.h5"), "n": n, "d": d, "F": f, "arch": arch, "k": args.k,
                    "batch_size": b, "threads": args.threads}  # fmt: skip
-            out = subprocess.run(
-                [sys.executable, __file__, "--one-memory", json.dumps(cfg)], capture_output=True, text=True
-            )
-            if out.returncode:
-                print(f"{n:>8} {b:>6} failed: {out.stderr.strip().splitlines()[-1]}")
+            r = _in_child("--one-memory", cfg, label=f"{n:>8} {b:>6}")
+            if r is None:
                 continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
             print(
                 f"{n:>8} {n * d * 4 / 2**20:>8.0f} {b:>6} {r['base_mb']:>8.0f} {r['increase_mb']:>9.0f} "
                 f"{r['seconds']:>8.1f}",
                 flush=True,
             )
+
+
+def _in_child(flag: str, cfg: dict, *, label: str) -> dict | None:
+    """Run one configuration in a fresh process (so peak RSS is its own); ``None`` if it failed."""
+    out = subprocess.run([sys.executable, __file__, flag, json.dumps(cfg)], capture_output=True, text=True)
+    if out.returncode:
+        print(f"{label} failed: {out.stderr.strip().splitlines()[-1]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -186,11 +192,9 @@ def main() -> None:
     for d, f, arch in grid:
         cfg = {"n": n, "d": d, "F": f, "arch": arch, "k": args.k, "epochs": args.epochs,
                "batch_size": args.batch_size, "threads": args.threads}  # fmt: skip
-        out = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True, text=True)
-        if out.returncode:
-            print(f"{d:>5} {f:>8} {arch:>10} failed: {out.stderr.strip().splitlines()[-1]}")
+        r = _in_child("--one", cfg, label=f"{d:>5} {f:>8} {arch:>10}")
+        if r is None:
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"{d:>5} {f:>8} {arch:>10} {r['s_per_epoch']:>8.2f} {r['cells_per_s']:>9.0f} {r['peak_rss_mb']:>8.0f} "
             f"{r['data_rss_mb']:>8.0f} {r['fvu']:>6.3f} {r['l0']:>7.1f} {r['dead']:>6.3f}",

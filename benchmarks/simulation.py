@@ -55,7 +55,12 @@ def main() -> None:
     p.add_argument("--max-cells", type=int, default=10_000, help="cells used for the correlation metrics")
     p.add_argument("--threshold", type=float, default=0.9)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch and BLAS threads (0: library defaults)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch / BLAS threads and sl.settings.n_jobs (0: library defaults; sclens fits then use 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if args.threads:  # on shared cores, oversubscribed BLAS / torch threads can be 10x slower
@@ -63,6 +68,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         threadpool_limits(limits=args.threads)
+        sl.settings.n_jobs = args.threads  # fit_sae / fit_autoencoder set torch threads from it
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
 
