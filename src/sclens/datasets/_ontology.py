@@ -24,15 +24,6 @@ NAMESPACE_ALIASES = {
 PROPAGATING_RELATIONS = ("is_a", "part_of")
 
 
-def normalise_namespace(value: str) -> str:
-    """Map ``biological_process`` / ``P`` / ``BP`` to ``"BP"`` (and likewise for MF and CC)."""
-    ns = NAMESPACE_ALIASES.get(value, value)
-    if ns not in ROOTS:
-        msg = f"Unknown GO namespace {value!r}; use one of 'BP', 'MF', 'CC'."
-        raise ValueError(msg)
-    return ns
-
-
 class GeneOntology:
     """Gene Ontology terms and their ``is_a`` / ``part_of`` graph.
 

@@ -120,11 +120,6 @@ class SparseAutoencoder(nn.Module):
     def _encoder_input(self, xn: Tensor) -> Tensor:
         return xn - self.b_dec if self.arch.pre_bias else xn
 
-    def pre_activations(self, x: Tensor) -> Tensor:
-        """Encoder pre-activations ``(n, F)`` of raw inputs ``x``."""
-        xc = self._encoder_input(self._normalize(self.check_input(x)))
-        return torch.addmm(self.b_enc, xc, self.W_enc)
-
     def encode_compact(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Activations in compact form ``(values, indices)``, see :class:`SAEOutput`."""
         return self.arch.activate(self, self._encoder_input(self._normalize(self.check_input(x))))
