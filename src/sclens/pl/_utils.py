@@ -1,0 +1,47 @@
+"""The one rule every plot follows to return, save, show or keep its figure (scanpy's ``savefig_or_show``)."""
+
+from __future__ import annotations
+
+import os
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+
+def new_or_given_ax(ax: Axes | None, *, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """The figure and axes to draw into: the user's ``ax`` and its figure, or a new figure."""
+    if ax is not None:
+        return ax.figure, ax
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax
+
+
+def finish(
+    fig: Figure,
+    *,
+    ax: Axes | object | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+    return_fig: bool = False,
+) -> Figure | None:
+    """Save, show or return a figure, the same way in every ``sl.pl`` function.
+
+    * ``save`` writes the figure to that path (any format matplotlib knows) first.
+    * ``return_fig=True`` returns the figure and never shows it.
+    * ``show=None`` shows the figure only when the plot created it (``ax`` not given) and matplotlib
+      is interactive; a plot drawn into the user's ``ax`` never shows or closes the figure, so the
+      user can keep drawing the other panels. ``show=True`` always shows; ``show=False`` never does.
+    """
+    import matplotlib.pyplot as plt
+
+    if save is not None:
+        fig.savefig(save, bbox_inches="tight")
+    if return_fig:
+        return fig
+    if show is None:
+        show = ax is None and plt.isinteractive()
+    if show:
+        plt.show()
+    return None
