@@ -85,6 +85,22 @@ class SclensSettings:
         )
 
 
+def resolve_device(device: str | None) -> str:
+    """Torch device name from ``device`` or ``settings.device``; ``"auto"``: ``"cuda"`` when available."""
+    device = settings.device if device is None else device
+    if not isinstance(device, str) or not device:
+        msg = f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'auto', got {device!r}."
+        raise TypeError(msg)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        msg = f"Unknown torch device {device!r}: use 'cpu', 'cuda', 'cuda:0' or 'auto'."
+        raise ValueError(msg) from e
+    return device
+
+
 def resolve_n_jobs(n_jobs: int | None) -> int:
     """Turn ``None`` / ``-1`` / a positive int into a number of workers."""
     if n_jobs is None:

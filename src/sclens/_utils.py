@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -102,6 +104,68 @@ def as_dense_float32(x: Any, *, name: str = "embedding") -> np.ndarray:
     return x
 
 
+def writable(adata: AnnData, *, copy: bool = False) -> AnnData:
+    """The AnnData a public writer writes to: a copy when ``copy``, else ``adata`` itself.
+
+    A view is first turned into an actual AnnData (as anndata does on assignment and scanpy's
+    ``view_to_actual``), so nested ``uns`` objects shared with the parent are never changed.
+    """
+    if copy:
+        return adata.copy()
+    if getattr(adata, "is_view", False):
+        from anndata import ImplicitModificationWarning
+
+        warnings.warn(
+            "Received a view of an AnnData; making it an actual AnnData so its parent is not changed.",
+            ImplicitModificationWarning,
+            stacklevel=3,
+        )
+        adata._init_as_actual(adata.copy())
+    return adata
+
+
+def check_key_added(key_added: Any, *, reserved: dict[str, str] | None = None) -> None:
+    """``key_added`` must be a non-empty string without ``/`` and not one of ``reserved`` (key -> what it holds)."""
+    if not isinstance(key_added, str) or not key_added or "/" in key_added:
+        msg = f"key_added must be a non-empty string without '/' (it names an `adata.uns` entry), got {key_added!r}."
+        raise ValueError(msg)
+    if reserved and key_added in reserved:
+        msg = f"key_added={key_added!r} would overwrite {reserved[key_added]}; choose another key_added."
+        raise ValueError(msg)
+
+
+MAX_NUMERIC_GROUPS = 50
+
+
+def group_labels(adata: AnnData, groupby: str) -> tuple[Any, int]:
+    """``adata.obs[groupby]`` as a categorical Series (unused categories removed) and its number of missing labels.
+
+    Cells with a missing label belong to no group (every function leaves them out and says how many).
+    A numeric column with more than ``MAX_NUMERIC_GROUPS`` distinct values is refused: it is a
+    measurement, not a grouping.
+    """
+    import pandas as pd
+
+    if not isinstance(groupby, str):
+        msg = f"groupby must be the name of an `adata.obs` column (a string), got {type(groupby).__name__}."
+        raise TypeError(msg)
+    if groupby not in adata.obs.columns:
+        msg = f"`adata.obs[{groupby!r}]` not found; available columns: {list(adata.obs.columns)}."
+        raise KeyError(msg)
+    col = adata.obs[groupby]
+    if not isinstance(col.dtype, pd.CategoricalDtype) and pd.api.types.is_numeric_dtype(col.dtype):
+        n_values = int(col.nunique())
+        if not pd.api.types.is_bool_dtype(col.dtype) and n_values > MAX_NUMERIC_GROUPS:
+            msg = (
+                f"`adata.obs[{groupby!r}]` is numeric with {n_values} distinct values, not a grouping of cells; "
+                f"bin it first, e.g. `adata.obs['{groupby}_bin'] = pd.cut(adata.obs[{groupby!r}], 5)`, "
+                "or pass a categorical column (cell types, clusters)."
+            )
+            raise ValueError(msg)
+    cat = col.astype("category").cat.remove_unused_categories()
+    return cat, int(cat.isna().sum())
+
+
 def resolve_seed(random_state: int | None) -> int:
     """Seed from ``random_state`` or ``sclens.settings.seed``."""
     if random_state is None:
@@ -137,10 +201,21 @@ def sae_activations(adata: AnnData, key: str, *, need_uns: bool = True) -> spars
             f"run `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})` first."
         )
         raise KeyError(msg)
-    acts = adata.obsm[name]
-    acts = sparse.csr_matrix(acts, dtype=np.float32, copy=True)
+    if need_uns and not isinstance(adata.uns[key], Mapping):
+        msg = (
+            f"`adata.uns[{key!r}]` is a {type(adata.uns[key]).__name__}, not an SAE run (a dict written by "
+            f"`sl.tl.fit_sae`); it was overwritten. Refit with `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})`."
+        )
+        raise TypeError(msg)
+    acts = sparse.csr_matrix(adata.obsm[name], dtype=np.float32, copy=True)
     if acts.shape[0] != adata.n_obs:
         msg = f"`adata.obsm[{name!r}]` must be cells x features, got shape {acts.shape}."
+        raise ValueError(msg)
+    if not np.isfinite(acts.data).all():
+        msg = (
+            f"`adata.obsm[{name!r}]` contains NaN or infinite activations; the SAE run is damaged. "
+            f"Re-encode with `sl.tl.encode(adata, key={key!r})` or refit with `sl.tl.fit_sae`."
+        )
         raise ValueError(msg)
     acts.eliminate_zeros()
     return acts

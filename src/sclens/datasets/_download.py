@@ -1,10 +1,12 @@
 """Fetch a pinned Gene Ontology release with pooch (``go-basic.obo`` + the organism's GAF).
 
 The registry pins each file by URL and SHA-256. **The hashes of the 2022-07-01 files are not
-recorded yet** (sclens was built without access to geneontology.org): until they are, the files
-are downloaded unverified, a warning is logged with the SHA-256 of what was received, and that
-value is kept in the metadata so it can be pinned here. Once a hash is set, a file that does not
-match it is rejected and removed from the cache.
+recorded yet** (sclens was built without access to geneontology.org): until they are, the first
+download is trusted on first use: its SHA-256 is logged and recorded beside it in the cache
+(``<file>.sha256``), and every later use verifies the cached file against it. Once a hash is
+pinned, a file that does not match it is rejected and removed from the cache. A cached file that
+fails to parse (a truncated download, an HTML error page) is removed too, so the next call
+downloads it afresh.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def fetch_go_file(release: str, name: str) -> Path:
     spec = files[name]
     folder = cache_dir() / release
     target = folder / name
-    if spec.sha256 is None:
+    if spec.sha256 is None and target.is_file():
+        _verify_recorded(target, release)
+    if spec.sha256 is None and not target.is_file():
         logger.warning(
             "GO %s file %s has no pinned SHA-256 in sclens: it is downloaded and cached unverified "
             "(see sclens.datasets._download.GO_RELEASES).",
@@ -96,16 +100,59 @@ def fetch_go_file(release: str, name: str) -> Path:
     except ValueError as e:
         if "hash" not in str(e).lower():
             raise
-        target.unlink(missing_ok=True)  # never trust a cached copy that failed verification
+        discard(target)  # never trust a cached copy that failed verification
         msg = (
             f"GO {release} file {name} from {spec.url} does not match its pinned SHA-256 {spec.sha256}: "
             f"the download is corrupt or truncated (or the file changed upstream). The cached copy "
             f"{str(target)!r} was removed; run the call again to re-download."
         )
         raise ValueError(msg) from e
-    if spec.sha256 is None:
-        logger.warning("GO %s file %s: SHA-256 of the received file is %s.", release, name, pooch.file_hash(path))
+    if spec.sha256 is None and not _sidecar(Path(path)).is_file():
+        digest = pooch.file_hash(path)
+        _sidecar(Path(path)).write_text(digest + "\n")
+        logger.warning("GO %s file %s: SHA-256 of the received file is %s (recorded).", release, name, digest)
     return Path(path)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _verify_recorded(path: Path, release: str) -> None:
+    """Check a cached, unpinned file against the SHA-256 recorded at its first download."""
+    import pooch
+
+    record = _sidecar(path)
+    if not record.is_file():
+        return
+    recorded = record.read_text().strip()
+    if pooch.file_hash(str(path)) != recorded:
+        discard(path)
+        msg = (
+            f"The cached GO {release} file {str(path)!r} changed since it was downloaded (SHA-256 differs from "
+            f"the recorded {recorded}); it was removed from the cache. Run the call again to re-download it."
+        )
+        raise ValueError(msg)
+
+
+def discard(path: Path) -> None:
+    """Remove a cached file and its recorded hash."""
+    Path(path).unlink(missing_ok=True)
+    _sidecar(Path(path)).unlink(missing_ok=True)
+
+
+def parse_cached(reader, path: Path, what: str):
+    """``reader(path)``; a file that fails to parse is removed from the cache and named in the error."""
+    try:
+        return reader(path)
+    except (ValueError, KeyError, OSError, EOFError) as e:
+        discard(path)
+        msg = (
+            f"The downloaded {what} {str(path)!r} could not be read ({e}); it is damaged (a truncated download "
+            "or an error page from the server) and was removed from the cache. Run the call again to download "
+            "it afresh; if it fails again, check the release URL or set $SCLENS_CACHE."
+        )
+        raise ValueError(msg) from e
 
 
 def _resolve_release(release: str | None) -> str:
@@ -117,7 +164,7 @@ def load_go_ontology(*, release: str | None = None) -> GeneOntology:
     """Fetch and parse ``go-basic.obo`` of a pinned release (cached in-process)."""
     from ._obo import read_obo
 
-    return read_obo(fetch_go_file(_resolve_release(release), "go-basic.obo"))
+    return parse_cached(read_obo, fetch_go_file(_resolve_release(release), "go-basic.obo"), "GO ontology")
 
 
 @lru_cache(maxsize=4)
@@ -134,7 +181,7 @@ def load_go_release(
     release = _resolve_release(release)
     ontology = load_go_ontology(release=release)
     gaf_name = GAF_FILES[organism]
-    annotations, aliases, header = read_gaf(fetch_go_file(release, gaf_name))
+    annotations, aliases, header = parse_cached(read_gaf, fetch_go_file(release, gaf_name), "GO annotation file")
     for col in annotations.columns:
         annotations[col] = annotations[col].astype("category")
     metadata = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import zlib
 from os import PathLike
 from pathlib import Path
 
@@ -17,16 +18,44 @@ logger = logging.getLogger("sclens")
 _RELEASE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
-def _open_text(path: str | PathLike):
+class _TextFile:
+    """Lines of a plain or gzip text file; decoding and gzip errors become ValueErrors naming the file."""
+
+    def __init__(self, path: Path, gz: bool) -> None:
+        self.path, self.gz = path, gz
+
+    def __enter__(self) -> _TextFile:
+        self.fh = gzip.open(self.path, "rt", encoding="utf-8") if self.gz else open(self.path, encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+    def __iter__(self):
+        try:
+            yield from self.fh
+        except UnicodeDecodeError as e:
+            msg = (
+                f"{str(self.path)!r} is not UTF-8 text (invalid byte at position {e.start}): it is binary or "
+                "in another encoding; re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)."
+            )
+            raise ValueError(msg) from e
+        except (EOFError, OSError, zlib.error) as e:
+            msg = f"{str(self.path)!r} is a corrupt or truncated gzip file ({e}); download or compress it again."
+            raise ValueError(msg) from e
+
+
+def _open_text(path: str | PathLike) -> _TextFile:
     path = Path(path)
+    if path.is_dir():
+        msg = f"{str(path)!r} is a directory; pass the path of a file in it."
+        raise IsADirectoryError(msg)
     if not path.is_file():
         msg = f"File {str(path)!r} not found."
         raise FileNotFoundError(msg)
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+    return _TextFile(path, magic == b"\x1f\x8b")
 
 
 def _strip(value: str) -> str:

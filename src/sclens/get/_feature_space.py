@@ -8,7 +8,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._docs import doc_params
-from .._utils import check_adata
+from ..tl._feature_space import stored_space
 
 
 @doc_params()
@@ -30,11 +30,7 @@ def feature_space(adata: AnnData, *, key: str = "sae_go") -> AnnData:
     """
     from anndata import AnnData
 
-    check_adata(adata)
-    space = adata.uns.get(key, {}).get("feature_space") if isinstance(adata.uns.get(key), dict) else None
-    if space is None:
-        msg = f"`adata.uns[{key!r}]['feature_space']` not found; run `sl.tl.feature_space(adata, key={key!r})` first."
-        raise KeyError(msg)
+    space = stored_space(adata, key)
     feats = np.asarray(space["features"], dtype=np.int64)
     obs = pd.DataFrame(
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 
@@ -27,6 +28,9 @@ def feature_terms(adata: AnnData, *, feature: int, key: str = "sae_go") -> pd.Da
     the effect (``odds_ratio`` or ``score``), ``pvalue`` and ``padj``; empty when the feature was
     annotated without terms. Raises a ``KeyError`` for a feature that was skipped or not annotated.
     """
+    if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)):
+        msg = f"feature must be one feature number (an integer), got {feature!r}."
+        raise TypeError(msg)
     res = annotation_results(adata, key, None)
     feature = int(feature)
     params = adata.uns[key].get("params", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from anndata import AnnData
@@ -46,4 +47,9 @@ def sae(adata: AnnData, *, key: str = "sae") -> SparseAutoencoder:
     from ..sae import from_arrays
 
     run = sae_run(adata, key)
-    return from_arrays(dict(run["params"]), dict(run["weights"]))
+    params, weights = run["params"], run["weights"]
+    for name, value in (("params", params), ("weights", weights)):
+        if not isinstance(value, Mapping):
+            msg = f"`adata.uns[{key!r}][{name!r}]` is a {type(value).__name__}, not a dict; refit with `sl.tl.fit_sae`."
+            raise TypeError(msg)
+    return from_arrays(dict(params), dict(weights), source=f"`adata.uns[{key!r}]['weights']`")

@@ -8,7 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._utils import check_adata
+from ..tl._feature_space import stored_space
 from ._activation import finish
 
 
@@ -22,12 +22,7 @@ def concept_mask(adata: AnnData, key: str, concept: str) -> np.ndarray:
 
 
 def _space(adata: AnnData, key: str) -> dict:
-    check_adata(adata)
-    run = adata.uns.get(key)
-    if not isinstance(run, dict) or "feature_space" not in run:
-        msg = f"`adata.uns[{key!r}]['feature_space']` not found; run `sl.tl.feature_space(adata, key={key!r})` first."
-        raise KeyError(msg)
-    return run["feature_space"]
+    return stored_space(adata, key)
 
 
 @doc_params()

@@ -34,7 +34,9 @@ def save_sae(model: SparseAutoencoder, path: str | os.PathLike, *, overwrite: bo
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **model.cfg.to_dict()}
     (path / CFG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
     state = {k: v.cpu() for k, v in model.folded_state().items()}
-    save_file(state, str(path / WEIGHTS_NAME), metadata={"format": FORMAT})
+    # the architecture travels with the weights too, so a cfg.json that does not belong to them is caught
+    tags = {"format": FORMAT, **{k: json.dumps(meta.get(k)) for k in _ARCH_FIELDS}}
+    save_file(state, str(path / WEIGHTS_NAME), metadata=tags)
     return path
 
 
@@ -51,14 +53,80 @@ def load_sae(
     if not (path / CFG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
         msg = f"{path} is not a saved SAE: expected {CFG_NAME} and {WEIGHTS_NAME} in it (see `save_sae`)."
         raise FileNotFoundError(msg)
-    meta = json.loads((path / CFG_NAME).read_text())
-    if meta.get("format", FORMAT) != FORMAT:
-        msg = f"{path / CFG_NAME} has format {meta.get('format')!r}, expected {FORMAT!r}."
-        raise ValueError(msg)
-    cfg = SAEConfig.from_dict(meta)
+    cfg_file, weights_file = path / CFG_NAME, path / WEIGHTS_NAME
+    meta = _read_cfg(cfg_file)
+    try:
+        cfg = SAEConfig.from_dict(meta)
+    except (TypeError, ValueError) as e:
+        msg = f"{cfg_file} holds an invalid SAE config ({e}); the file is damaged: re-save the SAE with `save_sae`."
+        raise ValueError(msg) from e
     check_input_dim(cfg, input_dim, what="the data")
-    model = SparseAutoencoder.from_state(cfg, load_file(str(path / WEIGHTS_NAME)))
+    try:
+        state = load_file(str(weights_file))
+        tags = _safe_metadata(weights_file)
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError) on damaged files
+        msg = (
+            f"{weights_file} is damaged, truncated or not a safetensors file ({type(e).__name__}: {e}); "
+            "re-save the SAE with `save_sae`."
+        )
+        raise ValueError(msg) from e
+    for field in _ARCH_FIELDS:
+        if field in tags and json.loads(tags[field]) != meta.get(field):
+            msg = (
+                f"{cfg_file} says {field}={meta.get(field)!r} but {weights_file} was saved from an SAE with "
+                f"{field}={json.loads(tags[field])!r}: the config does not belong to these weights. Restore the "
+                "original cfg.json or re-save the SAE with `save_sae`."
+            )
+            raise ValueError(msg)
+    check_state(cfg, state, source=str(weights_file))
+    model = SparseAutoencoder.from_state(cfg, state)
     return model.to(device).eval()
+
+
+_ARCH_FIELDS = ("architecture", "k", "input_dim", "n_features")
+
+
+def _read_cfg(cfg_file: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        msg = f"{cfg_file} is damaged: not valid JSON ({e}). Re-save the SAE with `save_sae`."
+        raise ValueError(msg) from e
+    if not isinstance(meta, dict):
+        msg = f"{cfg_file} is damaged: expected a JSON object, got {type(meta).__name__}. Re-save the SAE."
+        raise ValueError(msg)
+    if meta.get("format", FORMAT) != FORMAT:
+        msg = f"{cfg_file} has format {meta.get('format')!r}, expected {FORMAT!r}."
+        raise ValueError(msg)
+    return meta
+
+
+def _safe_metadata(weights_file: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(weights_file), framework="pt") as fh:
+        return dict(fh.metadata() or {})
+
+
+def check_state(cfg: SAEConfig, state: dict[str, Any], *, source: str) -> None:
+    """Refuse weights that do not fit the architecture (unexpected tensors) or are not finite."""
+    expected = {"W_enc", "b_enc", "W_dec", "b_dec", *(("threshold",) if cfg.architecture == "batchtopk" else ())}
+    extra = sorted(set(state) - expected)
+    if extra:
+        msg = (
+            f"{source} holds {extra}, which a {cfg.architecture!r} SAE does not have: the weights come from "
+            "another architecture than the config says. Use the config saved with these weights."
+        )
+        raise ValueError(msg)
+    for name, value in state.items():
+        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, dtype=np.float64)
+        bad = int(np.size(arr) - np.isfinite(arr).sum())
+        if bad:
+            msg = (
+                f"{source}: weight {name!r} holds {bad} NaN or infinite value(s); the weights are damaged "
+                "(or training diverged). Refit the SAE (e.g. with a lower `lr`) or restore the saved weights."
+            )
+            raise ValueError(msg)
 
 
 def check_input_dim(cfg_or_model: SAEConfig | SparseAutoencoder, input_dim: int | None, *, what: str) -> None:
@@ -77,8 +145,16 @@ def to_arrays(model: SparseAutoencoder) -> dict[str, np.ndarray]:
     return {k: v.cpu().numpy().astype(np.float32) for k, v in model.folded_state().items()}
 
 
-def from_arrays(config: dict[str, Any], weights: dict[str, Any]) -> SparseAutoencoder:
-    """Rebuild an SAE from a config dict (extra keys ignored) and a dict of weight arrays."""
+def from_arrays(config: dict[str, Any], weights: dict[str, Any], *, source: str = "the weights") -> SparseAutoencoder:
+    """Rebuild an SAE from a config dict (extra keys ignored) and a dict of weight arrays.
+
+    The weights are checked with :func:`check_state`; ``source`` names them in errors.
+    """
     cfg = SAEConfig.from_dict(dict(config))
-    state = {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+    try:
+        state = {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+    except (TypeError, ValueError) as e:
+        msg = f"{source} must be numeric arrays; the stored SAE is damaged ({e}). Refit it with `sl.tl.fit_sae`."
+        raise ValueError(msg) from e
+    check_state(cfg, state, source=source)
     return SparseAutoencoder.from_state(cfg, state)

@@ -10,8 +10,8 @@ from anndata import AnnData
 from torch import nn
 
 from .._docs import doc_params
-from .._settings import logger, resolve_n_jobs, settings
-from .._utils import as_dense_float32, check_adata, progress, resolve_seed
+from .._settings import logger, resolve_device, resolve_n_jobs
+from .._utils import as_dense_float32, check_adata, progress, resolve_seed, writable
 from ..sae import torch_threads
 
 LOSSES = ("log1p", "nb")
@@ -133,8 +133,8 @@ def fit_autoencoder(
         msg = f"validation_fraction must be in (0, 1), got {validation_fraction}."
         raise ValueError(msg)
     seed = resolve_seed(random_state)
+    dev = torch.device(resolve_device(device))
     y = _counts(adata, layer)
-    dev = torch.device(device or settings.device)
 
     rng = np.random.default_rng(seed)
     n = y.shape[0]
@@ -172,7 +172,7 @@ def fit_autoencoder(
         with torch.no_grad():
             emb = torch.cat([model.encoder(torch.log1p(yt[i : i + 4096].to(dev))).cpu() for i in range(0, n, 4096)])
 
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     adata.obsm[f"X_{key_added}"] = emb.numpy().astype(np.float32)
     adata.uns[key_added] = {
         "params": {

@@ -11,11 +11,12 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._docs import doc_params
-from .._utils import check_adata, resolve_seed
+from .. import _provenance as provenance
+from .._utils import check_adata, check_key_added, group_labels, resolve_seed, writable
 from ._annotate_core import check_options, clean_params, feature_summary, run_contrasts
 from ._cellsets import cell_sets, resolve_features, resolve_within
 from ._de import Expression
-from ._enrich import gene_set_matrix
+from ._enrich import check_testable, gene_set_matrix
 
 logger = logging.getLogger("sclens")
 
@@ -176,11 +177,14 @@ def annotate_features(
         msg = f"n_low must be >= 1 and min_high >= 2, got n_low={n_low!r}, min_high={min_high!r}."
         raise ValueError(msg)
     seed = resolve_seed(random_state)
+    check_key_added(key_added, reserved={key: "the SAE run it annotates"})
     acts, feats = resolve_features(adata, key=key, features=features)
     mask = resolve_within(adata, within)
     expr = Expression(adata, layer=layer, model=model)
     gs = gene_set_matrix(gene_sets, adata.var_names, namespaces=["BP"] if flavor == "scfeaturelens" else None)
-    keep_de = {int(f) for f in np.atleast_1d(return_de)} if return_de is not None else set()
+    if flavor == "sclens":
+        check_testable(gs, min_size=opt.min_size, max_size=opt.max_size)
+    keep_de = _check_return_de(return_de, feats)
     sets = cell_sets(
         acts, feats, high_quantile=high_quantile, low_quantile=low_quantile, n_low=int(n_low),
         min_high=int(min_high), mask=mask, seed=seed, strict=flavor == "scfeaturelens",
@@ -192,7 +196,7 @@ def annotate_features(
         )  # fmt: skip
     results, de_tables = run_contrasts(expr, sets.high, sets.low, sets.features, gs, opt, keep_de=keep_de)
 
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     summary = feature_summary(results, feats)
     summary.loc[[str(f) for f in sets.skipped["feature"]], "label"] = ""
     _update_feature_table(adata, key, summary, n_features=acts.shape[1])
@@ -203,7 +207,7 @@ def annotate_features(
         "de_method": "welch" if flavor == "scfeaturelens" else de_method,
         "enrichment": "binomial+mannwhitney" if flavor == "scfeaturelens" else enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
-        "max_size": max_size, "flavor": flavor, "random_state": seed,
+        "max_size": max_size, "flavor": flavor, "random_state": seed, "sae_run_id": provenance.run_id(adata, key),
         "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
     }  # fmt: skip
     adata.uns[key_added] = {
@@ -213,6 +217,24 @@ def annotate_features(
         **({"de": de_tables} if de_tables else {}),
     }
     return adata if copy else None
+
+
+def _check_return_de(return_de: Any, feats: np.ndarray) -> set[int]:
+    if return_de is None:
+        return set()
+    values = np.atleast_1d(np.asarray(return_de, dtype=object))
+    if not all(isinstance(f, (int, np.integer)) and not isinstance(f, bool) for f in values):
+        msg = f"return_de must be feature numbers (integers), got {return_de!r}."
+        raise TypeError(msg)
+    wanted = {int(f) for f in values}
+    unknown = sorted(wanted - {int(f) for f in feats})
+    if unknown:
+        msg = (
+            f"return_de: feature(s) {unknown[:10]} are not among the features annotated in this call; "
+            "add them to `features=` or remove them from `return_de`."
+        )
+        raise ValueError(msg)
+    return wanted
 
 
 def _update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_features: int) -> None:
@@ -284,12 +306,15 @@ def contrast(
         de_method=de_method, enrichment=enrichment, flavor="sclens", alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
-    if groupby not in adata.obs.columns:
-        msg = f"`adata.obs[{groupby!r}]` not found; available: {list(adata.obs.columns)}."
-        raise KeyError(msg)
-    labels = adata.obs[groupby].astype(str).to_numpy()
+    check_key_added(key_added)
+    cat, n_missing = group_labels(adata, groupby)
+    labels = cat.astype(str).to_numpy()
+    labels[cat.isna().to_numpy()] = ""  # missing labels: in no group, not in "rest"
     hi = _group_mask(labels, group, groupby)
-    lo = ~hi if isinstance(reference, str) and reference == "rest" else _group_mask(labels, reference, groupby)
+    lo = (~hi & (labels != "")) if isinstance(reference, str) and reference == "rest" else None
+    lo = _group_mask(labels, reference, groupby) if lo is None else lo
+    if n_missing:
+        logger.warning("contrast: %d cell(s) with a missing `%s` label are left out.", n_missing, groupby)
     if (hi & lo).any():
         msg = "group and reference overlap; choose disjoint groups."
         raise ValueError(msg)
@@ -299,10 +324,11 @@ def contrast(
             raise ValueError(msg)
     expr = Expression(adata, layer=layer, model=model)
     gs = gene_set_matrix(gene_sets, adata.var_names)
+    check_testable(gs, min_size=opt.min_size, max_size=opt.max_size)
     high = sparse.csc_matrix(hi[:, None].astype(np.float32))
     low = sparse.csc_matrix(lo[:, None].astype(np.float32))
     results, de = run_contrasts(expr, high, low, np.array([0]), gs, opt, keep_de={0})
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     params = {
         "groupby": groupby, "group": np.atleast_1d(group).astype(str),
         "reference": np.atleast_1d(reference).astype(str),
@@ -321,8 +347,12 @@ def contrast(
 
 def _group_mask(labels: np.ndarray, group: Any, groupby: str) -> np.ndarray:
     groups = [str(g) for g in np.atleast_1d(group)]
-    missing = [g for g in groups if g not in set(labels)]
+    present = set(labels) - {""}
+    missing = [g for g in groups if g not in present]
     if missing:
-        msg = f"{missing} not found in `adata.obs[{groupby!r}]`; available: {sorted(set(labels))[:20]}."
+        msg = (
+            f"{missing} not found in `adata.obs[{groupby!r}]`; available: {sorted(present)[:20]} "
+            "(cells with a missing label belong to no group)."
+        )
         raise ValueError(msg)
     return np.isin(labels, groups)

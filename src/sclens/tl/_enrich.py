@@ -39,6 +39,13 @@ class GeneSets:
 def gene_set_matrix(gene_sets: Any, var_names: pd.Index, *, namespaces: list[str] | None = None) -> GeneSets:
     """Normalise ``gene_sets`` with ``as_network`` and index them against ``var_names``."""
     attrs = dict(getattr(gene_sets, "attrs", {}) or {})
+    if not var_names.is_unique:
+        dup = var_names[var_names.duplicated()].unique()
+        msg = (
+            f"`adata.var_names` has {len(dup)} duplicated gene name(s) (e.g. {list(map(str, dup[:3]))}); "
+            "genes must be unique to match gene sets: run `adata.var_names_make_unique()` first."
+        )
+        raise ValueError(msg)
     net = as_network(gene_sets)
     if namespaces is not None and (net["namespace"] != "").any():
         net = net[net["namespace"].isin(namespaces)]
@@ -58,6 +65,21 @@ def gene_set_matrix(gene_sets: Any, var_names: pd.Index, *, namespaces: list[str
     col = genes.get_indexer(net["target"])
     mat = sparse.csr_matrix((np.ones(row.size), (row, col)), shape=(len(terms), genes.size))
     return GeneSets(terms, mat, net, {k: str(v) for k, v in attrs.items() if np.isscalar(v)})
+
+
+def check_testable(gs: GeneSets, *, min_size: int, max_size: int | None) -> None:
+    """Refuse gene sets of which no term can be tested (all outside ``[min_size, max_size]`` in ``var_names``)."""
+    sizes = np.asarray(gs.matrix.sum(axis=1)).ravel()
+    ok = (sizes >= min_size) & (sizes <= (np.inf if max_size is None else max_size))
+    if ok.any():
+        return
+    msg = (
+        f"No gene set can be tested: the {sizes.size} set(s) have {int(sizes.min())}-{int(sizes.max())} genes "
+        f"among `adata.var_names` ({gs.net['target'].nunique()} of the data's genes are in any set), outside "
+        f"min_size={min_size}, max_size={max_size}. Lower `min_size` / raise `max_size`, or use gene sets that "
+        "share more genes with the data (same identifiers and species)."
+    )
+    raise ValueError(msg)
 
 
 def up_genes(de: DEResult, *, de_alpha: float, min_log2fc: float) -> np.ndarray:

@@ -12,8 +12,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .. import _provenance as provenance
 from .._docs import doc_params
-from .._utils import check_adata
+from .._utils import check_adata, writable
 from .._warnings import SclensWarning
 
 logger = logging.getLogger("sclens")
@@ -24,12 +25,16 @@ UNASSIGNED = "unassigned"
 def annotation_results(adata: AnnData, key: str, namespaces: Sequence[str] | None) -> pd.DataFrame:
     """``adata.uns[key]['results']`` restricted to ``namespaces``, after checks."""
     check_adata(adata)
-    if key not in adata.uns or "results" not in adata.uns[key]:
+    if not isinstance(adata.uns.get(key), Mapping) or "results" not in adata.uns[key]:
         msg = (
             f"No feature annotation under `adata.uns[{key!r}]['results']`; run "
             f"`sl.tl.annotate_features(adata, gene_sets=..., key_added={key!r})` first."
         )
         raise KeyError(msg)
+    provenance.check_derived(
+        adata, adata.uns[key], what=f"The annotation `adata.uns[{key!r}]`",
+        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={key!r})",
+    )  # fmt: skip
     res = adata.uns[key]["results"]
     missing = {"feature", "term"} - set(res.columns)
     if missing:
@@ -42,6 +47,22 @@ def annotation_results(adata: AnnData, key: str, namespaces: Sequence[str] | Non
             raise KeyError(msg)
         res = res[res["namespace"].astype(str).isin(namespaces)]
     return res
+
+
+def stored_space(adata: AnnData, key: str) -> dict:
+    """``adata.uns[key]['feature_space']`` after checking it exists and matches the current SAE run."""
+    check_adata(adata)
+    run = adata.uns.get(key)
+    if not isinstance(run, Mapping) or "feature_space" not in run:
+        msg = f"`adata.uns[{key!r}]['feature_space']` not found; run `sl.tl.feature_space(adata, key={key!r})` first."
+        raise KeyError(msg)
+    space = run["feature_space"]
+    provenance.check_derived(
+        adata, run, what=f"The feature space `adata.uns[{key!r}]['feature_space']`",
+        rerun=f"sl.tl.annotate_features(..., key_added={key!r})` then `sl.tl.feature_space(adata, key={key!r})",
+        recorded=space.get("params") if isinstance(space, Mapping) else None,
+    )  # fmt: skip
+    return space
 
 
 def binary_matrix(res: pd.DataFrame) -> tuple[sparse.csr_matrix, np.ndarray, pd.Index]:
@@ -223,7 +244,7 @@ def feature_space(
         summary["terms_per_feature_mean"],
         summary["terms_per_feature_sem"],
     )
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     adata.uns[key]["feature_space"] = {
         "features": feats.astype(np.int64),
         "umap": coords,
@@ -242,6 +263,7 @@ def feature_space(
             "spread": float(spread),
             "metric": metric,
             "random_state": int(random_state),
+            **({"sae_run_id": rid} if (rid := provenance.recorded_run_id(adata.uns[key])) is not None else {}),
         },
     }
     return adata if copy else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,8 +12,10 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
-from .._settings import resolve_n_jobs, settings
-from .._utils import check_adata, get_rep, resolve_seed
+from .. import _provenance as provenance
+from .._settings import resolve_device, resolve_n_jobs
+from .._utils import check_adata, get_rep, resolve_seed, writable
+from .._warnings import SclensWarning
 from ..sae import EvalResult, SparseAutoencoder
 
 logger = logging.getLogger("sclens")
@@ -47,6 +50,40 @@ def _check_embedding(x: Any, use_rep: str) -> None:
         raise TypeError(msg)
 
 
+def _check_spread(x: Any, use_rep: str, *, n_sample: int = 4096) -> None:
+    """Refuse an embedding that is constant or at a scale float32 training cannot handle (a row sample)."""
+    from .._utils import as_dense_float32
+
+    n = int(x.shape[0])
+    rows = np.sort(np.random.default_rng(0).choice(n, n_sample, replace=False)) if n > n_sample else slice(None)
+    sample = as_dense_float32(x[rows], name=f"`obsm[{use_rep!r}]`").astype(np.float64)
+    spread = float(sample.std(axis=0).max())
+    if spread == 0:
+        msg = (
+            f"`obsm[{use_rep!r}]` is constant (every cell has the same values): an SAE has nothing to learn "
+            "and every feature would be dead. Check that `use_rep` names the embedding you meant."
+        )
+        raise ValueError(msg)
+    scale = float(np.abs(sample).max())
+    if spread < 1e-8 or scale > 1e8:
+        msg = (
+            f"`obsm[{use_rep!r}]` has values at scale {scale:.3g} (largest standard deviation {spread:.3g}); "
+            "float32 training is unreliable far from unit scale. Rescale it first, e.g. "
+            f"`adata.obsm[{use_rep!r}] = X / X.std()`."
+        )
+        raise ValueError(msg)
+
+
+def _warn_bad_fit(fvu: float, n_live: int, n_features: int) -> None:
+    if not np.isfinite(fvu) or fvu > 1 or n_live == 0:
+        warnings.warn(
+            f"The SAE fit is poor: FVU {fvu:.3g}, {n_live} of {n_features} features live. Check the embedding "
+            "(scale, constant columns), or train longer / raise `lr` / lower `k`.",
+            SclensWarning,
+            stacklevel=3,
+        )
+
+
 def _check_key(key: Any, name: str) -> None:
     if not isinstance(key, str) or not key or "/" in key:
         msg = f"{name} must be a non-empty string without '/' (it names `obsm['X_<key>']` and `uns[key]`), got {key!r}."
@@ -54,12 +91,7 @@ def _check_key(key: Any, name: str) -> None:
 
 
 def _accelerator(device: str | None) -> tuple[str, Any]:
-    device = settings.device if device is None else device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _, index = str(device).partition(":")
+    kind, _, index = resolve_device(device).partition(":")
     return kind, ([int(index)] if index else 1)
 
 
@@ -76,11 +108,16 @@ def _features_frame(ev: EvalResult) -> pd.DataFrame:
     )
 
 
-def _write(adata: AnnData, key: str, ev: EvalResult, params: dict, metrics: dict, sae: SparseAutoencoder) -> None:
+def _write(
+    adata: AnnData, key: str, ev: EvalResult, params: dict, metrics: dict, sae: SparseAutoencoder, run_id: str
+) -> None:
     from ..sae import to_arrays
 
+    if run_id != provenance.run_id(adata, key):
+        provenance.drop_stale(adata, key)
     adata.obsm[f"X_{key}"] = ev.activations
     adata.uns[key] = {
+        "run_id": run_id,
         "params": params,
         "metrics": metrics,
         "weights": to_arrays(sae),
@@ -172,6 +209,7 @@ def fit_sae(
     check_adata(adata)
     x = get_rep(adata, use_rep)
     _check_embedding(x, use_rep)
+    _check_spread(x, use_rep)
     seed = resolve_seed(random_state)
     n, d = int(x.shape[0]), int(x.shape[1])
     if n_features is None:
@@ -211,8 +249,9 @@ def fit_sae(
     metrics = {"fvu": fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction, "n_live": ev.n_live}
     metrics.update({(c if c in ("val_fvu",) else ("step_loss" if c == "loss_step" else f"train_{c}")): v
                     for c, v in history.items()})  # fmt: skip
-    adata = adata.copy() if copy else adata
-    _write(adata, key_added, ev, params, metrics, sae)
+    _warn_bad_fit(fvu, ev.n_live, n_features)
+    adata = writable(adata, copy=copy)
+    _write(adata, key_added, ev, params, metrics, sae, provenance.new_run_id())
     logger.info("fit_sae: FVU %.4f, L0 %.1f, dead %.1f%%", fvu, ev.l0, 100 * ev.dead_fraction)
     return adata if copy else None
 
@@ -283,7 +322,16 @@ def encode(
     check_adata(adata)
     _check_key(key, "key")
     model, params, curves = _resolve_source(adata, key, sae)
-    use_rep = use_rep if use_rep is not None else params.get("use_rep")
+    trained_on = params.get("use_rep")
+    if use_rep is not None and trained_on is not None and str(use_rep) != str(trained_on):
+        warnings.warn(
+            f"The SAE was trained on `obsm[{str(trained_on)!r}]` but is applied to `obsm[{use_rep!r}]`; an "
+            "embedding of the same width from another model gives meaningless activations. Encode the "
+            "embedding the SAE was trained on (for query data: the same model's latent space).",
+            SclensWarning,
+            stacklevel=2,
+        )
+    use_rep = use_rep if use_rep is not None else trained_on
     if use_rep is None:
         msg = "The SAE does not say which embedding it was trained on; pass `use_rep=`."
         raise ValueError(msg)
@@ -295,6 +343,8 @@ def encode(
     params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}
     metrics = {**curves, "fvu": ev.fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction,
                "n_live": ev.n_live}  # fmt: skip
-    adata = adata.copy() if copy else adata
-    _write(adata, key, ev, params, metrics, model)
+    own = sae is None and _has_use_rep(adata, key) and adata.uns[key]["params"]["use_rep"] == use_rep
+    rid = provenance.run_id(adata, key) if own else None  # the same model on the same cells: same run
+    adata = writable(adata, copy=copy)
+    _write(adata, key, ev, params, metrics, model, rid or provenance.new_run_id())
     return adata if copy else None

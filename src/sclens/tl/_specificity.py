@@ -12,7 +12,8 @@ from anndata import AnnData
 from scipy import sparse, stats
 
 from .._docs import doc_params
-from .._utils import sae_activations
+from .. import _provenance as provenance
+from .._utils import group_labels, sae_activations, writable
 
 logger = logging.getLogger("sclens")
 
@@ -20,21 +21,17 @@ _METHODS = ("paper", "rank")
 
 
 def _group_codes(adata: AnnData, groupby: str) -> tuple[np.ndarray, list[str]]:
-    if groupby not in adata.obs.columns:
-        msg = f"`adata.obs[{groupby!r}]` not found; available columns: {list(adata.obs.columns)}."
-        raise KeyError(msg)
-    labels = adata.obs[groupby]
-    cat = labels.astype("category")
-    cat = cat.cat.remove_unused_categories()
+    cat, n_missing = group_labels(adata, groupby)
     groups = [str(g) for g in cat.cat.categories]
+    missing = f" ({n_missing} cells with a missing label are left out)" if n_missing else ""
     if len(groups) < 2:
-        n_missing = int(cat.isna().sum())
-        missing = f" ({n_missing} cells with a missing label are left out)" if n_missing else ""
         msg = (
             f"`adata.obs[{groupby!r}]` has {len(groups)} group(s){missing}; specificity needs at least two "
             "groups to compare a group with the rest: pass a `groupby` column with two or more labels."
         )
         raise ValueError(msg)
+    if n_missing:
+        logger.warning("feature_specificity: %d cell(s) with a missing `%s` label are left out.", n_missing, groupby)
     return cat.cat.codes.to_numpy(), groups
 
 
@@ -173,6 +170,7 @@ def feature_specificity(
         raise ValueError(msg)
     act = sae_activations(adata, key)
     codes, groups = _group_codes(adata, groupby)
+    rid = provenance.run_id(adata, key)
     if min_effect is None:
         min_effect = 0.6 if method == "rank" else 0.0
     n_features = act.shape[1]
@@ -237,7 +235,7 @@ def feature_specificity(
 
     counts = {k: int((kind == k).sum()) for k in ("local", "global", "dead")}
     logger.info("feature_specificity: %(local)d local, %(global)d global, %(dead)d dead features", counts)
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     adata.uns[key]["features"] = feats
     adata.uns[key]["group_means"] = means
     adata.uns[key]["specificity_params"] = {
@@ -245,6 +243,7 @@ def feature_specificity(
         "method": method,
         "alpha": float(alpha),
         "min_effect": float(min_effect),
+        **({"sae_run_id": rid} if rid is not None else {}),
         **{f"n_{k}": v for k, v in counts.items()},
     }
     return adata if copy else None

@@ -12,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .. import _provenance as provenance
 from .._docs import doc_params
 from .._utils import as_dense_float32, get_rep, sae_activations
 
@@ -238,6 +239,7 @@ def steer(
         "use_rep": use_rep,
         "n_cells": int(idx.size),
         "decoder": decoder,
+        **({"sae_run_id": rid} if (rid := provenance.run_id(adata, key)) is not None else {}),
     }
     logger.info("steer: feature %d set to %.4g in %d cells (decoder: %s)", feature, target, idx.size, decoder)
     return out
