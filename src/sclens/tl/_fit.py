@@ -50,13 +50,18 @@ def _check_embedding(x: Any, use_rep: str) -> None:
         raise TypeError(msg)
 
 
-def _check_spread(x: Any, use_rep: str, *, n_sample: int = 4096) -> None:
-    """Refuse an embedding that is constant or at a scale float32 training cannot handle (a row sample)."""
+def _check_spread(x: Any, use_rep: str, *, n_blocks: int = 8, block: int = 1024) -> None:
+    """Refuse an embedding that is constant or at a scale float32 training cannot handle.
+
+    Looks at up to ``n_blocks`` evenly spaced blocks of ``block`` rows (aligned row slices, as the
+    encoding reads them, so backed data stays on disk).
+    """
     from .._utils import as_dense_float32
 
     n = int(x.shape[0])
-    rows = np.sort(np.random.default_rng(0).choice(n, n_sample, replace=False)) if n > n_sample else slice(None)
-    sample = as_dense_float32(x[rows], name=f"`obsm[{use_rep!r}]`").astype(np.float64)
+    chunks = np.unique(np.linspace(0, (n - 1) // block, n_blocks).astype(int))
+    parts = [as_dense_float32(x[c * block : min((c + 1) * block, n)], name=f"`obsm[{use_rep!r}]`") for c in chunks]
+    sample = np.vstack(parts).astype(np.float64)
     spread = float(sample.std(axis=0).max())
     if spread == 0:
         msg = (
@@ -323,14 +328,6 @@ def encode(
     _check_key(key, "key")
     model, params, curves = _resolve_source(adata, key, sae)
     trained_on = params.get("use_rep")
-    if use_rep is not None and trained_on is not None and str(use_rep) != str(trained_on):
-        warnings.warn(
-            f"The SAE was trained on `obsm[{str(trained_on)!r}]` but is applied to `obsm[{use_rep!r}]`; an "
-            "embedding of the same width from another model gives meaningless activations. Encode the "
-            "embedding the SAE was trained on (for query data: the same model's latent space).",
-            SclensWarning,
-            stacklevel=2,
-        )
     use_rep = use_rep if use_rep is not None else trained_on
     if use_rep is None:
         msg = "The SAE does not say which embedding it was trained on; pass `use_rep=`."
@@ -339,6 +336,14 @@ def encode(
     x = get_rep(adata, use_rep)
     _check_embedding(x, use_rep)
     check_input_dim(model, x.shape[1], what=f"`obsm[{use_rep!r}]`")
+    if trained_on is not None and use_rep != str(trained_on):
+        warnings.warn(
+            f"The SAE was trained on `obsm[{str(trained_on)!r}]` but is applied to `obsm[{use_rep!r}]`; an "
+            "embedding of the same width from another model gives meaningless activations. Encode the "
+            "embedding the SAE was trained on (for query data: the same model's latent space).",
+            SclensWarning,
+            stacklevel=2,
+        )
     ev = evaluate(model.cpu(), x, batch_size=batch_size, return_activations=True)
     params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}
     metrics = {**curves, "fvu": ev.fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction,
