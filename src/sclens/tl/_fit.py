@@ -24,6 +24,8 @@ _doc_returns = """\
 Returns ``None`` (or the modified copy when ``copy=True``) and writes
 
 * ``adata.obsm['X_' + {key}]``: CSR float32 activations, cells x ``n_features`` (all >= 0);
+* ``adata.uns[{key}]['run_id']``: a unique id of this SAE run, recorded by every result derived from it
+  (results of an earlier run under the same key are dropped, with a warning);
 * ``adata.uns[{key}]['params']``: architecture, sizes, training settings and ``use_rep``;
 * ``adata.uns[{key}]['metrics']``: ``fvu`` (``fit_sae``: on the held-out cells if any; ``encode``: on
   these cells), ``fvu_all`` (all cells), ``l0``, ``dead_fraction``, ``n_live``{extra};
@@ -118,15 +120,23 @@ def _write(
 ) -> None:
     from ..sae import to_arrays
 
+    features = _features_frame(ev)
+    kept: dict[str, Any] = {}
     if run_id != provenance.run_id(adata, key):
         provenance.drop_stale(adata, key)
+    else:  # the same run re-encoded: its derived results (and feature-table columns) still hold
+        old = adata.uns[key]
+        kept = {k: v for k, v in old.items() if k not in provenance.RUN_ENTRIES}
+        if isinstance(old.get("features"), pd.DataFrame) and len(old["features"]) == len(features):
+            features = old["features"]
     adata.obsm[f"X_{key}"] = ev.activations
     adata.uns[key] = {
         "run_id": run_id,
         "params": params,
         "metrics": metrics,
         "weights": to_arrays(sae),
-        "features": _features_frame(ev),
+        "features": features,
+        **kept,
     }
 
 
@@ -261,6 +271,16 @@ def fit_sae(
     return adata if copy else None
 
 
+def _same_activations(adata: AnnData, key: str, ev: EvalResult) -> bool:
+    """Whether re-encoding reproduced the stored activations exactly (then it is the same run)."""
+    from scipy import sparse
+
+    stored = adata.obsm.get(f"X_{key}")
+    if stored is None or stored.shape != ev.activations.shape:
+        return False
+    return (sparse.csr_matrix(stored) != ev.activations).nnz == 0
+
+
 def _has_use_rep(adata: AnnData, key: str) -> bool:
     run = adata.uns.get(key)
     return isinstance(run, dict) and "use_rep" in run.get("params", {})
@@ -348,8 +368,7 @@ def encode(
     params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}
     metrics = {**curves, "fvu": ev.fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction,
                "n_live": ev.n_live}  # fmt: skip
-    own = sae is None and _has_use_rep(adata, key) and adata.uns[key]["params"]["use_rep"] == use_rep
-    rid = provenance.run_id(adata, key) if own else None  # the same model on the same cells: same run
+    rid = provenance.run_id(adata, key) if sae is None and _same_activations(adata, key, ev) else None
     adata = writable(adata, copy=copy)
     _write(adata, key, ev, params, metrics, model, rid or provenance.new_run_id())
     return adata if copy else None
