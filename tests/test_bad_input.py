@@ -214,6 +214,7 @@ CASES = [
     # case 3: damaged or mismatched weights stored in uns
     ("get-sae-nan-weight", _nan_weight, lambda a: sl.get.sae(a), ValueError, "NaN or infinite value(s)"),
     ("get-sae-extra-threshold", _set(("sae", "weights", "threshold"), np.float32(0.5)), lambda a: sl.get.sae(a), ValueError, "another architecture"),
+    ("get-sae-weight-shape", _set(("sae", "weights", "W_dec"), np.zeros((3, 3), np.float32)), lambda a: sl.get.sae(a), ValueError, "needs (32, 16)"),
     ("get-sae-weights-type", _set(("sae", "weights"), "W"), lambda a: sl.get.sae(a), TypeError, "refit with `sl.tl.fit_sae`"),
     # feature_specificity: case 6 and 13, missing keys, empty groups, NaN activations, wrong types
     ("spec-missing-col", _noop, lambda a: sl.tl.feature_specificity(a, groupby="leiden"), KeyError, "available columns"),
@@ -223,6 +224,8 @@ CASES = [
     ("spec-uns-not-dict", _set(("sae",), "oops"), lambda a: sl.tl.feature_specificity(a, groupby="cell_type"), TypeError, "Refit with `sl.tl.fit_sae"),
     ("spec-no-run", _noop, lambda a: sl.tl.feature_specificity(a, groupby="cell_type", key="nope"), KeyError, "run `sl.tl.fit_sae"),
     ("spec-nan-activation", _nan_activation, lambda a: sl.tl.feature_specificity(a, groupby="cell_type"), ValueError, "Re-encode"),
+    ("spec-one-cell", _noop, lambda a: sl.tl.feature_specificity(a[:1], groupby="cell_type"), ValueError, "at least two"),
+    ("spec-zero-cells", _noop, lambda a: sl.tl.feature_specificity(a[:0], groupby="cell_type"), ValueError, "at least two"),
     ("spec-alpha", _noop, lambda a: sl.tl.feature_specificity(a, groupby="cell_type", alpha=2.0), ValueError, "alpha must be between"),
     # annotate_features: cases 5, 8, 11, 13 and counts / genes / features / groups
     ("annot-return-de", _noop, _annotate(return_de=[999]), ValueError, "add them to `features=`"),
@@ -241,6 +244,9 @@ CASES = [
     ("annot-key-added-is-run", _noop, _annotate(key_added="sae"), ValueError, "would overwrite the SAE run"),
     ("annot-uns-not-dict", _set(("sae",), ["x"]), _annotate(), TypeError, "not an SAE run"),
     ("annot-within-empty", _noop, _annotate(within={"cell_type": "nope"}), ValueError, "not found"),
+    ("annot-zero-cells", _noop, lambda a: _annotate()(a[:0]), ValueError, "needs at least 20"),
+    ("annot-one-cell", _noop, lambda a: _annotate()(a[:1]), ValueError, "adata has 1 cell(s)"),
+    ("contrast-zero-cells", _noop, lambda a: _contrast(groupby="cell_type", group=_ct(a, 0))(a[:0]), ValueError, "not found"),
     ("annot-quantile", _noop, _annotate(high_quantile=1.5), ValueError, "high_quantile must be in (0, 1)"),
     # contrast: case 7, one cell, empty group, overlap, continuous column
     ("contrast-missing-label", _obs("g", _with_missing), _contrast(groupby="g", group="nan"), ValueError, "missing label belong to no group"),

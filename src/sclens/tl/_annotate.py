@@ -178,6 +178,12 @@ def annotate_features(
         raise ValueError(msg)
     seed = resolve_seed(random_state)
     check_key_added(key_added, reserved={key: "the SAE run it annotates"})
+    if adata.n_obs < 2 * int(min_high):
+        msg = (
+            f"adata has {adata.n_obs} cell(s); annotate_features compares at least `min_high`={min_high} high with "
+            f"as many low cells per feature, so it needs at least {2 * int(min_high)} (in practice thousands)."
+        )
+        raise ValueError(msg)
     acts, feats = resolve_features(adata, key=key, features=features)
     mask = resolve_within(adata, within)
     expr = Expression(adata, layer=layer, model=model)
