@@ -194,39 +194,183 @@ FIT = {"n_features": 32, "k": 4, "n_epochs": 1}
 
 CASES = [
     # fit_sae: missing keys, wrong types, NaN / inf, constant or badly scaled embedding, zero / one cell
-    ("fit-missing-rep", _noop, lambda a: sl.tl.fit_sae(a, use_rep="X_scVI", **FIT), KeyError, "Compute an embedding first"),
-    ("fit-rep-type", _noop, lambda a: sl.tl.fit_sae(a, use_rep=3, **FIT), TypeError, "use_rep must be a non-empty string"),
-    ("fit-nan", _set_obsm("X_bad", _nan_first), lambda a: sl.tl.fit_sae(a, use_rep="X_bad", **FIT), ValueError, "NaN or infinite"),
-    ("fit-inf", _set_obsm("X_bad", _inf_first), lambda a: sl.tl.fit_sae(a, use_rep="X_bad", **FIT), ValueError, "remove or impute"),
-    ("fit-constant", _set_obsm("X_c", np.ones_like), lambda a: sl.tl.fit_sae(a, use_rep="X_c", **FIT), ValueError, "is constant"),
-    ("fit-tiny-scale", _set_obsm("X_t", lambda x: x * 1e-30), lambda a: sl.tl.fit_sae(a, use_rep="X_t", **FIT), ValueError, "Rescale it first"),
-    ("fit-huge-scale", _set_obsm("X_t", lambda x: x * 1e12), lambda a: sl.tl.fit_sae(a, use_rep="X_t", **FIT), ValueError, "Rescale it first"),
+    (
+        "fit-missing-rep",
+        _noop,
+        lambda a: sl.tl.fit_sae(a, use_rep="X_scVI", **FIT),
+        KeyError,
+        "Compute an embedding first",
+    ),
+    (
+        "fit-rep-type",
+        _noop,
+        lambda a: sl.tl.fit_sae(a, use_rep=3, **FIT),
+        TypeError,
+        "use_rep must be a non-empty string",
+    ),
+    (
+        "fit-nan",
+        _set_obsm("X_bad", _nan_first),
+        lambda a: sl.tl.fit_sae(a, use_rep="X_bad", **FIT),
+        ValueError,
+        "NaN or infinite",
+    ),
+    (
+        "fit-inf",
+        _set_obsm("X_bad", _inf_first),
+        lambda a: sl.tl.fit_sae(a, use_rep="X_bad", **FIT),
+        ValueError,
+        "remove or impute",
+    ),
+    (
+        "fit-constant",
+        _set_obsm("X_c", np.ones_like),
+        lambda a: sl.tl.fit_sae(a, use_rep="X_c", **FIT),
+        ValueError,
+        "is constant",
+    ),
+    (
+        "fit-tiny-scale",
+        _set_obsm("X_t", lambda x: x * 1e-30),
+        lambda a: sl.tl.fit_sae(a, use_rep="X_t", **FIT),
+        ValueError,
+        "Rescale it first",
+    ),
+    (
+        "fit-huge-scale",
+        _set_obsm("X_t", lambda x: x * 1e12),
+        lambda a: sl.tl.fit_sae(a, use_rep="X_t", **FIT),
+        ValueError,
+        "Rescale it first",
+    ),
     ("fit-zero-cells", _noop, lambda a: sl.tl.fit_sae(a[:0], use_rep="X_emb", **FIT), ValueError, "at least 2 cells"),
     ("fit-one-cell", _noop, lambda a: sl.tl.fit_sae(a[:1], use_rep="X_emb", **FIT), ValueError, "at least 2 cells"),
-    ("fit-text-embedding", _set_obsm("X_s", lambda x: x.astype(str)), lambda a: sl.tl.fit_sae(a, use_rep="X_s", **FIT), TypeError, "real-valued"),
-    ("fit-key-slash", _noop, lambda a: sl.tl.fit_sae(a, use_rep="X_emb", key_added="a/b", **FIT), ValueError, "without '/'"),
-    ("fit-bad-device", _noop, lambda a: sl.tl.fit_sae(a, use_rep="X_emb", device="gpu0", **FIT), ValueError, "use 'cpu', 'cuda'"),
-    ("fit-device-type", _noop, lambda a: sl.tl.fit_sae(a, use_rep="X_emb", device=0, **FIT), TypeError, "device must be a string"),
+    (
+        "fit-text-embedding",
+        _set_obsm("X_s", lambda x: x.astype(str)),
+        lambda a: sl.tl.fit_sae(a, use_rep="X_s", **FIT),
+        TypeError,
+        "real-valued",
+    ),
+    (
+        "fit-key-slash",
+        _noop,
+        lambda a: sl.tl.fit_sae(a, use_rep="X_emb", key_added="a/b", **FIT),
+        ValueError,
+        "without '/'",
+    ),
+    (
+        "fit-bad-device",
+        _noop,
+        lambda a: sl.tl.fit_sae(a, use_rep="X_emb", device="gpu0", **FIT),
+        ValueError,
+        "use 'cpu', 'cuda'",
+    ),
+    (
+        "fit-device-type",
+        _noop,
+        lambda a: sl.tl.fit_sae(a, use_rep="X_emb", device=0, **FIT),
+        TypeError,
+        "device must be a string",
+    ),
     # encode: wrong shape, wrong type, missing run
-    ("encode-width", _set_obsm("X_wide", lambda x: np.hstack([x, x])), lambda a: sl.tl.encode(a, use_rep="X_wide"), ValueError, "encode the same embedding"),
+    (
+        "encode-width",
+        _set_obsm("X_wide", lambda x: np.hstack([x, x])),
+        lambda a: sl.tl.encode(a, use_rep="X_wide"),
+        ValueError,
+        "encode the same embedding",
+    ),
     ("encode-sae-type", _noop, lambda a: sl.tl.encode(a, sae=5), TypeError, "sae must be None"),
     ("encode-no-run", _noop, lambda a: sl.tl.encode(a, key="other"), KeyError, "key_added='other'"),
     # case 3: damaged or mismatched weights stored in uns
     ("get-sae-nan-weight", _nan_weight, lambda a: sl.get.sae(a), ValueError, "NaN or infinite value(s)"),
-    ("get-sae-extra-threshold", _set(("sae", "weights", "threshold"), np.float32(0.5)), lambda a: sl.get.sae(a), ValueError, "another architecture"),
-    ("get-sae-weight-shape", _set(("sae", "weights", "W_dec"), np.zeros((3, 3), np.float32)), lambda a: sl.get.sae(a), ValueError, "needs (32, 16)"),
-    ("get-sae-weights-type", _set(("sae", "weights"), "W"), lambda a: sl.get.sae(a), TypeError, "refit with `sl.tl.fit_sae`"),
+    (
+        "get-sae-extra-threshold",
+        _set(("sae", "weights", "threshold"), np.float32(0.5)),
+        lambda a: sl.get.sae(a),
+        ValueError,
+        "another architecture",
+    ),
+    (
+        "get-sae-weight-shape",
+        _set(("sae", "weights", "W_dec"), np.zeros((3, 3), np.float32)),
+        lambda a: sl.get.sae(a),
+        ValueError,
+        "needs (32, 16)",
+    ),
+    (
+        "get-sae-weights-type",
+        _set(("sae", "weights"), "W"),
+        lambda a: sl.get.sae(a),
+        TypeError,
+        "refit with `sl.tl.fit_sae`",
+    ),
     # feature_specificity: case 6 and 13, missing keys, empty groups, NaN activations, wrong types
-    ("spec-missing-col", _noop, lambda a: sl.tl.feature_specificity(a, groupby="leiden"), KeyError, "available columns"),
+    (
+        "spec-missing-col",
+        _noop,
+        lambda a: sl.tl.feature_specificity(a, groupby="leiden"),
+        KeyError,
+        "available columns",
+    ),
     ("spec-continuous", _noop, lambda a: sl.tl.feature_specificity(a, groupby="n_counts"), ValueError, "pd.cut"),
-    ("spec-empty-groups", _obs("g", _one_group_with_empty_categories), lambda a: sl.tl.feature_specificity(a, groupby="g"), ValueError, "at least two"),
-    ("spec-groupby-type", _noop, lambda a: sl.tl.feature_specificity(a, groupby=["cell_type"]), TypeError, "name of an `adata.obs` column"),
-    ("spec-uns-not-dict", _set(("sae",), "oops"), lambda a: sl.tl.feature_specificity(a, groupby="cell_type"), TypeError, "Refit with `sl.tl.fit_sae"),
-    ("spec-no-run", _noop, lambda a: sl.tl.feature_specificity(a, groupby="cell_type", key="nope"), KeyError, "run `sl.tl.fit_sae"),
-    ("spec-nan-activation", _nan_activation, lambda a: sl.tl.feature_specificity(a, groupby="cell_type"), ValueError, "Re-encode"),
-    ("spec-one-cell", _noop, lambda a: sl.tl.feature_specificity(a[:1], groupby="cell_type"), ValueError, "at least two"),
-    ("spec-zero-cells", _noop, lambda a: sl.tl.feature_specificity(a[:0], groupby="cell_type"), ValueError, "at least two"),
-    ("spec-alpha", _noop, lambda a: sl.tl.feature_specificity(a, groupby="cell_type", alpha=2.0), ValueError, "alpha must be between"),
+    (
+        "spec-empty-groups",
+        _obs("g", _one_group_with_empty_categories),
+        lambda a: sl.tl.feature_specificity(a, groupby="g"),
+        ValueError,
+        "at least two",
+    ),
+    (
+        "spec-groupby-type",
+        _noop,
+        lambda a: sl.tl.feature_specificity(a, groupby=["cell_type"]),
+        TypeError,
+        "name of an `adata.obs` column",
+    ),
+    (
+        "spec-uns-not-dict",
+        _set(("sae",), "oops"),
+        lambda a: sl.tl.feature_specificity(a, groupby="cell_type"),
+        TypeError,
+        "Refit with `sl.tl.fit_sae",
+    ),
+    (
+        "spec-no-run",
+        _noop,
+        lambda a: sl.tl.feature_specificity(a, groupby="cell_type", key="nope"),
+        KeyError,
+        "run `sl.tl.fit_sae",
+    ),
+    (
+        "spec-nan-activation",
+        _nan_activation,
+        lambda a: sl.tl.feature_specificity(a, groupby="cell_type"),
+        ValueError,
+        "Re-encode",
+    ),
+    (
+        "spec-one-cell",
+        _noop,
+        lambda a: sl.tl.feature_specificity(a[:1], groupby="cell_type"),
+        ValueError,
+        "at least two",
+    ),
+    (
+        "spec-zero-cells",
+        _noop,
+        lambda a: sl.tl.feature_specificity(a[:0], groupby="cell_type"),
+        ValueError,
+        "at least two",
+    ),
+    (
+        "spec-alpha",
+        _noop,
+        lambda a: sl.tl.feature_specificity(a, groupby="cell_type", alpha=2.0),
+        ValueError,
+        "alpha must be between",
+    ),
     # annotate_features: cases 5, 8, 11, 13 and counts / genes / features / groups
     ("annot-return-de", _noop, _annotate(return_de=[999]), ValueError, "add them to `features=`"),
     ("annot-return-de-type", _noop, _annotate(return_de=["x"]), TypeError, "return_de must be feature numbers"),
@@ -246,21 +390,63 @@ CASES = [
     ("annot-within-empty", _noop, _annotate(within={"cell_type": "nope"}), ValueError, "not found"),
     ("annot-zero-cells", _noop, lambda a: _annotate()(a[:0]), ValueError, "needs at least 20"),
     ("annot-one-cell", _noop, lambda a: _annotate()(a[:1]), ValueError, "adata has 1 cell(s)"),
-    ("contrast-zero-cells", _noop, lambda a: _contrast(groupby="cell_type", group=_ct(a, 0))(a[:0]), ValueError, "not found"),
+    (
+        "contrast-zero-cells",
+        _noop,
+        lambda a: _contrast(groupby="cell_type", group=_ct(a, 0))(a[:0]),
+        ValueError,
+        "not found",
+    ),
     ("annot-quantile", _noop, _annotate(high_quantile=1.5), ValueError, "high_quantile must be in (0, 1)"),
     # contrast: case 7, one cell, empty group, overlap, continuous column
-    ("contrast-missing-label", _obs("g", _with_missing), _contrast(groupby="g", group="nan"), ValueError, "missing label belong to no group"),
-    ("contrast-one-cell", _obs("g", _one_cell_group), _contrast(groupby="g", group="solo"), ValueError, "at least 2 are needed"),
-    ("contrast-empty-group", _obs("g", _one_group_with_empty_categories), _contrast(groupby="g", group="b"), ValueError, "not found"),
-    ("contrast-overlap", _noop, lambda a: _contrast(groupby="cell_type", group=_ct(a, 0), reference=[_ct(a, 0), _ct(a, 1)])(a), ValueError, "choose disjoint groups"),
+    (
+        "contrast-missing-label",
+        _obs("g", _with_missing),
+        _contrast(groupby="g", group="nan"),
+        ValueError,
+        "missing label belong to no group",
+    ),
+    (
+        "contrast-one-cell",
+        _obs("g", _one_cell_group),
+        _contrast(groupby="g", group="solo"),
+        ValueError,
+        "at least 2 are needed",
+    ),
+    (
+        "contrast-empty-group",
+        _obs("g", _one_group_with_empty_categories),
+        _contrast(groupby="g", group="b"),
+        ValueError,
+        "not found",
+    ),
+    (
+        "contrast-overlap",
+        _noop,
+        lambda a: _contrast(groupby="cell_type", group=_ct(a, 0), reference=[_ct(a, 0), _ct(a, 1)])(a),
+        ValueError,
+        "choose disjoint groups",
+    ),
     ("contrast-continuous", _noop, _contrast(groupby="n_counts", group="1.0"), ValueError, "bin it first"),
     # readers: case 14 and missing results
     ("terms-feature-type", _noop, lambda a: sl.get.feature_terms(a, feature="abc"), TypeError, "an integer"),
-    ("terms-no-annotation", _noop, lambda a: sl.get.feature_terms(a, feature=0), KeyError, "run `sl.tl.annotate_features"),
+    (
+        "terms-no-annotation",
+        _noop,
+        lambda a: sl.get.feature_terms(a, feature=0),
+        KeyError,
+        "run `sl.tl.annotate_features",
+    ),
     ("space-no-annotation", _noop, lambda a: sl.tl.feature_space(a), KeyError, "run `sl.tl.annotate_features"),
     ("get-space-missing", _noop, lambda a: sl.get.feature_space(a), KeyError, "run `sl.tl.feature_space"),
     # case 17 and the simulation autoencoder
-    ("ae-bad-device", _noop, lambda a: sl.sim.fit_autoencoder(a, device="tpu9", n_epochs=1), ValueError, "use 'cpu', 'cuda'"),
+    (
+        "ae-bad-device",
+        _noop,
+        lambda a: sl.sim.fit_autoencoder(a, device="tpu9", n_epochs=1),
+        ValueError,
+        "use 'cpu', 'cuda'",
+    ),
 ]
 
 
@@ -451,7 +637,12 @@ def _nan_saved_weight(path):
 DAMAGE = [
     ("weights-truncated", "sae.safetensors", _truncate, "sae.safetensors is damaged, truncated"),
     ("weights-empty", "sae.safetensors", lambda p: p.write_bytes(b""), "sae.safetensors is damaged, truncated"),
-    ("weights-random", "sae.safetensors", lambda p: p.write_bytes(np.random.default_rng(0).bytes(300)), "not a safetensors file"),
+    (
+        "weights-random",
+        "sae.safetensors",
+        lambda p: p.write_bytes(np.random.default_rng(0).bytes(300)),
+        "not a safetensors file",
+    ),
     ("weights-nan", "sae.safetensors", _nan_saved_weight, "holds 1 NaN or infinite value(s)"),
     ("cfg-invalid-json", "cfg.json", lambda p: p.write_text("{not json"), "cfg.json is damaged: not valid JSON"),
     ("cfg-binary", "cfg.json", lambda p: p.write_bytes(b"\xff\xfe\x00"), "cfg.json is damaged"),
@@ -491,7 +682,13 @@ def _gz_corrupt(path):
 
 
 FILES = [
-    ("latin1", "s.gmt", lambda p: p.write_bytes("set\tcaf\u00e9\tA\tB\n".encode("latin-1")), ValueError, "is not UTF-8 text"),
+    (
+        "latin1",
+        "s.gmt",
+        lambda p: p.write_bytes("set\tcaf\u00e9\tA\tB\n".encode("latin-1")),
+        ValueError,
+        "is not UTF-8 text",
+    ),
     ("corrupt-gzip", "s.gmt.gz", _gz_corrupt, ValueError, "corrupt or truncated gzip"),
     ("random-bytes", "s.gmt", lambda p: p.write_bytes(np.random.default_rng(1).bytes(2000)), ValueError, "s.gmt"),
     ("directory", "folder", lambda p: p.mkdir(), IsADirectoryError, "is a directory"),
@@ -550,7 +747,7 @@ def test_unpinned_download_recorded_and_verified(unpinned_mirror):
 
     from sclens.datasets import _download
 
-    server, clear = unpinned_mirror
+    server, _ = unpinned_mirror
     path = _download.fetch_go_file("2099-02-02", "go-basic.obo")
     recorded = (path.parent / "go-basic.obo.sha256").read_text().strip()
     assert recorded == hashlib.sha256((server / "go-basic.obo").read_bytes()).hexdigest()

@@ -31,7 +31,9 @@ def _connect(path: str | PathLike, what: str) -> sqlite3.Connection:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as e:
         con.close()
-        msg = f"{str(path)!r} is not a {what} SQLite database ({e}); pass the `.sqlite` file from the package's extdata."
+        msg = (
+            f"{str(path)!r} is not a {what} SQLite database ({e}); pass the `.sqlite` file from the package's extdata."
+        )
         raise ValueError(msg) from e
     needed = {"go_term", "go_bp_parents"} if what == "GO.db" else {"gene_info", "go_bp", "alias"}
     if not needed <= tables:

@@ -10,8 +10,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._docs import doc_params
 from .. import _provenance as provenance
+from .._docs import doc_params
 from .._utils import check_adata, check_key_added, group_labels, resolve_seed, writable
 from ._annotate_core import check_options, clean_params, feature_summary, run_contrasts
 from ._cellsets import cell_sets, resolve_features, resolve_within

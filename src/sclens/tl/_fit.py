@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._docs import doc_params
 from .. import _provenance as provenance
+from .._docs import doc_params
 from .._settings import resolve_device, resolve_n_jobs
 from .._utils import check_adata, get_rep, resolve_seed, writable
 from .._warnings import SclensWarning

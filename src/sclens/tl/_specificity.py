@@ -11,8 +11,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse, stats
 
-from .._docs import doc_params
 from .. import _provenance as provenance
+from .._docs import doc_params
 from .._utils import group_labels, sae_activations, writable
 
 logger = logging.getLogger("sclens")
