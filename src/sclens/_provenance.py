@@ -119,5 +119,5 @@ def drop_stale(adata: AnnData, sae_key: str) -> None:
             f"The SAE run under {sae_key!r} was replaced; results derived from the old run were dropped: "
             f"{', '.join(dropped)}. Re-run the functions that made them.",
             StaleResultWarning,
-            stacklevel=3,
+            stacklevel=4,  # drop_stale <- the writer's helper <- the public function <- the user
         )

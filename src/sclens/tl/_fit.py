@@ -17,6 +17,7 @@ from .._settings import resolve_device, resolve_n_jobs
 from .._utils import check_adata, get_rep, resolve_seed, writable
 from .._warnings import SclensWarning
 from ..sae import EvalResult, SparseAutoencoder
+from ._fit_checks import check_embedding, check_key, check_spread, warn_bad_fit
 
 logger = logging.getLogger("sclens")
 
@@ -34,67 +35,6 @@ Returns ``None`` (or the modified copy when ``copy=True``) and writes
 * ``adata.uns[{key}]['features']``: DataFrame indexed ``"0"`` .. ``"F-1"`` with ``frequency``
   (fraction of cells where the feature fires), ``mean_activation`` (over all cells),
   ``max_activation`` and ``kind`` (``"live"`` / ``"dead"``)."""
-
-
-def _check_embedding(x: Any, use_rep: str) -> None:
-    if x.shape[0] < 2:
-        msg = (
-            f"`obsm[{use_rep!r}]` has {x.shape[0]} row(s); an SAE needs at least 2 cells "
-            "(in practice thousands). Check that `adata` is not an empty subset."
-        )
-        raise ValueError(msg)
-    if x.shape[1] < 1:
-        msg = f"`obsm[{use_rep!r}]` has no columns; compute the embedding first."
-        raise ValueError(msg)
-    dtype = getattr(x, "dtype", None)
-    if dtype is not None and not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)):
-        msg = f"`obsm[{use_rep!r}]` has dtype {dtype}; an SAE needs a real-valued (int or float) embedding."
-        raise TypeError(msg)
-
-
-def _check_spread(x: Any, use_rep: str, *, n_blocks: int = 8, block: int = 1024) -> None:
-    """Refuse an embedding that is constant or at a scale float32 training cannot handle.
-
-    Looks at up to ``n_blocks`` evenly spaced blocks of ``block`` rows (aligned row slices, as the
-    encoding reads them, so backed data stays on disk).
-    """
-    from .._utils import as_dense_float32
-
-    n = int(x.shape[0])
-    chunks = np.unique(np.linspace(0, (n - 1) // block, n_blocks).astype(int))
-    parts = [as_dense_float32(x[c * block : min((c + 1) * block, n)], name=f"`obsm[{use_rep!r}]`") for c in chunks]
-    sample = np.vstack(parts).astype(np.float64)
-    spread = float(sample.std(axis=0).max())
-    if spread == 0:
-        msg = (
-            f"`obsm[{use_rep!r}]` is constant (every cell has the same values): an SAE has nothing to learn "
-            "and every feature would be dead. Check that `use_rep` names the embedding you meant."
-        )
-        raise ValueError(msg)
-    scale = float(np.abs(sample).max())
-    if spread < 1e-8 or scale > 1e8:
-        msg = (
-            f"`obsm[{use_rep!r}]` has values at scale {scale:.3g} (largest standard deviation {spread:.3g}); "
-            "float32 training is unreliable far from unit scale. Rescale it first, e.g. "
-            f"`adata.obsm[{use_rep!r}] = X / X.std()`."
-        )
-        raise ValueError(msg)
-
-
-def _warn_bad_fit(fvu: float, n_live: int, n_features: int) -> None:
-    if not np.isfinite(fvu) or fvu > 1 or n_live == 0:
-        warnings.warn(
-            f"The SAE fit is poor: FVU {fvu:.3g}, {n_live} of {n_features} features live. Check the embedding "
-            "(scale, constant columns), or train longer / raise `lr` / lower `k`.",
-            SclensWarning,
-            stacklevel=3,
-        )
-
-
-def _check_key(key: Any, name: str) -> None:
-    if not isinstance(key, str) or not key or "/" in key:
-        msg = f"{name} must be a non-empty string without '/' (it names `obsm['X_<key>']` and `uns[key]`), got {key!r}."
-        raise ValueError(msg)
 
 
 def _accelerator(device: str | None) -> tuple[str, Any]:
@@ -223,8 +163,8 @@ def fit_sae(
 
     check_adata(adata)
     x = get_rep(adata, use_rep)
-    _check_embedding(x, use_rep)
-    _check_spread(x, use_rep)
+    check_embedding(x, use_rep)
+    check_spread(x, use_rep)
     seed = resolve_seed(random_state)
     n, d = int(x.shape[0]), int(x.shape[1])
     if n_features is None:
@@ -236,7 +176,7 @@ def fit_sae(
     if not 0 <= validation_fraction < 1:
         msg = f"validation_fraction must be in [0, 1), got {validation_fraction}."
         raise ValueError(msg)
-    _check_key(key_added, "key_added")
+    check_key(key_added, "key_added")
     n_val = int(round(validation_fraction * n))
     n_val = n_val if n_val >= 2 and n - n_val >= 2 else 0  # FVU needs >= 2 cells to have a variance
     rng = np.random.default_rng(seed)
@@ -264,7 +204,7 @@ def fit_sae(
     metrics = {"fvu": fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction, "n_live": ev.n_live}
     metrics.update({(c if c in ("val_fvu",) else ("step_loss" if c == "loss_step" else f"train_{c}")): v
                     for c, v in history.items()})  # fmt: skip
-    _warn_bad_fit(fvu, ev.n_live, n_features)
+    warn_bad_fit(fvu, ev.n_live, n_features)
     adata = writable(adata, copy=copy)
     _write(adata, key_added, ev, params, metrics, sae, provenance.new_run_id())
     logger.info("fit_sae: FVU %.4f, L0 %.1f, dead %.1f%%", fvu, ev.l0, 100 * ev.dead_fraction)
@@ -345,7 +285,7 @@ def encode(
     from ..sae import check_input_dim, evaluate
 
     check_adata(adata)
-    _check_key(key, "key")
+    check_key(key, "key")
     model, params, curves = _resolve_source(adata, key, sae)
     trained_on = params.get("use_rep")
     use_rep = use_rep if use_rep is not None else trained_on
@@ -354,7 +294,7 @@ def encode(
         raise ValueError(msg)
     use_rep = str(use_rep)
     x = get_rep(adata, use_rep)
-    _check_embedding(x, use_rep)
+    check_embedding(x, use_rep)
     check_input_dim(model, x.shape[1], what=f"`obsm[{use_rep!r}]`")
     if trained_on is not None and use_rep != str(trained_on):
         warnings.warn(

@@ -1,0 +1,71 @@
+"""Input checks of ``fit_sae`` / ``encode``: embedding shape, type, spread and scale; keys; fit quality."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .._warnings import SclensWarning
+
+
+def check_embedding(x: Any, use_rep: str) -> None:
+    if x.shape[0] < 2:
+        msg = (
+            f"`obsm[{use_rep!r}]` has {x.shape[0]} row(s); an SAE needs at least 2 cells "
+            "(in practice thousands). Check that `adata` is not an empty subset."
+        )
+        raise ValueError(msg)
+    if x.shape[1] < 1:
+        msg = f"`obsm[{use_rep!r}]` has no columns; compute the embedding first."
+        raise ValueError(msg)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and not (np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)):
+        msg = f"`obsm[{use_rep!r}]` has dtype {dtype}; an SAE needs a real-valued (int or float) embedding."
+        raise TypeError(msg)
+
+
+def check_spread(x: Any, use_rep: str, *, n_blocks: int = 8, block: int = 1024) -> None:
+    """Refuse an embedding that is constant or at a scale float32 training cannot handle.
+
+    Looks at up to ``n_blocks`` evenly spaced blocks of ``block`` rows (aligned row slices, as the
+    encoding reads them, so backed data stays on disk).
+    """
+    from .._utils import as_dense_float32
+
+    n = int(x.shape[0])
+    chunks = np.unique(np.linspace(0, (n - 1) // block, n_blocks).astype(int))
+    parts = [as_dense_float32(x[c * block : min((c + 1) * block, n)], name=f"`obsm[{use_rep!r}]`") for c in chunks]
+    sample = np.vstack(parts).astype(np.float64)
+    spread = float(sample.std(axis=0).max())
+    if spread == 0:
+        msg = (
+            f"`obsm[{use_rep!r}]` is constant (every cell has the same values): an SAE has nothing to learn "
+            "and every feature would be dead. Check that `use_rep` names the embedding you meant."
+        )
+        raise ValueError(msg)
+    scale = float(np.abs(sample).max())
+    if spread < 1e-8 or scale > 1e8:
+        msg = (
+            f"`obsm[{use_rep!r}]` has values at scale {scale:.3g} (largest standard deviation {spread:.3g}); "
+            "float32 training is unreliable far from unit scale. Rescale it first, e.g. "
+            f"`adata.obsm[{use_rep!r}] = X / X.std()`."
+        )
+        raise ValueError(msg)
+
+
+def warn_bad_fit(fvu: float, n_live: int, n_features: int) -> None:
+    if not np.isfinite(fvu) or fvu > 1 or n_live == 0:
+        warnings.warn(
+            f"The SAE fit is poor: FVU {fvu:.3g}, {n_live} of {n_features} features live. Check the embedding "
+            "(scale, constant columns), or train longer / raise `lr` / lower `k`.",
+            SclensWarning,
+            stacklevel=3,
+        )
+
+
+def check_key(key: Any, name: str) -> None:
+    if not isinstance(key, str) or not key or "/" in key:
+        msg = f"{name} must be a non-empty string without '/' (it names `obsm['X_<key>']` and `uns[key]`), got {key!r}."
+        raise ValueError(msg)
