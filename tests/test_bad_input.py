@@ -558,11 +558,12 @@ def test_encode_keeps_run_id_only_for_the_same_model(annotated):
     adata = annotated.copy()
     rid = adata.uns["sae"]["run_id"]
     sl.tl.encode(adata)  # same model, same embedding: the same run, derived results stay
+    sl.tl.encode(adata, sae=sl.get.sae(adata), use_rep="X_emb")
     assert adata.uns["sae"]["run_id"] == rid and "sae_go" in adata.uns
     assert "group_means" in adata.uns["sae"] and "n_terms" in adata.uns["sae"]["features"]
     other = sl.tl.fit_sae(adata, use_rep="X_emb", n_features=16, k=2, n_epochs=1, key_added="other", copy=True)
     with pytest.warns(SclensWarning, match=r"uns\['sae_go'\]"):
-        sl.tl.encode(adata, sae=other, key="sae")
+        sl.tl.encode(adata, sae=sl.get.sae(other, key="other"), key="sae")
     assert adata.uns["sae"]["run_id"] not in (rid, other.uns["other"]["run_id"])
 
 

@@ -211,12 +211,20 @@ def fit_sae(
     return adata if copy else None
 
 
-def _same_activations(adata: AnnData, key: str, ev: EvalResult) -> bool:
-    """Whether re-encoding reproduced the stored activations exactly (then it is the same run)."""
+def _same_run(adata: AnnData, key: str, ev: EvalResult, model: SparseAutoencoder) -> bool:
+    """Whether encoding reproduced the stored run: the same weights and exactly the same activations."""
     from scipy import sparse
 
-    stored = adata.obsm.get(f"X_{key}")
-    if stored is None or stored.shape != ev.activations.shape:
+    from ..sae import to_arrays
+
+    stored, run = adata.obsm.get(f"X_{key}"), adata.uns.get(key)
+    if stored is None or stored.shape != ev.activations.shape or not isinstance(run, dict):
+        return False
+    weights = run.get("weights")
+    new = to_arrays(model)
+    if not isinstance(weights, dict) or set(weights) != set(new):
+        return False
+    if not all(np.array_equal(np.asarray(weights[k]), v) for k, v in new.items()):
         return False
     return (sparse.csr_matrix(stored) != ev.activations).nnz == 0
 
@@ -308,7 +316,7 @@ def encode(
     params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}
     metrics = {**curves, "fvu": ev.fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction,
                "n_live": ev.n_live}  # fmt: skip
-    rid = provenance.run_id(adata, key) if sae is None and _same_activations(adata, key, ev) else None
+    rid = provenance.run_id(adata, key) if _same_run(adata, key, ev, model) else None
     adata = writable(adata, copy=copy)
     _write(adata, key, ev, params, metrics, model, rid or provenance.new_run_id())
     return adata if copy else None
