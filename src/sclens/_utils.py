@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -253,3 +256,21 @@ def update_features_table(run: dict, columns: Any, *, n_features: int | None = N
         else:
             table[col] = columns[col].reindex(table.index)
     run["features"] = table
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed to ``path`` only when the block succeeds.
+
+    A failed or interrupted write never leaves a half-written ``path`` (nor the temporary file).
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        msg = f"Directory {str(path.parent)!r} does not exist; create it first."
+        raise FileNotFoundError(msg)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """Plots, each paired with the tool whose output it draws."""
 
 from ._activation import feature_activation
+from ._atlas import atlas
 from ._enrichment import enrichment
 from ._feature_umap import feature_umap
 from ._specificity import specificity
@@ -9,6 +10,7 @@ from ._sweep import sweep
 from ._training import training
 
 __all__ = [
+    "atlas",
     "enrichment",
     "feature_activation",
     "feature_umap",

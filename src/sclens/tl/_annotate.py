@@ -160,6 +160,9 @@ def annotate_features(
       break ties of saturated p-values), sorted by feature and p-value;
     * ``adata.uns[key_added]['skipped']``: ``feature``, ``reason``, ``n_high``, ``n_low``;
     * ``adata.uns[key_added]['params']``: the arguments, gene-set attributes and sizes;
+    * ``adata.uns[key_added]['top_genes']``: each annotated feature's up to 20 most up-regulated genes
+      (``log2fc > 0``, ``padj < de_alpha``), by Wald (Welch for ``flavor="scfeaturelens"``)
+      statistic: ``feature``, ``gene``, ``log2fc``, ``padj``;
     * ``adata.uns[key_added]['de']``: per-gene DE tables of the ``return_de`` features;
     * ``adata.uns[key]['features']``: columns ``n_terms``, ``best_term``, ``label`` (best term's
       name, shortened).
@@ -200,7 +203,10 @@ def annotate_features(
             "annotate_features: %d of %d feature(s) skipped (reasons in uns[%r]['skipped']); with few cells, "
             "lower `high_quantile` (e.g. 0.95) or `min_high`.", len(sets.skipped), len(feats), key_added,
         )  # fmt: skip
-    results, de_tables = run_contrasts(expr, sets.high, sets.low, sets.features, gs, opt, keep_de=keep_de)
+    top: list[pd.DataFrame] = []
+    results, de_tables = run_contrasts(expr, sets.high, sets.low, sets.features, gs, opt, keep_de=keep_de, top=top)
+    top_table = pd.concat(top, ignore_index=True) if top else pd.DataFrame(columns=["feature", "gene", "log2fc", "padj"])
+    top_table.index = top_table.index.astype(str)
 
     adata = writable(adata, copy=copy)
     summary = feature_summary(results, feats)
@@ -219,6 +225,7 @@ def annotate_features(
     adata.uns[key_added] = {
         "results": results,
         "skipped": sets.skipped,
+        "top_genes": top_table,
         "params": clean_params(params),
         **({"de": de_tables} if de_tables else {}),
     }

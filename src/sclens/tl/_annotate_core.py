@@ -79,8 +79,12 @@ def run_contrasts(
     opt: Options,
     *,
     keep_de: set[int] = frozenset(),
+    top: list[pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """DE + enrichment of every contrast (column of ``high`` / ``low``): kept terms and chosen DE tables."""
+    """DE + enrichment of every contrast (column of ``high`` / ``low``): kept terms and chosen DE tables.
+
+    ``top``: a list that receives, per chunk, the :func:`top_genes` table of the contrasts.
+    """
     genes = pd.Index(expr.var_names)
     n_c = high.shape[1]
     if n_c == 0:
@@ -131,6 +135,8 @@ def run_contrasts(
                 tested_all[sl_] = de.tested
         if stats_all is None:
             tables.append(collect(res, gs, ids[sl_], keep))
+        if top is not None:
+            top.append(top_genes(de, ids[sl_], genes, de_alpha=opt.de_alpha))
         for j, f in enumerate(ids[sl_]):
             if int(f) in keep_de:
                 de_tables[str(int(f))] = pd.DataFrame(
@@ -150,6 +156,27 @@ def run_contrasts(
     asc = [True, True, *([False] if "mean_log2fc" in out.columns else []), True]
     out = out.sort_values(by, ascending=asc, kind="stable").reset_index(drop=True)
     return out, de_tables
+
+
+def top_genes(de: Any, ids: np.ndarray, genes: pd.Index, *, de_alpha: float, n_top: int = 20) -> pd.DataFrame:
+    """Long table of each contrast's ``n_top`` up-regulated genes (``log2fc > 0``, ``padj < de_alpha``) by statistic."""
+    with np.errstate(invalid="ignore"):
+        score = np.where((de.log2fc > 0) & (de.padj < de_alpha), np.nan_to_num(de.stat, nan=0.0), -np.inf)
+    rows, cols = [], []
+    for j in range(score.shape[0]):
+        order = np.argsort(-score[j], kind="stable")[:n_top]
+        order = order[np.isfinite(score[j, order])]
+        rows.append(np.full(order.size, j))
+        cols.append(order)
+    r, c = (np.concatenate(rows), np.concatenate(cols)) if rows else (np.zeros(0, int), np.zeros(0, int))
+    return pd.DataFrame(
+        {
+            "feature": np.asarray(ids)[r].astype(np.int64),
+            "gene": genes.to_numpy().astype(str)[c],
+            "log2fc": de.log2fc[r, c].astype(np.float64),
+            "padj": de.padj[r, c].astype(np.float64),
+        }
+    )
 
 
 def _empty(gs: GeneSets, opt: Options) -> dict[str, np.ndarray]:

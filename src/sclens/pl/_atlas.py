@@ -1,0 +1,199 @@
+"""``sl.pl.atlas``: one self-contained, offline HTML page to browse every feature of an SAE run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._docs import doc_params
+from .._utils import atomic_path, check_adata, resolve_seed, sae_activations
+from . import _atlas_data as data
+
+logger = logging.getLogger("sclens")
+STATIC = files("sclens.pl") / "_atlas_static"
+
+
+def _live_features(adata: AnnData, sae_key: str, table: pd.DataFrame, features: Any) -> np.ndarray:
+    n = sae_activations(adata, sae_key).shape[1]
+    if features is not None:
+        feats = np.atleast_1d(np.asarray(features)).astype(int)
+        bad = feats[(feats < 0) | (feats >= n)]
+        if bad.size:
+            msg = f"features {bad.tolist()} out of range; the SAE run {sae_key!r} has {n} features."
+            raise ValueError(msg)
+        return np.unique(feats)
+    if "kind" in table:
+        kind = table["kind"].reindex([str(i) for i in range(n)]).fillna("dead").astype(str).to_numpy()
+        return np.flatnonzero(kind != "dead")
+    return np.flatnonzero(np.diff(sae_activations(adata, sae_key).tocsc().indptr) > 0)
+
+
+def _steering_tables(run: dict, steering: Mapping | None) -> dict[int, pd.DataFrame]:
+    """Kept terms of steered vs normal cells per feature, from ``run['steering']`` and ``steering``."""
+    out: dict[int, pd.DataFrame] = {}
+    stored = run.get("steering")
+    if isinstance(stored, pd.DataFrame) and {"feature", "term"} <= set(stored.columns):
+        out.update({int(f): g for f, g in stored.groupby("feature")})
+    for f, value in (steering or {}).items():
+        table = value.uns.get("contrast", {}).get("results") if isinstance(value, AnnData) else value
+        if not isinstance(table, pd.DataFrame) or "term" not in table:
+            msg = (
+                f"steering[{f!r}] must be a DataFrame of kept terms with a 'term' column (e.g. "
+                "`steered.uns['contrast']['results']`) or an AnnData on which `sl.tl.contrast` ran."
+            )
+            raise TypeError(msg)
+        out[int(f)] = table
+    return out
+
+
+def build_payload(
+    adata: AnnData, *, sae_key: str, annotation_key: str, basis: str, features: Any, columns: Any,
+    steering: Mapping | None, max_cells: int, max_terms: int, n_genes: int, n_neighbours: int, seed: int, title: str,
+) -> dict[str, Any]:  # fmt: skip
+    """Everything the page shows, as a JSON-able dict (see :mod:`sclens.pl._atlas_data`)."""
+    run = adata.uns[sae_key] if sae_key in adata.uns else {}
+    sae_activations(adata, sae_key)  # clear error when the run is missing
+    table = run.get("features", pd.DataFrame())
+    annotation = adata.uns.get(annotation_key, {}) if isinstance(adata.uns.get(annotation_key), dict) else {}
+    if not annotation:
+        logger.info("atlas: no annotation under `adata.uns[%r]`; the page shows no GO terms.", annotation_key)
+    feats = _live_features(adata, sae_key, table, features)
+    cells = data.sample_cells(adata.n_obs, max_cells, seed)
+    extra = data.extra_columns(table, columns)
+    return {
+        "meta": {
+            "title": title, "sae_key": sae_key, "annotation_key": annotation_key, "n_cells": int(adata.n_obs),
+            "n_features": int(sae_activations(adata, sae_key).shape[1]), "n_live": int(feats.size),
+            "columns": extra, "sclens": _version(),
+        },
+        "features": data.feature_rows(table, feats, extra),
+        "cells": data.embedding(adata, basis, cells),
+        "act": data.activations(adata, sae_key, cells, feats),
+        "terms": data.terms(annotation.get("results"), feats, max_terms),
+        "genes": data.genes(annotation, feats, n_genes),
+        "spec": data.specificity(run, feats),
+        "steer": data.steering(_steering_tables(run, steering), feats, max_terms),
+        "near": data.neighbours(annotation, feats, n_neighbours),
+    }  # fmt: skip
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sclens")
+    except PackageNotFoundError:  # pragma: no cover
+        return ""
+
+
+def render(payload: dict[str, Any]) -> str:
+    """The HTML page: template with the CSS, the JS and the JSON payload inlined."""
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    page = (STATIC / "atlas.html").read_text(encoding="utf-8")
+    for name, value in (
+        ("TITLE", _escape(payload["meta"]["title"])),
+        ("CSS", (STATIC / "atlas.css").read_text(encoding="utf-8")),
+        ("JS", (STATIC / "atlas.js").read_text(encoding="utf-8").replace("</", "<\\/")),
+        ("DATA", text),
+    ):
+        page = page.replace(f"/*__{name}__*/", value)
+    return page
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@doc_params()
+def atlas(
+    adata: AnnData,
+    path: str | os.PathLike,
+    *,
+    sae_key: str = "sae",
+    annotation_key: str = "sae_go",
+    basis: str = "umap",
+    features: int | list[int] | None = None,
+    columns: str | list[str] | None = None,
+    steering: Mapping[int, Any] | None = None,
+    max_cells: int = 20_000,
+    max_terms: int = 30,
+    n_genes: int = 20,
+    n_neighbours: int = 8,
+    title: str | None = None,
+    random_state: int | None = 0,
+) -> Path:
+    """Write a feature atlas: one self-contained HTML page that browses every live feature offline.
+
+    The page (no server, no internet: data, script and style are inlined) holds a sortable table
+    of the features (label, kind, top group, activity = fraction of active cells, number of terms,
+    alignment columns when present) with a search box that matches gene names exactly and labels,
+    GO term names and IDs and cell groups as substrings, and a card per feature: the embedding
+    coloured by the feature's activation, its top up-regulated genes with log2 fold changes, its
+    kept GO terms with p-values, its mean activation per group, the terms of steered cells when
+    given, and links to the closest features in GO-term space.
+
+    Size: about 6 MB for 1,000 TopK features (k=32) of 50,000 cells (20,000 shown); activations of
+    the shown cells are stored sparsely with 8-bit values, coordinates with 16 bits.
+
+    Parameters
+    ----------
+    {adata}
+    path
+        HTML file to write (written to a temporary file first, then renamed).
+    sae_key
+        Key of the SAE run: activations in ``adata.obsm[f"X_{{sae_key}}"]``, features table in
+        ``adata.uns[sae_key]['features']``.
+    annotation_key
+        Key of the annotation (:func:`sclens.tl.annotate_features`); GO terms, top genes and the
+        feature space (:func:`sclens.tl.feature_space`) are read from ``adata.uns[annotation_key]``.
+    basis
+        Embedding drawn: ``adata.obsm[f"X_{{basis}}"]`` (or ``adata.obsm[basis]``).
+    features
+        Features listed; ``None``: every feature whose ``kind`` is not ``"dead"``.
+    columns
+        Extra columns of the features table shown in the table (alignment columns are added
+        automatically).
+    steering
+        ``{{feature: kept terms}}`` of steered vs normal cells: a DataFrame such as
+        ``steered.uns['contrast']['results']`` or the steered AnnData after :func:`sclens.tl.contrast`.
+        A long table ``adata.uns[sae_key]['steering']`` with a ``feature`` column is read too.
+    max_cells
+        Cells drawn in the scatter plots (a seeded sample); at most 65,535.
+    max_terms
+        Terms listed per feature (the total is in the table).
+    n_genes
+        Up-regulated genes listed per feature (``adata.uns[annotation_key]['top_genes']``).
+    n_neighbours
+        Closest features linked from each card.
+    title
+        Page title; ``None``: ``"sclens atlas: <sae_key>"``.
+    {random_state}
+
+    Returns
+    -------
+    The path written.
+    """
+    check_adata(adata)
+    if not 1 <= int(max_cells) <= data.MAX_CELLS:
+        msg = f"max_cells must be between 1 and {data.MAX_CELLS}, got {max_cells!r}."
+        raise ValueError(msg)
+    payload = build_payload(
+        adata, sae_key=sae_key, annotation_key=annotation_key, basis=basis, features=features, columns=columns,
+        steering=steering, max_cells=int(max_cells), max_terms=int(max_terms), n_genes=int(n_genes),
+        n_neighbours=int(n_neighbours), seed=resolve_seed(random_state), title=title or f"sclens atlas: {sae_key}",
+    )  # fmt: skip
+    page = render(payload)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    logger.info("atlas: %d features, %.1f MB written to %s", payload["meta"]["n_live"], len(page) / 1e6, path)
+    return path
