@@ -141,7 +141,8 @@ def atlas(
     kept GO terms with p-values, its mean activation per group, the terms of steered cells when
     given, and links to the closest features in GO-term space.
 
-    Size: about 6 MB for 1,000 TopK features (k=32) of 50,000 cells (20,000 shown); activations of
+    Size: about 4.3 MB for 1,000 TopK features (k=32) of 50,000 cells (20,000 shown, 30 terms per
+    feature), 7.3 MB with k=64 and 50 terms (``benchmarks/atlas_size.py``); activations of
     the shown cells are stored sparsely with 8-bit values, coordinates with 16 bits.
 
     Parameters

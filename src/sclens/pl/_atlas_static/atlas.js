@@ -54,14 +54,14 @@
   });
   COLS.forEach(([c, name]) => {
     const th = el("th", { "data-col": c, text: name });
-    th.addEventListener("click", () => { state.dir = state.key === c ? -state.dir : (c === "label" || c === "top_group" || c === "kind" ? 1 : -1); state.key = c; refresh(); });
+    th.addEventListener("click", () => { state.dir = state.key === c ? -state.dir : (c === "label" || c === "top_group" || c === "kind" ? 1 : -1); state.key = c; resort(); });
     headRow.appendChild(th);
   });
   const kinds = [...new Set(F.kind)].filter((k) => k).sort();
   const kindSel = document.getElementById("kind");
   kinds.forEach((k) => kindSel.appendChild(el("option", { value: k, text: k })));
 
-  function refresh() {
+  function resort() {
     const order = [...Array(N).keys()].sort((a, b) => {
       const va = F[state.key][a], vb = F[state.key][b];
       if (va === vb) return F.id[a] - F.id[b];
@@ -69,21 +69,26 @@
       if (vb === null || vb === "") return -1;
       return (va < vb ? -1 : 1) * state.dir;
     });
-    let shown = 0;
-    for (const i of order) {
-      const ok = matches(i, state.q) && (!state.kind || F.kind[i] === state.kind) && (!state.annotated || F.n_terms[i] > 0);
-      rows[i].hidden = !ok;
-      shown += ok ? 1 : 0;
-      tbody.appendChild(rows[i]);
-    }
+    const frag = document.createDocumentFragment();
+    for (const i of order) frag.appendChild(rows[i]);
+    tbody.appendChild(frag);
     headRow.querySelectorAll("th").forEach((th) => {
       th.className = th.dataset.col === state.key ? (state.dir > 0 ? "asc" : "desc") : "";
     });
+  }
+  function refilter() {
+    let shown = 0;
+    for (let i = 0; i < N; i++) {
+      const ok = matches(i, state.q) && (!state.kind || F.kind[i] === state.kind) && (!state.annotated || F.n_terms[i] > 0);
+      if (rows[i].hidden === ok) rows[i].hidden = !ok;
+      shown += ok ? 1 : 0;
+    }
     document.getElementById("count").textContent = shown + " of " + N + " features";
   }
-  document.getElementById("search").addEventListener("input", (e) => { state.q = e.target.value.trim().toLowerCase(); refresh(); });
-  kindSel.addEventListener("change", (e) => { state.kind = e.target.value; refresh(); });
-  document.getElementById("annotated").addEventListener("change", (e) => { state.annotated = e.target.checked; refresh(); });
+  function refresh() { resort(); refilter(); }
+  document.getElementById("search").addEventListener("input", (e) => { state.q = e.target.value.trim().toLowerCase(); refilter(); });
+  kindSel.addEventListener("change", (e) => { state.kind = e.target.value; refilter(); });
+  document.getElementById("annotated").addEventListener("change", (e) => { state.annotated = e.target.checked; refilter(); });
 
   // ---- card ----------------------------------------------------------------------------------
   const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
