@@ -1,0 +1,200 @@
+"""One function per ``sclens`` subcommand, and their argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from .._utils import atomic_path
+from ._pipeline import REQUIRED, ConfigError, call, run_steps, validate
+
+logger = logging.getLogger("sclens")
+
+
+def read(path: str) -> Any:
+    """The AnnData in ``path``, with a clear error when it is not an h5ad file."""
+    import anndata
+
+    p = Path(path)
+    if not p.is_file():
+        msg = f"input file {path!r} not found."
+        raise FileNotFoundError(msg)
+    try:
+        return anndata.read_h5ad(p)
+    except OSError as err:
+        msg = f"{path!r} is not a readable h5ad file ({err})."
+        raise ValueError(msg) from err
+
+
+def write(adata: Any, path: str | Path) -> None:
+    """``adata.write_h5ad(path)`` through a temporary file."""
+    path = Path(path)
+    if path.suffix != ".h5ad":
+        msg = f"output {str(path)!r} must end with .h5ad."
+        raise ValueError(msg)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+    logger.info("wrote %s", path)
+
+
+def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    adata = read(args.input)
+    out = Path(args.output)
+    if not out.parent.exists():  # fail before the long step, not after it
+        msg = f"Directory {str(out.parent)!r} does not exist; create it first."
+        raise FileNotFoundError(msg)
+    run_steps(adata, {"seed": args.seed, **cfg})
+    write(adata, out)
+
+
+def cmd_fit(args: argparse.Namespace) -> None:
+    keys = ("use_rep", "n_features", "k", "architecture", "n_epochs", "lr", "batch_size", "device", "key_added")
+    _steps(args, {"fit": {k: getattr(args, k) for k in keys}})
+
+
+def cmd_specificity(args: argparse.Namespace) -> None:
+    _steps(args, {"specificity": {"groupby": args.groupby, "method": args.method, "sae_key": args.sae_key}})
+
+
+def cmd_annotate(args: argparse.Namespace) -> None:
+    keys = ("gene_sets", "layer", "high_quantile", "n_low", "de_method", "alpha", "sae_key", "key_added")
+    kw = {k: getattr(args, k) for k in keys}
+    kw["namespaces"] = args.namespaces.split(",") if args.namespaces else None
+    _steps(args, {"annotate": kw})
+
+
+def cmd_atlas(args: argparse.Namespace) -> None:
+    import sclens as sl
+
+    adata = read(args.input)
+    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "max_cells", "title")}
+    path = call(sl.pl.atlas, adata, path=args.output, **kw)
+    print(path)
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    import yaml
+
+    cfg_path = Path(args.config)
+    if not cfg_path.is_file():
+        msg = f"config file {args.config!r} not found."
+        raise FileNotFoundError(msg)
+    try:
+        raw = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as err:
+        msg = f"{args.config!r} is not valid YAML: {err}"
+        raise ConfigError(msg) from err
+    cfg = validate(raw, base=cfg_path.resolve().parent)
+    pipeline(cfg)
+
+
+def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
+    """Run a validated config: read (unless ``adata`` given), every step, write the h5ad, the atlas."""
+    import sclens as sl
+
+    output = Path(cfg.get("output") or Path(cfg["input"]).with_suffix("").as_posix() + "_sclens.h5ad")
+    for target in [output, *([Path(cfg["atlas"]["path"])] if "atlas" in cfg else [])]:
+        if not target.parent.exists():
+            msg = f"Directory {str(target.parent)!r} does not exist; create it first."
+            raise FileNotFoundError(msg)
+    adata = read(cfg["input"]) if adata is None else adata
+    run_steps(adata, cfg)
+    write(adata, output)
+    if "atlas" in cfg:
+        kw = dict(cfg["atlas"])
+        kw.setdefault("sae_key", cfg.get("fit", {}).get("key_added"))
+        kw.setdefault("annotation_key", cfg.get("annotate", {}).get("key_added"))
+        print(call(sl.pl.atlas, adata, **kw))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    import sclens as sl
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    adata = sl.datasets.pbmc68k_counts()
+    cfg = {
+        "input": "pbmc68k_counts (scanpy's pbmc68k_reduced with recovered counts)",
+        "output": str(out / "pbmc_sclens.h5ad"),
+        "seed": 0,
+        "fit": {"use_rep": "X_pca", "n_features": 256, "k": 16, "n_epochs": 200, "lr": 1e-3},
+        "specificity": {"groupby": "bulk_labels"},
+        "annotate": {"gene_sets": "go-human", "namespaces": ["BP", "MF"], "layer": "counts",
+                     "high_quantile": 0.95, "n_low": 300},
+        "feature_space": {},
+        "atlas": {"path": str(out / "atlas.html"), "title": "sclens atlas: 700 PBMCs (pbmc68k_reduced)"},
+    }  # fmt: skip
+    pipeline(cfg, adata=adata)
+
+
+COMMANDS = {
+    "fit": cmd_fit, "specificity": cmd_specificity, "annotate": cmd_annotate, "atlas": cmd_atlas,
+    "run": cmd_run, "demo": cmd_demo,
+}  # fmt: skip
+
+
+def _io(p: argparse.ArgumentParser, *, out_help: str = "output .h5ad (written via a temporary file)") -> None:
+    p.add_argument("input", help="input .h5ad")
+    p.add_argument("-o", "--output", required=True, help=out_help)
+
+
+def add_parsers(sub: Any) -> None:
+    """Add every subcommand's parser to ``sub``."""
+    p = sub.add_parser("fit", help="train a sparse autoencoder on an embedding (sl.tl.fit_sae)")
+    _io(p)
+    p.add_argument("--use-rep", required=True, help="obsm key of the embedding, e.g. X_scVI")
+    p.add_argument("--n-features", type=int, help="SAE features (default: 16 x embedding dims)")
+    p.add_argument("-k", "--k", type=int, help="active features per cell (TopK)")
+    p.add_argument("--architecture", help="topk, batchtopk, relu, vanilla")
+    p.add_argument("--n-epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="cpu, cuda, auto")
+    p.add_argument("--key-added", help="key of the SAE run (default: sae)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("specificity", help="local / global features per cell group (sl.tl.feature_specificity)")
+    _io(p)
+    p.add_argument("--groupby", required=True, help="obs column with the cell groups, e.g. cell_type")
+    p.add_argument("--method", choices=["paper", "rank"])
+    p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("annotate", help="GO terms of every feature (sl.tl.annotate_features)")
+    _io(p)
+    p.add_argument("--gene-sets", required=True, help="go-human, go-mouse (embedded GO) or a .gmt file")
+    p.add_argument("--namespaces", help="GO namespaces, comma-separated (default: BP,MF,CC)")
+    p.add_argument("--layer", help="layer with integer counts (default: X)")
+    p.add_argument("--high-quantile", type=float)
+    p.add_argument("--n-low", type=int)
+    p.add_argument("--de-method", choices=["fast", "deseq2"])
+    p.add_argument("--alpha", type=float)
+    p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
+    p.add_argument("--key-added", help="key of the annotation (default: sae_go)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("atlas", help="write the feature atlas, one offline HTML page (sl.pl.atlas)")
+    _io(p, out_help="output .html")
+    p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
+    p.add_argument("--annotation-key", help="key of the annotation (default: sae_go)")
+    p.add_argument("--basis", help="embedding drawn (default: umap)")
+    p.add_argument("--max-cells", type=int, help="cells drawn (default: 20000)")
+    p.add_argument("--title")
+
+    p = sub.add_parser(
+        "run", help="the whole pipeline from a YAML config", description=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("config", help="YAML config file")
+
+    p = sub.add_parser("demo", help="quick start on 700 PBMCs shipped with scanpy: fit, specificity, annotate, atlas")
+    p.add_argument("-o", "--output", required=True, help="directory for pbmc_sclens.h5ad and atlas.html")
+
+
+def _config_help() -> str:
+    from . import _pipeline
+
+    required = ", ".join(f"{s}.{k}" for s, ks in REQUIRED.items() for k in ks)
+    return f"{_pipeline.__doc__.split('::', 1)[1].rstrip()}\n\nRequired within a section: {required}."

@@ -1,0 +1,149 @@
+"""The steps of the ``sclens`` command: one function per step, a validated config that chains them.
+
+A config (``sclens run CONFIG.yaml``) is a mapping; every section is optional except ``input``::
+
+    input: data.h5ad           # AnnData to read (relative paths: relative to the config file)
+    output: results.h5ad       # AnnData written with every result (default: <input>_sclens.h5ad)
+    seed: 0                    # random_state of every step
+    fit:                       # sl.tl.fit_sae
+      use_rep: X_scVI          # required
+      n_features: 2000
+      k: 32
+    specificity:               # sl.tl.feature_specificity
+      groupby: cell_type       # required
+    annotate:                  # sl.tl.annotate_features
+      gene_sets: go-human      # required: go-human, go-mouse or a .gmt file
+      namespaces: [BP, MF]     # GO namespaces (go-* only)
+      layer: counts
+    feature_space: {}          # sl.tl.feature_space (needs annotate)
+    atlas:                     # sl.pl.atlas
+      path: atlas.html         # required
+      basis: umap
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("sclens")
+
+_NUM = (int, float)
+# section -> {key: allowed types}; keys marked required below
+SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "fit": {
+        "use_rep": (str,), "n_features": (int,), "expansion_factor": (int,), "architecture": (str,), "k": (int,),
+        "l1_weight": _NUM, "lr": _NUM, "n_epochs": (int,), "batch_size": (int,), "validation_fraction": _NUM,
+        "device": (str,), "key_added": (str,),
+    },
+    "specificity": {"groupby": (str,), "method": (str,), "alpha": _NUM, "min_effect": _NUM, "sae_key": (str,)},
+    "annotate": {
+        "gene_sets": (str,), "namespaces": (list,), "layer": (str,), "high_quantile": _NUM, "low_quantile": _NUM,
+        "n_low": (int,), "min_high": (int,), "de_method": (str,), "enrichment": (str,), "alpha": _NUM,
+        "de_alpha": _NUM, "min_log2fc": _NUM, "min_size": (int,), "max_size": (int,), "flavor": (str,),
+        "sae_key": (str,), "key_added": (str,),
+    },
+    "feature_space": {"namespaces": (list,), "n_neighbors": (int,), "annotation_key": (str,)},
+    "atlas": {
+        "path": (str,), "basis": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
+        "title": (str,), "sae_key": (str,), "annotation_key": (str,),
+    },
+}  # fmt: skip
+REQUIRED = {"fit": ["use_rep"], "specificity": ["groupby"], "annotate": ["gene_sets"], "atlas": ["path"]}
+TOP_LEVEL = {"input": (str,), "output": (str,), "seed": (int,), **{s: (dict,) for s in SCHEMA}}
+
+
+class ConfigError(ValueError):
+    """A config file that does not follow the schema."""
+
+
+def _check_type(where: str, value: Any, types: tuple[type, ...]) -> None:
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        names = " or ".join(t.__name__ for t in types)
+        msg = f"{where} must be {names}, got {value!r}."
+        raise ConfigError(msg)
+
+
+def validate(config: Any, *, base: Path) -> dict[str, Any]:
+    """Check a config against :data:`SCHEMA`; return it with paths resolved against ``base``."""
+    if not isinstance(config, dict):
+        msg = f"the config must be a mapping of sections (input, fit, annotate, ...), got {type(config).__name__}."
+        raise ConfigError(msg)
+    unknown = sorted(set(config) - set(TOP_LEVEL))
+    if unknown:
+        msg = f"unknown key(s) {unknown} in the config; allowed: {sorted(TOP_LEVEL)}."
+        raise ConfigError(msg)
+    if "input" not in config:
+        msg = "the config needs `input: <file>.h5ad`."
+        raise ConfigError(msg)
+    for key, types in TOP_LEVEL.items():
+        if key in config:
+            _check_type(f"`{key}`", {} if config[key] is None and dict in types else config[key], types)
+    out = {k: (dict(v or {}) if k in SCHEMA else v) for k, v in config.items()}
+    for section, params in ((s, out[s]) for s in SCHEMA if s in out):
+        bad = sorted(set(params) - set(SCHEMA[section]))
+        if bad:
+            msg = f"unknown key(s) {bad} in `{section}`; allowed: {sorted(SCHEMA[section])}."
+            raise ConfigError(msg)
+        for key in REQUIRED.get(section, []):
+            if key not in params:
+                msg = f"`{section}` needs `{key}`."
+                raise ConfigError(msg)
+        for key, value in params.items():
+            _check_type(f"`{section}.{key}`", value, SCHEMA[section][key])
+    if "feature_space" in out and "annotate" not in out:
+        logger.info("feature_space without annotate: reading an annotation stored in the input.")
+    out["input"] = str(base / out["input"])
+    if "output" in out:
+        out["output"] = str(base / out["output"])
+    if "atlas" in out:
+        out["atlas"]["path"] = str(base / out["atlas"]["path"])
+    if "annotate" in out and not out["annotate"]["gene_sets"].startswith("go-"):
+        out["annotate"]["gene_sets"] = str(base / out["annotate"]["gene_sets"])
+    return out
+
+
+def call(func: Any, adata: Any, **kw: Any) -> Any:
+    """Call ``func`` with the keywords it takes; ``sae_key`` / ``annotation_key`` fall back to ``key``."""
+    params = inspect.signature(func).parameters
+    for new in ("sae_key", "annotation_key"):
+        if new in kw and new not in params and "key" in params:
+            kw["key"] = kw.pop(new)
+    return func(adata, **{k: v for k, v in kw.items() if v is not None})
+
+
+def gene_sets(spec: str, *, namespaces: list[str] | None = None) -> Any:
+    """``go-human`` / ``go-mouse`` (embedded GO snapshot) or the path of a GMT file."""
+    import sclens as sl
+
+    if spec.startswith("go-"):
+        kw = {"namespaces": tuple(namespaces)} if namespaces else {}
+        return sl.datasets.go_gene_sets(spec[3:], **kw)
+    path = Path(spec)
+    if not path.is_file():
+        msg = f"gene sets {spec!r}: not 'go-human' / 'go-mouse' and no such GMT file."
+        raise FileNotFoundError(msg)
+    return sl.datasets.read_gmt(path)
+
+
+def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
+    """Run the configured steps in order on ``adata`` (in place)."""
+    import sclens as sl
+
+    seed = cfg.get("seed", 0)
+    if "fit" in cfg:
+        call(sl.tl.fit_sae, adata, random_state=seed, **cfg["fit"])
+    sae_key = cfg.get("fit", {}).get("key_added")
+    if "specificity" in cfg:
+        call(sl.tl.feature_specificity, adata, **{"sae_key": sae_key, **cfg["specificity"]})
+    if "annotate" in cfg:
+        kw = dict(cfg["annotate"])
+        sets = gene_sets(kw.pop("gene_sets"), namespaces=kw.pop("namespaces", None))
+        call(sl.tl.annotate_features, adata, gene_sets=sets, random_state=seed, **{"sae_key": sae_key, **kw})
+    if "feature_space" in cfg:
+        kw = dict(cfg["feature_space"])
+        ann = kw.pop("annotation_key", None) or cfg.get("annotate", {}).get("key_added")
+        call(sl.tl.feature_space, adata, annotation_key=ann, random_state=seed, **kw)
