@@ -15,7 +15,7 @@ A config (``sclens run CONFIG.yaml``) is a mapping; every section is optional ex
       gene_sets: go-human      # required: go-human, go-mouse or a .gmt file
       namespaces: [BP, MF]     # GO namespaces (go-* only)
       layer: counts
-    feature_space: {}          # sl.tl.feature_space (needs annotate)
+    feature_space: {}          # sl.tl.feature_space (namespaces: null for GMT gene sets)
     atlas:                     # sl.pl.atlas
       path: atlas.html         # required
       basis: umap
@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "de_alpha": _NUM, "min_log2fc": _NUM, "min_size": (int,), "max_size": (int,), "flavor": (str,),
         "sae_key": (str,), "key_added": (str,),
     },
-    "feature_space": {"namespaces": (list,), "n_neighbors": (int,), "annotation_key": (str,)},
+    "feature_space": {"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)},
     "atlas": {
         "path": (str,), "basis": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
         "title": (str,), "sae_key": (str,), "annotation_key": (str,),
@@ -106,13 +106,16 @@ def validate(config: Any, *, base: Path) -> dict[str, Any]:
     return out
 
 
-def call(func: Any, adata: Any, **kw: Any) -> Any:
-    """Call ``func`` with the keywords it takes; ``sae_key`` / ``annotation_key`` fall back to ``key``."""
+def call(func: Any, adata: Any, *, keep_none: tuple[str, ...] = (), **kw: Any) -> Any:
+    """Call ``func`` with the keywords given (``None``: the function's default, except ``keep_none``).
+
+    ``sae_key`` / ``annotation_key`` are passed as ``key`` to functions that still call it so.
+    """
     params = inspect.signature(func).parameters
     for new in ("sae_key", "annotation_key"):
         if new in kw and new not in params and "key" in params:
             kw["key"] = kw.pop(new)
-    return func(adata, **{k: v for k, v in kw.items() if v is not None})
+    return func(adata, **{k: v for k, v in kw.items() if v is not None or k in keep_none})
 
 
 def gene_sets(spec: str, *, namespaces: list[str] | None = None) -> Any:
@@ -146,4 +149,5 @@ def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
     if "feature_space" in cfg:
         kw = dict(cfg["feature_space"])
         ann = kw.pop("annotation_key", None) or cfg.get("annotate", {}).get("key_added")
-        call(sl.tl.feature_space, adata, annotation_key=ann, random_state=seed, **kw)
+        keep = ("namespaces",) if "namespaces" in kw else ()
+        call(sl.tl.feature_space, adata, annotation_key=ann, random_state=seed, keep_none=keep, **kw)

@@ -1,0 +1,164 @@
+"""The ``sclens`` command: every subcommand in-process through ``main(argv)``, one real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+
+import sclens as sl
+from sclens._cli import build_parser, main
+
+SUBCOMMANDS = ["fit", "specificity", "annotate", "atlas", "run", "demo"]
+FIT = ["--use-rep", "X_emb", "--n-features", "32", "-k", "4", "--n-epochs", "20", "--lr", "0.01"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Toy data written to h5ad and its planted programs to GMT; then fit -> specificity -> annotate by CLI."""
+    d = tmp_path_factory.mktemp("cli")
+    adata = sl.datasets.toy(n_cells=600, n_genes=200, random_state=0)
+    gmt = d / "programs.gmt"
+    sl.datasets.write_gmt(adata.uns["toy"]["gene_sets"], gmt)
+    del adata.uns["toy"]
+    adata.obsm["X_umap"] = np.asarray(adata.obsm["X_emb"])[:, :2].copy()
+    adata.write_h5ad(d / "in.h5ad")
+    assert main(["-q", "fit", str(d / "in.h5ad"), "-o", str(d / "fit.h5ad"), *FIT]) == 0
+    assert main(["-q", "specificity", str(d / "fit.h5ad"), "--groupby", "cell_type", "-o", str(d / "spec.h5ad")]) == 0
+    args = ["--gene-sets", str(gmt), "--layer", "counts", "--high-quantile", "0.9", "--n-low", "200"]
+    assert main(["-q", "annotate", str(d / "spec.h5ad"), "-o", str(d / "annot.h5ad"), *args]) == 0
+    return d
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert f"usage: sclens {command}" in capsys.readouterr().out
+
+
+def test_steps_match_the_api(files):
+    """fit / specificity / annotate by command give what the same calls of the API give."""
+    adata = anndata.read_h5ad(files / "in.h5ad")
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=32, k=4, n_epochs=20, lr=0.01, random_state=0)
+    sl.tl.feature_specificity(adata, groupby="cell_type")
+    gs = sl.datasets.read_gmt(files / "programs.gmt")
+    sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", high_quantile=0.9, n_low=200)
+    out = anndata.read_h5ad(files / "annot.h5ad")
+    np.testing.assert_allclose(out.obsm["X_sae"].toarray(), adata.obsm["X_sae"].toarray(), rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(out.uns["sae"]["features"], adata.uns["sae"]["features"], check_dtype=False)
+    res = out.uns["sae_go"]["results"]
+    pd.testing.assert_frame_equal(res, adata.uns["sae_go"]["results"], check_dtype=False)
+    planted = res["term"].str.startswith("program_")
+    assert planted.mean() > 0.9 and res.loc[planted, "term"].nunique() >= 8  # decoy sets are rarely kept
+
+
+def test_atlas_command_and_entry_point(files):
+    """The real entry point (``python -m sclens``) in a subprocess, with this checkout on the path."""
+    env = {**os.environ, "PYTHONPATH": str(Path(sl.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    html = files / "atlas.html"
+    cmd = [sys.executable, "-m", "sclens", "atlas", str(files / "annot.h5ad"), "-o", str(html), "--max-cells", "300"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(html)
+    text = html.read_text()
+    assert 'id="atlas-data"' in text and '"n":300' in text
+
+
+def test_one_line_error(files, tmp_path, capsys):
+    assert main(["atlas", str(files / "nope.h5ad"), "-o", str(tmp_path / "a.html")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sclens atlas: error: input file {str(files / 'nope.h5ad')!r} not found."]
+
+
+def _config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_run_config(files, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.h5ad").write_bytes((files / "in.h5ad").read_bytes())
+    (tmp_path / "programs.gmt").write_bytes((files / "programs.gmt").read_bytes())
+    cfg = _config(tmp_path / "config.yaml", """
+input: data/in.h5ad
+output: results.h5ad
+seed: 0
+fit: {use_rep: X_emb, n_features: 32, k: 4, n_epochs: 20, lr: 0.01}
+specificity: {groupby: cell_type}
+annotate: {gene_sets: programs.gmt, layer: counts, high_quantile: 0.9, n_low: 200}
+atlas: {path: atlas.html, basis: umap}
+""")
+    assert main(["-q", "run", str(cfg)]) == 0
+    out = anndata.read_h5ad(tmp_path / "results.h5ad")
+    ref = anndata.read_h5ad(files / "annot.h5ad")
+    pd.testing.assert_frame_equal(out.uns["sae_go"]["results"], ref.uns["sae_go"]["results"], check_dtype=False)
+    assert (tmp_path / "atlas.html").stat().st_size > 10_000  # feature_space runs in test_demo (numba compile)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("input: a.h5ad\nfitt: {}\n", "unknown key(s) ['fitt'] in the config; allowed: ['annotate', 'atlas',"),
+        ("input: a.h5ad\nfit: {k: 4}\n", "`fit` needs `use_rep`."),
+        ("input: a.h5ad\nfit: {use_rep: X, k: four}\n", "`fit.k` must be int, got 'four'."),
+        ("input: a.h5ad\nannotate: {gene_sets: go-human, lyer: counts}\n", "unknown key(s) ['lyer'] in `annotate`"),
+        ("fit: {use_rep: X}\n", "the config needs `input: <file>.h5ad`."),
+        ("- input\n", "the config must be a mapping of sections"),
+        ("input: [unclosed\n", "is not valid YAML"),
+        ("input: missing.h5ad\n", "input file"),
+    ],
+)
+def test_run_config_errors(tmp_path, capsys, text, message):
+    cfg = _config(tmp_path / "c.yaml", text)
+    assert main(["-q", "run", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sclens run: error: ") and message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_bad_input_and_no_half_written_output(files, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out.h5ad"
+    assert main(["-q", "specificity", str(files / "fit.h5ad"), "--groupby", "cell_typ", "-o", str(out)]) == 1
+    assert "cell_typ" in capsys.readouterr().err
+    assert main(["-q", "fit", str(files / "in.h5ad"), "-o", str(tmp_path / "x" / "o.h5ad"), *FIT]) == 1
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert main(["-q", "atlas", str(files / "gmt_is_not_h5ad.h5ad"), "-o", str(tmp_path / "a.html")]) == 1
+
+    def broken_write(self, path, **kw):
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(anndata.AnnData, "write_h5ad", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        main(["-q", "specificity", str(files / "fit.h5ad"), "--groupby", "cell_type", "-o", str(out)])
+    assert list(tmp_path.iterdir()) == []  # neither the output nor the temporary file
+    with pytest.raises(SystemExit) as exc:  # argparse: missing required option
+        main(["fit", str(files / "in.h5ad"), "-o", str(out)])
+    assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_demo(tmp_path):
+    """The README's one command: PBMC quick start to demo/atlas.html (about 30 s on 2 idle cores)."""
+    assert main(["-q", "demo", "-o", str(tmp_path / "demo")]) == 0
+    adata = anndata.read_h5ad(tmp_path / "demo" / "pbmc_sclens.h5ad")
+    feats = adata.uns["sae"]["features"]
+    top = adata.uns["sae_go"]["top_genes"]
+    b_features = set(top.loc[top["gene"] == "CD79A", "feature"].astype(str))
+    assert (feats.loc[sorted(b_features), "top_group"] == "CD19+ B").mean() > 0.8
+    assert (feats["n_terms"] > 0).sum() >= 100
+    assert "feature_space" in adata.uns["sae_go"]
+    assert (tmp_path / "demo" / "atlas.html").stat().st_size > 100_000
+
+
+def test_parser_lists_every_command():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(SUBCOMMANDS)
