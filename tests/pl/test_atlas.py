@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +13,10 @@ import pytest
 
 import sclens as sl
 
-sys.path.insert(0, str(Path(__file__).parent))
-from atlas_fixtures import annotated_toy  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def toy():
-    return annotated_toy()
+@pytest.fixture
+def toy(atlas_toy):
+    return atlas_toy
 
 
 def _payload(path: Path) -> dict:

@@ -6,50 +6,18 @@ them), where their absence fails the test.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import sclens as sl
 
-sys.path.insert(0, str(Path(__file__).parent))
-from atlas_fixtures import annotated_toy  # noqa: E402
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-
-
-def chrome(*, width: int = 1400, height: int = 900):
-    """A headless chromium WebDriver that records the browser console; skips (or fails in CI) without one."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
-    if missing:
-        reason = f"{missing} not installed: `apt-get install -y chromium chromium-driver` to run the browser tests"
-        if os.environ.get("CI") == "1":
-            pytest.fail(f"CI=1 but {reason}")
-        pytest.skip(reason)
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={width},{height}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    adata = annotated_toy()
-    path = sl.pl.atlas(adata, tmp_path_factory.mktemp("atlas") / "atlas.html", basis="umap")
-    driver = chrome()
-    driver.get(path.resolve().as_uri())
-    yield driver, adata
-    driver.quit()
+def page(tmp_path_factory, atlas_toy, chrome):
+    path = sl.pl.atlas(atlas_toy, tmp_path_factory.mktemp("atlas") / "atlas.html", basis="umap")
+    chrome.get(path.resolve().as_uri())
+    return chrome, atlas_toy
 
 
 def _visible_features(driver) -> list[int]:

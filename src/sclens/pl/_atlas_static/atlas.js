@@ -138,12 +138,13 @@
       el("p", { class: "muted", text: [F.kind[i], F.top_group[i] && "top group " + F.top_group[i],
         "active in " + fmt(100 * (F.activity[i] || 0)) + "% of cells", F.n_terms[i] + " terms",
         "max activation " + fmt(D.act.max[i])].filter(Boolean).join(" \u00b7 ") }));
-    card.append(el("h3", { text: "Activation on " + D.cells.basis + " (" + D.cells.n + " of " + D.meta.n_cells + " cells)" }), scatter(i),
-      el("div", { class: "legend", text: "grey: inactive; purple \u2192 yellow: low \u2192 high activation" }));
     const g = genesOf(f);
-    card.append(el("h3", { text: "Top up-regulated genes" }), g.length
+    const left = el("div", { class: "col" }, [el("h3", { text: "Activation on " + D.cells.basis + " (" + D.cells.n + " of " + D.meta.n_cells + " cells)" }), scatter(i),
+      el("div", { class: "legend", text: "grey: inactive; purple \u2192 yellow: low \u2192 high activation" })]);
+    const right = el("div", { class: "col" }, [el("h3", { text: "Top up-regulated genes" }), g.length
       ? table(["gene", "log2FC"], g.map(([n, v]) => [n, bar(v, Math.max(...g.map((x) => x[1])))]), "genes")
-      : el("p", { class: "muted", text: "none stored (rerun sl.tl.annotate_features)" }));
+      : el("p", { class: "muted", text: "none stored (rerun sl.tl.annotate_features)" })]);
+    card.append(el("div", { class: "row" }, [left, right]));
     const t = termsOf(f);
     card.append(el("h3", { text: "GO terms (" + F.n_terms[i] + " kept" + (t.length < F.n_terms[i] ? ", first " + t.length + " shown" : "") + ")" }),
       t.length ? table(["term", "name", "p", "padj"], t.map(([k, p, q]) => [D.terms.ids[k], D.terms.names[k], p, q]), "terms")
