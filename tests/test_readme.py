@@ -30,3 +30,19 @@ def test_readme_commands_match_ci():
     test = re.search(r"## Test\n\n```bash\n(.*?)```", text, flags=re.S).group(1).strip()
     assert setup[1] in ci
     assert test in ci
+
+
+def test_readme_run_command_is_the_demo():
+    """The one command after set-up is ``sclens demo`` (run for real by tests/test_cli.py::test_demo)."""
+    from sclens._cli import build_parser
+
+    text = README.read_text()
+    run = re.search(r"## Run\n\n```bash\n(.*?)```", text, flags=re.S).group(1).strip()
+    assert run == "sclens demo -o demo/"
+    args = build_parser().parse_args(run.split()[1:])
+    assert (args.command, args.output) == ("demo", "demo/")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = [line for b in blocks for line in b.splitlines() if line.startswith("sclens ")]
+    assert len(commands) >= 5
+    for line in commands:
+        build_parser().parse_args(line.split()[1:])  # every command shown parses
