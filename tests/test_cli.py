@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,13 @@ def test_demo(tmp_path):
 def test_parser_lists_every_command():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(SUBCOMMANDS)
+
+
+def test_docs_list_every_config_key():
+    from sclens._cli._pipeline import SCHEMA
+
+    text = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    for section, keys in SCHEMA.items():
+        line = re.search(rf"^- `{section}`: (.*?)(?:;|\.)$", text, flags=re.M | re.S)
+        assert line is not None, section
+        assert set(re.findall(r"`(\w+)`", line.group(1))) == set(keys), section

@@ -42,3 +42,9 @@ def test_docs_build_without_warnings(tmp_path):
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(src), str(tmp_path / "html")]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-5000:]
+    # every tutorial page shows the figures stored in its notebook (tutorials are stored executed)
+    for nb in sorted((DOCS.parent / "tutorials").glob("*.ipynb")):
+        n_figures = nb.read_text().count('"image/png"')
+        page = (tmp_path / "html" / "notebooks" / f"{nb.stem}.html").read_text()
+        assert n_figures > 0, f"{nb.name} is stored without figures; run `python scripts/execute_tutorials.py`"
+        assert page.count("<img") >= n_figures, f"{nb.stem}.html shows {page.count('<img')} of {n_figures} figures"
