@@ -80,7 +80,16 @@ def main() -> None:
     print("| cells | features | k | shown cells | terms/feature | size (MB) | build (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     shown = min(args.n_cells, 20_000)
-    print(f"| {args.n_cells:,} | {args.n_features:,} | {args.k} | {shown:,} | {args.max_terms} | {size:.1f} | {seconds:.1f} |")
+    cols = [
+        f"{args.n_cells:,}",
+        f"{args.n_features:,}",
+        args.k,
+        f"{shown:,}",
+        args.max_terms,
+        f"{size:.1f}",
+        f"{seconds:.1f}",
+    ]
+    print("| " + " | ".join(map(str, cols)) + " |")
 
 
 if __name__ == "__main__":

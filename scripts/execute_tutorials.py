@@ -1,8 +1,8 @@
 """Execute the tutorials and store them with their outputs, so the docs show their figures.
 
 Each notebook is run top to bottom in a fresh kernel (working directory: a temporary folder;
-matplotlib's inline backend, so figures are stored as PNG), then written back with its outputs and ``metadata.sclens.code_hash``: the hash
-of its code cells. ``tests/test_tutorials.py`` fails when a committed notebook's code no longer
+matplotlib's inline backend, so figures are stored as PNG), then written back with its outputs
+and ``metadata.sclens.code_hash``: the hash of its code cells. ``tests/test_tutorials.py`` fails when a committed notebook's code no longer
 matches that hash (stale outputs) or when a cell lacks an output that a fresh run produces.
 
 Run from the repository root after changing a tutorial (all of them without arguments):
@@ -40,7 +40,9 @@ def execute(nb: nbformat.NotebookNode, *, timeout: int = 1200) -> nbformat.Noteb
     """Run ``nb`` in a fresh python3 kernel in a temporary folder (``nb`` is changed in place)."""
     os.environ.pop("MPLBACKEND", None)  # Agg would draw no figure into the notebook: keep the inline backend
     with tempfile.TemporaryDirectory() as tmp:
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": tmp}})
+        client = nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": tmp}}
+        )
         client.execute()
     return nb
 

@@ -35,13 +35,17 @@ def check_stored(stored, fresh, name: str) -> None:
     script = _script()
     recorded = stored.metadata.get("sclens", {}).get("code_hash")
     assert recorded is not None, f"{name} is stored without outputs; run `{REGENERATE} tutorials/{name}`"
-    assert recorded == script.code_hash(stored), f"{name}: code changed since it was executed; run `{REGENERATE} tutorials/{name}`"
+    assert recorded == script.code_hash(stored), (
+        f"{name}: code changed since it was executed; run `{REGENERATE} tutorials/{name}`"
+    )
     for i, (old, new) in enumerate(zip(stored.cells, fresh.cells, strict=True)):
         if old.cell_type != "code":
             continue
         assert old.execution_count is not None, f"{name}: code cell {i} was not executed; run `{REGENERATE}`"
         missing = _rich(new) - _rich(old)
-        assert not missing, f"{name}: code cell {i} lacks outputs {sorted(missing)} that a fresh run gives; run `{REGENERATE}`"
+        assert not missing, (
+            f"{name}: code cell {i} lacks outputs {sorted(missing)} that a fresh run gives; run `{REGENERATE}`"
+        )
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
@@ -61,7 +65,9 @@ def test_staleness_check_fails():
 
     script = _script()
     png = new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
-    fresh = new_notebook(cells=[new_code_cell("x = 1", execution_count=1), new_code_cell("plot()", execution_count=2, outputs=[png])])
+    fresh = new_notebook(
+        cells=[new_code_cell("x = 1", execution_count=1), new_code_cell("plot()", execution_count=2, outputs=[png])]
+    )
     stored = copy.deepcopy(fresh)
     stored.metadata["sclens"] = {"code_hash": script.code_hash(stored)}
     check_stored(stored, fresh, "ok.ipynb")

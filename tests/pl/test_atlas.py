@@ -33,7 +33,8 @@ def test_top_genes_are_the_planted_programs(toy):
     top = toy.uns["sae_go"]["top_genes"]
     gs = toy.uns["toy"]["gene_sets"]
     assert set(top.columns) >= {"feature", "gene", "log2fc", "padj"}
-    assert (top["log2fc"] > 0).all() and (top["padj"] < 0.05).all()
+    assert (top["log2fc"] > 0).all()
+    assert (top["padj"] < 0.05).all()
     precision = []
     for f in range(16):
         genes = top.loc[top["feature"] == f, "gene"].head(5)
@@ -46,7 +47,9 @@ def test_payload_round_trip(toy, tmp_path):
     out = sl.pl.atlas(toy, tmp_path / "atlas.html", basis="umap", max_cells=400, random_state=3)
     assert out == tmp_path / "atlas.html"
     html = out.read_text()
-    assert "<script src" not in html and "http://" not in html and "https://" not in html  # nothing fetched
+    assert "<script src" not in html
+    assert "http://" not in html
+    assert "https://" not in html
     d = _payload(out)
     assert d["features"]["id"] == list(range(16))  # the dead feature 16 is left out
     cells = np.sort(np.random.default_rng(3).choice(toy.n_obs, size=400, replace=False))
@@ -63,7 +66,8 @@ def test_payload_round_trip(toy, tmp_path):
     res = toy.uns["sae_go"]["results"]
     first = res[res["feature"] == 2].iloc[0]
     t = d["terms"]["by_feature"]["2"][0]
-    assert d["terms"]["ids"][t[0]] == first["term"] and t[1] == pytest.approx(first["pvalue"], rel=1e-3)
+    assert d["terms"]["ids"][t[0]] == first["term"]
+    assert t[1] == pytest.approx(first["pvalue"], rel=1e-3)
     assert [g[0] for g in d["genes"]["2"]] == toy.uns["sae_go"]["top_genes"].query("feature == 2")["gene"].tolist()
     means = toy.uns["sae"]["group_means"]
     assert d["spec"]["groups"] == list(means.columns)
@@ -80,7 +84,8 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     d = _payload(sl.pl.atlas(ad, tmp_path / "a.html"))
     assert d["features"]["label"][3] == "planted | gene_0001 | type_1"
     assert d["features"]["label"][4] == feats.loc["4", "best_term"]  # empty label: best term
-    assert d["meta"]["columns"] == ["align_auroc"] and d["features"]["align_auroc"][16 - 16] == 0.5
+    assert d["meta"]["columns"] == ["align_auroc"]
+    assert d["features"]["align_auroc"][16 - 16] == 0.5
     # Jaccard neighbours: the closest feature shares the most terms
     res = ad.uns["sae_go"]["results"]
     sets = {f: set(g["term"]) for f, g in res.groupby("feature")}

@@ -22,7 +22,8 @@ def page(tmp_path_factory, atlas_toy, chrome):
 
 def _visible_features(driver) -> list[int]:
     return driver.execute_script(
-        "return [...document.querySelectorAll('#features tbody tr')].filter(r => !r.hidden).map(r => +r.dataset.feature)"
+        "return [...document.querySelectorAll('#features tbody tr')]"
+        ".filter(r => !r.hidden).map(r => +r.dataset.feature)"
     )
 
 
@@ -51,8 +52,12 @@ def test_gene_search_filters_rows(page):
     box.clear()
     box.send_keys("program_03")  # a term name: substring match
     res = adata.uns["sae_go"]["results"]
-    assert sorted(_visible_features(driver)) == sorted(res.loc[res["name"].str.contains("program_03"), "feature"].unique())
-    driver.execute_script("const b = document.getElementById('search'); b.value = ''; b.dispatchEvent(new Event('input'))")
+    assert sorted(_visible_features(driver)) == sorted(
+        res.loc[res["name"].str.contains("program_03"), "feature"].unique()
+    )
+    driver.execute_script(
+        "const b = document.getElementById('search'); b.value = ''; b.dispatchEvent(new Event('input'))"
+    )
     assert len(_visible_features(driver)) == 16
 
 
@@ -63,11 +68,14 @@ def test_card_renders_scatter_and_terms(page):
     assert driver.find_element("id", "card").is_displayed()
     assert "Feature 4" in driver.find_element("css selector", "#card h2").text
     painted = driver.execute_script(
-        "const c = document.getElementById('scatter'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        "let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return [n, +c.dataset.active, +c.dataset.points];"
+        "const c = document.getElementById('scatter');"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0;"
+        "return [n, +c.dataset.active, +c.dataset.points];"
     )
     assert painted[0] > 1000  # pixels drawn
-    assert painted[1] == adata.obsm["X_sae"][:, 4].nnz and painted[2] == adata.n_obs
+    assert painted[1] == adata.obsm["X_sae"][:, 4].nnz
+    assert painted[2] == adata.n_obs
     res = adata.uns["sae_go"]["results"]
     rows = driver.find_elements("css selector", "#card table.terms tbody tr")
     assert len(rows) == min((res["feature"] == 4).sum(), 30) > 0

@@ -11,8 +11,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 from ._commands import COMMANDS, add_parsers
 
@@ -54,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(argv: Any = None) -> None:
+def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     sys.exit(main(argv))
 
 
-__all__ = ["Path", "build_parser", "main", "run"]
+__all__ = ["build_parser", "main", "run"]

@@ -60,7 +60,7 @@ def build_payload(
     steering: Mapping | None, max_cells: int, max_terms: int, n_genes: int, n_neighbours: int, seed: int, title: str,
 ) -> dict[str, Any]:  # fmt: skip
     """Everything the page shows, as a JSON-able dict (see :mod:`sclens.pl._atlas_data`)."""
-    run = adata.uns[sae_key] if sae_key in adata.uns else {}
+    run = adata.uns.get(sae_key, {})
     sae_activations(adata, sae_key)  # clear error when the run is missing
     table = run.get("features", pd.DataFrame())
     annotation = adata.uns.get(annotation_key, {}) if isinstance(adata.uns.get(annotation_key), dict) else {}

@@ -205,7 +205,9 @@ def annotate_features(
         )  # fmt: skip
     top: list[pd.DataFrame] = []
     results, de_tables = run_contrasts(expr, sets.high, sets.low, sets.features, gs, opt, keep_de=keep_de, top=top)
-    top_table = pd.concat(top, ignore_index=True) if top else pd.DataFrame(columns=["feature", "gene", "log2fc", "padj"])
+    top_table = (
+        pd.concat(top, ignore_index=True) if top else pd.DataFrame(columns=["feature", "gene", "log2fc", "padj"])
+    )
     top_table.index = top_table.index.astype(str)
 
     adata = writable(adata, copy=copy)
