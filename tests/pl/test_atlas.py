@@ -80,12 +80,14 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     feats["label"] = ""
     feats.loc["3", "label"] = "planted | gene_0001 | type_1"
     feats["align_auroc"] = np.linspace(0.5, 1, len(feats))
+    feats["best_cell_type"] = "type_0"
     ad.uns["sae"]["features"] = feats
     d = _payload(sl.pl.atlas(ad, tmp_path / "a.html"))
     assert d["features"]["label"][3] == "planted | gene_0001 | type_1"
     assert d["features"]["label"][4] == feats.loc["4", "best_term"]  # empty label: best term
-    assert d["meta"]["columns"] == ["align_auroc"]
-    assert d["features"]["align_auroc"][16 - 16] == 0.5
+    assert d["meta"]["columns"] == ["align_auroc", "best_cell_type"]
+    assert d["features"]["align_auroc"][0] == 0.5
+    assert set(d["features"]["best_cell_type"]) == {"type_0"}
     # Jaccard neighbours: the closest feature shares the most terms
     res = ad.uns["sae_go"]["results"]
     sets = {f: set(g["term"]) for f, g in res.groupby("feature")}

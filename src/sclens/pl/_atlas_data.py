@@ -19,7 +19,8 @@ from scipy import sparse
 from .._utils import sae_activations
 
 MAX_CELLS = 65535  # cell indices travel as uint16
-EXTRA_COLUMNS = re.compile(r"align|auroc|^f1|batch_driven|n_term_clusters", flags=re.I)
+# columns of feature_alignment / term clustering shown when present
+EXTRA_COLUMNS = re.compile(r"align|auroc|^f1|precision|recall|batch_driven|n_term_clusters|^best_(?!term$)", flags=re.I)
 
 
 def b64(a: np.ndarray) -> str:
