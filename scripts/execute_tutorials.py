@@ -2,8 +2,9 @@
 
 Each notebook is run top to bottom in a fresh kernel (working directory: a temporary folder;
 matplotlib's inline backend, so figures are stored as PNG), then written back with its outputs
-and ``metadata.sclens.code_hash``: the hash of its code cells. ``tests/test_tutorials.py`` fails when a committed notebook's code no longer
-matches that hash (stale outputs) or when a cell lacks an output that a fresh run produces.
+and ``metadata.sclens.code_hash``: the hash of its code cells. ``tests/test_tutorials.py`` fails
+when a committed notebook's code no longer matches that hash (stale outputs) or when a cell lacks
+an output that a fresh run produces.
 
 Run from the repository root after changing a tutorial (all of them without arguments):
 ``python scripts/execute_tutorials.py [tutorials/NAME.ipynb ...]``
