@@ -18,6 +18,16 @@ key
     Key of the SAE run: activations in ``adata.obsm[f"X_{key}"]``, the rest in
     ``adata.uns[key]``."""
 
+doc_sae_key = """\
+sae_key
+    Key of the SAE run read: activations in ``adata.obsm[f"X_{sae_key}"]``, the rest in
+    ``adata.uns[sae_key]``."""
+
+doc_annotation_key = """\
+annotation_key
+    Key of the annotation run read (:func:`sclens.tl.annotate_features` output in
+    ``adata.uns[annotation_key]``)."""
+
 doc_key_added = """\
 key_added
     Key under which results are stored (see Returns)."""

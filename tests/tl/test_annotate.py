@@ -13,12 +13,17 @@ N_PROG = 16  # toy_annot: 8 local + 8 global programs, then control (16), tiny (
 
 def test_planted_programs_fast(toy_annot_copy):
     ad = toy_annot_copy
-    sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3)
+    gsets = ad.uns["toy"]["gene_sets"]
+    sl.tl.annotate_features(ad, gene_sets=gsets, layer="counts", min_size=3)
     res = ad.uns["sae_go"]["results"]
     table = ad.uns["sae"]["features"]
     for f in range(N_PROG):
         assert table.loc[str(f), "best_term"] == f"program_{f:02d}"
-        assert table.loc[str(f), "label"] == f"program_{f:02d}"
+        # readable label "representative term | top genes": the top genes belong to the planted program
+        term, genes = table.loc[str(f), "label"].split(" | ")
+        assert term == f"program_{f:02d}"
+        members = set(gsets.loc[gsets["source"] == term, "target"])
+        assert len(genes.split(", ")) == 3 and set(genes.split(", ")) <= members
     control = res[res["feature"] == N_PROG]
     assert not control["term"].str.startswith("program_").any()
     assert table.loc[str(N_PROG), "n_terms"] == len(control)

@@ -17,6 +17,7 @@ from ._annotate_core import check_options, clean_params, feature_summary, run_co
 from ._cellsets import cell_sets, resolve_features, resolve_within
 from ._de import Expression
 from ._enrich import check_testable, gene_set_matrix
+from ._redundancy import add_term_clusters
 
 logger = logging.getLogger("sclens")
 
@@ -164,8 +165,10 @@ def annotate_features(
       (``log2fc > 0``, ``padj < de_alpha``), by Wald (Welch for ``flavor="scfeaturelens"``)
       statistic: ``feature``, ``gene``, ``log2fc``, ``padj``;
     * ``adata.uns[key_added]['de']``: per-gene DE tables of the ``return_de`` features;
-    * ``adata.uns[key]['features']``: columns ``n_terms``, ``best_term``, ``label`` (best term's
-      name, shortened).
+    * ``adata.uns[key]['features']``: columns ``n_terms``, ``best_term``, and from
+      :func:`term_redundancy` ``n_term_clusters``, ``representative_term``, ``top_genes`` and
+      ``label`` ("representative term | top genes | top group"); ``results`` gains ``ic``,
+      ``term_cluster`` and ``representative``.
     """
     check_adata(adata)
     opt = check_options(
@@ -231,6 +234,7 @@ def annotate_features(
         "params": clean_params(params),
         **({"de": de_tables} if de_tables else {}),
     }
+    add_term_clusters(adata, sae_key=key, annotation_key=key_added, gene_sets=gene_sets, gs=gs)
     return adata if copy else None
 
 

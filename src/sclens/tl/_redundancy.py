@@ -1,0 +1,218 @@
+"""Term redundancy and readable feature labels: information content, term clusters, representatives.
+
+Run as the last step of :func:`sclens.tl.annotate_features` (so every annotation has labels) and on
+its own by :func:`term_redundancy` (e.g. after :func:`sclens.tl.feature_specificity` added the top
+group, or with another ``min_similarity``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from .._docs import doc_params
+from .._utils import check_adata, update_features_table
+from ..datasets._network import as_network
+
+MIN_SIMILARITY = 0.3
+N_TOP_GENES = 3
+LABEL_WIDTH = 40
+
+
+def information_content(gene_sets: Any) -> pd.Series:
+    """``-ln(n_term / n_namespace)`` per term: ``n_term`` genes annotated to the term, ``n_namespace``
+    distinct genes annotated in its namespace (all genes when the gene sets have no namespaces).
+
+    With GO annotations propagated up the graph (the default of :func:`sclens.datasets.go_gene_sets`)
+    this is the classic annotation-based information content (Resnik): 0 for a root, large for a
+    specific term.
+    """
+    net = as_network(gene_sets)
+    size = net.groupby("source")["target"].nunique()
+    ns = net.drop_duplicates("source").set_index("source")["namespace"].astype(str)
+    total = net.groupby("namespace")["target"].nunique()
+    return np.log(ns.map(total).reindex(size.index).astype(float) / size.astype(float)).rename("ic")
+
+
+def top_genes_text(table: Any, *, n: int = N_TOP_GENES) -> pd.Series:
+    """``"G1, G2, G3"`` per feature from an annotation's ``top_genes`` table (genes ordered by statistic)."""
+    if not isinstance(table, pd.DataFrame) or table.empty:
+        return pd.Series(dtype=object)
+    first = table.groupby("feature", sort=False).head(n)
+    return first.groupby(first["feature"].astype(int).astype(str), sort=False)["gene"].agg(", ".join)
+
+
+def _clusters(mat: sparse.csr_matrix, min_similarity: float) -> np.ndarray:
+    """Average-linkage clusters of the rows of a binary terms x genes matrix by Jaccard similarity."""
+    k = mat.shape[0]
+    if k == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    inter = (mat @ mat.T).toarray()
+    size = np.diag(inter)
+    union = size[:, None] + size[None, :] - inter
+    dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    np.fill_diagonal(dist, 0.0)
+    labels = fcluster(linkage(squareform(dist, checks=False), method="average"), t=1.0 - min_similarity, criterion="distance")
+    return labels.astype(np.int64)
+
+
+def cluster_terms(results: pd.DataFrame, matrix: sparse.csr_matrix, terms: pd.Index, ic: pd.Series, *, min_similarity: float) -> pd.DataFrame:
+    """Add ``ic``, ``term_cluster`` and ``representative`` to a results table (sorted by feature, p-value).
+
+    Within each feature, kept terms are clustered by the Jaccard similarity of their genes (average
+    linkage, clusters merged while the mean similarity is at least ``min_similarity``); nested GO
+    terms share most genes, so ancestry is captured through the propagated annotation. Clusters are
+    numbered from 0 in the order of their best term; the representative of a cluster is its most
+    specific term (highest ``ic``; ties: lowest p-value).
+    """
+    out = results.copy()
+    out["ic"] = ic.reindex(out["term"].astype(str)).to_numpy(dtype=float)
+    out["term_cluster"] = np.zeros(len(out), dtype=np.int64)
+    out["representative"] = np.zeros(len(out), dtype=bool)
+    rows = terms.get_indexer(out["term"].astype(str))
+    if (rows < 0).any():
+        msg = (
+            f"{int((rows < 0).sum())} kept term(s) (e.g. {out['term'][rows < 0].iloc[0]!r}) are not in the gene sets "
+            "given; pass the gene sets the annotation was run with."
+        )
+        raise ValueError(msg)
+    binary = sparse.csr_matrix(matrix, dtype=np.float64)
+    binary.data[:] = 1.0
+    for idx in out.groupby("feature", sort=False).indices.values():
+        raw = _clusters(binary[rows[idx]], min_similarity)
+        _, first = np.unique(raw, return_index=True)
+        rank = {c: r for r, c in enumerate(raw[np.sort(first)])}
+        cl = np.array([rank[c] for c in raw], dtype=np.int64)
+        out.iloc[idx, out.columns.get_loc("term_cluster")] = cl
+        ic_f = np.nan_to_num(out["ic"].to_numpy()[idx], nan=-np.inf)
+        for c in np.unique(cl):
+            members = np.flatnonzero(cl == c)
+            best = members[np.argmax(ic_f[members])]  # argmax keeps the first (lowest p) of ties
+            out.iloc[idx[best], out.columns.get_loc("representative")] = True
+    return out
+
+
+def feature_labels(results: pd.DataFrame, features: pd.DataFrame, top_genes: pd.Series) -> pd.DataFrame:
+    """``n_term_clusters``, ``representative_term`` and ``label`` ("term | genes | group") per feature."""
+    idx = features.index.astype(str)
+    n_cl = pd.Series(0, index=idx, dtype=np.int64)
+    rep_id = pd.Series("", index=idx, dtype=object)
+    rep_name = pd.Series("", index=idx, dtype=object)
+    if len(results):
+        feat = results["feature"].astype(int).astype(str)
+        n_cl.update(results.groupby(feat)["term_cluster"].max() + 1)
+        first = results[results["representative"] & (results["term_cluster"] == 0)]
+        first = first.set_index(first["feature"].astype(int).astype(str))
+        rep_id.update(first["term"].astype(str))
+        rep_name.update(first["name"].astype(str).where(first["name"].astype(str) != "", first["term"].astype(str)))
+    group = features["top_group"].astype(str) if "top_group" in features.columns else pd.Series("", index=idx)
+    genes = top_genes.reindex(idx).fillna("").astype(str)
+    labels = []
+    for f in idx:
+        parts = [_short(rep_name[f]), genes[f], group.get(f, "")] if rep_name[f] else []
+        labels.append(" | ".join(p for p in parts if p and p != "nan"))
+    return pd.DataFrame(
+        {"n_term_clusters": n_cl.astype(np.int64), "representative_term": rep_id.astype(str), "label": labels},
+        index=idx,
+    )
+
+
+def _short(name: str, width: int = LABEL_WIDTH) -> str:
+    return name if len(name) <= width else name[: width - 3].rstrip() + "..."
+
+
+def add_term_clusters(
+    adata: AnnData,
+    *,
+    sae_key: str,
+    annotation_key: str,
+    gene_sets: Any,
+    gs: Any,
+    min_similarity: float = MIN_SIMILARITY,
+) -> None:
+    """Cluster the kept terms of ``adata.uns[annotation_key]`` and write labels to the features table."""
+    run, ann = adata.uns[sae_key], adata.uns[annotation_key]
+    terms = pd.Index(gs.terms["term"].astype(str))
+    ann["results"] = cluster_terms(
+        ann["results"], gs.matrix, terms, information_content(gene_sets), min_similarity=min_similarity
+    )
+    table = run["features"]
+    genes = top_genes_text(ann.get("top_genes"))
+    cols = feature_labels(ann["results"], table, genes)
+    cols["top_genes"] = genes.reindex(cols.index).fillna("").astype(str)
+    done = ann["params"].get("features")
+    if done is not None:  # features this annotation did not cover keep their values
+        rest = cols.index.difference(pd.Index([str(int(f)) for f in np.atleast_1d(done)]))
+        for col in cols.columns.intersection(table.columns):
+            cols.loc[rest, col] = table.loc[rest, col].to_numpy()
+    update_features_table(run, cols)
+    ann["params"]["min_similarity"] = float(min_similarity)
+
+
+@doc_params()
+def term_redundancy(
+    adata: AnnData,
+    *,
+    gene_sets: Any,
+    sae_key: str = "sae",
+    annotation_key: str = "sae_go",
+    min_similarity: float = MIN_SIMILARITY,
+    copy: bool = False,
+) -> AnnData | None:
+    """Group each feature's GO terms into themes and rebuild its readable label.
+
+    :func:`sclens.tl.annotate_features` runs this as its last step; call it again to change
+    ``min_similarity`` or to put the top group into the labels after
+    :func:`sclens.tl.feature_specificity`. Each term's information content is
+    ``-ln(genes annotated to the term / genes annotated in its namespace)`` (0 for a root, high for
+    a specific term). Within a feature, kept terms are clustered by the Jaccard similarity of their
+    genes (average linkage; nested GO terms share most genes); the representative of a cluster is
+    its most specific term. The label is ``"representative term | top genes | top group"``, e.g.
+    ``"B cell receptor signaling pathway | CD79A, MS4A1, CD79B | B cells"``, from the cluster of the
+    feature's best term, its top up-regulated genes and ``top_group`` (when specificity was run).
+
+    Parameters
+    ----------
+    {adata}
+    gene_sets
+        The gene sets the annotation used (their sizes give each term's information content).
+    {sae_key}
+    {annotation_key}
+    min_similarity
+        Mean Jaccard similarity of the genes at which two groups of terms are merged.
+    {copy}
+
+    Returns
+    -------
+    ``None``, or a copy when ``copy=True``; sets
+
+    * ``adata.uns[annotation_key]['results']`` columns ``ic``, ``term_cluster`` (0 = the cluster of
+      the best term) and ``representative``;
+    * ``adata.uns[sae_key]['features']`` columns ``n_term_clusters``, ``representative_term``,
+      ``top_genes`` and ``label``.
+    """
+    from ._enrich import gene_set_matrix
+
+    check_adata(adata)
+    if not 0 < min_similarity <= 1:
+        msg = f"min_similarity must be in (0, 1], got {min_similarity!r}."
+        raise ValueError(msg)
+    ann = adata.uns.get(annotation_key)
+    if not isinstance(ann, dict) or "results" not in ann:
+        msg = f"`adata.uns[{annotation_key!r}]` not found; run `sl.tl.annotate_features(adata, gene_sets=...)` first."
+        raise KeyError(msg)
+    if not isinstance(adata.uns.get(sae_key), dict) or "features" not in adata.uns[sae_key]:
+        msg = f"`adata.uns[{sae_key!r}]['features']` not found; pass the SAE run the annotation was made from."
+        raise KeyError(msg)
+    gs = gene_set_matrix(gene_sets, adata.var_names)
+    adata = adata.copy() if copy else adata
+    adata.uns[annotation_key] = {**adata.uns[annotation_key], "params": dict(adata.uns[annotation_key]["params"])}
+    add_term_clusters(adata, sae_key=sae_key, annotation_key=annotation_key, gene_sets=gene_sets, gs=gs, min_similarity=min_similarity)
+    return adata if copy else None

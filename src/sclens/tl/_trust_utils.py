@@ -1,0 +1,61 @@
+"""Small helpers shared by the trust tools (alignment, null controls, baselines, run comparison)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._utils import sae_activations
+
+
+def sae_run(adata: AnnData, sae_key: str) -> dict:
+    """``adata.uns[sae_key]`` of an SAE (or baseline) run, with a clear error when missing."""
+    sae_activations(adata, sae_key)  # raises the package's KeyError when the run is missing
+    run = adata.uns[sae_key]
+    if not isinstance(run, dict):
+        msg = f"`adata.uns[{sae_key!r}]` is not an SAE run (a dict); run `sl.tl.fit_sae(..., key_added={sae_key!r})`."
+        raise TypeError(msg)
+    return run
+
+
+def run_provenance(adata: AnnData, sae_key: str) -> dict[str, Any]:
+    """``sae_key`` and, when the run has one, its ``sae_run_id``, for the params of a derived result."""
+    run_id = adata.uns[sae_key].get("run_id") if isinstance(adata.uns.get(sae_key), dict) else None
+    return {"sae_key": sae_key, **({"sae_run_id": str(run_id)} if run_id is not None else {})}
+
+
+def obs_codes(adata: AnnData, column: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes (-1 = missing) and category names of ``adata.obs[column]`` (at least 2 categories)."""
+    if column not in adata.obs.columns:
+        msg = f"`adata.obs[{column!r}]` not found; available columns: {list(adata.obs.columns)}."
+        raise KeyError(msg)
+    cat = adata.obs[column].astype("category").cat.remove_unused_categories()
+    names = [str(c) for c in cat.cat.categories]
+    if len(names) < 2:
+        msg = f"`adata.obs[{column!r}]` has {len(names)} category; alignment needs a column with 2 or more."
+        raise ValueError(msg)
+    return cat.cat.codes.to_numpy().astype(np.int64), names
+
+
+def as_list(value: str | Any, name: str) -> list[str]:
+    """One string or a sequence of strings as a list (no duplicates), with a TypeError otherwise."""
+    if isinstance(value, str):
+        return [value]
+    if value is None:
+        return []
+    out = list(dict.fromkeys(value))
+    if not all(isinstance(v, str) for v in out):
+        msg = f"{name} must be a string or a list of strings, got {value!r}."
+        raise TypeError(msg)
+    return out
+
+
+def features_table(run: dict, n_features: int) -> pd.DataFrame:
+    """The run's features table, or an empty one indexed ``"0"`` .. ``"F-1"``."""
+    table = run.get("features")
+    if isinstance(table, pd.DataFrame):
+        return table
+    return pd.DataFrame(index=pd.Index([str(i) for i in range(n_features)]))
