@@ -23,6 +23,15 @@ def sae_run(adata: AnnData, key: str = "sae", *, need: tuple[str, ...] = ("param
         )
         raise KeyError(msg)
     run = adata.uns[key]
+    source = run.get("params", {}).get("source") if isinstance(run, dict) else None
+    if source == "baseline_features" and "weights" in need:
+        method = run["params"].get("method", "linear")
+        msg = (
+            f"`adata.uns[{key!r}]` is a baseline ({method.upper()}) written by `sl.tl.baseline_features`, not an SAE: "
+            f"there is no encoder to rebuild. Its components are in `adata.uns[{key!r}]['components']`; "
+            "fit an SAE with `sl.tl.fit_sae` to get one."
+        )
+        raise TypeError(msg)
     missing = [n for n in need if not isinstance(run, dict) or n not in run]
     if missing:
         msg = f"`adata.uns[{key!r}]` lacks {missing}; it was not written by `sl.tl.fit_sae` / `sl.tl.encode`."

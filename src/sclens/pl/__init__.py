@@ -1,6 +1,7 @@
 """Plots, each paired with the tool whose output it draws."""
 
 from ._activation import feature_activation
+from ._alignment import alignment
 from ._atlas import atlas
 from ._enrichment import enrichment
 from ._feature_umap import feature_umap
@@ -10,6 +11,7 @@ from ._sweep import sweep
 from ._training import training
 
 __all__ = [
+    "alignment",
     "atlas",
     "enrichment",
     "feature_activation",

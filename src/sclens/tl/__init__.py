@@ -1,20 +1,30 @@
 """Tools: fit and apply sparse autoencoders, annotate and analyse their features."""
 
+from ._alignment import feature_alignment
 from ._annotate import annotate_features, contrast
+from ._baseline import baseline_features
 from ._compare import compare_features
+from ._compare_runs import compare_runs
 from ._feature_space import feature_space
 from ._fit import encode, fit_sae
+from ._null import annotation_null
+from ._redundancy import term_redundancy
 from ._specificity import feature_specificity, seed_robustness
 from ._steer import steer
 
 __all__ = [
     "annotate_features",
+    "annotation_null",
+    "baseline_features",
     "compare_features",
+    "compare_runs",
     "contrast",
     "encode",
+    "feature_alignment",
     "feature_space",
     "feature_specificity",
     "fit_sae",
     "seed_robustness",
     "steer",
+    "term_redundancy",
 ]
