@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse, special, stats
 
 PSEUDO = 0.5  # a group without any count is treated as holding half a count
 N_BINS = 16  # size-factor quantile bins used to evaluate the Fisher information
@@ -73,7 +73,11 @@ def nb_dispersions(z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarr
     the genes whose estimate lies strictly inside ``(1e-6, 10)`` by least squares with residuals
     scaled by the current trend (gamma-family weights), iterated up to 20 times; the final
     dispersion is ``exp(0.25 * log gene-wise + 0.75 * log trend)``, a fixed-weight stand-in for
-    DESeq2's maximum-a-posteriori shrinkage (with fewer than 3 genes to fit, the clipped moment
+    DESeq2's maximum-a-posteriori shrinkage, except for DESeq2's *dispersion outliers* (log gene-wise
+    estimate more than 2 prior SDs above the trend; prior SD from the MAD of the log residuals,
+    at least 0.5, as pyDESeq2), which keep their gene-wise estimate: shrinking the strongly
+    over-dispersed genes of a cell-type program made random cell sets look differentially
+    expressed in exactly those genes (with fewer than 3 genes to fit, the clipped moment
     estimates are returned). The weight was checked against per-contrast within-group moments
     and DESeq2-like MAP weights, which did not agree better with pyDESeq2.
     """
@@ -97,9 +101,14 @@ def nb_dispersions(z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarr
         if np.allclose(new, (a0, a1), rtol=1e-6):
             break
         a0, a1 = new
-    trend_all = a0 + a1 / np.maximum(mean, 1e-12)
-    shrunk = np.exp(0.25 * np.log(alpha) + 0.75 * np.log(np.clip(trend_all, 1e-8, 10.0)))
-    return np.where(expressed, shrunk, alpha)
+    trend_all = np.clip(a0 + a1 / np.maximum(mean, 1e-12), 1e-8, 10.0)
+    shrunk = np.exp(0.25 * np.log(alpha) + 0.75 * np.log(trend_all))
+    # DESeq2's dispersion outliers keep their gene-wise estimate: log residual > 2 prior SDs above the trend
+    resid = np.log(alpha[fit]) - np.log(trend_all[fit])
+    mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+    prior_sd = np.sqrt(max(mad**2 - float(special.polygamma(1, max(size_factors.size - 2, 1) / 2)), 0.25))
+    outlier = expressed & (np.log(alpha) > np.log(trend_all) + 2 * prior_sd)
+    return np.where(expressed & ~outlier, shrunk, alpha)
 
 
 def size_bins(size_factors: np.ndarray, n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray]:

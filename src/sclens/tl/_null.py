@@ -65,10 +65,30 @@ def _permuted_network(gene_sets: Any, var_names: pd.Index, rng: np.random.Genera
     return net
 
 
-def _terms_per_feature(light: AnnData, feats: np.ndarray) -> np.ndarray:
-    res = light.uns["null_go"]["results"]
-    counts = res.groupby("feature").size()
-    return counts.reindex(feats).fillna(0).to_numpy(dtype=np.float64)
+def _per_feature(results: pd.DataFrame, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kept terms and best (smallest) p-value per feature (``padj`` for decoupler methods; 1 without terms)."""
+    col = "pvalue" if results["pvalue"].notna().any() or results.empty else "padj"
+    grouped = results.groupby("feature")
+    counts = grouped.size().reindex(feats).fillna(0).to_numpy(dtype=np.float64)
+    best = grouped[col].min().reindex(feats).fillna(1.0).to_numpy(dtype=np.float64)
+    return counts, best
+
+
+def empirical_fdr(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Permutation FDR of calling each feature at its best p-value (a q-value: monotone in the p-value).
+
+    ``observed``: best p per feature; ``null``: permutations x features best p under a null. At the
+    cut ``p``: expected null features at or below it (mean over permutations) over observed features
+    at or below it.
+    """
+    obs_sorted = np.sort(observed)
+    null_sorted = np.sort(null.ravel())
+    n_called = np.searchsorted(obs_sorted, observed, side="right")
+    n_null = np.searchsorted(null_sorted, observed, side="right") / null.shape[0]
+    fdr = np.minimum(1.0, n_null / np.maximum(n_called, 1))
+    order = np.argsort(-observed, kind="stable")
+    fdr[order] = np.minimum.accumulate(fdr[order])
+    return fdr
 
 
 @doc_params()
@@ -97,8 +117,10 @@ def annotation_null(
       ``adata.var_names``, so every set keeps its size but holds random genes.
 
     Per feature, the expected number of kept terms under each null (mean over permutations) is
-    reported, and an empirical false discovery rate ``annotation_fdr = min(1, max(null terms) /
-    observed terms)`` (NaN for features without terms). The summary line "annotated features:
+    reported, and an empirical false discovery rate of calling the feature annotated at its best
+    term's p-value ``p``: the mean number of features whose best null p-value is ``<= p`` over the
+    number of observed features whose best p-value is ``<= p`` (made monotone like a q-value; the
+    larger of the nulls; NaN for features without terms). The summary line "annotated features:
     observed N vs null M" compares the number of features with at least one term. On data whose
     activations are independent of expression, the "cells" null should annotate about ``alpha``
     of the features or fewer; a feature whose FDR is high has an annotation that a random feature
@@ -162,16 +184,17 @@ def annotation_null(
     acts = sae_activations(adata, sae_key)
     rng = np.random.default_rng(resolve_seed(random_state))
     light = _light(adata, sae_key, kw)
-    observed = ann["results"].groupby("feature").size().reindex(feats).fillna(0).to_numpy(dtype=np.float64)
+    observed, observed_p = _per_feature(ann["results"], feats)
 
     t0 = time.perf_counter()
     null_terms = {n: np.zeros((int(n_permutations), feats.size)) for n in nulls}
+    null_p = {n: np.ones((int(n_permutations), feats.size)) for n in nulls}
     for r in range(int(n_permutations)):
         for n in nulls:
             light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
             sets = _permuted_network(gene_sets, adata.var_names, rng) if n == "genes" else gene_sets
             annotate_features(light, gene_sets=sets, key="null", key_added="null_go", **kw)
-            null_terms[n][r] = _terms_per_feature(light, feats)
+            null_terms[n][r], null_p[n][r] = _per_feature(light.uns["null_go"]["results"], feats)
     seconds = time.perf_counter() - t0
 
     table = pd.DataFrame({"feature": feats.astype(np.int64), "observed_terms": observed.astype(np.int64)})
@@ -179,8 +202,8 @@ def annotation_null(
         table[f"null_{n}_terms"] = null_terms[n].mean(axis=0)
         table[f"null_{n}_annotated"] = (null_terms[n] > 0).mean(axis=0)
     worst = np.max([null_terms[n].mean(axis=0) for n in nulls], axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table["annotation_fdr"] = np.where(observed > 0, np.minimum(1.0, worst / observed), np.nan)
+    fdr = np.max([empirical_fdr(observed_p, null_p[n]) for n in nulls], axis=0)
+    table["annotation_fdr"] = np.where(observed > 0, fdr, np.nan)
     counts = {f"null_{n}_annotated": float((null_terms[n] > 0).sum(axis=1).mean()) for n in nulls}
     n_obs = int((observed > 0).sum())
     summary = f"annotated features: observed {n_obs} vs null " + ", ".join(
