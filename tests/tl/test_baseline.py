@@ -25,19 +25,19 @@ def test_pca_split_and_fvu_match_sklearn(runs):
     x = runs.obsm["X_emb"].astype(np.float64)
     ref = PCA(n_components=8, random_state=0).fit(x)
     scores = ref.transform(x)
-    act = runs.obsm["X_pca"]
+    act = runs.obsm["X_pca_baseline"]
     assert act.format == "csr" and act.dtype == np.float32 and act.shape == (1000, 16)
     assert act.min() >= 0
     dense = act.toarray()
     signed = dense[:, :8] - dense[:, 8:]
     # component signs are arbitrary up to sklearn's svd_flip, which both use
     np.testing.assert_allclose(signed, scores, rtol=1e-4, atol=1e-4)
-    assert runs.uns["pca"]["metrics"]["fvu"] == pytest.approx(1 - ref.explained_variance_ratio_.sum(), rel=1e-5)
-    table = runs.uns["pca"]["features"]
+    assert runs.uns["pca_baseline"]["metrics"]["fvu"] == pytest.approx(1 - ref.explained_variance_ratio_.sum(), rel=1e-5)
+    table = runs.uns["pca_baseline"]["features"]
     assert table["component"].tolist() == list(range(8)) * 2
     assert table["sign"].tolist() == ["+"] * 8 + ["-"] * 8
-    assert runs.uns["pca"]["params"]["source"] == "baseline_features"
-    assert isinstance(runs.uns["pca"]["run_id"], str)
+    assert runs.uns["pca_baseline"]["params"]["source"] == "baseline_features"
+    assert isinstance(runs.uns["pca_baseline"]["run_id"], str)
 
 
 def test_nmf_is_non_negative_and_fits(runs):
@@ -47,9 +47,9 @@ def test_nmf_is_non_negative_and_fits(runs):
     assert "X_nmf4" not in runs.obsm  # copy=True left the input alone
 
 
-@pytest.mark.parametrize("key", ["pca", "ica"])
-def test_baseline_passes_through_every_downstream_function(runs, key, tmp_path):
-    adata = runs.copy()
+@pytest.mark.parametrize("method", ["pca", "ica"])
+def test_baseline_passes_through_every_downstream_function(runs, method, tmp_path):
+    adata, key = runs.copy(), f"{method}_baseline"
     gs = adata.uns["toy"]["gene_sets"]
     sl.tl.feature_specificity(adata, groupby="cell_type", key=key)
     sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", key=key, key_added=f"{key}_go",
@@ -58,7 +58,7 @@ def test_baseline_passes_through_every_downstream_function(runs, key, tmp_path):
     sl.tl.annotation_null(adata, gene_sets=gs, sae_key=key, annotation_key=f"{key}_go", n_permutations=1)
     table = sl.tl.compare_runs(adata, sae_keys=[key])
     feats = adata.uns[key]["features"]
-    assert table.loc[key, "method"] == key and table.loc[key, "n_features"] == 16
+    assert table.loc[key, "method"] == method and table.loc[key, "n_features"] == 16
     assert table.loc[key, "annotated_fraction"] == pytest.approx((feats["n_terms"] > 0).mean())
     assert table.loc[key, "annotated_fraction"] > 0.5  # the embedding's directions carry the programs
     assert table.loc[key, "cell_type_median_auroc"] > 0.5
@@ -77,11 +77,12 @@ def test_baseline_passes_through_every_downstream_function(runs, key, tmp_path):
 
 def test_compare_runs_side_by_side(runs):
     adata = runs.copy()
-    for key in ("pca", "ica"):
+    keys = ["pca_baseline", "ica_baseline"]
+    for key in keys:
         sl.tl.feature_specificity(adata, groupby="cell_type", key=key)
-    table = sl.tl.compare_runs(adata, sae_keys=["pca", "ica"])
-    assert table.index.tolist() == ["pca", "ica"]
-    assert table.loc["pca", "fvu"] == pytest.approx(table.loc["ica", "fvu"], rel=1e-3)  # same 8-dim subspace
+    table = sl.tl.compare_runs(adata, sae_keys=keys)
+    assert table.index.tolist() == keys and table["method"].tolist() == ["pca", "ica"]
+    assert table.loc["pca_baseline", "fvu"] == pytest.approx(table.loc["ica_baseline", "fvu"], rel=1e-3)  # same 8-dim subspace
     assert "annotated_fraction" not in table.columns  # nothing annotated yet: left out, not made up
     with pytest.raises(ValueError, match="sae_keys is empty"):
         sl.tl.compare_runs(adata, sae_keys=[])
@@ -89,9 +90,9 @@ def test_compare_runs_side_by_side(runs):
 
 def test_get_sae_and_encode_refuse_a_baseline(runs):
     with pytest.raises(TypeError, match=r"is a baseline \(PCA\) written by `sl.tl.baseline_features`, not an SAE"):
-        sl.get.sae(runs, key="pca")
+        sl.get.sae(runs, key="pca_baseline")
     with pytest.raises(TypeError, match="not an SAE"):
-        sl.tl.encode(runs, sae=runs, key="pca")
+        sl.tl.encode(runs, sae=runs, key="pca_baseline")
 
 
 def test_bad_input(runs):
@@ -99,5 +100,7 @@ def test_bad_input(runs):
         sl.tl.baseline_features(runs, use_rep="X_emb", method="svd")
     with pytest.raises(ValueError, match=r"n_components must be between 1 and 16"):
         sl.tl.baseline_features(runs, use_rep="X_emb", n_components=17)
+    with pytest.raises(ValueError, match=r"`adata.obsm\['X_emb'\]` or `adata.uns\['emb'\]` already exists"):
+        sl.tl.baseline_features(runs, use_rep="X_emb", key_added="emb")
     with pytest.raises(KeyError, match=r"`adata.obsm\['X_scVI'\]` not found"):
         sl.tl.baseline_features(runs, use_rep="X_scVI")

@@ -75,7 +75,7 @@ def test_term_redundancy_recomputes_with_other_threshold(annotated):
     assert strict.uns["sae"]["features"].loc["0", "n_term_clusters"] == n0  # every term its own theme
     assert adata.uns["sae"]["features"].loc["0", "n_term_clusters"] < n0  # the original is untouched
     assert strict.uns["sae_go"]["params"]["min_similarity"] == 1.0
-    assert adata.uns["sae_go"]["params"]["min_similarity"] == pytest.approx(0.3)
+    assert adata.uns["sae_go"]["params"]["min_similarity"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="not in the gene sets given"):
         sl.tl.term_redundancy(adata, gene_sets=gs[~gs["source"].str.startswith("dup")])
     with pytest.raises(ValueError, match=r"min_similarity must be in \(0, 1\]"):

@@ -105,7 +105,8 @@ def baseline_features(
         Number of components; ``None``: the number of embedding dimensions.
     {random_state}
     key_added
-        Key of the run; ``None``: the method name (``"pca"``, ``"ica"``, ``"nmf"``).
+        Key of the run; ``None``: ``f"{{method}}_baseline"`` (not ``"pca"``: ``obsm["X_pca"]`` is scanpy's).
+        An existing ``obsm[f"X_{{key_added}}"]`` is only replaced when it holds a baseline run.
     {copy}
 
     Returns
@@ -129,7 +130,15 @@ def baseline_features(
     if not 1 <= k <= min(n_dims, x.shape[0]):
         msg = f"n_components must be between 1 and {min(n_dims, x.shape[0])} (embedding dimensions), got {n_components!r}."
         raise ValueError(msg)
-    key = key_added or method
+    key = key_added or f"{method}_baseline"
+    previous = adata.uns.get(key)
+    is_baseline = isinstance(previous, dict) and previous.get("params", {}).get("source") == "baseline_features"
+    if (f"X_{key}" in adata.obsm or key in adata.uns) and not is_baseline:
+        msg = (
+            f"`adata.obsm['X_{key}']` or `adata.uns[{key!r}]` already exists and is not a baseline run; "
+            f"pass another `key_added` (e.g. {f'{method}_baseline'!r}) to keep it."
+        )
+        raise ValueError(msg)
     seed = resolve_seed(random_state)
     scores, recon, comps = _fit(x, method, k, seed)
     acts, table = _activations(scores, method)

@@ -18,7 +18,7 @@ from .._docs import doc_params
 from .._utils import check_adata, update_features_table
 from ..datasets._network import as_network
 
-MIN_SIMILARITY = 0.3
+MIN_SIMILARITY = 0.2
 N_TOP_GENES = 3
 LABEL_WIDTH = 40
 
