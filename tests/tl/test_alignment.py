@@ -14,7 +14,7 @@ from scipy import sparse
 import sclens as sl
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from biology_fixtures import toy_with_sae  # noqa: E402
+from biology_fixtures import toy_with_sae
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,9 @@ def test_seeded_split_is_reproducible(planted):
     again = sl.tl.feature_alignment(planted, groupby="cell_type", technical="batch", copy=True)
     pd.testing.assert_frame_equal(again.uns["sae"]["alignment"], planted.uns["sae"]["alignment"])
     other = sl.tl.feature_alignment(planted, groupby="cell_type", random_state=1, copy=True)
-    assert not np.allclose(other.uns["sae"]["alignment"]["f1"], planted.uns["sae"]["alignment"].query("groupby == 'cell_type'")["f1"])
+    assert not np.allclose(
+        other.uns["sae"]["alignment"]["f1"], planted.uns["sae"]["alignment"].query("groupby == 'cell_type'")["f1"]
+    )
 
 
 def test_errors_leave_adata_unchanged(planted):

@@ -32,7 +32,9 @@ def test_pca_split_and_fvu_match_sklearn(runs):
     signed = dense[:, :8] - dense[:, 8:]
     # component signs are arbitrary up to sklearn's svd_flip, which both use
     np.testing.assert_allclose(signed, scores, rtol=1e-4, atol=1e-4)
-    assert runs.uns["pca_baseline"]["metrics"]["fvu"] == pytest.approx(1 - ref.explained_variance_ratio_.sum(), rel=1e-5)
+    assert runs.uns["pca_baseline"]["metrics"]["fvu"] == pytest.approx(
+        1 - ref.explained_variance_ratio_.sum(), rel=1e-5
+    )
     table = runs.uns["pca_baseline"]["features"]
     assert table["component"].tolist() == list(range(8)) * 2
     assert table["sign"].tolist() == ["+"] * 8 + ["-"] * 8
@@ -82,7 +84,9 @@ def test_compare_runs_side_by_side(runs):
         sl.tl.feature_specificity(adata, groupby="cell_type", key=key)
     table = sl.tl.compare_runs(adata, sae_keys=keys)
     assert table.index.tolist() == keys and table["method"].tolist() == ["pca", "ica"]
-    assert table.loc["pca_baseline", "fvu"] == pytest.approx(table.loc["ica_baseline", "fvu"], rel=1e-3)  # same 8-dim subspace
+    assert table.loc["pca_baseline", "fvu"] == pytest.approx(
+        table.loc["ica_baseline", "fvu"], rel=1e-3
+    )  # same 8-dim subspace
     assert "annotated_fraction" not in table.columns  # nothing annotated yet: left out, not made up
     with pytest.raises(ValueError, match="sae_keys is empty"):
         sl.tl.compare_runs(adata, sae_keys=[])

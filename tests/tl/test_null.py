@@ -74,4 +74,3 @@ def test_errors(nulled):
         sl.tl.annotation_null(nulled, gene_sets=gs, nulls=["labels"])
     with pytest.raises(ValueError, match="n_permutations must be >= 1"):
         sl.tl.annotation_null(nulled, gene_sets=gs, n_permutations=0)
-

@@ -40,13 +40,17 @@ def alignment_matrix(
         msg = f"Columns {missing} were not scored; the alignment table has {present}."
         raise KeyError(msg)
     sel = long[long["groupby"].isin(cols)]
-    label = sel["category"].astype(str) if len(cols) == 1 else sel["groupby"].astype(str) + ": " + sel["category"].astype(str)
+    label = (
+        sel["category"].astype(str)
+        if len(cols) == 1
+        else sel["groupby"].astype(str) + ": " + sel["category"].astype(str)
+    )
     wide = sel.assign(label=label.to_numpy()).pivot_table(index="feature", columns="label", values=metric, sort=False)
     return wide.fillna(0.0)
 
 
 def _leaf_order(x: np.ndarray) -> np.ndarray:
-    """Order of the rows of ``x`` by average-linkage clustering (correlation distance where defined)."""
+    """Order of the rows of ``x`` by average-linkage clustering (Euclidean distance)."""
     if x.shape[0] < 3:
         return np.arange(x.shape[0])
     from scipy.cluster.hierarchy import leaves_list, linkage

@@ -14,7 +14,7 @@ from .._docs import doc_params
 from .._utils import resolve_seed, sae_activations, update_features_table
 from ._annotate_core import clean_params
 from ._specificity import _one_hot, _rank_auc
-from ._trust_utils import as_list, features_table, obs_codes, run_provenance, sae_run
+from ._trust_utils import as_list, obs_codes, run_provenance, sae_run
 
 logger = logging.getLogger("sclens")
 
@@ -75,6 +75,25 @@ def _align_one(act: sparse.csr_matrix, codes: np.ndarray, names: list[str], test
         f1 = np.nan_to_num(2 * tp / (pp + pos_te[:, None]))
     threshold = np.take_along_axis(thr, best, axis=0)
     return {"auroc": auc, "threshold": threshold, "precision": precision, "recall": recall, "f1": f1, "n": n_in}
+
+
+def _score_column(act: sparse.csr_matrix, live: np.ndarray, col: str, codes, names, test):
+    """Long table rows, features-table columns and best AUROC per live feature for one obs column."""
+    res = _align_one(act, codes, names, test)
+    g, f = np.meshgrid(np.arange(len(names)), np.arange(live.size), indexing="ij")
+    table = pd.DataFrame({
+        "feature": live[f.ravel()].astype(np.int64), "groupby": col,
+        "category": np.asarray(names, dtype=object)[g.ravel()], "n_cells": res["n"][g.ravel()].astype(np.int64),
+        **{k: res[k][g, f].ravel().astype(np.float64) for k in ("auroc", "threshold", "precision", "recall", "f1")},
+    })  # fmt: skip
+    top, idx = np.argmax(res["auroc"], axis=0), np.arange(live.size)
+    best = res["auroc"][top, idx]
+    cols = {
+        f"{col}_best": np.asarray(names, dtype=object)[top].astype(str),
+        f"{col}_auroc": best,
+        f"{col}_f1": res["f1"][top, idx],
+    }
+    return table, cols, best
 
 
 @doc_params()
@@ -147,46 +166,31 @@ def feature_alignment(
     coded = {c: obs_codes(adata, c) for c in bio + tech}
     rng = np.random.default_rng(resolve_seed(random_state))
     test = np.zeros(adata.n_obs, dtype=bool)
-    test[rng.choice(adata.n_obs, max(1, int(round(test_size * adata.n_obs))), replace=False)] = True
+    test[rng.choice(adata.n_obs, max(1, round(test_size * adata.n_obs)), replace=False)] = True
     live = np.flatnonzero(np.diff(act.tocsc().indptr) > 0)
-    act_live = act[:, live]
-
-    tables, columns = [], {}
-    best_auc = {}
-    for col, (codes, names) in coded.items():
-        res = _align_one(act_live, codes, names, test)
-        g, f = np.meshgrid(np.arange(len(names)), np.arange(live.size), indexing="ij")
-        tables.append(pd.DataFrame({
-            "feature": live[f.ravel()].astype(np.int64), "groupby": col,
-            "category": np.asarray(names, dtype=object)[g.ravel()], "n_cells": res["n"][g.ravel()].astype(np.int64),
-            **{k: res[k][g, f].ravel().astype(np.float64) for k in ("auroc", "threshold", "precision", "recall", "f1")},
-        }))  # fmt: skip
-        top = np.argmax(res["auroc"], axis=0)
-        idx = np.arange(live.size)
-        best_auc[col] = res["auroc"][top, idx]
-        columns[f"{col}_best"] = np.asarray(names, dtype=object)[top].astype(str)
-        columns[f"{col}_auroc"] = best_auc[col]
-        columns[f"{col}_f1"] = res["f1"][top, idx]
-    long = pd.concat(tables, ignore_index=True).sort_values(["feature", "groupby", "category"], kind="stable")
-    long = long.reset_index(drop=True)[COLUMNS]
-
+    if live.size == 0:
+        msg = f"All features of run {sae_key!r} are dead (never active); nothing to align."
+        raise ValueError(msg)
+    scored = {c: _score_column(act[:, live], live, c, *coded[c], test) for c in bio + tech}
+    long = pd.concat([t for t, _, _ in scored.values()], ignore_index=True)
+    long = long.sort_values(["feature", "groupby", "category"], kind="stable").reset_index(drop=True)[COLUMNS]
     n_features = act.shape[1]
     frame = pd.DataFrame(index=pd.Index([str(i) for i in range(n_features)]))
-    for name, values in columns.items():
-        full = np.full(n_features, "" if name.endswith("_best") else np.nan, dtype=object if name.endswith("_best") else float)
-        full[live] = values
-        frame[name] = full
+    for _, cols, _ in scored.values():
+        for name, values in cols.items():
+            best = name.endswith("_best")
+            frame[name] = np.full(n_features, "" if best else np.nan, dtype=object if best else float)
+            frame.iloc[live, frame.columns.get_loc(name)] = values
     if tech:
         driven = np.zeros(n_features, dtype=bool)
-        driven[live] = np.max([best_auc[c] for c in tech], axis=0) > np.max([best_auc[c] for c in bio], axis=0)
+        auc = {c: a for c, (_, _, a) in scored.items()}
+        driven[live] = np.max([auc[c] for c in tech], axis=0) > np.max([auc[c] for c in bio], axis=0)
         frame["batch_driven"] = driven
         logger.info("feature_alignment: %d of %d live features are batch-driven", int(driven.sum()), live.size)
 
     adata = adata.copy() if copy else adata
     run = adata.uns[sae_key]
-    if not isinstance(run.get("features"), pd.DataFrame):
-        run["features"] = features_table(run, n_features)
-    update_features_table(run, frame)
+    update_features_table(run, frame, n_features=n_features)
     run[key_added] = long
     run[f"{key_added}_params"] = clean_params({
         **run_provenance(adata, sae_key), "groupby": bio, "technical": tech, "test_size": float(test_size),

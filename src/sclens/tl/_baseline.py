@@ -128,7 +128,7 @@ def baseline_features(
     n_dims = x.shape[1]
     k = n_dims if n_components is None else int(n_components)
     if not 1 <= k <= min(n_dims, x.shape[0]):
-        msg = f"n_components must be between 1 and {min(n_dims, x.shape[0])} (embedding dimensions), got {n_components!r}."
+        msg = f"n_components must be between 1 and {min(n_dims, x.shape[0])} (embedding dims), got {n_components!r}."
         raise ValueError(msg)
     key = key_added or f"{method}_baseline"
     previous = adata.uns.get(key)

@@ -30,17 +30,20 @@ def _row(adata: AnnData, key: str, alignment_key: str, null_key: str, min_auroc:
     kind = feats["kind"].astype(str) if "kind" in feats else pd.Series("live", index=feats.index)
     live = kind != "dead"
     method = params.get("method") if params.get("source") == "baseline_features" else params.get("architecture", "sae")
+    specific = "top_group" in feats  # feature_specificity ran
     row: dict[str, float | str] = {
         "method": str(method), "n_features": int(n_features), "n_live": int(live.sum()),
         "fvu": _last(run.get("metrics", {}).get("fvu", np.nan)),
-        "local_fraction": float((kind == "local").sum() / max(live.sum(), 1)) if (kind == "local").any() or "top_group" in feats else np.nan,
+        "local_fraction": float((kind == "local").sum() / max(live.sum(), 1)) if specific else np.nan,
     }  # fmt: skip
     if "n_terms" in feats:
         n_terms = feats.loc[live, "n_terms"].astype(float)
         row["annotated_fraction"] = float((n_terms > 0).mean()) if len(n_terms) else np.nan
         row["median_terms"] = _median(n_terms[n_terms > 0])
         if "n_term_clusters" in feats:
-            row["median_term_clusters"] = _median(feats.loc[live & (feats["n_terms"] > 0), "n_term_clusters"].astype(float))
+            row["median_term_clusters"] = _median(
+                feats.loc[live & (feats["n_terms"] > 0), "n_term_clusters"].astype(float)
+            )
     null = run.get(f"{null_key}_params")
     if isinstance(null, dict):
         rates = [v for k, v in null.items() if k.startswith("null_") and k.endswith("_annotated")]

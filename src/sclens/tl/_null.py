@@ -19,6 +19,7 @@ from ._trust_utils import run_provenance, sae_run
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
+_NULL_NAMES = {"cells": "activations permuted", "genes": "gene labels permuted"}
 _PASSED = ("high_quantile", "low_quantile", "n_low", "min_high", "alpha", "de_alpha", "min_log2fc", "min_size",
            "max_size", "flavor", "random_state")  # fmt: skip
 
@@ -50,7 +51,9 @@ def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
     else:
         light.layers[kw["layer"]] = adata.layers[kw["layer"]]
     table = adata.uns[sae_key].get("features")
-    light.uns["null"] = {"features": table[["kind"]].copy()} if isinstance(table, pd.DataFrame) and "kind" in table else {}
+    light.uns["null"] = (
+        {"features": table[["kind"]].copy()} if isinstance(table, pd.DataFrame) and "kind" in table else {}
+    )
     return light
 
 
@@ -206,10 +209,14 @@ def annotation_null(
     table["annotation_fdr"] = np.where(observed > 0, fdr, np.nan)
     counts = {f"null_{n}_annotated": float((null_terms[n] > 0).sum(axis=1).mean()) for n in nulls}
     n_obs = int((observed > 0).sum())
-    summary = f"annotated features: observed {n_obs} vs null " + ", ".join(
-        f"{counts[f'null_{n}_annotated']:.1f} ({'activations permuted' if n == 'cells' else 'gene labels permuted'})"
-        for n in nulls
-    ) + f" of {feats.size} features ({int(n_permutations)} permutation(s), {seconds:.1f} s)"
+    summary = (
+        f"annotated features: observed {n_obs} vs null "
+        + ", ".join(
+            f"{counts[f'null_{n}_annotated']:.1f} ({_NULL_NAMES[n]})"
+            for n in nulls
+        )
+        + f" of {feats.size} features ({int(n_permutations)} permutation(s), {seconds:.1f} s)"
+    )
     logger.info("annotation_null: %s", summary)
 
     adata = adata.copy() if copy else adata
@@ -221,7 +228,8 @@ def annotation_null(
     run[key_added] = table
     run[f"{key_added}_params"] = clean_params({
         **run_provenance(adata, sae_key), "annotation_key": annotation_key, "nulls": nulls,
-        "n_permutations": int(n_permutations), "random_state": resolve_seed(random_state), "n_features": int(feats.size),
+        "n_permutations": int(n_permutations), "random_state": resolve_seed(random_state),
+        "n_features": int(feats.size),
         "n_annotated": n_obs, **counts, "summary": summary, "seconds": float(seconds),
     })  # fmt: skip
     return adata if copy else None

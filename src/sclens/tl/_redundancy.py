@@ -59,11 +59,15 @@ def _clusters(mat: sparse.csr_matrix, min_similarity: float) -> np.ndarray:
     union = size[:, None] + size[None, :] - inter
     dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
     np.fill_diagonal(dist, 0.0)
-    labels = fcluster(linkage(squareform(dist, checks=False), method="average"), t=1.0 - min_similarity, criterion="distance")
+    labels = fcluster(
+        linkage(squareform(dist, checks=False), method="average"), t=1.0 - min_similarity, criterion="distance"
+    )
     return labels.astype(np.int64)
 
 
-def cluster_terms(results: pd.DataFrame, matrix: sparse.csr_matrix, terms: pd.Index, ic: pd.Series, *, min_similarity: float) -> pd.DataFrame:
+def cluster_terms(
+    results: pd.DataFrame, matrix: sparse.csr_matrix, terms: pd.Index, ic: pd.Series, *, min_similarity: float
+) -> pd.DataFrame:
     """Add ``ic``, ``term_cluster`` and ``representative`` to a results table (sorted by feature, p-value).
 
     Within each feature, kept terms are clustered by the Jaccard similarity of their genes (average
@@ -214,5 +218,7 @@ def term_redundancy(
     gs = gene_set_matrix(gene_sets, adata.var_names)
     adata = adata.copy() if copy else adata
     adata.uns[annotation_key] = {**adata.uns[annotation_key], "params": dict(adata.uns[annotation_key]["params"])}
-    add_term_clusters(adata, sae_key=sae_key, annotation_key=annotation_key, gene_sets=gene_sets, gs=gs, min_similarity=min_similarity)
+    add_term_clusters(
+        adata, sae_key=sae_key, annotation_key=annotation_key, gene_sets=gene_sets, gs=gs, min_similarity=min_similarity
+    )
     return adata if copy else None
