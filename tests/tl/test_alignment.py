@@ -80,7 +80,7 @@ def test_params_round_trip_and_plot(planted, tmp_path):
     fig = sl.pl.alignment(planted, groupby="cell_type", n_features=10, return_fig=True)
     ax = fig.axes[0]
     assert len(ax.get_yticklabels()) == 10 and len(ax.get_xticklabels()) == 4
-    assert "18" in [t.get_text() for t in ax.get_yticklabels()]
+    assert "18" in [t.get_text() for t in ax.get_yticklabels()]  # no label: the feature number alone
 
 
 def test_seeded_split_is_reproducible(planted):

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from .._utils import check_adata, sae_activations
+from ._utils import feature_title
 
 
 def finish(fig: Figure, *, show: bool | None, return_fig: bool) -> Figure | None:
@@ -124,7 +125,7 @@ def feature_activation(
             vmax=amax,
             linewidths=0,
         )
-        ax_.set_title(f"feature {f}")
+        ax_.set_title(feature_title(adata, key, f))
         ax_.set_xticks([])
         ax_.set_yticks([])
         ax_.set_xlabel(f"{basis}1")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from .._utils import check_adata
-from ._utils import finish, new_or_given_ax
+from ._utils import feature_title, finish, new_or_given_ax
 
 
 def alignment_matrix(
@@ -120,7 +120,8 @@ def alignment(
     vmin = 0.5 if metric == "auroc" else 0.0
     im = ax.imshow(x, aspect="auto", cmap=cmap, vmin=vmin, vmax=1.0, interpolation="nearest")
     ax.set_xticks(range(x.shape[1]), [str(c) for c in wide.columns[cols]], rotation=90)
-    ax.set_yticks(range(x.shape[0]), [str(f) for f in wide.index[rows]], fontsize=7)
+    names = [feature_title(adata, sae_key, f, width=50).removeprefix("feature ") for f in wide.index[rows]]
+    ax.set_yticks(range(x.shape[0]), names, fontsize=7)
     ax.set_xlabel("category")
     ax.set_ylabel("feature")
     fig.colorbar(im, ax=ax, label=metric.upper() if metric == "auroc" else f"held-out {metric}")

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from ..get._results import feature_terms
+from ._utils import feature_title
 
 
 @doc_params()
@@ -61,7 +62,8 @@ def enrichment(
         labels = [f"{n} ({t})" if n != t else t for t, n in zip(terms.index, terms["name"], strict=True)]
         ax.set_yticks(y, labels)
         ax.set_xlabel("-log10 p-value")
-        ax.set_title(f"feature {feature}")
+        sae_key = str(adata.uns[key].get("params", {}).get("key", "sae"))
+        ax.set_title(feature_title(adata, sae_key, feature))
         fig.colorbar(sc, ax=ax, label="-log10 padj")
     if return_fig:
         return fig

@@ -45,3 +45,16 @@ def finish(
     if show:
         plt.show()
     return None
+
+
+def feature_title(adata: object, sae_key: str, feature: int, *, width: int = 70) -> str:
+    """``"feature 12"``, followed by the run's readable label when it has one (``annotate_features``)."""
+    import pandas as pd
+
+    run = getattr(adata, "uns", {}).get(sae_key)
+    table = run.get("features") if isinstance(run, dict) else None
+    label = ""
+    if isinstance(table, pd.DataFrame) and "label" in table.columns:
+        label = str(table["label"].get(str(int(feature)), "") or "")
+    label = label if len(label) <= width else label[: width - 3].rstrip() + "..."
+    return f"feature {int(feature)}: {label}" if label and label != "nan" else f"feature {int(feature)}"

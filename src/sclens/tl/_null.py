@@ -189,15 +189,19 @@ def annotation_null(
     light = _light(adata, sae_key, kw)
     observed, observed_p = _per_feature(ann["results"], feats)
 
-    t0 = time.perf_counter()
+    t0, level = time.perf_counter(), logger.level
+    logger.setLevel(max(level, logging.ERROR))  # the observed run already warned about skipped features
     null_terms = {n: np.zeros((int(n_permutations), feats.size)) for n in nulls}
     null_p = {n: np.ones((int(n_permutations), feats.size)) for n in nulls}
-    for r in range(int(n_permutations)):
-        for n in nulls:
-            light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
-            sets = _permuted_network(gene_sets, adata.var_names, rng) if n == "genes" else gene_sets
-            annotate_features(light, gene_sets=sets, key="null", key_added="null_go", **kw)
-            null_terms[n][r], null_p[n][r] = _per_feature(light.uns["null_go"]["results"], feats)
+    try:
+        for r in range(int(n_permutations)):
+            for n in nulls:
+                light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
+                sets = _permuted_network(gene_sets, adata.var_names, rng) if n == "genes" else gene_sets
+                annotate_features(light, gene_sets=sets, key="null", key_added="null_go", **kw)
+                null_terms[n][r], null_p[n][r] = _per_feature(light.uns["null_go"]["results"], feats)
+    finally:
+        logger.setLevel(level)
     seconds = time.perf_counter() - t0
 
     table = pd.DataFrame({"feature": feats.astype(np.int64), "observed_terms": observed.astype(np.int64)})
