@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from .._utils import check_adata
+from ..tl._trust_utils import check_table
 from ._utils import feature_title, finish, new_or_given_ax
 
 
@@ -32,6 +33,7 @@ def alignment_matrix(
     if metric not in ("auroc", "f1", "precision", "recall"):
         msg = f"metric must be 'auroc', 'f1', 'precision' or 'recall', got {metric!r}."
         raise ValueError(msg)
+    check_table(adata, sae_key, alignment_key, rerun=f"sl.tl.feature_alignment(adata, sae_key={sae_key!r}, ...)")
     long = run[alignment_key]
     present = list(dict.fromkeys(long["groupby"].astype(str)))
     cols = present if groupby is None else ([groupby] if isinstance(groupby, str) else list(groupby))

@@ -11,7 +11,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .._docs import doc_params
-from .._utils import resolve_seed, sae_activations, update_features_table
+from .._utils import resolve_seed, sae_activations, update_features_table, writable
 from ._annotate_core import clean_params
 from ._specificity import _one_hot, _rank_auc
 from ._trust_utils import as_list, obs_codes, run_provenance, sae_run
@@ -188,7 +188,7 @@ def feature_alignment(
         frame["batch_driven"] = driven
         logger.info("feature_alignment: %d of %d live features are batch-driven", int(driven.sum()), live.size)
 
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     run = adata.uns[sae_key]
     update_features_table(run, frame, n_features=n_features)
     run[key_added] = long

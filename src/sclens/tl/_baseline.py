@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Literal
 
 import numpy as np
@@ -11,8 +10,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .. import _provenance as provenance
 from .._docs import doc_params
-from .._utils import as_dense_float32, check_adata, get_rep, resolve_seed
+from .._utils import as_dense_float32, check_adata, check_key_added, get_rep, resolve_seed, writable
 
 logger = logging.getLogger("sclens")
 
@@ -131,6 +131,7 @@ def baseline_features(
         msg = f"n_components must be between 1 and {min(n_dims, x.shape[0])} (embedding dims), got {n_components!r}."
         raise ValueError(msg)
     key = key_added or f"{method}_baseline"
+    check_key_added(key)
     previous = adata.uns.get(key)
     is_baseline = isinstance(previous, dict) and previous.get("params", {}).get("source") == "baseline_features"
     if (f"X_{key}" in adata.obsm or key in adata.uns) and not is_baseline:
@@ -153,11 +154,13 @@ def baseline_features(
         "method": method, "architecture": method, "use_rep": use_rep, "n_components": k,
         "n_features": int(acts.shape[1]), "random_state": seed, "source": "baseline_features",
     }  # fmt: skip
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
+    if is_baseline:
+        provenance.drop_stale(adata, key)
     adata.obsm[f"X_{key}"] = acts
     adata.uns[key] = {
         "params": params, "metrics": metrics, "components": np.asarray(comps, dtype=np.float32),
-        "run_id": uuid.uuid4().hex, "features": table,
+        "run_id": provenance.new_run_id(), "features": table,
     }  # fmt: skip
     logger.info("baseline_features: %s with %d components, FVU %.4f", method, k, fvu)
     return adata if copy else None

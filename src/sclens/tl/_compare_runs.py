@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .._docs import doc_params
 from .._utils import check_adata
-from ._trust_utils import as_list, features_table, sae_run
+from ._trust_utils import as_list, check_table, features_table, sae_run
 
 
 def _last(x) -> float:
@@ -46,11 +46,13 @@ def _row(adata: AnnData, key: str, alignment_key: str, null_key: str, min_auroc:
             )
     null = run.get(f"{null_key}_params")
     if isinstance(null, dict):
+        check_table(adata, key, null_key, rerun=f"sl.tl.annotation_null(adata, sae_key={key!r}, ...)")
         rates = [v for k, v in null.items() if k.startswith("null_") and k.endswith("_annotated")]
         row["annotated_fraction_in_features_tested"] = null["n_annotated"] / max(null["n_features"], 1)
         row["null_annotated_fraction"] = max(float(r) for r in rates) / max(null["n_features"], 1)
     table = run.get(alignment_key)
     if isinstance(table, pd.DataFrame):
+        check_table(adata, key, alignment_key, rerun=f"sl.tl.feature_alignment(adata, sae_key={key!r}, ...)")
         for col, sub in table.groupby("groupby", sort=False):
             best = sub.groupby("feature")["auroc"].max()
             row[f"{col}_median_auroc"] = _median(best)

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .. import _provenance as provenance
 from .._docs import doc_params
-from .._utils import check_adata, resolve_seed, sae_activations, update_features_table
+from .._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
 from ..datasets._network import as_network
 from ._annotate_core import clean_params
 from ._trust_utils import run_provenance, sae_run
@@ -182,6 +183,10 @@ def annotation_null(
             "first: the null repeats that annotation with the same arguments."
         )
         raise KeyError(msg)
+    provenance.check_derived(
+        adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`",
+        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={annotation_key!r})",
+    )  # fmt: skip
     kw = _annotation_args(ann["params"], model)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
@@ -215,15 +220,12 @@ def annotation_null(
     n_obs = int((observed > 0).sum())
     summary = (
         f"annotated features: observed {n_obs} vs null "
-        + ", ".join(
-            f"{counts[f'null_{n}_annotated']:.1f} ({_NULL_NAMES[n]})"
-            for n in nulls
-        )
+        + ", ".join(f"{counts[f'null_{n}_annotated']:.1f} ({_NULL_NAMES[n]})" for n in nulls)
         + f" of {feats.size} features ({int(n_permutations)} permutation(s), {seconds:.1f} s)"
     )
     logger.info("annotation_null: %s", summary)
 
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     run = adata.uns[sae_key]
     frame = pd.DataFrame({"null_terms": worst, "annotation_fdr": table["annotation_fdr"].to_numpy()},
                          index=[str(f) for f in feats])  # fmt: skip

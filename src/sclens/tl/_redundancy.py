@@ -14,8 +14,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .. import _provenance as provenance
 from .._docs import doc_params
-from .._utils import check_adata, update_features_table
+from .._utils import check_adata, update_features_table, writable
 from ..datasets._network import as_network
 
 MIN_SIMILARITY = 0.2
@@ -215,8 +216,12 @@ def term_redundancy(
     if not isinstance(adata.uns.get(sae_key), dict) or "features" not in adata.uns[sae_key]:
         msg = f"`adata.uns[{sae_key!r}]['features']` not found; pass the SAE run the annotation was made from."
         raise KeyError(msg)
+    provenance.check_derived(
+        adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`",
+        rerun="sl.tl.annotate_features(adata, gene_sets=...)",
+    )  # fmt: skip
     gs = gene_set_matrix(gene_sets, adata.var_names)
-    adata = adata.copy() if copy else adata
+    adata = writable(adata, copy=copy)
     adata.uns[annotation_key] = {**adata.uns[annotation_key], "params": dict(adata.uns[annotation_key]["params"])}
     add_term_clusters(
         adata, sae_key=sae_key, annotation_key=annotation_key, gene_sets=gene_sets, gs=gs, min_similarity=min_similarity

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import sae_activations
+from .. import _provenance as provenance
+from .._utils import group_labels, sae_activations
 
 
 def sae_run(adata: AnnData, sae_key: str) -> dict:
@@ -23,16 +24,22 @@ def sae_run(adata: AnnData, sae_key: str) -> dict:
 
 def run_provenance(adata: AnnData, sae_key: str) -> dict[str, Any]:
     """``sae_key`` and, when the run has one, its ``sae_run_id``, for the params of a derived result."""
-    run_id = adata.uns[sae_key].get("run_id") if isinstance(adata.uns.get(sae_key), dict) else None
-    return {"sae_key": sae_key, **({"sae_run_id": str(run_id)} if run_id is not None else {})}
+    run_id = provenance.run_id(adata, sae_key)
+    return {"sae_key": sae_key, **({"sae_run_id": run_id} if run_id is not None else {})}
+
+
+def check_table(adata: AnnData, sae_key: str, name: str, *, rerun: str) -> None:
+    """Refuse ``adata.uns[sae_key][name]`` when its params record another SAE run than the current one."""
+    params = adata.uns[sae_key].get(f"{name}_params")
+    provenance.check_run_id(
+        adata, sae_key=sae_key, recorded=provenance.recorded_run_id({"params": params}),
+        what=f"`adata.uns[{sae_key!r}][{name!r}]`", rerun=rerun,
+    )  # fmt: skip
 
 
 def obs_codes(adata: AnnData, column: str) -> tuple[np.ndarray, list[str]]:
     """Integer codes (-1 = missing) and category names of ``adata.obs[column]`` (at least 2 categories)."""
-    if column not in adata.obs.columns:
-        msg = f"`adata.obs[{column!r}]` not found; available columns: {list(adata.obs.columns)}."
-        raise KeyError(msg)
-    cat = adata.obs[column].astype("category").cat.remove_unused_categories()
+    cat, _ = group_labels(adata, column)
     names = [str(c) for c in cat.cat.categories]
     if len(names) < 2:
         msg = f"`adata.obs[{column!r}]` has {len(names)} category; alignment needs a column with 2 or more."
