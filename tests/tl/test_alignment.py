@@ -105,3 +105,12 @@ def test_errors_leave_adata_unchanged(planted):
     with pytest.raises(KeyError, match="alignment_key|feature_alignment"):
         sl.pl.alignment(planted, alignment_key="nope")
     assert planted.uns["sae"].keys() == before.keys()
+
+
+def test_stale_alignment_is_refused(planted):
+    refit = planted.copy()
+    refit.uns["sae"]["run_id"] = "run-2"  # as if the SAE had been refitted
+    with pytest.raises(ValueError, match="computed from SAE run run-1.*Re-run `sl.tl.feature_alignment"):
+        sl.pl.alignment(refit)
+    with pytest.raises(ValueError, match="computed from SAE run run-1"):
+        sl.tl.compare_runs(refit, sae_keys=["sae"])
