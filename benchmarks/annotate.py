@@ -7,6 +7,15 @@ known, so recovery can be scored). If ``sl.datasets.go_gene_sets`` exists, the f
 also timed against GO BP+MF with the genes renamed to GO gene symbols.
 
 Run: ``python benchmarks/annotate.py [--n-cells 50000] [--deseq2 10] [--compare-only]``
+
+Fast engine vs pyDESeq2 (issue 11, measured on 3,000 cells x 1,000 genes, features 0-9, 30 high vs
+1,000 low cells, 2 shared cores): Spearman of Wald statistics median 0.942 (0.917-0.957), Jaccard
+of kept terms median 0.27 (0.14-0.74). The kept terms are mostly the ~10,000 random sets at the raw
+``p < 0.01`` threshold, so small differences in the statistics flip many of them. Neither DESeq2's
+dispersion-outlier rule (no outliers in this simulation: identical numbers) nor gene-wise
+dispersions without shrinkage (median 0.936) closes the gap; feeding the engine pyDESeq2's own
+size factors and dispersions did (0.997, see ``sclens.tl._de_fast``), so the remaining difference is
+the per-contrast estimation of size factors (poscounts) and dispersions that pyDESeq2 does.
 """
 
 from __future__ import annotations
