@@ -13,9 +13,10 @@ Fast engine vs pyDESeq2 (issue 11, measured on 3,000 cells x 1,000 genes, featur
 of kept terms median 0.27 (0.14-0.74). The kept terms are mostly the ~10,000 random sets at the raw
 ``p < 0.01`` threshold, so small differences in the statistics flip many of them. Neither DESeq2's
 dispersion-outlier rule (no outliers in this simulation: identical numbers) nor gene-wise
-dispersions without shrinkage (median 0.936) closes the gap; feeding the engine pyDESeq2's own
-size factors and dispersions did (0.997, see ``sclens.tl._de_fast``), so the remaining difference is
-the per-contrast estimation of size factors (poscounts) and dispersions that pyDESeq2 does.
+dispersions without shrinkage (median 0.936) closes the gap. On toy data, feeding the engine
+pyDESeq2's own size factors and dispersions brought it to 0.997 (``sclens.tl._de_fast`` docstring,
+an earlier measurement, not repeated here), which points at the per-contrast estimation of size
+factors (poscounts) and dispersions that pyDESeq2 does and this engine does once over all cells.
 """
 
 from __future__ import annotations
