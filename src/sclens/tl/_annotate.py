@@ -29,7 +29,8 @@ gene_sets
 de_method
     ``"fast"``: all contrasts in one batched negative-binomial Wald test (size factors from library
     sizes, gene-wise dispersions estimated once over all cells and shrunk towards a mean trend
-    except DESeq2's dispersion outliers, group means in closed form refined by one Newton step of the NB likelihood, standard errors
+    except DESeq2's dispersion outliers, group means in closed form refined by one Newton step of
+    the NB likelihood, standard errors
     from the Fisher information; no outlier replacement); ``"deseq2"``: one pyDESeq2 run per
     contrast with DESeq2's single-cell settings (``~condition``, ``poscounts`` size factors, no
     Cook's outlier replacement), the reference.
