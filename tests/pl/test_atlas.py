@@ -85,7 +85,8 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     d = _payload(sl.pl.atlas(ad, tmp_path / "a.html"))
     assert d["features"]["label"][3] == "planted | gene_0001 | type_1"
     assert d["features"]["label"][4] == feats.loc["4", "best_term"]  # empty label: best term
-    assert d["meta"]["columns"] == ["align_auroc", "best_cell_type"]
+    # annotate_features' term themes, then the alignment-like columns
+    assert d["meta"]["columns"] == ["n_term_clusters", "align_auroc", "best_cell_type"]
     assert d["features"]["align_auroc"][0] == 0.5
     assert set(d["features"]["best_cell_type"]) == {"type_0"}
     # Jaccard neighbours: the closest feature shares the most terms

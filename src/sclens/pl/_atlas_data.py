@@ -20,7 +20,10 @@ from .._utils import sae_activations
 
 MAX_CELLS = 65535  # cell indices travel as uint16
 # columns of feature_alignment / term clustering shown when present
-EXTRA_COLUMNS = re.compile(r"align|auroc|^f1|precision|recall|batch_driven|n_term_clusters|^best_(?!term$)", flags=re.I)
+EXTRA_COLUMNS = re.compile(
+    r"align|auroc|^f1|_f1$|_best$|precision|recall|batch_driven|n_term_clusters|annotation_fdr|^best_(?!term$)",
+    flags=re.I,
+)
 
 
 def b64(a: np.ndarray) -> str:
