@@ -52,7 +52,7 @@ def toy_decode(toy):
 def test_planted_genes_move_up_others_within_noise(toy, toy_decode):
     decode, m = toy_decode
     feature = 2  # local program of type_1
-    out = steer(toy, feature=feature, groups={"cell_type": "type_0"}, decode=decode)
+    out = steer(toy, features=feature, cells={"cell_type": "type_0"}, decode=decode)
     n = out.n_obs // 2
     normal, pert = out.X[:n], out.X[n:]
     lfc = np.log2(pert / normal).mean(0)  # paired: same cell, same library
@@ -65,9 +65,9 @@ def test_planted_genes_move_up_others_within_noise(toy, toy_decode):
 
 
 def test_only_the_feature_direction_moves(toy):
-    out = steer(toy, feature=9, groups={"cell_type": ["type_1", "type_2"]})
+    out = steer(toy, features=9, cells={"cell_type": ["type_1", "type_2"]})
     target = toy.obsm["X_sae"][:, 9].toarray().max()
-    assert out.uns["steer"]["target"] == pytest.approx(target)
+    assert out.uns["steer"]["amount"][0] == pytest.approx(target)
     n = out.n_obs // 2
     sel = toy.obs["cell_type"].isin(["type_1", "type_2"]).to_numpy()
     assert n == sel.sum()
@@ -88,21 +88,21 @@ def test_only_the_feature_direction_moves(toy):
 def test_target_values(toy):
     col = toy.obsm["X_sae"][:, 3].toarray().ravel()
     ct = toy.obs["cell_type"].astype(str).to_numpy()
-    assert steer(toy, feature=3, value=2.5).uns["steer"]["target"] == pytest.approx(2.5)
+    assert steer(toy, features=3, value=2.5).uns["steer"]["amount"][0] == pytest.approx(2.5)
     p99 = np.percentile(col[col > 0], 99)
-    assert steer(toy, feature=3, value="p99").uns["steer"]["target"] == pytest.approx(p99)
-    out = steer(toy, feature=3, groups={"cell_type": "type_0"}, value={"cell_type": "type_1"}, factor=1.5)
-    assert out.uns["steer"]["target"] == pytest.approx(1.5 * col[ct == "type_1"].mean(), rel=1e-6)
+    assert steer(toy, features=3, value="p99").uns["steer"]["amount"][0] == pytest.approx(p99)
+    out = steer(toy, features=3, cells={"cell_type": "type_0"}, value={"cell_type": "type_1"}, factor=1.5)
+    assert out.uns["steer"]["amount"][0] == pytest.approx(1.5 * col[ct == "type_1"].mean(), rel=1e-6)
     mask = ct == "type_3"
-    assert steer(toy, feature=3, groups=mask).uns["steer"]["n_cells"] == mask.sum()
+    assert steer(toy, features=3, cells=mask).uns["steer"]["n_cells"] == mask.sum()
     # group values as an array / pandas Index / Categorical (e.g. `obs[col].unique()`), not only a list
     two = np.isin(ct, ["type_1", "type_3"]).sum()
     for vals in (np.array(["type_1", "type_3"]), pd.Index(["type_1", "type_3"]), {"type_1", "type_3"}):
-        assert steer(toy, feature=3, groups={"cell_type": vals}).uns["steer"]["n_cells"] == two
+        assert steer(toy, features=3, cells={"cell_type": vals}).uns["steer"]["n_cells"] == two
     uniq = toy.obs["cell_type"].unique()
-    assert steer(toy, feature=3, groups={"cell_type": uniq}).uns["steer"]["n_cells"] == toy.n_obs
+    assert steer(toy, features=3, cells={"cell_type": uniq}).uns["steer"]["n_cells"] == toy.n_obs
     names = list(toy.obs_names[:7])
-    assert steer(toy, feature=3, groups=names).obs["cell"].tolist()[:7] == names
+    assert steer(toy, features=3, cells=names).obs["cell"].tolist()[:7] == names
 
 
 def test_wide_sae_codes_stay_sparse(toy):
@@ -116,7 +116,7 @@ def test_wide_sae_codes_stay_sparse(toy):
     wide.uns["sae"]["weights"] = {"W_dec": np.vstack([w, np.zeros((n_extra, w.shape[1]), np.float32)])}
     tracemalloc.start()
     try:
-        out = steer(wide, feature=3)
+        out = steer(wide, features=3)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -131,7 +131,7 @@ def test_wide_sae_codes_stay_sparse(toy):
 
 
 def test_h5ad_round_trip(toy, toy_decode, tmp_path):
-    out = steer(toy, feature=0, groups={"cell_type": "type_0"}, decode=toy_decode[0])
+    out = steer(toy, features=0, cells={"cell_type": "type_0"}, decode=toy_decode[0])
     out.write_h5ad(tmp_path / "s.h5ad")
     back = ad.read_h5ad(tmp_path / "s.h5ad")
     np.testing.assert_allclose(back.X, out.X)
@@ -141,25 +141,25 @@ def test_h5ad_round_trip(toy, toy_decode, tmp_path):
 
 def test_bad_input(toy, toy_decode):
     with pytest.raises(ValueError, match=r"feature 99 is out of range: this SAE has 18 features \(0..17\)"):
-        steer(toy, feature=99)
+        steer(toy, features=99)
     with pytest.raises(ValueError, match="feature 17 is dead"):
-        steer(toy, feature=17)
-    with pytest.raises(TypeError, match="feature must be an integer"):
-        steer(toy, feature="3")
+        steer(toy, features=17)
+    with pytest.raises(TypeError, match="features must be an integer"):
+        steer(toy, features="3")
     with pytest.raises(ValueError, match="selects no cell"):
-        steer(toy, feature=3, groups={"cell_type": "type_9"})
+        steer(toy, features=3, cells={"cell_type": "type_9"})
     with pytest.raises(ValueError, match=r"`value=\{'cell_type': 'type_9'\}` selects no cell"):
-        steer(toy, feature=3, value={"cell_type": "type_9"})
+        steer(toy, features=3, value={"cell_type": "type_9"})
     with pytest.raises(KeyError, match=r"`adata.obs\['tissue'\]` not found"):
-        steer(toy, feature=3, groups={"tissue": "x"})
+        steer(toy, features=3, cells={"tissue": "x"})
     with pytest.raises(ValueError, match="value must be 'max', a percentile"):
-        steer(toy, feature=3, value="mean")
+        steer(toy, features=3, value="mean")
     with pytest.raises(ValueError, match="decode returned shape"):
-        steer(toy, feature=3, decode=lambda e, c: e)
+        steer(toy, features=3, decode=lambda e, c: e)
     with pytest.raises(ValueError, match="Pass either `model` or `decode`"):
-        steer(toy, feature=3, decode=toy_decode[0], model=object())
+        steer(toy, features=3, decode=toy_decode[0], model=object())
     with pytest.raises(TypeError, match=r"Unsupported model class object.*SCVI, SCANVI, LinearSCVI"):
-        steer(toy, feature=3, model=object())
+        steer(toy, features=3, model=object())
 
 
 # --- scvi-tools ------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_decode_own_latent_reproduces_normalized_expression(scvi_setup, monkeypa
 
 def test_steer_through_scvi(scvi_setup):
     adata, model = scvi_setup
-    out = steer(adata, feature=1, groups={"cell_type": "type_0"}, model=model)
+    out = steer(adata, features=1, cells={"cell_type": "type_0"}, model=model)
     n = out.n_obs // 2
     lib = np.asarray(adata.layers["counts"][(adata.obs["cell_type"] == "type_0").to_numpy()].sum(1)).ravel()
     # same library size (and batch) for normal and perturbed
@@ -239,7 +239,7 @@ def test_steer_predicted_counts_feed_contrast(scvi_setup):
     import sclens as sl
 
     adata, model = scvi_setup
-    out = steer(adata, feature=1, groups={"cell_type": "type_0"}, model=model)
+    out = steer(adata, features=1, cells={"cell_type": "type_0"}, model=model)
     counts = out.layers["counts"].toarray()
     np.testing.assert_array_equal(counts, np.rint(out.X))
     sl.tl.contrast(
@@ -264,7 +264,7 @@ def test_scvi_bad_model(scvi_setup):
     adata, model = scvi_setup
     sub = adata[:, :-1].copy()
     with pytest.raises(ValueError, match="The model's genes differ from the AnnData's: model has 300 genes, adata 299"):
-        steer(sub, feature=1, model=model)
+        steer(sub, features=1, model=model)
 
 
 def test_matches_fitted_sae_decoder():
@@ -276,7 +276,7 @@ def test_matches_fitted_sae_decoder():
     adata = sl.datasets.toy(n_cells=300, random_state=4)
     sl.tl.fit_sae(adata, use_rep="X_emb", n_features=32, k=4, n_epochs=5, batch_size=64, lr=3e-3)
     feature = int(np.argmax(np.diff(adata.obsm["X_sae"].tocsc().indptr)))
-    out = steer(adata, feature=feature, groups={"cell_type": "type_1"})
+    out = steer(adata, features=feature, cells={"cell_type": "type_1"})
     n = out.n_obs // 2
     sae = sl.get.sae(adata)
     z, zp = (torch.as_tensor(out.obsm["X_sae"][s].toarray()) for s in (slice(0, n), slice(n, None)))
