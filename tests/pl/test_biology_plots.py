@@ -93,7 +93,7 @@ def test_specificity_heatmap(toy, tmp_path):
 
 
 def test_steering_pca(toy, tmp_path):
-    out = steer(toy, feature=2, groups={"cell_type": "type_0"})
+    out = steer(toy, features=2, cells={"cell_type": "type_0"})
     fig = steering(out, return_fig=True)
     ax = fig.axes[0]
     normal, pert = ax.collections[1].get_offsets(), ax.collections[2].get_offsets()

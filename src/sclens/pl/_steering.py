@@ -1,89 +1,158 @@
-"""Normal vs perturbed embeddings of a steering experiment, on their PCA (paper fig. 2B)."""
+"""Steering results: normal vs perturbed embeddings on their PCA (paper fig. 2B), per-feature changes."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._compat import renamed_params
 from .._docs import doc_params
 from .._utils import check_adata, resolve_seed
-from ._activation import finish
+from ._utils import finish, new_or_given_ax
 
 
-def steering_coords(adata: AnnData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PCA (2 components) of the stacked embeddings; returns coords, normal rows, perturbed rows."""
+def _steer_info(adata: AnnData, steer_key: str) -> dict:
     check_adata(adata)
-    info = adata.uns.get("steer")
-    if not isinstance(info, dict) or "condition" not in adata.obs.columns:
-        msg = "This AnnData is not the output of `sl.tl.steer` (needs `uns['steer']` and `obs['condition']`)."
+    info = adata.uns.get(steer_key)
+    if not isinstance(info, dict) or "condition" not in adata.obs.columns or "features" not in info:
+        msg = (
+            f"This AnnData is not the output of `sl.tl.steer` / `sl.tl.steer_towards` (needs "
+            f"`uns[{steer_key!r}]` and `obs['condition']`); pass the returned AnnData and its `key_added`."
+        )
         raise KeyError(msg)
+    return info
+
+
+def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """PCA (2 components) of the stacked embeddings: coords, normal rows, perturbed rows, extra points.
+
+    Extra points: the target centroid of :func:`sclens.tl.steer_towards` (0 x 2 when absent).
+    """
+    info = _steer_info(adata, steer_key)
     emb = np.asarray(adata.obsm[info["use_rep"]], dtype=np.float64)
+    extra = np.asarray(info.get("target_centroid", np.zeros((0, emb.shape[1]))), dtype=np.float64).reshape(-1, emb.shape[1])
     cond = adata.obs["condition"].astype(str).to_numpy()
     normal, perturbed = np.flatnonzero(cond == "normal"), np.flatnonzero(cond == "perturbed")
     if emb.shape[1] > 2:
-        centred = emb - emb.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        mean = emb.mean(axis=0)
+        _, _, vt = np.linalg.svd(emb - mean, full_matrices=False)
         signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
-        coords = centred @ (vt[:2] * signs[:2, None]).T
-    else:
-        coords = emb
-    return coords, normal, perturbed
+        proj = (vt[:2] * signs[:2, None]).T
+        return (emb - mean) @ proj, normal, perturbed, (extra - mean) @ proj
+    return emb, normal, perturbed, extra
 
 
-@doc_params()
-def steering(
-    adata: AnnData,
-    *,
-    max_pairs: int = 200,
-    colors: tuple[str, str] = ("black", "tab:blue"),
-    size: float = 12.0,
-    random_state: int = 0,
-    ax: Axes | None = None,
-    show: bool | None = None,
-    return_fig: bool = False,
-) -> Figure | None:
-    """PCA of normal (black) and perturbed (blue) embeddings with a line joining each pair.
+def _title(info: dict) -> str:
+    if "source" in info:
+        return f"{info['source']} \u2192 {info['target']}: {100 * float(info['frac_closer']):.0f}% closer"
+    feats, modes = np.atleast_1d(info["features"]), np.atleast_1d(info["mode"])
+    if feats.size > 1:
+        return f"{feats.size} features steered ({', '.join(sorted(set(modes.astype(str))))})"
+    if str(modes[0]) == "knockout":
+        return f"feature {feats[0]} knocked out"
+    verb = "raised by" if str(modes[0]) == "add" else "steered to"
+    return f"feature {feats[0]} {verb} {float(np.atleast_1d(info['amount'])[0]):.3g}"
 
-    Parameters
-    ----------
-    adata
-        Output of :func:`sclens.tl.steer` (two rows per steered cell).
-    max_pairs
-        At most this many cell pairs are joined by lines (a random subset); all points are drawn.
-    colors
-        Colours of the normal and perturbed points.
-    size
-        Marker size.
-    {random_state}
-    {plot}
 
-    Returns
-    -------
-    The figure when ``return_fig`` is ``True``, else ``None``.
-    """
-    import matplotlib.pyplot as plt
+def _embedding(ax: Axes, adata: AnnData, info: dict, steer_key: str, *, max_pairs, palette, size, seed) -> None:
     from matplotlib.collections import LineCollection
 
-    coords, normal, perturbed = steering_coords(adata)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4, 4), layout="constrained")
-    else:
-        fig = ax.figure
-    rng = np.random.default_rng(resolve_seed(random_state))
+    coords, normal, perturbed, extra = steering_coords(adata, steer_key)
+    rng = np.random.default_rng(seed)
     pairs = np.arange(normal.size)
     if pairs.size > max_pairs:
         pairs = np.sort(rng.choice(pairs, size=max_pairs, replace=False))
     segments = np.stack([coords[normal[pairs]], coords[perturbed[pairs]]], axis=1)
     ax.add_collection(LineCollection(segments, colors="0.6", linewidths=0.5, zorder=1))
-    ax.scatter(*coords[normal].T, s=size, c=colors[0], label="normal", linewidths=0, zorder=2)
-    ax.scatter(*coords[perturbed].T, s=size, c=colors[1], label="perturbed", linewidths=0, zorder=3)
-    info = adata.uns["steer"]
-    ax.set_title(f"feature {info['feature']} steered to {info['target']:.3g}")
+    ax.scatter(*coords[normal].T, s=size, c=palette[0], label="normal", linewidths=0, zorder=2)
+    ax.scatter(*coords[perturbed].T, s=size, c=palette[1], label="perturbed", linewidths=0, zorder=3)
+    if extra.shape[0]:
+        ax.scatter(*extra.T, s=12 * size, c="tab:red", marker="*", label="target centroid", zorder=4)
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(frameon=False, loc="best")
-    return finish(fig, show=show, return_fig=return_fig)
+
+
+def _features(ax: Axes, info: dict, *, max_features: int, palette) -> None:
+    feats = np.atleast_1d(info["features"])
+    change = np.atleast_1d(np.asarray(info["mean_change"], dtype=float))
+    modes = np.atleast_1d(info["mode"]).astype(str)
+    order = np.argsort(-np.abs(change), kind="stable")[:max_features][::-1]
+    labels = [f"{feats[i]} ({modes[i]})" for i in order]
+    ax.barh(np.arange(order.size), change[order], color=[palette[1] if c >= 0 else palette[0] for c in change[order]])
+    ax.set_yticks(np.arange(order.size), labels)
+    ax.axvline(0, color="0.5", linewidth=0.8)
+    ax.set_xlabel("mean activation change of the steered cells")
+
+
+@renamed_params(colors="palette")
+@doc_params()
+def steering(
+    adata: AnnData,
+    *,
+    steer_key: str = "steer",
+    kind: Literal["embedding", "features"] = "embedding",
+    max_pairs: int = 200,
+    max_features: int = 30,
+    palette: Sequence[str] = ("black", "tab:blue"),
+    size: float = 12.0,
+    random_state: int = 0,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+    return_fig: bool = False,
+) -> Figure | None:
+    """Before / after embeddings of a steering experiment, or the change of each steered feature.
+
+    Parameters
+    ----------
+    adata
+        Output of :func:`sclens.tl.steer` or :func:`sclens.tl.steer_towards` (two rows per steered cell).
+    steer_key
+        The ``key_added`` the steering result was written under.
+    kind
+        ``"embedding"``: PCA of the normal (before) and perturbed (after) embeddings with a line
+        joining each cell's pair, and the target centroid of :func:`~sclens.tl.steer_towards`;
+        ``"features"``: the mean activation change of each steered feature (bars).
+    max_pairs
+        At most this many cell pairs are joined by lines (a random subset); all points are drawn.
+    max_features
+        With ``kind="features"``: at most this many features, the largest changes.
+    palette
+        Colours of the normal and perturbed points (bars: decreases and increases).
+    size
+        Marker size.
+    {random_state}
+    {plot}
+    save
+        Path to save the figure to (any format matplotlib knows).
+
+    Returns
+    -------
+    The figure when ``return_fig`` is ``True``, else ``None``.
+    """
+    info = _steer_info(adata, steer_key)
+    if kind not in ("embedding", "features"):
+        msg = f"kind must be 'embedding' or 'features', got {kind!r}."
+        raise ValueError(msg)
+    if len(palette) < 2:
+        msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
+        raise ValueError(msg)
+    n_feat = np.atleast_1d(info["features"]).size
+    fig, ax_ = new_or_given_ax(ax, figsize=(4, 4) if kind == "embedding" else (4, 1 + 0.25 * min(n_feat, max_features)))
+    if kind == "embedding":
+        _embedding(
+            ax_, adata, info, steer_key, max_pairs=max_pairs, palette=palette, size=size, seed=resolve_seed(random_state)
+        )
+    else:
+        _features(ax_, info, max_features=max_features, palette=palette)
+    ax_.set_title(_title(info))
+    return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)
