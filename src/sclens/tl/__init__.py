@@ -11,6 +11,7 @@ from ._null import annotation_null
 from ._redundancy import term_redundancy
 from ._specificity import feature_specificity, seed_robustness
 from ._steer import steer
+from ._steer_towards import steer_towards
 
 __all__ = [
     "annotate_features",
@@ -26,5 +27,6 @@ __all__ = [
     "fit_sae",
     "seed_robustness",
     "steer",
+    "steer_towards",
     "term_redundancy",
 ]

@@ -1,0 +1,266 @@
+"""Steer one group of cells towards another: choose the SAE features whose change moves them there."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import stats
+
+from .._docs import doc_params
+from .._utils import resolve_seed
+from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
+from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, sae_run, select_cells
+
+logger = logging.getLogger("sclens")
+
+MAX_CANDIDATES = 2000
+MIN_GAIN = 0.01  # a step must remove at least 1% of the initial objective
+
+
+def greedy_selection(
+    x: np.ndarray, z: np.ndarray, m_t: np.ndarray, w: np.ndarray, mu_t: np.ndarray, *, max_features: int
+) -> tuple[list[int], list[float]]:
+    """Forward selection of columns of ``z`` to set to ``m_t`` minimising the mean squared distance to ``mu_t``.
+
+    ``x``: source embeddings (n x d), ``z``: their codes of the candidate features (n x c, dense),
+    ``m_t``: the candidates' target means (c), ``w``: their decoder rows (c x d). Setting candidate
+    ``j`` moves cell ``s`` by ``d_sj w_j`` with ``d_sj = m_t[j] - z[s, j]``, which changes the
+    objective by ``2 mean_s(d_sj r_s . w_j) + mean_s(d_sj^2) |w_j|^2`` (``r_s``: the cell's current
+    offset from ``mu_t``). Returns the chosen candidate positions and the objective after each step
+    (first entry: before any change).
+    """
+    d = (m_t[None, :] - z).astype(np.float64)
+    r = x - mu_t[None, :]
+    norms2 = (w**2).sum(axis=1)
+    quad = (d**2).mean(axis=0) * norms2
+    objective = [float((r**2).sum(axis=1).mean())]
+    chosen: list[int] = []
+    while len(chosen) < max_features:
+        gain = 2 * (d * (r @ w.T)).mean(axis=0) + quad
+        gain[chosen] = np.inf
+        j = int(np.argmin(gain))
+        if not gain[j] < -MIN_GAIN * objective[0]:
+            break
+        chosen.append(j)
+        r += d[:, j : j + 1] * w[j][None, :]
+        objective.append(float((r**2).sum(axis=1).mean()))
+    return chosen, objective
+
+
+def _candidates(z_src, z_tgt, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Features active in either group, at most MAX_CANDIDATES by the size of their mean shift."""
+    m_s = np.asarray(z_src.mean(axis=0)).ravel()
+    m_t = np.asarray(z_tgt.mean(axis=0)).ravel()
+    shift = np.abs(m_t - m_s) * np.linalg.norm(w, axis=1)
+    live = np.flatnonzero((m_s > 0) | (m_t > 0))
+    cand = live[np.argsort(-shift[live], kind="stable")[:MAX_CANDIDATES]]
+    return np.sort(cand), m_t
+
+
+def target_markers(
+    expr_src: np.ndarray, expr_tgt: np.ndarray, var_names: pd.Index, n_markers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_markers`` genes most up in the target, and every gene's log2 ratio target / source.
+
+    Ratios of the means of library-normalised (decoded) expression, with 1e-5 added to each mean.
+    """
+    frac = [e / np.maximum(e.sum(axis=1, keepdims=True), 1e-12) for e in (expr_src, expr_tgt)]
+    lfc = np.log2((frac[1].mean(axis=0) + 1e-5) / (frac[0].mean(axis=0) + 1e-5))
+    order = np.argsort(-lfc, kind="stable")
+    order = order[lfc[order] > 0][:n_markers]
+    return np.asarray(var_names[order]).astype(str), lfc
+
+
+def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected_lfc: np.ndarray) -> dict[str, Any]:
+    """DE of perturbed vs normal cells (``sl.tl.contrast``), and whether the target's markers go up."""
+    from ..datasets._network import as_network
+    from ._annotate import contrast
+
+    net = pd.DataFrame({"source": "target_markers", "target": markers, "name": "markers of the target", "namespace": ""})
+    if gene_sets is not None:
+        net = pd.concat([as_network(gene_sets), net], ignore_index=True)
+    contrast(
+        out, groupby="condition", group="perturbed", reference="normal", layer="counts", gene_sets=net,
+        min_size=min(5, markers.size), key_added="contrast",
+    )  # fmt: skip
+    lfc = out.uns["contrast"]["de"]["log2fc"].to_numpy()
+    is_marker = out.var_names.isin(markers)
+    ok = np.isfinite(lfc)
+    res = out.uns["contrast"]["results"]
+    hit = res[res["term"] == "target_markers"]
+    return {
+        "markers": markers,
+        "markers_up": float((lfc[is_marker & ok] > 0).mean()),
+        "markers_log2fc": float(np.nanmedian(lfc[is_marker])),
+        "others_log2fc": float(np.nanmedian(lfc[~is_marker])),
+        "markers_rank_pvalue": float(
+            stats.mannwhitneyu(lfc[is_marker & ok], lfc[~is_marker & ok], alternative="greater").pvalue
+        ),
+        "markers_enriched": bool(len(hit)),
+        "de_correlation": float(stats.spearmanr(lfc[ok], expected_lfc[ok]).statistic),
+    }
+
+
+def _select(adata: AnnData, run, src: np.ndarray, tgt: np.ndarray, max_features: int, seed: int, max_cells: int):
+    """Chosen features (SAE indices), their target means, the objective trace and the target centroid."""
+    mu_t = run.embedding(adata, tgt).mean(axis=0)
+    cand, m_t = _candidates(run.act[src], run.act[tgt], run.w_dec)
+    if cand.size == 0:
+        msg = "No SAE feature is active in the source or the target cells; check `source` / `target`."
+        raise ValueError(msg)
+    sub = src if src.size <= max_cells else np.sort(np.random.default_rng(seed).choice(src, max_cells, replace=False))
+    z_sub = np.asarray(run.act[sub][:, cand].toarray(), dtype=np.float64)
+    chosen, objective = greedy_selection(
+        run.embedding(adata, sub), z_sub, m_t[cand], run.w_dec[cand], mu_t, max_features=max_features
+    )
+    if not chosen:
+        msg = (
+            "No feature moves the source cells towards the target by at least 1% of their mean squared "
+            "distance to the target centroid; the two groups may differ only in the SAE's reconstruction error."
+        )
+        raise ValueError(msg)
+    feats = cand[chosen]
+    return feats, m_t[feats], np.asarray(objective), mu_t
+
+
+@doc_params(sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns)
+def steer_towards(
+    adata: AnnData,
+    *,
+    source: Mapping[str, Any] | Sequence[str] | np.ndarray,
+    target: Mapping[str, Any] | Sequence[str] | np.ndarray,
+    model: Any = None,
+    decode: Callable[[np.ndarray, AnnData], np.ndarray] | None = None,
+    max_features: int = 20,
+    markers: Sequence[str] | None = None,
+    n_markers: int = 20,
+    gene_sets: Any = None,
+    sae_key: str = "sae",
+    library_size: float | None = None,
+    batch_size: int = 512,
+    max_cells: int = 2000,
+    random_state: int | None = 0,
+    key_added: str = "steer_towards",
+) -> AnnData:
+    r"""Choose the SAE features that move ``source`` cells towards ``target`` cells, steer them and test the result.
+
+    **Objective.** Steering feature :math:`f` sets it, in every source cell, to its mean
+    activation :math:`\bar z^T_f` in the target (the paper's "set to a group's mean"). With
+    source embeddings :math:`x_s`, codes :math:`z_s`, decoder rows :math:`w_f` and target
+    centroid :math:`\mu_T`, a set :math:`S` of features gives
+    :math:`x'_s = x_s + \sum_{{f \in S}} (\bar z^T_f - z_{{sf}})\, w_f` (the error-preserving
+    decode of :func:`steer`), and the features are chosen greedily (forward selection, as
+    orthogonal matching pursuit) to minimise
+
+    .. math:: J(S) = \frac{{1}}{{n}} \sum_s \lVert x'_s - \mu_T \rVert^2,
+
+    adding at each step the feature with the largest decrease, until ``max_features`` are chosen
+    or no feature removes 1% of :math:`J(\emptyset)`. Candidates are the features active in either
+    group (at most 2,000, those with the largest mean shift times decoder norm); selection runs on
+    at most ``max_cells`` source cells.
+
+    **Report.** ``frac_closer``: the fraction of source cells whose steered embedding is closer
+    (Euclidean, in ``use_rep``) to the target centroid than before. With a decoder, the target's
+    marker genes (``markers``, or the ``n_markers`` genes most up in the decoded target vs
+    source expression) are checked in the DE of perturbed vs normal source cells run with
+    :func:`sclens.tl.contrast` on the predicted counts.
+
+    Parameters
+    ----------
+    {adata}
+    source
+        Cells to steer: a mapping ``{{obs column: value or values}}``, a boolean mask or cell names.
+    target
+        Cells to steer towards, given the same way; must not overlap ``source``.
+    {decoders}
+    max_features
+        At most this many features are changed.
+    markers
+        Marker genes of the target checked in the DE; ``None`` takes the ``n_markers`` genes most
+        up in the decoded target vs source expression.
+    n_markers
+        Number of markers chosen when ``markers`` is ``None``.
+    gene_sets
+        Gene sets (as in :func:`sclens.tl.contrast`) tested for enrichment in the DE besides the
+        target's markers; ``None``: only the markers.
+    {sae_key}
+    max_cells
+        At most this many source cells (a random subset) are used to choose the features; all are steered.
+    {random_state}
+    {key_added}
+
+    Returns
+    -------
+    {paired_returns}
+    * ``uns[key_added]``: as :func:`steer` (``features``, ``amount`` = the target means,
+      ``mean_change``, ...) plus ``source``, ``target``, ``objective`` (:math:`J` before and after
+      each chosen feature), ``target_centroid``, ``frac_closer``, ``distance_before`` /
+      ``distance_after`` (mean distance to the centroid), ``n_target``; with a decoder also
+      ``markers``, ``markers_up`` (fraction of markers with log2 fold change > 0),
+      ``markers_log2fc`` / ``others_log2fc`` (medians), ``markers_rank_pvalue`` (one-sided
+      Mann-Whitney test, markers vs other genes), ``markers_enriched`` (the marker set passes the
+      contrast's enrichment test) and ``de_correlation`` (Spearman correlation of the steering's
+      log2 fold changes with the target-vs-source ones);
+    * ``uns['contrast']``: the DE (``de``) and enriched gene sets (``results``) of perturbed vs normal.
+    """
+    run = sae_run(adata, sae_key)
+    if isinstance(max_features, bool) or not isinstance(max_features, (int, np.integer)) or max_features < 1:
+        msg = f"max_features must be a positive integer, got {max_features!r}."
+        raise ValueError(msg)
+    src, tgt = select_cells(adata, source, name="source"), select_cells(adata, target, name="target")
+    if np.intersect1d(src, tgt).size:
+        msg = f"source and target share {np.intersect1d(src, tgt).size} cell(s); choose disjoint groups."
+        raise ValueError(msg)
+    check_decoder(adata, model, decode)
+    feats, amounts, objective, mu_t = _select(adata, run, src, tgt, max_features, resolve_seed(random_state), max_cells)
+
+    x = run.embedding(adata, src)
+    z = run.act[src]
+    z_new, dz = change_codes(z, feats, ["set"] * feats.size, amounts)
+    x_new = x + dz @ run.w_dec[feats]
+    dist = [np.linalg.norm(e - mu_t[None, :], axis=1) for e in (x, x_new)]
+    kw = {"model": model, "decode": decode, "library_size": library_size, "batch_size": batch_size}
+    expr, decoder = decode_pair(adata, src, (x, x_new), **kw)
+    out = paired_result(
+        adata, src, x=x, x_new=x_new, z=z, z_new=z_new, expr=expr, decoder=decoder,
+        library_size=library_size, use_rep=run.use_rep, sae_key=sae_key,
+    )  # fmt: skip
+    info = {
+        "features": feats, "mode": np.full(feats.size, "set"), "value": np.full(feats.size, "target mean"),
+        "factor": np.ones(feats.size), "amount": amounts, "mean_change": dz.mean(axis=0),
+        **steer_params(run, sae_key=sae_key, idx=src, decoder=decoder),
+        "source": _describe(source), "target": _describe(target), "n_target": int(tgt.size),
+        "objective": objective, "target_centroid": mu_t,
+        "frac_closer": float((dist[1] < dist[0]).mean()),
+        "distance_before": float(dist[0].mean()), "distance_after": float(dist[1].mean()),
+    }  # fmt: skip
+    if expr is not None and "counts" in out.layers:
+        expr_tgt = decode_pair(adata, tgt, (run.embedding(adata, tgt),), **kw)[0][0]
+        found, expected = target_markers(expr[0], expr_tgt, adata.var_names, n_markers)
+        chosen = found if markers is None else _check_markers(markers, adata.var_names)
+        info.update(marker_report(out, chosen, gene_sets, expected_lfc=expected))
+    out.uns[key_added] = info
+    logger.info("steer_towards: %d features, %.0f%% of cells closer", feats.size, 100 * info["frac_closer"])
+    return out
+
+
+def _describe(cells: Any) -> str:
+    if isinstance(cells, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in cells.items())
+    arr = np.asarray(cells)
+    n = int(arr.sum()) if arr.dtype == bool else arr.size
+    return f"{n} cells"
+
+
+def _check_markers(markers: Sequence[str], var_names: pd.Index) -> np.ndarray:
+    genes = np.asarray([str(g) for g in markers])
+    missing = genes[~np.isin(genes, var_names.astype(str))]
+    if missing.size or genes.size == 0:
+        msg = f"markers must be genes of `adata.var_names`; not found: {list(missing[:5])} (of {genes.size})."
+        raise ValueError(msg)
+    return genes
