@@ -1,6 +1,7 @@
 """Tools: fit and apply sparse autoencoders, annotate and analyse their features."""
 
 from ._alignment import feature_alignment
+from ._batch_steer import batch_steer
 from ._annotate import annotate_features, contrast
 from ._baseline import baseline_features
 from ._compare import compare_features
@@ -17,6 +18,7 @@ __all__ = [
     "annotate_features",
     "annotation_null",
     "baseline_features",
+    "batch_steer",
     "compare_features",
     "compare_runs",
     "contrast",

@@ -84,10 +84,16 @@ def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected
     net = pd.DataFrame({"source": "target_markers", "target": markers, "name": "markers of the target", "namespace": ""})
     if gene_sets is not None:
         net = pd.concat([as_network(gene_sets), net], ignore_index=True)
+    # pairs whose normal or perturbed state has no predicted count cannot be size-normalised: left out
+    lib = np.asarray(out.layers["counts"].sum(axis=1)).ravel()
+    n = out.n_obs // 2
+    keep = np.tile((lib[:n] > 0) & (lib[n:] > 0), 2)
+    tested = out if keep.all() else out[keep].copy()
     contrast(
-        out, groupby="condition", group="perturbed", reference="normal", layer="counts", gene_sets=net,
+        tested, groupby="condition", group="perturbed", reference="normal", layer="counts", gene_sets=net,
         min_size=min(5, markers.size), key_added="contrast",
     )  # fmt: skip
+    out.uns["contrast"] = tested.uns["contrast"]
     lfc = out.uns["contrast"]["de"]["log2fc"].to_numpy()
     is_marker = out.var_names.isin(markers)
     ok = np.isfinite(lfc)
@@ -103,6 +109,7 @@ def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected
         ),
         "markers_enriched": bool(len(hit)),
         "de_correlation": float(stats.spearmanr(lfc[ok], expected_lfc[ok]).statistic),
+        "n_pairs_tested": int(keep.sum() // 2),
     }
 
 
