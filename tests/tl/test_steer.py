@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -165,17 +166,15 @@ def test_bad_input(toy, toy_decode):
 # --- scvi-tools ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def scvi_setup():
+def _scvi_with_exact_sae(adata, **setup):
+    """A tiny SCVI on ``adata`` and an exact "SAE" on its latent: features relu(z), relu(-z), decoder [I; -I]."""
     import scvi
 
-    adata = toy_with_sae(n_cells=300, random_state=1)
     scvi.settings.seed = 0
-    scvi.model.SCVI.setup_anndata(adata, layer="counts")
+    scvi.model.SCVI.setup_anndata(adata, layer="counts", **setup)
     model = scvi.model.SCVI(adata, n_latent=4, n_hidden=32, n_layers=1)
     model.train(max_epochs=2, accelerator="cpu", enable_progress_bar=False, logger=False, enable_checkpointing=False)
     z = model.get_latent_representation()
-    # an exact "SAE" on the scVI latent: features relu(z) and relu(-z), decoder [I; -I]
     adata.obsm["X_scVI"] = z
     act = np.hstack([np.maximum(z, 0), np.maximum(-z, 0)]).astype(np.float32)
     adata.obsm["X_sae"] = sparse.csr_matrix(act)
@@ -189,6 +188,11 @@ def scvi_setup():
     }
     del adata.uns["sae"]["features"]
     return adata, model
+
+
+@pytest.fixture(scope="module")
+def scvi_setup():
+    return _scvi_with_exact_sae(toy_with_sae(n_cells=300, random_state=1))
 
 
 def _mean_rsample(self, sample_shape=()):
@@ -322,3 +326,154 @@ def test_decode_poisson_model_with_batch_and_covariates(monkeypatch):
     assert not np.allclose(decode_scvi(model, inputs["qz_mean"], other, library_size=1e4), dec)
     mu = decode_scvi(model, inputs["qz_mean"], inputs)
     np.testing.assert_allclose(mu.sum(1), np.asarray(adata.layers["counts"][idx].sum(1)).ravel(), rtol=1e-3)
+
+
+# --- several features, modes, renamed parameters ----------------------------------------------------
+
+
+def test_several_features_with_per_feature_modes(toy):
+    ct = toy.obs["cell_type"].astype(str).to_numpy()
+    sel = ct == "type_0"
+    z = toy.obsm["X_sae"][sel].toarray()
+    col2 = toy.obsm["X_sae"][:, 2].toarray().ravel()
+    out = steer(
+        toy,
+        features=[2, 3, 9],
+        cells={"cell_type": "type_0"},
+        mode=["set", "add", "knockout"],
+        value=[{"cell_type": "type_1"}, 0.5, "max"],
+        factor=[1.5, 1.0, 1.0],
+    )
+    n = out.n_obs // 2
+    zp = out.obsm["X_sae"][n:].toarray()
+    np.testing.assert_allclose(zp[:, 2], 1.5 * col2[ct == "type_1"].mean(), rtol=1e-6)
+    np.testing.assert_allclose(zp[:, 3], z[:, 3] + 0.5, rtol=1e-6)
+    assert (zp[:, 9] == 0).all() and (z[:, 9] > 0).any()
+    np.testing.assert_array_equal(np.delete(zp, [2, 3, 9], 1), np.delete(z, [2, 3, 9], 1))
+    w = toy.uns["sae"]["weights"]["W_dec"]
+    x, xp = out.obsm["X_emb"][:n], out.obsm["X_emb"][n:]
+    np.testing.assert_allclose(xp - x, (zp - z) @ w, atol=1e-5)
+    info = out.uns["steer"]
+    assert list(info["features"]) == [2, 3, 9] and list(info["mode"]) == ["set", "add", "knockout"]
+    np.testing.assert_allclose(info["amount"], [1.5 * col2[ct == "type_1"].mean(), 0.5, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(info["mean_change"], (zp - z)[:, [2, 3, 9]].mean(0), rtol=1e-5)
+
+
+def test_add_clips_at_zero_and_knockout_only_touches_active_cells(toy):
+    z = toy.obsm["X_sae"][:, 4].toarray().ravel()
+    out = steer(toy, features=4, mode="add", value=-0.5)
+    n = out.n_obs // 2
+    np.testing.assert_allclose(out.obsm["X_sae"][n:, 4].toarray().ravel(), np.maximum(z - 0.5, 0), rtol=1e-6)
+    ko = steer(toy, features=4, mode="knockout")
+    moved = np.linalg.norm(ko.obsm["X_emb"][n:] - ko.obsm["X_emb"][:n], axis=1) > 1e-6
+    np.testing.assert_array_equal(moved, z > 0)
+    assert ko.uns["steer"]["amount"][0] == 0.0
+
+
+def test_old_parameter_names_warn_and_agree(toy):
+    new = steer(toy, features=3, cells={"cell_type": "type_2"}, sae_key="sae")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = steer(toy, feature=3, groups={"cell_type": "type_2"}, key="sae")
+    messages = sorted(str(w.message) for w in caught if w.category is FutureWarning)
+    assert [m.split("`")[1:4:2] for m in messages] == [["feature", "features"], ["groups", "cells"], ["key", "sae_key"]]
+    np.testing.assert_array_equal(old.obsm["X_emb"], new.obsm["X_emb"])
+    with pytest.raises(TypeError, match="got both `feature` \\(renamed\\) and `features`"):
+        steer(toy, feature=3, features=3)
+
+
+def test_several_features_bad_input(toy):
+    with pytest.raises(ValueError, match="mode has 1 entries but 2 feature"):
+        steer(toy, features=[2, 3], mode=["set"])
+    with pytest.raises(ValueError, match="features has duplicates"):
+        steer(toy, features=[2, 2])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        steer(toy, features=2, mode="double")
+    with pytest.raises(TypeError, match="non-empty sequence"):
+        steer(toy, features=[])
+    before = {k: v.copy() for k, v in toy.obsm.items()}
+    with pytest.raises(ValueError, match="feature 17 is dead"):
+        steer(toy, features=[3, 17])
+    for k, v in before.items():  # a failed call leaves the AnnData as it was
+        np.testing.assert_array_equal(toy.obsm[k].toarray() if sparse.issparse(v) else toy.obsm[k], v.toarray() if sparse.issparse(v) else v)
+
+
+def test_key_added_and_run_id(toy):
+    adata = toy.copy()
+    adata.uns["sae"]["run_id"] = "abc123"
+    out = steer(adata, features=3, key_added="ko3", mode="knockout")
+    assert "steer" not in out.uns and out.uns["ko3"]["sae_run_id"] == "abc123"
+    assert "sae_run_id" not in steer(toy, features=3).uns["steer"]  # no id: nothing recorded (h5ad has no None)
+
+
+# --- steer_towards on the toy -----------------------------------------------------------------------
+
+
+def test_steer_towards_toy(toy, toy_decode, tmp_path):
+    from sclens.tl._steer_towards import steer_towards
+
+    decode, m = toy_decode
+    out = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode)
+    info = out.uns["steer_towards"]
+    feats = list(info["features"])
+    # the first choices switch type_0's programs (0, 1) off and type_1's first program (2) on
+    assert set(feats[:3]) == {0, 1, 2} and 3 in feats
+    change = dict(zip(feats, info["mean_change"], strict=True))
+    assert change[0] < 0 and change[1] < 0 and change[2] > 0 and change[3] > 0
+    assert info["frac_closer"] == 1.0 and info["distance_after"] < 0.1 * info["distance_before"]
+    type1_genes = toy.var_names[(m[2] + m[3]) > 0]
+    assert np.isin(info["markers"], type1_genes).all()
+    assert info["markers_up"] == 1.0 and info["markers_enriched"]
+    assert "de" in out.uns["contrast"]
+    out.write_h5ad(tmp_path / "t.h5ad")
+    back = ad.read_h5ad(tmp_path / "t.h5ad")
+    assert back.uns["steer_towards"]["frac_closer"] == info["frac_closer"]
+    np.testing.assert_array_equal(back.uns["steer_towards"]["markers"], info["markers"])
+    # explicit markers; one feature only
+    one = steer_towards(
+        toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode,
+        markers=list(type1_genes[:3]), max_features=1,
+    )  # fmt: skip
+    assert len(one.uns["steer_towards"]["features"]) == 1 and list(one.uns["steer_towards"]["markers"]) == list(type1_genes[:3])
+    # without a decoder: embedding metrics only
+    emb_only = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
+    assert "markers" not in emb_only.uns["steer_towards"] and emb_only.n_vars == 0
+
+
+def test_steer_towards_bad_input(toy, toy_decode):
+    from sclens.tl._steer_towards import steer_towards
+
+    with pytest.raises(ValueError, match="source and target share 89 cell"):
+        steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": ["type_0", "type_1"]})
+    with pytest.raises(ValueError, match="max_features must be a positive integer"):
+        steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, max_features=0)
+    with pytest.raises(ValueError, match="`target=\\{'cell_type': 'type_9'\\}` selects no cell"):
+        steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_9"})
+    with pytest.raises(ValueError, match="markers must be genes of `adata.var_names`; not found: \\['CD8A'\\]"):
+        steer_towards(
+            toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=toy_decode[0], markers=["CD8A"]
+        )
+
+
+def test_steering_through_scvi_with_batch_covariate():
+    """Several features and steer_towards through an SCVI with a batch covariate: each cell keeps its batch."""
+    from sclens.tl._steer_towards import steer_towards
+
+    adata = toy_with_sae(n_cells=240, random_state=5)
+    adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 2, "b1", "b0")
+    adata, model = _scvi_with_exact_sae(adata, batch_key="batch")
+    sel = (adata.obs["cell_type"] == "type_0").to_numpy()
+    lib = np.asarray(adata.layers["counts"][sel].sum(1)).ravel()
+    out = steer(adata, features=[0, 5], mode=["add", "knockout"], value=[1.0, 0], cells=sel, model=model)
+    n = out.n_obs // 2
+    np.testing.assert_allclose(out.X[n:].sum(1), lib, rtol=1e-3)
+    assert not np.allclose(out.X[:n], out.X[n:])
+    # the decoder saw each cell's own batch: decoding the normal state reproduces scVI's prediction
+    from sclens._scvi import decode_scvi, scvi_cell_inputs
+
+    inputs = scvi_cell_inputs(model, adata, np.flatnonzero(sel))
+    np.testing.assert_allclose(out.X[:n], decode_scvi(model, out.obsm["X_scVI"][:n], inputs), rtol=1e-5)
+    towards = steer_towards(adata, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, model=model)
+    info = towards.uns["steer_towards"]
+    assert info["frac_closer"] > 0.8 and info["decoder"] == "scvi"
+    assert towards.layers["counts"].shape == (2 * sel.sum(), adata.n_vars)

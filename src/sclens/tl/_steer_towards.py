@@ -224,6 +224,7 @@ def steer_towards(
         msg = f"source and target share {np.intersect1d(src, tgt).size} cell(s); choose disjoint groups."
         raise ValueError(msg)
     check_decoder(adata, model, decode)
+    given_markers = None if markers is None else _check_markers(markers, adata.var_names)
     feats, amounts, objective, mu_t = _select(adata, run, src, tgt, max_features, resolve_seed(random_state), max_cells)
 
     x = run.embedding(adata, src)
@@ -249,7 +250,7 @@ def steer_towards(
     if expr is not None and "counts" in out.layers:
         expr_tgt = decode_pair(adata, tgt, (run.embedding(adata, tgt),), **kw)[0][0]
         found, expected = target_markers(expr[0], expr_tgt, adata.var_names, n_markers)
-        chosen = found if markers is None else _check_markers(markers, adata.var_names)
+        chosen = found if given_markers is None else given_markers
         info.update(marker_report(out, chosen, gene_sets, expected_lfc=expected))
     out.uns[key_added] = info
     logger.info("steer_towards: %d features, %.0f%% of cells closer", feats.size, 100 * info["frac_closer"])
@@ -268,6 +269,6 @@ def _check_markers(markers: Sequence[str], var_names: pd.Index) -> np.ndarray:
     genes = np.asarray([str(g) for g in markers])
     missing = genes[~np.isin(genes, var_names.astype(str))]
     if missing.size or genes.size == 0:
-        msg = f"markers must be genes of `adata.var_names`; not found: {list(missing[:5])} (of {genes.size})."
+        msg = f"markers must be genes of `adata.var_names`; not found: {[str(g) for g in missing[:5]]} (of {genes.size})."
         raise ValueError(msg)
     return genes

@@ -1,0 +1,102 @@
+"""sl.tl.batch_steer on the toy (storage, reading `batch_driven`, errors) and the kNN integration scores."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from biology_fixtures import toy_with_sae
+
+from sclens.tl._batch_steer import batch_steer
+from sclens.tl._mixing import batch_entropy, integration_scores, knn, label_asw, label_purity
+
+
+@pytest.fixture(scope="module")
+def toy():
+    adata = toy_with_sae(n_cells=300, random_state=3)
+    rng = np.random.default_rng(0)
+    adata.obs["batch"] = pd.Categorical(rng.choice(["b0", "b1"], adata.n_obs))
+    return adata
+
+
+def test_batch_entropy_and_purity_by_hand():
+    batch = np.array(["a", "a", "b", "b"])
+    nn = np.array([[1, 2], [0, 1], [3, 3], [0, 2]])  # mixed, pure a, pure b, mixed
+    assert batch_entropy(nn, batch) == pytest.approx((1 + 0 + 0 + 1) / 4)
+    labels = np.array(["x", "y", "y", "y"])
+    assert label_purity(nn, labels) == pytest.approx((0 + 0.5 + 1 + 0.5) / 4)
+    three = np.array(["a", "b", "c", "a"])
+    nn3 = np.array([[1, 2, 3]] * 4)
+    expected = stats.entropy([1, 1, 1]) / np.log(3)
+    assert batch_entropy(nn3, three) == pytest.approx(expected)
+    assert np.isnan(batch_entropy(nn, np.array(["a"] * 4)))
+
+
+def test_scores_agree_with_sklearn_and_separate_cases():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["t0", "t1"], 100)
+    x = rng.normal(size=(200, 3)) + (labels == "t1")[:, None] * 6.0
+    mixed, split = rng.choice(["b0", "b1"], 200), np.tile(np.repeat(["b0", "b1"], 50), 2)
+    x_split = x + (split == "b1")[:, None] * np.array([0, 0, 4.0])
+    assert label_asw(x, labels, max_cells=500, seed=0) == pytest.approx((silhouette_score(x, labels) + 1) / 2)
+    scores = integration_scores({"mixed": x, "split": x_split}, mixed, labels)
+    assert scores.loc["mixed", "label_purity"] > 0.99 and scores.loc["mixed", "label_asw"] > 0.8
+    scores = integration_scores({"mixed": x, "split": x_split}, split, labels)
+    assert scores.loc["mixed", "batch_entropy"] > 0.9 > 0.3 > scores.loc["split", "batch_entropy"]
+    assert knn(x, 5).shape == (200, 5) and (knn(x, 5) != np.arange(200)[:, None]).all()
+
+
+def test_batch_steer_storage_and_clamp(toy, tmp_path):
+    out = batch_steer(toy, batch_key="batch", features=[3, 9], label_key="cell_type", copy=True)
+    assert "X_batch_steered" not in toy.obsm  # copy=True leaves the input alone
+    acts = toy.obsm["X_sae"].toarray()
+    b = toy.obs["batch"].to_numpy()
+    clamp = np.mean([acts[b == k][:, [3, 9]].mean(0) for k in ("b0", "b1")], axis=0)
+    info = out.uns["batch_steered"]
+    np.testing.assert_allclose(info["clamped_to"], clamp, rtol=1e-6)
+    w = toy.uns["sae"]["weights"]["W_dec"]
+    expected = toy.obsm["X_emb"] + (clamp[None, :] - acts[:, [3, 9]]) @ w[[3, 9]]
+    np.testing.assert_allclose(out.obsm["X_batch_steered"], expected, atol=1e-5)
+    assert list(info["scores"].index) == ["X_emb", "X_batch_steered"]
+    assert info["params"]["batch_key"] == "batch" and "sae_run_id" not in info["params"]
+    out.write_h5ad(tmp_path / "b.h5ad")
+    back = ad.read_h5ad(tmp_path / "b.h5ad")
+    pd.testing.assert_frame_equal(back.uns["batch_steered"]["scores"], info["scores"])
+
+
+def test_batch_steer_reads_batch_driven(toy):
+    adata = toy.copy()
+    adata.uns["sae"]["run_id"] = "r1"
+    table = adata.uns["sae"]["features"].copy()
+    table["batch_driven"] = False
+    table.loc[["4", "10"], "batch_driven"] = True
+    adata.uns["sae"]["features"] = table
+    batch_steer(adata, batch_key="batch", key_added="bs")
+    assert list(adata.uns["bs"]["features"]) == [4, 10]
+    assert adata.uns["bs"]["params"]["sae_run_id"] == "r1"
+    assert np.isnan(adata.uns["bs"]["scores"]["label_purity"]).all()  # no label_key
+
+
+def test_batch_steer_errors(toy):
+    with pytest.raises(KeyError, match="No `batch_driven` column .* run `sl.tl.feature_alignment"):
+        batch_steer(toy, batch_key="batch")
+    adata = toy.copy()
+    table = adata.uns["sae"]["features"].copy()
+    table["batch_driven"] = False
+    adata.uns["sae"]["features"] = table
+    with pytest.raises(ValueError, match="No feature is flagged `batch_driven`"):
+        batch_steer(adata, batch_key="batch")
+    with pytest.raises(KeyError, match=r"`adata.obs\['donor'\]` \(batches\) not found"):
+        batch_steer(adata, batch_key="donor", features=[1])
+    with pytest.raises(KeyError, match=r"`adata.obsm\['X_scVI'\]` not found"):
+        batch_steer(adata, batch_key="batch", features=[1], compare=["X_scVI"])
+    assert "batch_steered" not in adata.uns and "X_batch_steered" not in adata.obsm
