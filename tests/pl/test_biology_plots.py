@@ -70,7 +70,8 @@ def test_feature_activation(toy, tmp_path):
     np.testing.assert_allclose(coll.get_array(), a[order])
     np.testing.assert_allclose(coll.get_offsets(), toy.obsm["X_emb"][order, :2], rtol=1e-6)
     sizes = coll.get_sizes()
-    assert sizes[-1] == pytest.approx(30.0) and sizes[0] == pytest.approx(2.0)
+    assert sizes[-1] == pytest.approx(30.0)
+    assert sizes[0] == pytest.approx(2.0)
     check_image(fig, "feature_activation.png", tmp_path)
 
 
@@ -107,6 +108,38 @@ def test_steering_pca(toy, tmp_path):
     np.testing.assert_allclose(np.abs(d @ d[0]), 1.0, atol=1e-5)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["normal", "perturbed"]
     check_image(fig, "steering.png", tmp_path)
+
+
+def test_steering_several_features_and_target(toy):
+    from sclens.tl._steer_towards import steer_towards
+
+    out = steer(
+        toy, features=[2, 3, 0], cells={"cell_type": "type_0"}, mode=["set", "add", "knockout"], value=[3.0, 1.0, 0]
+    )
+    fig = steering(out, kind="features", return_fig=True)
+    ax = fig.axes[0]
+    widths = sorted(p.get_width() for p in ax.patches)
+    np.testing.assert_allclose(widths, sorted(out.uns["steer"]["mean_change"]), rtol=1e-6)
+    assert ax.get_title() == "3 features steered (add, knockout, set)"
+    plt.close(fig)
+    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
+    _, (ax1, ax2) = plt.subplots(1, 2)
+    assert steering(towards, steer_key="steer_towards", ax=ax1) is None
+    star = ax1.collections[-1].get_offsets()
+    assert star.shape == (1, 2)
+    assert ax1.get_title().endswith("100% closer")
+    # the target centroid lies among the perturbed cells (they moved onto it)
+    pert = np.asarray(ax1.collections[2].get_offsets())
+    assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(
+        np.asarray(ax1.collections[1].get_offsets()).mean(0) - star[0]
+    )
+    with pytest.warns(FutureWarning, match="`colors` was renamed to `palette`"):
+        steering(out, colors=("red", "blue"), ax=ax2)
+    with pytest.raises(ValueError, match="kind must be 'embedding' or 'features'"):
+        steering(out, kind="pca", ax=ax2)
+    with pytest.raises(KeyError, match="uns\\['steer'\\]"):
+        steering(towards)
+    plt.close("all")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +197,7 @@ def test_plot_errors(toy, space):
         feature_activation(toy, features=[0, 1], basis="emb", ax=ax)
     with pytest.raises(KeyError, match="run `sl.tl.feature_specificity"):
         specificity(toy_with_sae(n_cells=50))
-    with pytest.raises(KeyError, match="not the output of `sl.tl.steer`"):
+    with pytest.raises(KeyError, match=r"not the output of `sl\.tl\.steer`"):
         steering(toy)
     with pytest.raises(KeyError, match=r"run `sl.tl.feature_space\(adata, key='sae_go'\)` first"):
         feature_umap(toy)

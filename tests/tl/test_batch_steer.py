@@ -49,10 +49,12 @@ def test_scores_agree_with_sklearn_and_separate_cases():
     x_split = x + (split == "b1")[:, None] * np.array([0, 0, 4.0])
     assert label_asw(x, labels, max_cells=500, seed=0) == pytest.approx((silhouette_score(x, labels) + 1) / 2)
     scores = integration_scores({"mixed": x, "split": x_split}, mixed, labels)
-    assert scores.loc["mixed", "label_purity"] > 0.99 and scores.loc["mixed", "label_asw"] > 0.8
+    assert scores.loc["mixed", "label_purity"] > 0.99
+    assert scores.loc["mixed", "label_asw"] > 0.8
     scores = integration_scores({"mixed": x, "split": x_split}, split, labels)
     assert scores.loc["mixed", "batch_entropy"] > 0.9 > 0.3 > scores.loc["split", "batch_entropy"]
-    assert knn(x, 5).shape == (200, 5) and (knn(x, 5) != np.arange(200)[:, None]).all()
+    assert knn(x, 5).shape == (200, 5)
+    assert (knn(x, 5) != np.arange(200)[:, None]).all()
 
 
 def test_batch_steer_storage_and_clamp(toy, tmp_path):
@@ -67,7 +69,8 @@ def test_batch_steer_storage_and_clamp(toy, tmp_path):
     expected = toy.obsm["X_emb"] + (clamp[None, :] - acts[:, [3, 9]]) @ w[[3, 9]]
     np.testing.assert_allclose(out.obsm["X_batch_steered"], expected, atol=1e-5)
     assert list(info["scores"].index) == ["X_emb", "X_batch_steered"]
-    assert info["params"]["batch_key"] == "batch" and "sae_run_id" not in info["params"]
+    assert info["params"]["batch_key"] == "batch"
+    assert "sae_run_id" not in info["params"]
     out.write_h5ad(tmp_path / "b.h5ad")
     back = ad.read_h5ad(tmp_path / "b.h5ad")
     pd.testing.assert_frame_equal(back.uns["batch_steered"]["scores"], info["scores"])
@@ -87,7 +90,7 @@ def test_batch_steer_reads_batch_driven(toy):
 
 
 def test_batch_steer_errors(toy):
-    with pytest.raises(KeyError, match="No `batch_driven` column .* run `sl.tl.feature_alignment"):
+    with pytest.raises(KeyError, match=r"No `batch_driven` column .* run `sl\.tl\.feature_alignment"):
         batch_steer(toy, batch_key="batch")
     adata = toy.copy()
     table = adata.uns["sae"]["features"].copy()
@@ -99,4 +102,5 @@ def test_batch_steer_errors(toy):
         batch_steer(adata, batch_key="donor", features=[1])
     with pytest.raises(KeyError, match=r"`adata.obsm\['X_scVI'\]` not found"):
         batch_steer(adata, batch_key="batch", features=[1], compare=["X_scVI"])
-    assert "batch_steered" not in adata.uns and "X_batch_steered" not in adata.obsm
+    assert "batch_steered" not in adata.uns
+    assert "X_batch_steered" not in adata.obsm

@@ -80,7 +80,8 @@ def test_only_the_feature_direction_moves(toy):
     # reconstruction error of every cell is kept
     zp = out.obsm["X_sae"][n:].toarray()
     np.testing.assert_allclose(xp - zp @ w, x - z @ w, atol=1e-5)
-    assert (zp[:, 9] == pytest.approx(target)) and np.array_equal(np.delete(zp, 9, 1), np.delete(z, 9, 1))
+    assert (zp[:, 9] == pytest.approx(target))
+    assert np.array_equal(np.delete(zp, 9, 1), np.delete(z, 9, 1))
     assert list(out.obs["condition"].cat.categories) == ["normal", "perturbed"]
     assert (out.obs["cell"].to_numpy()[:n] == out.obs["cell"].to_numpy()[n:]).all()
     assert out.n_vars == 0
@@ -123,7 +124,8 @@ def test_wide_sae_codes_stay_sparse(toy):
         tracemalloc.stop()
     assert peak < 30e6
     codes = out.obsm["X_sae"]
-    assert sparse.issparse(codes) and codes.shape == (2 * wide.n_obs, 50_000)
+    assert sparse.issparse(codes)
+    assert codes.shape == (2 * wide.n_obs, 50_000)
     ref = toy.obsm["X_sae"].toarray()
     np.testing.assert_array_equal(codes[: wide.n_obs, :18].toarray(), ref)
     ref[:, 3] = ref[:, 3].max()
@@ -317,7 +319,8 @@ def test_decode_poisson_model_with_batch_and_covariates(monkeypatch):
     ref = model.get_normalized_expression(adata, indices=idx, library_size=1e4, return_numpy=True)
     monkeypatch.undo()
     inputs = scvi_cell_inputs(model, adata, idx)
-    assert inputs["cat_covs"].shape == (idx.size, 1) and inputs["cont_covs"].shape == (idx.size, 1)
+    assert inputs["cat_covs"].shape == (idx.size, 1)
+    assert inputs["cont_covs"].shape == (idx.size, 1)
     np.testing.assert_array_equal(inputs["batch_index"].ravel(), adata.obs["batch"].iloc[idx].map({"b0": 0, "b1": 1}))
     dec = decode_scvi(model, inputs["qz_mean"], inputs, library_size=1e4)
     np.testing.assert_allclose(dec, ref, rtol=1e-4, atol=1e-4)
@@ -348,13 +351,15 @@ def test_several_features_with_per_feature_modes(toy):
     zp = out.obsm["X_sae"][n:].toarray()
     np.testing.assert_allclose(zp[:, 2], 1.5 * col2[ct == "type_1"].mean(), rtol=1e-6)
     np.testing.assert_allclose(zp[:, 3], z[:, 3] + 0.5, rtol=1e-6)
-    assert (zp[:, 9] == 0).all() and (z[:, 9] > 0).any()
+    assert (zp[:, 9] == 0).all()
+    assert (z[:, 9] > 0).any()
     np.testing.assert_array_equal(np.delete(zp, [2, 3, 9], 1), np.delete(z, [2, 3, 9], 1))
     w = toy.uns["sae"]["weights"]["W_dec"]
     x, xp = out.obsm["X_emb"][:n], out.obsm["X_emb"][n:]
     np.testing.assert_allclose(xp - x, (zp - z) @ w, atol=1e-5)
     info = out.uns["steer"]
-    assert list(info["features"]) == [2, 3, 9] and list(info["mode"]) == ["set", "add", "knockout"]
+    assert list(info["features"]) == [2, 3, 9]
+    assert list(info["mode"]) == ["set", "add", "knockout"]
     np.testing.assert_allclose(info["amount"], [1.5 * col2[ct == "type_1"].mean(), 0.5, 0.0], rtol=1e-6)
     np.testing.assert_allclose(info["mean_change"], (zp - z)[:, [2, 3, 9]].mean(0), rtol=1e-5)
 
@@ -395,14 +400,17 @@ def test_several_features_bad_input(toy):
     with pytest.raises(ValueError, match="feature 17 is dead"):
         steer(toy, features=[3, 17])
     for k, v in before.items():  # a failed call leaves the AnnData as it was
-        np.testing.assert_array_equal(toy.obsm[k].toarray() if sparse.issparse(v) else toy.obsm[k], v.toarray() if sparse.issparse(v) else v)
+        np.testing.assert_array_equal(
+            toy.obsm[k].toarray() if sparse.issparse(v) else toy.obsm[k], v.toarray() if sparse.issparse(v) else v
+        )
 
 
 def test_key_added_and_run_id(toy):
     adata = toy.copy()
     adata.uns["sae"]["run_id"] = "abc123"
     out = steer(adata, features=3, key_added="ko3", mode="knockout")
-    assert "steer" not in out.uns and out.uns["ko3"]["sae_run_id"] == "abc123"
+    assert "steer" not in out.uns
+    assert out.uns["ko3"]["sae_run_id"] == "abc123"
     assert "sae_run_id" not in steer(toy, features=3).uns["steer"]  # no id: nothing recorded (h5ad has no None)
 
 
@@ -417,13 +425,19 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     info = out.uns["steer_towards"]
     feats = list(info["features"])
     # the first choices switch type_0's programs (0, 1) off and type_1's first program (2) on
-    assert set(feats[:3]) == {0, 1, 2} and 3 in feats
+    assert set(feats[:3]) == {0, 1, 2}
+    assert 3 in feats
     change = dict(zip(feats, info["mean_change"], strict=True))
-    assert change[0] < 0 and change[1] < 0 and change[2] > 0 and change[3] > 0
-    assert info["frac_closer"] == 1.0 and info["distance_after"] < 0.1 * info["distance_before"]
+    assert change[0] < 0
+    assert change[1] < 0
+    assert change[2] > 0
+    assert change[3] > 0
+    assert info["frac_closer"] == 1.0
+    assert info["distance_after"] < 0.1 * info["distance_before"]
     type1_genes = toy.var_names[(m[2] + m[3]) > 0]
     assert np.isin(info["markers"], type1_genes).all()
-    assert info["markers_up"] == 1.0 and info["markers_enriched"]
+    assert info["markers_up"] == 1.0
+    assert info["markers_enriched"]
     assert "de" in out.uns["contrast"]
     out.write_h5ad(tmp_path / "t.h5ad")
     back = ad.read_h5ad(tmp_path / "t.h5ad")
@@ -434,10 +448,14 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
         toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode,
         markers=list(type1_genes[:3]), max_features=1,
     )  # fmt: skip
-    assert len(one.uns["steer_towards"]["features"]) == 1 and list(one.uns["steer_towards"]["markers"]) == list(type1_genes[:3])
+    assert len(one.uns["steer_towards"]["features"]) == 1
+    assert list(one.uns["steer_towards"]["markers"]) == list(
+        type1_genes[:3]
+    )
     # without a decoder: embedding metrics only
     emb_only = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
-    assert "markers" not in emb_only.uns["steer_towards"] and emb_only.n_vars == 0
+    assert "markers" not in emb_only.uns["steer_towards"]
+    assert emb_only.n_vars == 0
 
 
 def test_steer_towards_bad_input(toy, toy_decode):
@@ -449,7 +467,7 @@ def test_steer_towards_bad_input(toy, toy_decode):
         steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, max_features=0)
     with pytest.raises(ValueError, match="`target=\\{'cell_type': 'type_9'\\}` selects no cell"):
         steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_9"})
-    with pytest.raises(ValueError, match="markers must be genes of `adata.var_names`; not found: \\['CD8A'\\]"):
+    with pytest.raises(ValueError, match=r"markers must be genes of `adata\.var_names`; not found: \['CD8A'\]"):
         steer_towards(
             toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=toy_decode[0], markers=["CD8A"]
         )
@@ -475,5 +493,6 @@ def test_steering_through_scvi_with_batch_covariate():
     np.testing.assert_allclose(out.X[:n], decode_scvi(model, out.obsm["X_scVI"][:n], inputs), rtol=1e-5)
     towards = steer_towards(adata, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, model=model)
     info = towards.uns["steer_towards"]
-    assert info["frac_closer"] > 0.8 and info["decoder"] == "scvi"
+    assert info["frac_closer"] > 0.8
+    assert info["decoder"] == "scvi"
     assert towards.layers["counts"].shape == (2 * sel.sum(), adata.n_vars)

@@ -36,7 +36,9 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
     """
     info = _steer_info(adata, steer_key)
     emb = np.asarray(adata.obsm[info["use_rep"]], dtype=np.float64)
-    extra = np.asarray(info.get("target_centroid", np.zeros((0, emb.shape[1]))), dtype=np.float64).reshape(-1, emb.shape[1])
+    extra = np.asarray(info.get("target_centroid", np.zeros((0, emb.shape[1]))), dtype=np.float64).reshape(
+        -1, emb.shape[1]
+    )
     cond = adata.obs["condition"].astype(str).to_numpy()
     normal, perturbed = np.flatnonzero(cond == "normal"), np.flatnonzero(cond == "perturbed")
     if emb.shape[1] > 2:
@@ -150,7 +152,14 @@ def steering(
     fig, ax_ = new_or_given_ax(ax, figsize=(4, 4) if kind == "embedding" else (4, 1 + 0.25 * min(n_feat, max_features)))
     if kind == "embedding":
         _embedding(
-            ax_, adata, info, steer_key, max_pairs=max_pairs, palette=palette, size=size, seed=resolve_seed(random_state)
+            ax_,
+            adata,
+            info,
+            steer_key,
+            max_pairs=max_pairs,
+            palette=palette,
+            size=size,
+            seed=resolve_seed(random_state),
         )
     else:
         _features(ax_, info, max_features=max_features, palette=palette)

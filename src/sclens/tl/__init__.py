@@ -1,9 +1,9 @@
 """Tools: fit and apply sparse autoencoders, annotate and analyse their features."""
 
 from ._alignment import feature_alignment
-from ._batch_steer import batch_steer
 from ._annotate import annotate_features, contrast
 from ._baseline import baseline_features
+from ._batch_steer import batch_steer
 from ._compare import compare_features
 from ._compare_runs import compare_runs
 from ._feature_space import feature_space

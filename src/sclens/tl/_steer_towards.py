@@ -81,7 +81,9 @@ def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected
     from ..datasets._network import as_network
     from ._annotate import contrast
 
-    net = pd.DataFrame({"source": "target_markers", "target": markers, "name": "markers of the target", "namespace": ""})
+    net = pd.DataFrame(
+        {"source": "target_markers", "target": markers, "name": "markers of the target", "namespace": ""}
+    )
     if gene_sets is not None:
         net = pd.concat([as_network(gene_sets), net], ignore_index=True)
     # pairs whose normal or perturbed state has no predicted count cannot be size-normalised: left out
@@ -269,6 +271,8 @@ def _check_markers(markers: Sequence[str], var_names: pd.Index) -> np.ndarray:
     genes = np.asarray([str(g) for g in markers])
     missing = genes[~np.isin(genes, var_names.astype(str))]
     if missing.size or genes.size == 0:
-        msg = f"markers must be genes of `adata.var_names`; not found: {[str(g) for g in missing[:5]]} (of {genes.size})."
+        msg = (
+            f"markers must be genes of `adata.var_names`; not found: {[str(g) for g in missing[:5]]} (of {genes.size})."
+        )
         raise ValueError(msg)
     return genes
