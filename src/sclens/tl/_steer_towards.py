@@ -177,7 +177,9 @@ def steer_towards(
     (Euclidean, in ``use_rep``) to the target centroid than before. With a decoder, the target's
     marker genes (``markers``, or the ``n_markers`` genes most up in the decoded target vs
     source expression) are checked in the DE of perturbed vs normal source cells run with
-    :func:`sclens.tl.contrast` on the predicted counts.
+    :func:`sclens.tl.contrast` on the predicted counts (so only with a decoder at count scale:
+    ``model`` with ``library_size=None``, or a ``decode`` returning non-negative values; cell pairs
+    with no predicted count are left out of the DE).
 
     Parameters
     ----------
