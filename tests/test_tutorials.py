@@ -48,7 +48,11 @@ def check_stored(stored, fresh, name: str) -> None:
         )
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+SLOW = {"steering"}  # trains scVI and two SAEs: over the default run's time budget
+PARAMS = [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else []) for p in TUTORIALS]
+
+
+@pytest.mark.parametrize("path", PARAMS)
 def test_tutorial_runs(path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("nbclient")
