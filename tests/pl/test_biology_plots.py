@@ -127,7 +127,7 @@ def test_steering_several_features_and_target(toy):
     assert steering(towards, steer_key="steer_towards", ax=ax1) is None
     star = ax1.collections[-1].get_offsets()
     assert star.shape == (1, 2)
-    assert ax1.get_title().endswith("100% closer")
+    assert ax1.get_title() == "type_0 \u2192 type_1\n100% of cells closer"
     # the target centroid lies among the perturbed cells (they moved onto it)
     pert = np.asarray(ax1.collections[2].get_offsets())
     assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(

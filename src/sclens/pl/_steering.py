@@ -50,10 +50,11 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
     return emb, normal, perturbed, extra
 
 
-def _title(info: dict) -> str:
-    if "source" in info:
-        return f"{info['source']} \u2192 {info['target']}: {100 * float(info['frac_closer']):.0f}% closer"
+def _title(info: dict, kind: str) -> str:
     feats, modes = np.atleast_1d(info["features"]), np.atleast_1d(info["mode"])
+    if "source" in info and kind == "embedding":
+        src, tgt = (str(info[k]).split("=", 1)[-1] for k in ("source", "target"))
+        return f"{src} \u2192 {tgt}\n{100 * float(info['frac_closer']):.0f}% of cells closer"
     if feats.size > 1:
         return f"{feats.size} features steered ({', '.join(sorted(set(modes.astype(str))))})"
     if str(modes[0]) == "knockout":
@@ -163,5 +164,5 @@ def steering(
         )
     else:
         _features(ax_, info, max_features=max_features, palette=palette)
-    ax_.set_title(_title(info))
+    ax_.set_title(_title(info, kind))
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)
