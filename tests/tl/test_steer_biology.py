@@ -118,3 +118,12 @@ def test_batch_steering_raises_mixing_keeps_cell_types(sim):
     sl.tl.batch_steer(adata, batch_key="batch", features=control, label_key="cell_type", key_added="control")
     ctrl = adata.uns["control"]["scores"].loc["X_control"]
     assert ctrl["batch_entropy"] < after["batch_entropy"]
+
+
+def test_batch_steer_reads_feature_alignment(sim):
+    """`sl.tl.feature_alignment(technical=...)` writes `batch_driven`; batch_steer clamps exactly those features."""
+    adata = sim.copy()
+    sl.tl.feature_alignment(adata, groupby="cell_type", technical="batch")
+    flagged = np.flatnonzero(adata.uns["sae"]["features"]["batch_driven"].to_numpy(dtype=bool))
+    sl.tl.batch_steer(adata, batch_key="batch", label_key="cell_type")
+    np.testing.assert_array_equal(adata.uns["batch_steered"]["features"], flagged)
