@@ -24,20 +24,22 @@ import time
 ARCHS = ("topk", "batchtopk", "relu", "vanilla")
 
 
-def make_data(n: int, d: int, seed: int = 0):
+def make_data(n: int, d: int, seed: int = 0, *, n_atoms: int | None = None, active: int = 5, return_atoms: bool = False):
+    """Cells as gamma-weighted sums of ``active`` of ``n_atoms`` (default ``4 d``) random unit atoms, plus noise."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    n_atoms = 4 * d
+    n_atoms = 4 * d if n_atoms is None else n_atoms
     atoms = rng.normal(size=(n_atoms, d)).astype(np.float32)
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
     x = np.zeros((n, d), dtype=np.float32)
-    for s in range(0, n, 10_000):  # 5 active atoms per cell, built in blocks
+    for s in range(0, n, 10_000):  # `active` distinct atoms per cell, built in blocks
         m = min(10_000, n - s)
-        idx = rng.integers(0, n_atoms, size=(m, 5))
-        coef = rng.gamma(2.0, 0.5, size=(m, 5)).astype(np.float32)
+        idx = np.argsort(rng.random((m, n_atoms)), axis=1)[:, :active]
+        coef = rng.gamma(2.0, 0.5, size=(m, active)).astype(np.float32)
         x[s : s + m] = np.einsum("mk,mkd->md", coef, atoms[idx])
-    return x + 0.05 * rng.normal(size=x.shape).astype(np.float32)
+    x += 0.05 * rng.normal(size=x.shape).astype(np.float32)
+    return (x, atoms) if return_atoms else x
 
 
 def run_one(cfg: dict) -> dict:
@@ -69,6 +71,60 @@ def run_one(cfg: dict) -> dict:
         "l0": ev.l0,
         "dead": ev.dead_fraction,
     }
+
+
+OLD_DEFAULTS = {"lr": 1e-4, "n_epochs": 50, "batch_size": 1024}  # fit_sae before convergence-based training
+
+
+def run_recovery(cfg: dict) -> dict:
+    """``sl.tl.fit_sae`` on a planted dictionary with only ``use_rep``, ``k`` (and ``cfg['train']``) given."""
+    import anndata as ad
+    import lightning.fabric  # noqa: F401
+    import numpy as np
+
+    import sclens as sl
+    from sclens.sae import torch_threads
+
+    x, atoms = make_data(cfg["n"], cfg["d"], n_atoms=3 * cfg["d"], active=cfg["active"], return_atoms=True)
+    adata = ad.AnnData(obsm={"X_emb": x}, shape=(cfg["n"], 0))
+    with torch_threads(cfg["threads"]):
+        t0 = time.perf_counter()
+        sl.tl.fit_sae(adata, use_rep="X_emb", k=cfg["k"], n_jobs=cfg["threads"], **cfg["train"])
+        wall = time.perf_counter() - t0
+    run = adata.uns["sae"]
+    w = run["weights"]["W_dec"]
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    m = run["metrics"]
+    return {
+        **cfg, "cosine": float(np.abs(atoms @ w.T).max(1).mean()), "fvu": m["fvu"], "l0": m["l0"],
+        "dead": m["dead_fraction"], "steps": int(m["n_steps"]), "stop": str(m["stop_reason"]), "wall_s": wall,
+    }  # fmt: skip
+
+
+def recovery_table(args: argparse.Namespace) -> None:
+    sizes = [int(v) for v in args.recovery_cells.split(",")]
+    dims = [int(v) for v in args.recovery_dims.split(",")]
+    variants = {"new": {}, "old": OLD_DEFAULTS} if args.old else {"new": {}}
+    print(f"# planted dictionaries (3*dims unit atoms, {args.active} active per cell, noise 0.05); "
+          f"fit_sae(use_rep, k={args.recovery_k}) with 16*dims features; {args.threads} torch thread(s)")  # fmt: skip
+    print("# old = lr 1e-4, 50 epochs, batch 1024 (the defaults before convergence-based training)")
+    cols = ("cells", "dims", "defaults", "|cos|", "FVU", "L0", "dead", "steps", "stop", "wall s")
+    widths = (8, 5, 9, 6, 6, 5, 6, 6, 10, 7)
+    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    print(head)
+    print("-" * len(head))
+    for n in sizes:
+        for d in dims:
+            for name, train in variants.items():
+                cfg = {"n": n, "d": d, "k": args.recovery_k, "active": args.active, "threads": args.threads, "train": train}
+                r = _in_child("--one-recovery", cfg, label=f"{n:>8} {d:>5} {name:>9}")
+                if r is None:
+                    continue
+                print(
+                    f"{n:>8} {d:>5} {name:>9} {r['cosine']:>6.3f} {r['fvu']:>6.3f} {r['l0']:>5.1f} {r['dead']:>6.3f} "
+                    f"{r['steps']:>6} {r['stop']:>10} {r['wall_s']:>7.1f}",
+                    flush=True,
+                )
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -166,11 +222,24 @@ def main() -> None:
     ap.add_argument("--memory-batches", default="256,1024,4096,16384", help="batch sizes for --memory")
     ap.add_argument("--memory-dims", type=int, default=128)
     ap.add_argument("--memory-features", type=int, default=512)
+    ap.add_argument("--recovery", action="store_true", help="planted-dictionary recovery with fit_sae defaults")
+    ap.add_argument("--recovery-cells", default="1000,10000,100000")
+    ap.add_argument("--recovery-dims", default="16,64")
+    ap.add_argument("--active", type=int, default=3, help="active atoms per cell for --recovery")
+    ap.add_argument("--recovery-k", type=int, default=3, help="TopK k for --recovery")
+    ap.add_argument("--old", action="store_true", help="--recovery: also run the old defaults side by side")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--one-recovery", help=argparse.SUPPRESS)
     ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if args.one_recovery:
+        print(json.dumps(run_recovery(json.loads(args.one_recovery))))
+        return
+    if args.recovery:
+        recovery_table(args)
         return
     if args.one_memory:
         print(json.dumps(run_memory(json.loads(args.one_memory))))
