@@ -11,6 +11,10 @@ from torch.nn import functional as F
 from ._registry import Architecture, register_architecture, sum_sq_error, topk_encode
 
 
+def _n_candidates(sae) -> int:
+    return min(sae.n_features, 4 * sae.cfg.k)
+
+
 def _batch_topk(sae, xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Top ``k * n`` of a batch's positive pre-activations: compact values, indices and the threshold.
 
@@ -18,8 +22,7 @@ def _batch_topk(sae, xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     batch's ``k * n`` slots, then the surplus is dropped). The threshold is the smallest kept
     value (``inf`` when nothing is positive); nothing here waits for the device.
     """
-    m = min(sae.n_features, 4 * sae.cfg.k)
-    vals, idx = topk_encode(xc, sae.W_enc, sae.b_enc, m)
+    vals, idx = topk_encode(xc, sae.W_enc, sae.b_enc, _n_candidates(sae))
     flat = vals.detach().flatten()
     kth = flat.topk(min(sae.cfg.k * xc.shape[0], flat.numel()), sorted=False).values.min()
     keep = vals.detach() >= kth.clamp_min(torch.finfo(vals.dtype).tiny)
@@ -31,8 +34,9 @@ def _batch_topk(sae, xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 class BatchTopK(Architecture):
     """Top ``k * n`` pre-activations over a training batch of ``n`` cells (Bussmann et al. 2024).
 
-    In evaluation every activation above the fixed ``threshold`` is kept, so encoding a cell does
-    not depend on the other cells of its batch. During training a running mean of the per-batch
+    In evaluation each cell keeps those of its top ``4k`` activations (the training candidates)
+    that reach the fixed ``threshold``, so encoding a cell does not depend on the other cells of
+    its batch. During training a running mean of the per-batch
     thresholds is kept; after training (and before each held-out evaluation) :meth:`calibrate_`
     sets the threshold to the ``k * n``-th largest activation of a sample of ``n`` training cells,
     so the inference-time L0 (and FVU) match those of training.
@@ -52,9 +56,9 @@ class BatchTopK(Architecture):
         return {"threshold": ()}
 
     def activate(self, sae, xc):
-        if not sae.training:
-            acts = F.relu(torch.addmm(sae.b_enc.to(xc.dtype), xc, sae.W_enc.to(xc.dtype)))
-            return acts * (acts > sae.threshold.to(acts.dtype)), None
+        if not sae.training:  # the same per-cell candidates as in training, then the fixed threshold
+            vals, idx = topk_encode(xc, sae.W_enc, sae.b_enc, _n_candidates(sae))
+            return vals * (vals >= sae.threshold.to(vals.dtype).clamp_min(torch.finfo(vals.dtype).tiny)), idx
         acts, idx, threshold = _batch_topk(sae, xc)
         self._observe(sae, threshold)
         return acts, idx
@@ -145,8 +149,8 @@ class JumpReLU(Architecture):
     name = "jumprelu"
     uses_l1 = True
     state = ("log_threshold",)
-    bandwidth: ClassVar[float] = 0.05
-    init_threshold: ClassVar[float] = 0.1
+    bandwidth: ClassVar[float] = 0.2  # in units of the normalised input (mean squared norm = input_dim)
+    init_threshold: ClassVar[float] = 0.5
 
     def init_state(self, sae):
         sae.log_threshold = nn.Parameter(torch.full((sae.n_features,), float(torch.tensor(self.init_threshold).log())))
