@@ -75,8 +75,15 @@ class BatchTopK(Architecture):
     def calibrate_(self, sae, xc):
         if len(xc) == 0:
             return
-        _, _, threshold = _batch_topk(sae, xc)
-        sae.threshold.copy_(torch.where(torch.isfinite(threshold), threshold, sae.threshold))
+        vals, _ = topk_encode(xc, sae.W_enc, sae.b_enc, _n_candidates(sae))
+        flat = vals.flatten().float()
+        n_keep = min(sae.cfg.k * xc.shape[0], flat.numel())
+        top = flat.topk(min(n_keep + 1, flat.numel())).values
+        kth = top[n_keep - 1]
+        below = top[n_keep] if len(top) > n_keep else kth.new_zeros(())
+        # half way to the next value: no activation of these cells sits on the threshold itself
+        threshold = torch.where(kth > 0, (kth + below) / 2, sae.threshold)
+        sae.threshold.copy_(threshold)
 
 
 @register_architecture
