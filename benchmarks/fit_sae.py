@@ -73,6 +73,62 @@ def run_one(cfg: dict) -> dict:
     }
 
 
+def plain_loop(model, x, *, batch_size: int, n_epochs: int, lr: float = 1e-3, device: str = "cpu") -> float:
+    """Seconds per epoch of a bare PyTorch loop over the same model (forward, backward, Adam, decoder norm).
+
+    No trainer, no metrics, no dead-feature book-keeping: the floor that ``train_sae`` is compared to.
+    """
+    import torch
+
+    xt = torch.as_tensor(x, device=device)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    marks = []
+    for _ in range(n_epochs + 1):  # the first epoch is a warm-up
+        marks.append(time.perf_counter())
+        for idx in torch.randperm(len(xt), device=device).split(batch_size):
+            out = model(xt[idx])
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            model.remove_parallel_grads_()
+            opt.step()
+            model.normalize_decoder_()
+        if device != "cpu":
+            torch.cuda.synchronize()
+    marks.append(time.perf_counter())
+    return (marks[-1] - marks[1]) / n_epochs
+
+
+def run_overhead(cfg: dict) -> dict:
+    """``train_sae`` vs :func:`plain_loop`, same architecture, data, batch size and epochs."""
+    import lightning.fabric  # noqa: F401
+
+    from sclens.sae import SAEConfig, SparseAutoencoder, torch_threads, train_sae
+
+    x = make_data(cfg["n"], cfg["d"])
+    def model():
+        c = SAEConfig(input_dim=cfg["d"], n_features=cfg["F"], architecture=cfg["arch"], k=cfg["k"])
+        return SparseAutoencoder(c, seed=0)
+
+    with torch_threads(cfg["threads"]):
+        plain = plain_loop(model(), x, batch_size=cfg["batch_size"], n_epochs=cfg["epochs"])
+        marks = []
+        train_sae(model(), x, n_epochs=cfg["epochs"] + 1, batch_size=cfg["batch_size"], lr=1e-3, show_progress=False,
+                  callback=lambda *_: marks.append(time.perf_counter()))  # fmt: skip
+    return {**cfg, "plain_s": plain, "sclens_s": (marks[-1] - marks[0]) / cfg["epochs"]}
+
+
+def overhead_table(args: argparse.Namespace) -> None:
+    cfg = {"n": args.overhead_cells, "d": 20, "F": 10_000, "arch": "vanilla", "k": 32, "batch_size": 128,
+           "epochs": 1, "threads": args.threads}  # fmt: skip
+    print(f"# per-step overhead: {cfg['n']} cells x 20 dims -> 10,000 vanilla features, batch 128, "
+          f"{args.threads} thread(s); seconds per epoch after a warm-up epoch")  # fmt: skip
+    r = _in_child("--one-overhead", cfg, label="overhead")
+    if r is not None:
+        print(f"plain PyTorch loop {r['plain_s']:8.2f} s/epoch\nsclens train_sae   {r['sclens_s']:8.2f} s/epoch "
+              f"(ratio {r['sclens_s'] / r['plain_s']:.2f})")  # fmt: skip
+
+
 OLD_DEFAULTS = {"lr": 1e-4, "n_epochs": 50, "batch_size": 1024}  # fit_sae before convergence-based training
 
 
@@ -229,12 +285,21 @@ def main() -> None:
     ap.add_argument("--active", type=int, default=3, help="active atoms per cell for --recovery")
     ap.add_argument("--recovery-k", type=int, default=3, help="TopK k for --recovery")
     ap.add_argument("--old", action="store_true", help="--recovery: also run the old defaults side by side")
+    ap.add_argument("--overhead", action="store_true", help="train_sae vs a plain PyTorch loop (vanilla, batch 128)")
+    ap.add_argument("--overhead-cells", type=int, default=100_000)
+    ap.add_argument("--one-overhead", help=argparse.SUPPRESS)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--one-recovery", help=argparse.SUPPRESS)
     ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if args.one_overhead:
+        print(json.dumps(run_overhead(json.loads(args.one_overhead))))
+        return
+    if args.overhead:
+        overhead_table(args)
         return
     if args.one_recovery:
         print(json.dumps(run_recovery(json.loads(args.one_recovery))))

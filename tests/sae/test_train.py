@@ -237,3 +237,23 @@ def test_geometric_median_minimises_summed_distance():
     gm = geometric_median(pts)
     assert cost(gm) <= ref.fun + 1e-6
     np.testing.assert_allclose(gm, ref.x, atol=1e-4)
+
+
+def test_tensor_input_batched_by_index_on_its_device(planted):
+    from sclens.sae import TensorBatches
+    from sclens.sae._data import as_batches
+
+    xt = torch.from_numpy(planted[0][:1000])
+    batches = as_batches(xt, batch_size=300, shuffle=True, seed=0)
+    assert isinstance(batches, TensorBatches)
+    epoch = torch.cat(list(batches))  # every row once per pass, in a new order each pass
+    assert epoch.shape == xt.shape and not torch.equal(epoch, xt)
+    torch.testing.assert_close(epoch.sum(0), xt.sum(0))
+    assert not torch.equal(torch.cat(list(batches)), epoch)
+    shards = [list(as_batches(batches, batch_size=300, shuffle=True, seed=0, rank=r, world_size=2)) for r in (0, 1)]
+    assert [len(s) for s in shards] == [2, 2]
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=64, k=3), seed=0)
+    h = train_sae(sae, xt, n_epochs=3, batch_size=128, lr=1e-2, show_progress=False)
+    assert h["fvu"][-1] < h["fvu"][0] and int(h["n_steps"]) == 24
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        TensorBatches(torch.tensor([[float("nan")]]))

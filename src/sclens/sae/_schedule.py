@@ -30,11 +30,11 @@ class Stopping:
     at ``max_steps`` (``"max_steps"``); the weights of the best evaluation are restored.
     """
 
-    min_steps: int = 1000
+    min_steps: int = 500
     max_steps: int = 20_000
     patience: int = 3
     eval_every: int = 100
-    n_decays: int = 2
+    n_decays: int = 1
     decay: float = 0.3
     rel_tol: float = 1e-3
 

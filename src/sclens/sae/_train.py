@@ -204,11 +204,11 @@ def _check_lengths(n_epochs: int | None, lr: float | None) -> None:
         raise ValueError(msg)
 
 
-def _make_fabric(accelerator: str, devices: int | str, strategy: str, precision: str) -> Any:
+def _make_fabric(accelerator: str, devices: int | str, strategy: str, precision: str, num_nodes: int) -> Any:
     from lightning.fabric import Fabric
     from lightning.fabric.strategies import SingleDeviceStrategy
 
-    fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision)
+    fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision, num_nodes=num_nodes)
     if not isinstance(fabric.strategy, SingleDeviceStrategy):
         fabric.launch()
     return fabric
@@ -233,6 +233,7 @@ def train_sae(
     devices: int | str = 1,
     strategy: str = "auto",
     precision: str = "32-true",
+    num_nodes: int = 1,
     show_progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -252,7 +253,7 @@ def train_sae(
     ``n_epochs`` trains exactly that long (learning rate decayed linearly over the last 20 %).
     ``lr=None`` uses :func:`sclens.sae.default_lr` (``2e-4 / sqrt(n_features / 2**14)``); the
     learning rate warms up linearly over the first (at most 100) steps.
-    ``accelerator`` / ``devices`` / ``strategy`` / ``precision`` go to Fabric, so
+    ``accelerator`` / ``devices`` / ``strategy`` / ``precision`` / ``num_nodes`` go to Fabric, so
     ``strategy="ddp", devices=4`` trains on four GPUs; the default runs in-process on CPU.
 
     Returns the training history: arrays of :data:`CURVES` and ``step`` (one point per epoch, or
@@ -267,7 +268,7 @@ def train_sae(
     rule = Stopping(**{k: v for k, v in given.items() if v is not None}) if n_epochs is None else None
     lr = default_lr(model.n_features) if lr is None else float(lr)
     torch.manual_seed(seed)
-    fabric = _make_fabric(accelerator, devices, strategy, precision)
+    fabric = _make_fabric(accelerator, devices, strategy, precision, num_nodes)
     kw = {"rank": fabric.global_rank, "world_size": fabric.world_size}
     batches = as_batches(data, batch_size=batch_size, shuffle=True, seed=seed, **kw)
     val = None if val_data is None else as_batches(val_data, batch_size=batch_size, shuffle=False, seed=seed)

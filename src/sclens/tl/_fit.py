@@ -155,8 +155,8 @@ def fit_sae(
         (:func:`sclens.sae.default_lr`: 1.6e-3 for 256 features, 2e-4 for 16,384), after a short warm-up.
     n_epochs
         Passes over the training cells. ``None`` trains until the held-out loss stops improving
-        (:class:`sclens.sae.Stopping`: learning rate decayed twice on a plateau, best weights
-        restored), within 1,000 and 20,000 optimizer steps (``trainer_kwargs`` ``min_steps`` /
+        (:class:`sclens.sae.Stopping`: learning rate decayed once on a plateau, best weights
+        restored), within 500 and 20,000 optimizer steps (``trainer_kwargs`` ``min_steps`` /
         ``max_steps`` / ``patience`` / ``eval_every`` change this).
     batch_size
         Cells per minibatch.
