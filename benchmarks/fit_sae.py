@@ -24,20 +24,22 @@ import time
 ARCHS = ("topk", "batchtopk", "relu", "vanilla")
 
 
-def make_data(n: int, d: int, seed: int = 0):
+def make_data(n: int, d: int, seed: int = 0, *, n_atoms: int | None = None, active: int = 5, return_atoms: bool = False):
+    """Cells as gamma-weighted sums of ``active`` of ``n_atoms`` (default ``4 d``) random unit atoms, plus noise."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    n_atoms = 4 * d
+    n_atoms = 4 * d if n_atoms is None else n_atoms
     atoms = rng.normal(size=(n_atoms, d)).astype(np.float32)
     atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
     x = np.zeros((n, d), dtype=np.float32)
-    for s in range(0, n, 10_000):  # 5 active atoms per cell, built in blocks
+    for s in range(0, n, 10_000):  # `active` distinct atoms per cell, built in blocks
         m = min(10_000, n - s)
-        idx = rng.integers(0, n_atoms, size=(m, 5))
-        coef = rng.gamma(2.0, 0.5, size=(m, 5)).astype(np.float32)
+        idx = np.argsort(rng.random((m, n_atoms)), axis=1)[:, :active]
+        coef = rng.gamma(2.0, 0.5, size=(m, active)).astype(np.float32)
         x[s : s + m] = np.einsum("mk,mkd->md", coef, atoms[idx])
-    return x + 0.05 * rng.normal(size=x.shape).astype(np.float32)
+    x += 0.05 * rng.normal(size=x.shape).astype(np.float32)
+    return (x, atoms) if return_atoms else x
 
 
 def run_one(cfg: dict) -> dict:
@@ -69,6 +71,117 @@ def run_one(cfg: dict) -> dict:
         "l0": ev.l0,
         "dead": ev.dead_fraction,
     }
+
+
+def plain_loop(model, x, *, batch_size: int, n_epochs: int, lr: float = 1e-3, device: str = "cpu") -> float:
+    """Seconds per epoch of a bare PyTorch loop over the same model (forward, backward, Adam, decoder norm).
+
+    No trainer, no metrics, no dead-feature book-keeping: the floor that ``train_sae`` is compared to.
+    """
+    import torch
+
+    xt = torch.as_tensor(x, device=device)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    marks = []
+    for _ in range(n_epochs + 1):  # the first epoch is a warm-up
+        marks.append(time.perf_counter())
+        for idx in torch.randperm(len(xt), device=device).split(batch_size):
+            out = model(xt[idx])
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            model.remove_parallel_grads_()
+            opt.step()
+            model.normalize_decoder_()
+        if device != "cpu":
+            torch.cuda.synchronize()
+    marks.append(time.perf_counter())
+    return (marks[-1] - marks[1]) / n_epochs
+
+
+def run_overhead(cfg: dict) -> dict:
+    """``train_sae`` vs :func:`plain_loop`, same architecture, data, batch size and epochs."""
+    import lightning.fabric  # noqa: F401
+
+    from sclens.sae import SAEConfig, SparseAutoencoder, torch_threads, train_sae
+
+    x = make_data(cfg["n"], cfg["d"])
+    def model():
+        c = SAEConfig(input_dim=cfg["d"], n_features=cfg["F"], architecture=cfg["arch"], k=cfg["k"])
+        return SparseAutoencoder(c, seed=0)
+
+    with torch_threads(cfg["threads"]):
+        plain = plain_loop(model(), x, batch_size=cfg["batch_size"], n_epochs=cfg["epochs"])
+        marks = []
+        train_sae(model(), x, n_epochs=cfg["epochs"] + 1, batch_size=cfg["batch_size"], lr=1e-3, show_progress=False,
+                  callback=lambda *_: marks.append(time.perf_counter()))  # fmt: skip
+    return {**cfg, "plain_s": plain, "sclens_s": (marks[-1] - marks[0]) / cfg["epochs"]}
+
+
+def overhead_table(args: argparse.Namespace) -> None:
+    cfg = {"n": args.overhead_cells, "d": 20, "F": 10_000, "arch": "vanilla", "k": 32, "batch_size": 128,
+           "epochs": 1, "threads": args.threads}  # fmt: skip
+    print(f"# per-step overhead: {cfg['n']} cells x 20 dims -> 10,000 vanilla features, batch 128, "
+          f"{args.threads} thread(s); seconds per epoch after a warm-up epoch")  # fmt: skip
+    r = _in_child("--one-overhead", cfg, label="overhead")
+    if r is not None:
+        print(f"plain PyTorch loop {r['plain_s']:8.2f} s/epoch\nsclens train_sae   {r['sclens_s']:8.2f} s/epoch "
+              f"(ratio {r['sclens_s'] / r['plain_s']:.2f})")  # fmt: skip
+
+
+OLD_DEFAULTS = {"lr": 1e-4, "n_epochs": 50, "batch_size": 1024}  # fit_sae before convergence-based training
+
+
+def run_recovery(cfg: dict) -> dict:
+    """``sl.tl.fit_sae`` on a planted dictionary with only ``use_rep``, ``k`` (and ``cfg['train']``) given."""
+    import anndata as ad
+    import lightning.fabric  # noqa: F401
+    import numpy as np
+
+    import sclens as sl
+    from sclens.sae import torch_threads
+
+    x, atoms = make_data(cfg["n"], cfg["d"], n_atoms=3 * cfg["d"], active=cfg["active"], return_atoms=True)
+    adata = ad.AnnData(obsm={"X_emb": x}, shape=(cfg["n"], 0))
+    with torch_threads(cfg["threads"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        sl.tl.fit_sae(adata, use_rep="X_emb", k=cfg["k"], n_jobs=cfg["threads"], **cfg["train"])
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    run = adata.uns["sae"]
+    w = run["weights"]["W_dec"]
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    m = run["metrics"]
+    return {
+        **cfg, "cosine": float(np.abs(atoms @ w.T).max(1).mean()), "fvu": m["fvu"], "l0": m["l0"],
+        "dead": m["dead_fraction"], "steps": int(m["n_steps"]), "stop": str(m["stop_reason"]), "wall_s": wall,
+        "cpu_s": cpu,
+    }  # fmt: skip
+
+
+def recovery_table(args: argparse.Namespace) -> None:
+    sizes = [int(v) for v in args.recovery_cells.split(",")]
+    dims = [int(v) for v in args.recovery_dims.split(",")]
+    variants = {"new": {}, "old": OLD_DEFAULTS} if args.old else {"new": {}}
+    print(f"# planted dictionaries (3*dims unit atoms, {args.active} active per cell, noise 0.05); "
+          f"fit_sae(use_rep, k={args.recovery_k}) with 16*dims features; {args.threads} torch thread(s)")  # fmt: skip
+    print("# old = lr 1e-4, 50 epochs, batch 1024 (the defaults before convergence-based training)")
+    cols = ("cells", "dims", "defaults", "|cos|", "FVU", "L0", "dead", "steps", "stop", "wall s", "CPU s")
+    widths = (8, 5, 9, 6, 6, 5, 6, 6, 10, 7, 7)
+    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    print(head)
+    print("-" * len(head))
+    for n in sizes:
+        for d in dims:
+            for name, train in variants.items():
+                cfg = {"n": n, "d": d, "k": args.recovery_k, "active": args.active, "threads": args.threads, "train": train}
+                r = _in_child("--one-recovery", cfg, label=f"{n:>8} {d:>5} {name:>9}")
+                if r is None:
+                    continue
+                print(
+                    f"{n:>8} {d:>5} {name:>9} {r['cosine']:>6.3f} {r['fvu']:>6.3f} {r['l0']:>5.1f} {r['dead']:>6.3f} "
+                    f"{r['steps']:>6} {r['stop']:>10} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}",
+                    flush=True,
+                )
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -166,11 +279,33 @@ def main() -> None:
     ap.add_argument("--memory-batches", default="256,1024,4096,16384", help="batch sizes for --memory")
     ap.add_argument("--memory-dims", type=int, default=128)
     ap.add_argument("--memory-features", type=int, default=512)
+    ap.add_argument("--recovery", action="store_true", help="planted-dictionary recovery with fit_sae defaults")
+    ap.add_argument("--recovery-cells", default="1000,10000,100000")
+    ap.add_argument("--recovery-dims", default="16,64")
+    ap.add_argument("--active", type=int, default=3, help="active atoms per cell for --recovery")
+    ap.add_argument("--recovery-k", type=int, default=3, help="TopK k for --recovery")
+    ap.add_argument("--old", action="store_true", help="--recovery: also run the old defaults side by side")
+    ap.add_argument("--overhead", action="store_true", help="train_sae vs a plain PyTorch loop (vanilla, batch 128)")
+    ap.add_argument("--overhead-cells", type=int, default=100_000)
+    ap.add_argument("--one-overhead", help=argparse.SUPPRESS)
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--one-recovery", help=argparse.SUPPRESS)
     ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if args.one_overhead:
+        print(json.dumps(run_overhead(json.loads(args.one_overhead))))
+        return
+    if args.overhead:
+        overhead_table(args)
+        return
+    if args.one_recovery:
+        print(json.dumps(run_recovery(json.loads(args.one_recovery))))
+        return
+    if args.recovery:
+        recovery_table(args)
         return
     if args.one_memory:
         print(json.dumps(run_memory(json.loads(args.one_memory))))

@@ -37,3 +37,18 @@ def test_training_plot_into_given_ax(fitted):
     with pytest.raises(ValueError, match="Unknown metric"):
         sl.pl.training(fitted, metrics=["accuracy"], ax=ax, show=False)
     plt.close(fig)
+
+
+def test_training_plot_shows_steps_stop_reason_and_best():
+    adata = sl.datasets.toy(n_cells=200, n_genes=200, random_state=2)
+    rule = {"min_steps": 20, "max_steps": 40, "eval_every": 10}
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=32, k=3, trainer_kwargs=rule)
+    m = adata.uns["sae"]["metrics"]
+    fig = sl.pl.training(adata, metrics=["fvu"], return_fig=True)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [10, 20, 30, 40])
+    assert ax.get_xlabel() == "optimizer step"
+    assert ax.lines[2].get_xdata()[0] == m["best_step"]  # the restored step is marked
+    title = fig._suptitle.get_text()
+    assert title.startswith("40 steps, max_steps; best held-out FVU") and f"{m['best_val_fvu']:.3g}" in title
+    plt.close(fig)

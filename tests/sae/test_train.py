@@ -15,26 +15,8 @@ from sclens.sae import (
 )
 
 
-def make_planted(n: int = 3000, d: int = 16, n_atoms: int = 64, active: int = 3, seed: int = 0):
-    """Cells as non-negative combinations of ``active`` of ``n_atoms`` random unit atoms."""
-    rng = np.random.default_rng(seed)
-    atoms = rng.normal(size=(n_atoms, d))
-    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
-    codes = np.zeros((n, n_atoms))
-    for i in range(n):
-        codes[i, rng.choice(n_atoms, active, replace=False)] = rng.uniform(0.5, 2.0, active)
-    return (codes @ atoms).astype(np.float32), atoms
-
-
-def best_cosine(sae, atoms: np.ndarray) -> float:
-    """Mean over true atoms of the best cosine similarity with a decoder row."""
-    w = sae.W_dec.detach().cpu().numpy()
-    w = w / np.linalg.norm(w, axis=1, keepdims=True)
-    return float((atoms @ w.T).max(1).mean())
-
-
 @pytest.fixture(scope="module")
-def planted():
+def planted(make_planted):
     return make_planted()
 
 
@@ -45,7 +27,7 @@ def _fit(x, *, n_epochs, lr, seed=0, batch_size=128, **cfg):
 
 
 @pytest.fixture(scope="module")
-def planted32():
+def planted32(make_planted):
     return make_planted(n=3000, d=32)
 
 
@@ -53,7 +35,7 @@ def planted32():
     ("arch", "kw"),
     [("topk", {"k": 4, "n_features": 128}), ("relu", {"l1_weight": 1.0, "n_features": 128})],
 )
-def test_planted_dictionary_recovered(planted32, arch, kw):
+def test_planted_dictionary_recovered(planted32, best_cosine, arch, kw):
     x, atoms = planted32
     sae, history = _fit(x, architecture=arch, n_epochs=20, lr=PLANTED_LR[arch], **kw)
     ev = evaluate(sae, x)
@@ -75,15 +57,15 @@ def test_vanilla_l1_controls_sparsity(planted):
 
 
 def test_auxk_reduces_dead_features(planted):
-    # a too-high learning rate kills about half of the features; AuxK revives part of them
+    # a too-high learning rate kills a fifth of the features; AuxK revives most of them
     x = planted[0][:2000]
     dead = {}
     for aux_weight in (0.0, 1.0):
         sae, _ = _fit(
-            x, architecture="topk", n_features=64, k=3, aux_weight=aux_weight, dead_steps=10, n_epochs=15, lr=0.1
+            x, architecture="topk", n_features=64, k=3, aux_weight=aux_weight, dead_steps=10, n_epochs=15, lr=0.05
         )
         dead[aux_weight] = evaluate(sae, x).dead_fraction
-    assert dead[0.0] > 0.3
+    assert dead[0.0] > 0.15
     assert dead[1.0] < dead[0.0] - 0.08
 
 
@@ -255,3 +237,23 @@ def test_geometric_median_minimises_summed_distance():
     gm = geometric_median(pts)
     assert cost(gm) <= ref.fun + 1e-6
     np.testing.assert_allclose(gm, ref.x, atol=1e-4)
+
+
+def test_tensor_input_batched_by_index_on_its_device(planted):
+    from sclens.sae import TensorBatches
+    from sclens.sae._data import as_batches
+
+    xt = torch.from_numpy(planted[0][:1000])
+    batches = as_batches(xt, batch_size=300, shuffle=True, seed=0)
+    assert isinstance(batches, TensorBatches)
+    epoch = torch.cat(list(batches))  # every row once per pass, in a new order each pass
+    assert epoch.shape == xt.shape and not torch.equal(epoch, xt)
+    torch.testing.assert_close(epoch.sum(0), xt.sum(0))
+    assert not torch.equal(torch.cat(list(batches)), epoch)
+    shards = [list(as_batches(batches, batch_size=300, shuffle=True, seed=0, rank=r, world_size=2)) for r in (0, 1)]
+    assert [len(s) for s in shards] == [2, 2]
+    sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=64, k=3), seed=0)
+    h = train_sae(sae, xt, n_epochs=3, batch_size=128, lr=1e-2, show_progress=False)
+    assert h["fvu"][-1] < h["fvu"][0] and int(h["n_steps"]) == 24
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        TensorBatches(torch.tensor([[float("nan")]]))

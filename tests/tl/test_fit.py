@@ -138,7 +138,7 @@ def _bad(adata, key, value):
         (lambda a: a[:0].copy(), {}, ValueError, r"has 0 row\(s\)"),
         (lambda a: a, {"k": 64}, ValueError, r"k must satisfy 1 <= k < n_features"),
         (lambda a: a, {"n_features": 0}, ValueError, r"n_features must be >= 1"),
-        (lambda a: a, {"architecture": "jumprelu"}, ValueError, r"Unknown SAE architecture 'jumprelu'; choose one of"),
+        (lambda a: a, {"architecture": "gated"}, ValueError, r"Unknown SAE architecture 'gated'; choose one of"),
     ],
 )
 def test_bad_input_leaves_adata_unchanged(toy, make, kwargs, err, match):
@@ -287,3 +287,20 @@ def test_mudata_global_obsm(toy, tmp_path):
     _assert_same(mdata.uns["sae"], back.uns["sae"])
     sl.tl.encode(back)
     assert (back.obsm["X_sae"] != ref.obsm["X_sae"]).nnz == 0
+
+
+def test_defaults_train_to_convergence_and_record_it(toy, tmp_path):
+    from sclens.sae import default_lr
+
+    adata = toy.copy()
+    rule = {"min_steps": 30, "max_steps": 400, "eval_every": 10, "patience": 1}
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=64, k=4, trainer_kwargs=rule)
+    run = adata.uns["sae"]
+    assert run["params"]["n_epochs"] == "auto" and run["params"]["lr"] == pytest.approx(default_lr(64))
+    m = run["metrics"]
+    assert m["stop_reason"] in ("converged", "max_steps") and 30 <= m["n_steps"] <= 400
+    assert m["best_val_fvu"] == pytest.approx(min(m["val_fvu"]))
+    np.testing.assert_array_equal(m["train_step"], np.arange(10, m["n_steps"] + 1, 10))
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["sae"]["metrics"]
+    assert back["stop_reason"] == m["stop_reason"] and back["n_steps"] == m["n_steps"]

@@ -22,6 +22,23 @@ _LABELS = {
 }
 
 
+def _x_axis(run_metrics) -> tuple[np.ndarray, str]:
+    """Optimizer steps when the run recorded them (``train_step``), else epochs 1, 2, ..."""
+    if "train_step" in run_metrics:
+        return np.asarray(run_metrics["train_step"], dtype=float), "optimizer step"
+    n = max(len(np.atleast_1d(v)) for k, v in run_metrics.items() if k.startswith("train_"))
+    return np.arange(1, n + 1, dtype=float), "epoch"
+
+
+def _summary(run_metrics) -> str:
+    """``'1,900 steps, converged; best held-out FVU 0.102'`` from the training summary, if stored."""
+    if "n_steps" not in run_metrics:
+        return ""
+    text = f"{int(run_metrics['n_steps']):,} steps, {run_metrics['stop_reason']}"
+    best = float(run_metrics.get("best_val_fvu", np.nan))
+    return text + (f"; best held-out FVU {best:.3g}" if np.isfinite(best) else "")
+
+
 @doc_params()
 def training(
     adata: AnnData,
@@ -32,9 +49,11 @@ def training(
     show: bool | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
-    """Plot training curves (one value per epoch) of an SAE fitted with :func:`sclens.tl.fit_sae`.
+    """Plot training curves of an SAE fitted with :func:`sclens.tl.fit_sae`, against optimizer steps.
 
-    Each metric gets its own panel; the ``fvu`` panel also shows the held-out FVU when present.
+    Each metric gets its own panel; the ``fvu`` panel also shows the held-out FVU when present
+    and marks the step whose weights were kept; the title gives the steps taken, why training
+    stopped (``converged``, ``max_steps`` or ``n_epochs``) and the best held-out FVU.
 
     Parameters
     ----------
@@ -80,18 +99,23 @@ def training(
             msg = f"Pass one axes per metric: got {len(axes)} axes for {len(metrics)} metrics."
             raise ValueError(msg)
         fig = axes[0].figure
+    x, xlabel = _x_axis(run_metrics)
     for a, m in zip(axes, metrics, strict=True):
         y = np.asarray(run_metrics[f"train_{m}"], dtype=float)
-        epochs = np.arange(1, len(y) + 1)
-        a.plot(epochs, y, marker=".", label="train")
+        a.plot(x[: len(y)], y, marker=".", label="train")
         if m == "fvu" and "val_fvu" in run_metrics and np.ndim(run_metrics["val_fvu"]) == 1:
             v = np.asarray(run_metrics["val_fvu"], dtype=float)
-            a.plot(np.arange(1, len(v) + 1), v, marker=".", label="held-out")
+            a.plot(x[: len(v)], v, marker=".", label="held-out")
+            if "best_step" in run_metrics and xlabel == "optimizer step":
+                a.axvline(float(run_metrics["best_step"]), color="0.5", ls="--", lw=0.8, label="best (restored)")
             a.legend(frameon=False)
-        a.set_xlabel("epoch")
+        a.set_xlabel(xlabel)
         a.set_ylabel(_LABELS[m])
         if m in ("loss", "mse") and np.all(y > 0):
             a.set_yscale("log")
+    summary = _summary(run_metrics)
+    if summary:
+        fig.suptitle(summary, fontsize="medium")
     fig.tight_layout()
     if return_fig:
         return fig

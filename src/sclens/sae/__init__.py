@@ -2,15 +2,18 @@
 
 >>> from sclens.sae import SAEConfig, SparseAutoencoder, train_sae
 >>> sae = SparseAutoencoder(SAEConfig(input_dim=16, n_features=256, architecture="topk", k=8), seed=0)
->>> history = train_sae(sae, x, n_epochs=20, lr=1e-3)  # x: numpy / sparse / dask / backed / tensors
+>>> history = train_sae(sae, x)  # until held-out loss stops improving; numpy / sparse / dask / backed / tensors
 """
 
+from . import _architectures  # noqa: F401  (registers batchtopk, matryoshka_batchtopk, jumprelu)
 from ._config import SAEConfig
-from ._data import ArrayBatches, data_stats, geometric_median
+from ._data import ArrayBatches, TensorBatches, data_stats, geometric_median
 from ._io import check_input_dim, from_arrays, load_sae, save_sae, to_arrays
 from ._model import SAEOutput, SparseAutoencoder
 from ._registry import Architecture, available_architectures, get_architecture, register_architecture
-from ._train import EvalResult, evaluate, initialize_from_data, torch_threads, train_sae
+from ._evaluate import EvalResult, evaluate
+from ._schedule import Stopping, default_lr
+from ._train import initialize_from_data, torch_threads, train_sae
 
 __all__ = [
     "Architecture",
@@ -19,9 +22,12 @@ __all__ = [
     "SAEConfig",
     "SAEOutput",
     "SparseAutoencoder",
+    "Stopping",
+    "TensorBatches",
     "available_architectures",
     "check_input_dim",
     "data_stats",
+    "default_lr",
     "evaluate",
     "from_arrays",
     "geometric_median",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -123,6 +124,59 @@ class ArrayBatches:
             yield torch.from_numpy(np.ascontiguousarray(carry))
 
 
+class TensorBatches:
+    """Re-iterable minibatches of a torch tensor, shuffled by index on the tensor's own device.
+
+    A CUDA tensor stays on the GPU: each pass draws a permutation there and gathers rows, with
+    no host round trip. ``mask`` / ``rank`` / ``world_size`` as in :class:`ArrayBatches`.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        *,
+        batch_size: int = 1024,
+        shuffle: bool = True,
+        seed: int = 0,
+        mask: np.ndarray | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < 1:
+            msg = f"batch_size must be >= 1, got {batch_size}."
+            raise ValueError(msg)
+        x = x.detach()
+        if mask is not None:
+            x = x[torch.as_tensor(np.asarray(mask, dtype=bool)).to(x.device)]
+        if not bool(torch.isfinite(x).all()):
+            msg = "The embedding contains NaN or infinite values; remove or impute those cells first."
+            raise ValueError(msg)
+        self.x = x.float() if x.dtype != torch.float32 else x
+        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
+        self.rank, self.world_size = rank, world_size
+        self._epoch = 0
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.x.shape[0])
+
+    def __len__(self) -> int:
+        n = -(-self.n_obs // self.batch_size)
+        return n // self.world_size if self.world_size > 1 else n
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        gen = torch.Generator(device=self.x.device).manual_seed(self.seed * 100_003 + self._epoch)
+        self._epoch += 1
+        n = self.n_obs
+        order = torch.randperm(n, device=self.x.device, generator=gen) if self.shuffle else None
+        n_batches = len(self) * self.world_size
+        for i, s in enumerate(range(0, n, self.batch_size)):
+            if i >= n_batches:
+                return
+            if i % self.world_size == self.rank:
+                yield self.x[order[s : s + self.batch_size]] if order is not None else self.x[s : s + self.batch_size]
+
+
 class DataStats(NamedTuple):
     """Streaming statistics of the training data (float64)."""
 
@@ -138,6 +192,8 @@ def data_stats(source: Any, *, n_sample: int = 4096, seed: int = 0) -> DataStats
     Arrays are read chunk by chunk; for a generic iterable only its first ``n_sample`` rows are used.
     """
     rng = np.random.default_rng(seed)
+    if isinstance(source, TensorBatches):
+        return _tensor_stats(source.x, n_sample, rng)
     n, s1, s2, sample = 0, 0.0, 0.0, []
     if isinstance(source, ArrayBatches):
         chunks = source.chunks()
@@ -156,6 +212,20 @@ def data_stats(source: Any, *, n_sample: int = 4096, seed: int = 0) -> DataStats
     mean = s1 / n
     var = np.maximum(s2 / n - mean**2, 0.0)
     return DataStats(n, mean, var, np.concatenate(sample)[:n_sample])
+
+
+def _tensor_stats(x: torch.Tensor, n_sample: int, rng: np.random.Generator) -> DataStats:
+    """:class:`DataStats` of a tensor computed on its device (only the results come to the host)."""
+    n = int(x.shape[0])
+    if n == 0:
+        msg = "The training data has no rows."
+        raise ValueError(msg)
+    xd = x.double()
+    mean = xd.mean(0)
+    var = (xd - mean).pow(2).mean(0)
+    rows = np.sort(rng.choice(n, min(n, n_sample), replace=False))
+    sample = x[torch.from_numpy(rows).to(x.device)].cpu().numpy()
+    return DataStats(n, mean.cpu().numpy(), var.cpu().numpy(), sample)
 
 
 def _first_rows(batches: Any, n_max: int) -> Iterator[np.ndarray]:
@@ -180,3 +250,32 @@ def geometric_median(x: np.ndarray, *, n_iter: int = 100, tol: float = 1e-6) -> 
             return y_new
         y = y_new
     return y
+
+
+def as_batches(data: Any, *, batch_size: int, shuffle: bool, seed: int, **kw: Any) -> Any:
+    """Wrap an array-like in :class:`ArrayBatches` (a torch tensor in :class:`TensorBatches`).
+
+    Iterables of tensors pass through unchanged; ``rank`` / ``world_size`` in ``kw`` also shard a
+    given :class:`ArrayBatches` / :class:`TensorBatches` (a shallow copy).
+    """
+    from collections.abc import Iterable
+
+    if isinstance(data, ArrayBatches | TensorBatches):
+        if kw.get("world_size", 1) > 1:
+            data = copy.copy(data)
+            data.rank, data.world_size = kw["rank"], kw["world_size"]
+        return data
+    if isinstance(data, torch.Tensor):
+        return TensorBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, **kw)
+    if hasattr(data, "shape") and hasattr(data, "__getitem__"):
+        return ArrayBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, **kw)
+    if isinstance(data, Iterator):
+        msg = (
+            f"Training data is a one-shot iterator ({type(data).__name__}), but it is read once for "
+            "statistics and once per epoch; pass a list of tensors or an array instead."
+        )
+        raise TypeError(msg)
+    if isinstance(data, Iterable):
+        return data
+    msg = f"Training data must be an array (numpy, sparse, dask, backed), a tensor or an iterable of tensors, got {type(data)}."
+    raise TypeError(msg)

@@ -110,7 +110,9 @@ def _safe_metadata(weights_file: Path) -> dict[str, str]:
 
 def check_state(cfg: SAEConfig, state: dict[str, Any], *, source: str) -> None:
     """Refuse weights that do not fit the architecture (unexpected tensors) or are not finite."""
-    expected = {"W_enc", "b_enc", "W_dec", "b_dec", *(("threshold",) if cfg.architecture == "batchtopk" else ())}
+    from ._registry import get_architecture
+
+    expected = {"W_enc", "b_enc", "W_dec", "b_dec", *get_architecture(cfg.architecture).state}
     extra = sorted(set(state) - expected)
     if extra:
         msg = (

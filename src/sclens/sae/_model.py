@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._config import SAEConfig
-from ._registry import get_architecture
+from ._registry import get_architecture, sum_sq_error
 
 _EPS = 1e-12
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -50,16 +50,17 @@ class SAEOutput(NamedTuple):
         """Boolean mask of features with a positive activation in this batch."""
         if self.indices is None:
             return (self.acts > 0).any(0)
-        mask = torch.zeros(self.n_features, dtype=torch.bool, device=self.acts.device)
-        mask[self.indices[self.acts > 0]] = True
-        return mask
+        # scatter-add instead of boolean indexing: no host synchronisation
+        hits = torch.zeros(self.n_features, dtype=torch.float32, device=self.acts.device)
+        return hits.index_add_(0, self.indices.flatten(), (self.acts > 0).flatten().float()) > 0
 
 
 class SparseAutoencoder(nn.Module):
     """A sparse autoencoder ``x -> z (n_features, sparse, >= 0) -> x_hat``.
 
     Weights follow the storage contract: ``W_enc`` (d x F), ``b_enc`` (F), ``W_dec`` (F x d),
-    ``b_dec`` (d), plus ``threshold`` for ``batchtopk``. Initialisation is tied
+    ``b_dec`` (d), plus the architecture's own ``state`` (``threshold`` for ``batchtopk``,
+    ``log_threshold`` for ``jumprelu``). Initialisation is tied
     (``W_enc = W_dec.T``) with unit-norm decoder rows.
 
     Parameters
@@ -83,9 +84,7 @@ class SparseAutoencoder(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.input_dim))
         self.register_buffer("input_mean", torch.zeros(cfg.input_dim))
         self.register_buffer("input_scale", torch.ones(cfg.input_dim))
-        if self.arch.name == "batchtopk":
-            self.register_buffer("threshold", torch.tensor(-1.0))
-        self.threshold_momentum = 0.99
+        self.arch.init_state(self)
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -135,7 +134,8 @@ class SparseAutoencoder(nn.Module):
         if idx is None:
             return acts @ self.W_dec + self.b_dec
         # sparse gather of the k active decoder rows: O(n k d) instead of O(n F d)
-        return F.embedding_bag(idx, self.W_dec, per_sample_weights=acts, mode="sum") + self.b_dec
+        w = acts.to(self.W_dec.dtype)  # bf16 activations under autocast meet float32 weights
+        return F.embedding_bag(idx, self.W_dec, per_sample_weights=w, mode="sum") + self.b_dec
 
     def decode(self, z: Tensor) -> Tensor:
         """Reconstruction ``(n, d)`` in the original embedding units from dense activations ``z``."""
@@ -148,38 +148,28 @@ class SparseAutoencoder(nn.Module):
     def forward(self, x: Tensor, *, dead_mask: Tensor | None = None) -> SAEOutput:
         """Encode, decode and compute the loss terms for a minibatch ``x`` (n x d).
 
-        ``dead_mask`` (bool, F) marks dead features for the AuxK loss (TopK-like architectures).
+        ``dead_mask`` marks dead features for the AuxK loss (TopK-like architectures): a boolean
+        mask of length F or a tensor of their indices (no host synchronisation).
         """
         cfg = self.cfg
         xn = self._normalize(self.check_input(x))
         xc = self._encoder_input(xn)
         acts, idx = self.arch.activate(self, xc)
         recon = self._decode_normalized(acts, idx)
-        err = recon - xn
-        sse = err.pow(2).sum()
-        total_var = (xn - xn.mean(0)).pow(2).sum().clamp_min(_EPS)
         n = xn.shape[0]
-        mse = sse / n
-        loss = mse
+        mse = sum_sq_error(recon, xn)
+        total_var = (xn - xn.mean(0)).pow(2).sum().clamp_min(_EPS)
+        loss = self.arch.reconstruction_loss(self, xn, acts, idx, recon)
         zero = xn.new_zeros(())
-        sparsity = zero
-        if self.arch.uses_l1:
-            w = acts.abs()
-            if self.arch.l1_by_decoder_norm:
-                w = w * self.W_dec.norm(dim=1)
-            sparsity = w.sum() / n
+        sparsity = self.arch.penalty(self, xc, acts, idx) if self.arch.uses_l1 else None
+        if sparsity is None:
+            sparsity = zero
+        else:
             loss = loss + cfg.l1_weight * sparsity
         auxk = zero
         if self.arch.uses_auxk and dead_mask is not None and cfg.aux_k > 0 and cfg.aux_weight > 0:
-            dead = dead_mask.nonzero().squeeze(1)
-            if len(dead) > 0:
-                # pre-activations of the dead features only: O(n d n_dead)
-                aux_pre = torch.addmm(self.b_enc[dead], xc, self.W_enc[:, dead])
-                av, ai = aux_pre.topk(min(cfg.aux_k, len(dead)), dim=-1, sorted=False)
-                e_hat = F.embedding_bag(dead[ai], self.W_dec, per_sample_weights=F.relu(av), mode="sum")
-                residual = (xn - recon).detach()
-                auxk = (e_hat - residual).pow(2).sum() / n  # same units as `mse`
-                loss = loss + cfg.aux_weight * auxk
+            auxk = self._auxk_loss(xc, xn, recon, dead_mask)
+            loss = loss + cfg.aux_weight * auxk
         l0 = (acts > 0).sum(dtype=torch.float32) / n
         return SAEOutput(
             reconstruction=self._denormalize(recon),
@@ -189,22 +179,26 @@ class SparseAutoencoder(nn.Module):
             mse=mse.detach(),
             sparsity_loss=sparsity.detach(),
             auxk_loss=auxk.detach(),
-            fvu=(sse / total_var).detach(),
+            fvu=(mse * n / total_var).detach(),
             l0=l0.detach(),
             n_features=self.n_features,
             total_variance=total_var.detach(),
         )
 
-    # -- training helpers ------------------------------------------------------------------
-    @torch.no_grad()
-    def _observe_threshold(self, value: Tensor) -> None:
-        # running mean of the per-batch thresholds, turning into an EMA after 1 / (1 - momentum) steps
-        self._threshold_steps = getattr(self, "_threshold_steps", 0) + 1
-        beta = min(self.threshold_momentum, 1.0 - 1.0 / self._threshold_steps)
-        if float(self.threshold) < 0:
-            beta = 0.0
-        self.threshold.mul_(beta).add_((1 - beta) * value)
+    def _auxk_loss(self, xc: Tensor, xn: Tensor, recon: Tensor, dead: Tensor) -> Tensor:
+        """AuxK (Gao et al. 2024): the top ``aux_k`` dead features reconstruct the residual."""
+        if dead.dtype == torch.bool:
+            dead = dead.nonzero().squeeze(1)
+        if len(dead) == 0:
+            return xn.new_zeros(())
+        # pre-activations of the dead features only: O(n d n_dead)
+        aux_pre = torch.addmm(self.b_enc[dead].to(xc.dtype), xc, self.W_enc[:, dead].to(xc.dtype))
+        av, ai = aux_pre.topk(min(self.cfg.aux_k, len(dead)), dim=-1, sorted=False)
+        w = F.relu(av).to(self.W_dec.dtype)
+        e_hat = F.embedding_bag(dead[ai], self.W_dec, per_sample_weights=w, mode="sum")
+        return sum_sq_error(e_hat, (xn - recon).detach())  # same units as `mse`
 
+    # -- training helpers ------------------------------------------------------------------
     @torch.no_grad()
     def normalize_decoder_(self) -> None:
         """Rescale decoder rows to unit norm."""
@@ -260,8 +254,7 @@ class SparseAutoencoder(nn.Module):
             b_enc = b_enc - m @ w_enc
             b_dec = m + s * self.b_dec
         state = {"W_enc": w_enc, "b_enc": b_enc, "W_dec": self.W_dec * s[None, :], "b_dec": b_dec}
-        if self.arch.name == "batchtopk":
-            state["threshold"] = self.threshold.clone()
+        state.update({name: getattr(self, name) for name in self.arch.state})
         return {k: v.detach().clone().contiguous() for k, v in state.items()}
 
     @torch.no_grad()
@@ -280,8 +273,7 @@ class SparseAutoencoder(nn.Module):
         expected = dict.fromkeys(WEIGHT_NAMES)
         expected.update({"W_enc": (cfg.input_dim, cfg.n_features), "b_enc": (cfg.n_features,)})
         expected.update({"W_dec": (cfg.n_features, cfg.input_dim), "b_dec": (cfg.input_dim,)})
-        if model.arch.name == "batchtopk":
-            expected["threshold"] = ()
+        expected.update(model.arch.state_shapes(cfg))
         missing = [k for k in expected if k not in state]
         if missing:
             msg = f"Stored SAE weights lack {missing}; the saved model is incomplete or of another architecture."

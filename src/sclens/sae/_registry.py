@@ -1,4 +1,4 @@
-"""Architecture registry: each SAE variant is an activation rule chosen by name."""
+"""Architecture registry: each SAE variant owns its activation rule, its loss terms and its state."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from torch.nn import functional as F
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from ._config import SAEConfig
     from ._model import SparseAutoencoder
 
 _REGISTRY: dict[str, type[Architecture]] = {}
@@ -24,7 +25,7 @@ class _TopKEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, b, m):
-        vals, idx = torch.addmm(b, x, w).topk(m, dim=-1, sorted=False)
+        vals, idx = torch.addmm(b.to(x.dtype), x, w.to(x.dtype)).topk(m, dim=-1, sorted=False)
         vals = vals.clamp_min(0)
         ctx.save_for_backward(x, w, idx, vals)
         return vals, idx
@@ -32,16 +33,17 @@ class _TopKEncode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_vals, _g_idx):
         x, w, idx, vals = ctx.saved_tensors
-        g = g_vals * (vals > 0)
+        g = (g_vals * (vals > 0)).to(w.dtype)
+        xw = x.to(w.dtype)
         flat = idx.flatten()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = F.embedding_bag(idx, w.t().contiguous(), per_sample_weights=g, mode="sum")
+            gx = F.embedding_bag(idx, w.t().contiguous(), per_sample_weights=g, mode="sum").to(x.dtype)
         if ctx.needs_input_grad[1]:
-            outer = (g[..., None] * x[:, None, :]).reshape(-1, x.shape[1])
-            gw = x.new_zeros(w.shape[1], w.shape[0]).index_add_(0, flat, outer).t()
+            outer = (g[..., None] * xw[:, None, :]).reshape(-1, x.shape[1])
+            gw = w.new_zeros(w.shape[1], w.shape[0]).index_add_(0, flat, outer).t()
         if ctx.needs_input_grad[2]:
-            gb = x.new_zeros(w.shape[1]).index_add_(0, flat, g.flatten())
+            gb = w.new_zeros(w.shape[1]).index_add_(0, flat, g.flatten())
         return gx, gw, gb, None
 
 
@@ -50,29 +52,65 @@ def topk_encode(x: Tensor, w: Tensor, b: Tensor, m: int) -> tuple[Tensor, Tensor
     return _TopKEncode.apply(x, w, b, m)
 
 
+def sum_sq_error(recon: Tensor, target: Tensor) -> Tensor:
+    """Summed squared error over a batch divided by its number of rows (float32 even under autocast)."""
+    return (recon.float() - target.float()).pow(2).sum() / target.shape[0]
+
+
 class Architecture:
-    """Base class of an SAE variant.
+    """Base class of an SAE variant; subclass it and decorate with :func:`register_architecture`.
 
     ``activate`` turns the encoder input ``xc`` (``(n, d)``, normalised and, with ``pre_bias``,
     minus ``b_dec``) into either ``(values, indices)`` of shape ``(n, k)`` (compact form, decoded
-    by gathering ``k`` decoder rows) or ``(dense, None)`` of shape ``(n, F)``.
+    by gathering ``k`` decoder rows) or ``(dense, None)`` of shape ``(n, F)``. An architecture
+    with its own tensors (thresholds, ...) names them in ``state``, creates them in
+    ``init_state`` and gives their shapes in ``state_shapes``; they are saved beside the weights.
     """
 
     name: ClassVar[str] = ""
     pre_bias: ClassVar[bool] = True  # encode x - b_dec (pre-encoder bias)
     uses_k: ClassVar[bool] = False
-    uses_l1: ClassVar[bool] = False
-    l1_by_decoder_norm: ClassVar[bool] = False
+    uses_l1: ClassVar[bool] = False  # `l1_weight` weighs `penalty`
     uses_auxk: ClassVar[bool] = False
+    state: ClassVar[tuple[str, ...]] = ()
+
+    def init_state(self, sae: SparseAutoencoder) -> None:
+        """Register the architecture's own buffers / parameters on ``sae``."""
+
+    def state_shapes(self, cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+        """Shapes of the tensors named in ``state``."""
+        return {}
 
     def activate(self, sae: SparseAutoencoder, xc: Tensor) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
+    def penalty(self, sae: SparseAutoencoder, xc: Tensor, acts: Tensor, idx: Tensor | None) -> Tensor | None:
+        """Sparsity penalty per cell (weighted by ``cfg.l1_weight``), or ``None``."""
+        return None
+
+    def reconstruction_loss(
+        self, sae: SparseAutoencoder, xn: Tensor, acts: Tensor, idx: Tensor | None, recon: Tensor
+    ) -> Tensor:
+        """The reconstruction term of the training loss (default: squared error per cell)."""
+        return sum_sq_error(recon, xn)
+
+    def calibrate_(self, sae: SparseAutoencoder, xc: Tensor) -> None:
+        """Fix inference-time state from encoder inputs ``xc`` of training cells (after training)."""
+
 
 def register_architecture(cls: type[Architecture]) -> type[Architecture]:
-    """Class decorator adding an :class:`Architecture` subclass to the registry under ``cls.name``."""
+    """Class decorator adding an :class:`Architecture` subclass to the registry under ``cls.name``.
+
+    Raises a ``ValueError`` when the name is empty or already registered.
+    """
     if not cls.name:
         msg = "An architecture needs a non-empty `name` class attribute."
+        raise ValueError(msg)
+    if cls.name in _REGISTRY:
+        msg = (
+            f"An SAE architecture named {cls.name!r} is already registered ({_REGISTRY[cls.name].__qualname__}); "
+            "give yours another `name`."
+        )
         raise ValueError(msg)
     _REGISTRY[cls.name] = cls
     return cls
@@ -98,9 +136,16 @@ class Vanilla(Architecture):
     name = "vanilla"
     pre_bias = False
     uses_l1 = True
+    l1_by_decoder_norm: ClassVar[bool] = False
 
     def activate(self, sae, xc):
         return F.relu(torch.addmm(sae.b_enc, xc, sae.W_enc)), None
+
+    def penalty(self, sae, xc, acts, idx):
+        w = acts.float().abs()
+        if self.l1_by_decoder_norm:
+            w = w * sae.W_dec.norm(dim=1)
+        return w.sum() / acts.shape[0]
 
 
 @register_architecture
@@ -122,34 +167,3 @@ class TopK(Architecture):
 
     def activate(self, sae, xc):
         return topk_encode(xc, sae.W_enc, sae.b_enc, sae.cfg.k)
-
-
-@register_architecture
-class BatchTopK(Architecture):
-    """Top ``k * n`` pre-activations over a training batch of ``n`` cells (Bussmann et al. 2024).
-
-    During training the threshold of each batch (its smallest kept positive activation) is
-    averaged into ``sae.threshold``; in evaluation every activation above that fixed threshold
-    is kept, so encoding a cell does not depend on the other cells of its batch.
-    """
-
-    name = "batchtopk"
-    uses_k = True
-    uses_auxk = True
-
-    def activate(self, sae, xc):
-        if not sae.training:
-            acts = F.relu(torch.addmm(sae.b_enc, xc, sae.W_enc))
-            return acts * (acts > sae.threshold), None
-        n = xc.shape[0]
-        # candidates: every kept entry is among its row's top min(F, 4k) (exact unless a row
-        # takes more than 4k of the batch's k*n slots, then the surplus is dropped)
-        m = min(sae.n_features, 4 * sae.cfg.k)
-        cand_vals, cand_idx = topk_encode(xc, sae.W_enc, sae.b_enc, m)
-        flat = cand_vals.flatten()
-        n_keep = min(sae.cfg.k * n, flat.numel())
-        kth = flat.detach().topk(n_keep, sorted=False).values.min()
-        keep = cand_vals.detach() >= kth.clamp_min(torch.finfo(xc.dtype).tiny)
-        if keep.any():  # fewer than k * n positive candidates: the threshold is the smallest positive kept
-            sae._observe_threshold(cand_vals.detach()[keep].min())
-        return cand_vals * keep, cand_idx

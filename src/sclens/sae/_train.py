@@ -1,23 +1,31 @@
-"""Train an SAE with Lightning Fabric on any iterable of minibatches, and evaluate it."""
+"""Train an SAE with Lightning Fabric on any iterable of minibatches, to convergence by default."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
 from .._utils import progress as _progress
-from ._data import ArrayBatches, data_stats, geometric_median
+from ._data import DataStats, _first_rows, as_batches, data_stats, geometric_median
+from ._evaluate import EvalResult, evaluate
 from ._model import SparseAutoencoder
+from ._schedule import Monitor, Stopping, default_lr, lr_factor
 
 logger = logging.getLogger("sclens")
 
 CURVES = ("loss", "mse", "sparsity_loss", "auxk_loss", "fvu", "l0", "dead_fraction")
+_SUMMED = ("loss", "mse", "sparsity_loss", "auxk_loss", "l0")
+_MONITOR_ROWS = 8192  # held-out cells scored at each evaluation (kept on the device)
+_DEAD_REFRESH = 16  # steps between updates of the dead-feature list (one host sync each)
+
+__all__ = ["CURVES", "EvalResult", "evaluate", "initialize_from_data", "torch_threads", "train_sae"]
 
 
 @contextlib.contextmanager
@@ -35,36 +43,12 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def as_batches(data: Any, *, batch_size: int, shuffle: bool, seed: int, **kw: Any) -> Iterable[torch.Tensor]:
-    """Wrap an array-like in :class:`ArrayBatches`; pass iterables of tensors through unchanged.
-
-    ``rank`` / ``world_size`` in ``kw`` also shard a given :class:`ArrayBatches` (a shallow copy).
-    """
-    if isinstance(data, ArrayBatches):
-        if kw.get("world_size", 1) > 1:
-            data = copy.copy(data)
-            data.rank, data.world_size = kw["rank"], kw["world_size"]
-        return data
-    if hasattr(data, "shape") and hasattr(data, "__getitem__"):
-        return ArrayBatches(data, batch_size=batch_size, shuffle=shuffle, seed=seed, **kw)
-    if isinstance(data, Iterator):
-        msg = (
-            f"Training data is a one-shot iterator ({type(data).__name__}), but it is read once for "
-            "statistics and once per epoch; pass a list of tensors or an array instead."
-        )
-        raise TypeError(msg)
-    if isinstance(data, Iterable):
-        return data
-    msg = f"Training data must be an array (numpy, sparse, dask, backed) or an iterable of tensors, got {type(data)}."
-    raise TypeError(msg)
-
-
 @torch.no_grad()
-def initialize_from_data(model: SparseAutoencoder, data: Any, *, seed: int = 0) -> None:
+def initialize_from_data(model: SparseAutoencoder, data: Any, *, seed: int = 0) -> DataStats:
     """Set input centring/scaling and the decoder bias from data statistics (streamed).
 
     Also rescales the tied encoder so the first reconstruction has the right size
-    (:meth:`SparseAutoencoder.rescale_encoder_`).
+    (:meth:`SparseAutoencoder.rescale_encoder_`). Returns the statistics (with a row sample).
     """
     cfg = model.cfg
     stats = data_stats(data, seed=seed)
@@ -88,15 +72,159 @@ def initialize_from_data(model: SparseAutoencoder, data: Any, *, seed: int = 0) 
     model.set_normalization_(torch.from_numpy(mean), torch.from_numpy(scale), torch.from_numpy(b_dec))
     if len(stats.sample):
         model.rescale_encoder_(torch.from_numpy(np.asarray(stats.sample, dtype=np.float32)).to(model.device))
+    return stats
+
+
+def _device_batches(batches: Iterable[Any], device: torch.device) -> Iterator[torch.Tensor]:
+    """Float32 batches on ``device``; on CUDA, host batches are pinned and copied one batch ahead."""
+    pending = None
+    for b in batches:
+        t = torch.as_tensor(b)
+        if t.dtype != torch.float32:
+            t = t.float()
+        if device.type == "cuda" and t.device.type == "cpu":
+            t = t.pin_memory().to(device, non_blocking=True)
+        elif t.device != device:
+            t = t.to(device)
+        if pending is not None:
+            yield pending
+        pending = t
+    if pending is not None:
+        yield pending
+
+
+def _rows_tensor(source: Any, n_max: int, device: torch.device) -> torch.Tensor:
+    rows = np.concatenate(list(_first_rows(source, n_max)))[:n_max] if source is not None else np.zeros((0, 0))
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(device)
+
+
+class _Trainer:
+    """One training run: the optimizer step, device-side metric sums, evaluations, stopping."""
+
+    def __init__(self, fabric: Any, model: SparseAutoencoder, lr: float, rule: Stopping | None, total: int | None):
+        self.fabric, self.model, self.rule, self.total = fabric, model, rule, total
+        self.base_lr = lr
+        self.warmup = min(100, max(1, (rule.max_steps if rule else (total or 1000)) // 20))
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.fmodel, self.optimizer = fabric.setup(model, optimizer)
+        dev = fabric.device
+        self.since_fired = torch.zeros(model.n_features, dtype=torch.long, device=dev)
+        self.dead_idx: torch.Tensor | None = None
+        self.sums = torch.zeros(len(_SUMMED) + 1, dtype=torch.float64, device=dev)
+        self.fired = torch.zeros(model.n_features, dtype=torch.bool, device=dev)
+        self.n_seen, self.step = 0, 0
+        self.losses: list[torch.Tensor] = []
+        self.history: dict[str, list[float]] = {c: [] for c in (*CURVES, "step", "val_fvu", "val_loss")}
+        self.monitor = Monitor(rule) if rule else None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def train_step(self, x: torch.Tensor) -> None:
+        model, fabric = self.model, self.fabric
+        scale = self.monitor.lr_scale if self.monitor else 1.0
+        lr = self.base_lr * scale * lr_factor(self.step, warmup=self.warmup, total=self.total)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        dead = self.dead_idx if model.arch.uses_auxk else None
+        out = self.fmodel(x, dead_mask=dead)
+        self.optimizer.zero_grad(set_to_none=True)
+        fabric.backward(out.loss)
+        model.remove_parallel_grads_()
+        self.optimizer.step()
+        model.normalize_decoder_()
+        fired = out.fired()
+        if fabric.world_size > 1:
+            fired = fabric.all_reduce(fired.float(), reduce_op="sum") > 0
+        self.since_fired = torch.where(fired, 0, self.since_fired + 1)
+        self.fired |= fired
+        n = x.shape[0]
+        vals = torch.stack([getattr(out, c).detach().float() for c in _SUMMED]).double() * n
+        self.sums[:-1] += vals
+        self.sums[-1] += out.total_variance.double()
+        self.n_seen += n
+        self.losses.append(out.loss.detach())
+        self.step += 1
+        if model.arch.uses_auxk and self.step % min(_DEAD_REFRESH, model.cfg.dead_steps) == 0:
+            self.dead_idx = (self.since_fired >= model.cfg.dead_steps).nonzero().squeeze(1)
+
+    def log(self) -> None:
+        """Append one point of the training curves (the only host sync besides the dead list)."""
+        if self.n_seen == 0:
+            return
+        vals = self.sums.tolist()
+        for c, v in zip(_SUMMED, vals, strict=False):
+            self.history[c].append(v / self.n_seen)
+        # FVU from summed errors and deviations: a tiny last batch (1 cell) cannot blow it up
+        self.history["fvu"].append(vals[1] / max(vals[-1], 1e-30))
+        self.history["dead_fraction"].append(1.0 - float(self.fired.float().mean()))
+        self.history["step"].append(self.step)
+        self.sums.zero_()
+        self.fired.zero_()
+        self.n_seen = 0
+
+    @torch.no_grad()
+    def score(self, xs: torch.Tensor, calib: torch.Tensor) -> tuple[float, float]:
+        """Held-out loss (reconstruction + sparsity penalty) and FVU of rows ``xs`` in eval mode."""
+        model = self.model
+        model.eval()
+        model.arch.calibrate_(model, model._encoder_input(model._normalize(calib)))
+        sse = penalty = 0.0
+        xn = model._normalize(xs)
+        total_var = float((xn - xn.mean(0)).pow(2).sum().clamp_min(1e-12))
+        for chunk in xs.split(2048):
+            out = self.fmodel(chunk)
+            sse += float(out.mse) * len(chunk)
+            penalty += float(out.sparsity_loss) * len(chunk)
+        model.train()
+        n = max(len(xs), 1)
+        return (sse + model.cfg.l1_weight * penalty) / n, sse / total_var
+
+    def evaluate(self, xs: torch.Tensor | None, calib: torch.Tensor, *, record: bool) -> str | None:
+        """Score held-out rows; update the best weights and the stopping rule. Returns a stop reason."""
+        loss, fvu = self.score(xs if xs is not None else calib, calib)
+        if record:
+            self.history["val_fvu"].append(fvu)
+            self.history["val_loss"].append(loss)
+        if self.monitor is None:
+            return None
+        improved, reason = self.monitor.update(self.step, loss if math.isfinite(loss) else math.inf)
+        if improved:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_fvu = fvu if record else math.nan
+        if self.fabric.world_size > 1:  # every rank follows rank 0
+            reason = self.fabric.broadcast(reason, src=0)
+        return reason
+
+
+def _check_lengths(n_epochs: int | None, lr: float | None) -> None:
+    if n_epochs is not None and (isinstance(n_epochs, bool) or not isinstance(n_epochs, int | np.integer) or n_epochs < 1):
+        msg = f"n_epochs must be a positive integer or None (train until converged), got {n_epochs!r}."
+        raise ValueError(msg)
+    if lr is not None and not lr > 0:
+        msg = f"lr must be > 0 or None (the default rule, see `sclens.sae.default_lr`), got {lr!r}."
+        raise ValueError(msg)
+
+
+def _make_fabric(accelerator: str, devices: int | str, strategy: str, precision: str, num_nodes: int) -> Any:
+    from lightning.fabric import Fabric
+    from lightning.fabric.strategies import SingleDeviceStrategy
+
+    fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision, num_nodes=num_nodes)
+    if not isinstance(fabric.strategy, SingleDeviceStrategy):
+        fabric.launch()
+    return fabric
 
 
 def train_sae(
     model: SparseAutoencoder,
     data: Any,
     *,
-    n_epochs: int = 10,
+    n_epochs: int | None = None,
+    lr: float | None = None,
     batch_size: int = 1024,
-    lr: float = 1e-4,
+    min_steps: int | None = None,
+    max_steps: int | None = None,
+    patience: int | None = None,
+    eval_every: int | None = None,
     seed: int = 0,
     val_data: Any = None,
     initialize: bool = True,
@@ -105,173 +233,112 @@ def train_sae(
     devices: int | str = 1,
     strategy: str = "auto",
     precision: str = "32-true",
+    num_nodes: int = 1,
     show_progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Train ``model`` in place with Adam through :class:`lightning.fabric.Fabric`.
 
-    ``data`` is an array-like (streamed chunk by chunk with :class:`ArrayBatches`) or any
-    re-iterable of float tensors ``(n, d)``. Decoder rows are kept unit norm, with the gradient
-    component parallel to each row removed before each step. For TopK-like architectures,
-    features that have not fired for ``cfg.dead_steps`` steps receive the AuxK loss.
-    ``accelerator`` / ``devices`` / ``strategy`` / ``precision`` go to Fabric, so
+    ``data`` is an array-like (streamed chunk by chunk with :class:`ArrayBatches`), a torch
+    tensor (batched on its own device, e.g. a CUDA tensor stays on the GPU) or any re-iterable
+    of float tensors ``(n, d)``. Decoder rows are kept unit norm, with the gradient component
+    parallel to each row removed before each step. For TopK-like architectures, features that
+    have not fired for ``cfg.dead_steps`` steps receive the AuxK loss.
+
+    With ``n_epochs=None`` (default) training runs until the held-out loss stops improving
+    (see :class:`sclens.sae.Stopping`: every ``eval_every`` steps, ``patience`` misses in a row
+    decay the learning rate, then stop), within ``min_steps`` and ``max_steps`` optimizer steps,
+    and the best weights are restored. The held-out loss is measured on up to 8,192 rows of
+    ``val_data``, or of the training data when no ``val_data`` is given. An explicit
+    ``n_epochs`` trains exactly that long (learning rate decayed linearly over the last 20 %).
+    ``lr=None`` uses :func:`sclens.sae.default_lr` (``2e-4 / sqrt(n_features / 2**14)``); the
+    learning rate warms up linearly over the first (at most 100) steps.
+    ``accelerator`` / ``devices`` / ``strategy`` / ``precision`` / ``num_nodes`` go to Fabric, so
     ``strategy="ddp", devices=4`` trains on four GPUs; the default runs in-process on CPU.
 
-    Returns the training history: per-epoch arrays of :data:`CURVES` (``dead_fraction`` is
-    the fraction of features that did not fire in that epoch), ``val_fvu`` when ``val_data``
-    is given, and ``loss_step`` (loss of every step).
+    Returns the training history: arrays of :data:`CURVES` and ``step`` (one point per epoch, or
+    per ``eval_every`` steps when training to convergence; ``dead_fraction`` is the fraction of
+    features that did not fire since the previous point), ``val_fvu`` / ``val_loss`` when
+    ``val_data`` is given, ``loss_step`` (loss of every step) and the scalars ``n_steps``,
+    ``stop_reason`` (``"n_epochs"``, ``"converged"`` or ``"max_steps"``), ``best_step``,
+    ``best_val_fvu`` and ``lr``.
     """
-    from lightning.fabric import Fabric
-    from lightning.fabric.strategies import SingleDeviceStrategy
-
-    if n_epochs < 1 or lr <= 0:
-        msg = f"n_epochs must be >= 1 and lr > 0, got n_epochs={n_epochs}, lr={lr}."
-        raise ValueError(msg)
+    _check_lengths(n_epochs, lr)
+    given = {"min_steps": min_steps, "max_steps": max_steps, "patience": patience, "eval_every": eval_every}
+    rule = Stopping(**{k: v for k, v in given.items() if v is not None}) if n_epochs is None else None
+    lr = default_lr(model.n_features) if lr is None else float(lr)
     torch.manual_seed(seed)
-    fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision)
-    if not isinstance(fabric.strategy, SingleDeviceStrategy):
-        fabric.launch()
+    fabric = _make_fabric(accelerator, devices, strategy, precision, num_nodes)
     kw = {"rank": fabric.global_rank, "world_size": fabric.world_size}
     batches = as_batches(data, batch_size=batch_size, shuffle=True, seed=seed, **kw)
     val = None if val_data is None else as_batches(val_data, batch_size=batch_size, shuffle=False, seed=seed)
-    if initialize:
-        initialize_from_data(model, batches, seed=seed)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    fmodel, optimizer = fabric.setup(model, optimizer)
-    n_feat = model.n_features
-    since_fired = torch.zeros(n_feat, dtype=torch.long, device=fabric.device)
-    history: dict[str, list[float]] = {c: [] for c in (*CURVES, "val_fvu", "loss_step")}
-    bar_kw = {} if show_progress is None else {"disable": not show_progress}
-    bar = _progress(range(n_epochs), desc="fit_sae", unit="epoch", **bar_kw)
-    for epoch in bar:
-        sums = dict.fromkeys(CURVES[:-1], 0.0)
-        n_seen, sse, total_var = 0, 0.0, 0.0
-        fired_epoch = torch.zeros(n_feat, dtype=torch.bool, device=fabric.device)
-        for batch in batches:
-            x = fabric.to_device(torch.as_tensor(batch, dtype=torch.float32))
-            dead = since_fired >= model.cfg.dead_steps if model.arch.uses_auxk else None
-            out = fmodel(x, dead_mask=dead)
-            optimizer.zero_grad(set_to_none=True)
-            fabric.backward(out.loss)
-            model.remove_parallel_grads_()
-            optimizer.step()
-            model.normalize_decoder_()
-            fired = out.fired()
-            if fabric.world_size > 1:
-                fired = fabric.all_reduce(fired.float(), reduce_op="sum") > 0
-            since_fired += 1
-            since_fired[fired] = 0
-            fired_epoch |= fired
-            n = x.shape[0]
-            n_seen += n
-            for c in sums:
-                sums[c] += float(getattr(out, c).detach()) * n
-            sse += float(out.mse) * n
-            total_var += float(out.total_variance)
-            history["loss_step"].append(float(out.loss.detach()))
-        if n_seen == 0:
-            msg = f"The training data yielded no minibatches in epoch {epoch + 1}; pass at least 2 cells."
-            raise ValueError(msg)
-        for c in sums:
-            history[c].append(sums[c] / n_seen)
-        # epoch FVU from summed errors and deviations: a tiny last batch (1 cell: no deviation) cannot blow it up
-        history["fvu"][-1] = sse / max(total_var, 1e-30)
-        history["dead_fraction"].append(1.0 - float(fired_epoch.float().mean()))
-        if val is not None:
-            history["val_fvu"].append(evaluate(model, val).fvu)
-            model.train()
-        if callback is not None:
-            callback(epoch, {c: v[-1] for c, v in history.items() if v})
-        bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", fvu=f"{history['fvu'][-1]:.3f}")
+    sample = (initialize_from_data(model, batches, seed=seed) if initialize else data_stats(batches, seed=seed)).sample
+    model.to(fabric.device).train()
+    calib = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32)).to(fabric.device)
+    held_out = _rows_tensor(val, _MONITOR_ROWS, fabric.device) if val is not None else None
+    total = n_epochs * len(batches) if n_epochs is not None and hasattr(batches, "__len__") else None
+    run = _Trainer(fabric, model, lr, rule, total)
+    reason = _loop(run, batches, n_epochs, held_out, calib, show_progress, callback)
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    model.arch.calibrate_(model, model._encoder_input(model._normalize(calib)))
     model.eval()
     if fold:
         model.fold_normalization_()
-    return {c: np.asarray(v, dtype=np.float64) for c, v in history.items() if v}
+    return _history(run, reason, lr)
 
 
-class EvalResult(NamedTuple):
-    """Metrics of an SAE on data; ``sse`` / ``sq_dev`` per cell (``sq_dev`` from the mean of all of ``data``)."""
+def _loop(run: _Trainer, batches, n_epochs, held_out, calib, show_progress, callback) -> str:
+    rule = run.rule
+    bar_kw = {} if show_progress is None else {"disable": not show_progress}
+    n_bar = n_epochs if rule is None else rule.max_steps
+    bar = _progress(total=n_bar, desc="fit_sae", unit="epoch" if rule is None else "step", **bar_kw)
+    epoch, reason = 0, "n_epochs"
+    while rule is not None or epoch < n_epochs:
+        n_before = run.step
+        for x in _device_batches(batches, run.fabric.device):
+            run.train_step(x)
+            if rule is not None and (run.step % rule.eval_every == 0 or run.step >= rule.max_steps):
+                run.log()
+                stop = run.evaluate(held_out, calib, record=held_out is not None)
+                bar.update(run.step - bar.n)
+                _report(bar, run, callback, epoch)
+                if stop is not None:
+                    bar.close()
+                    return stop
+        if run.step == n_before:
+            msg = f"The training data yielded no minibatches in epoch {epoch + 1}; pass at least 2 cells."
+            raise ValueError(msg)
+        if rule is None:
+            run.log()
+            if held_out is not None:
+                run.evaluate(held_out, calib, record=True)
+            bar.update(1)
+            _report(bar, run, callback, epoch)
+        epoch += 1
+    bar.close()
+    return reason
 
-    fvu: float
-    l0: float
-    dead_fraction: float
-    n_live: int
-    frequency: np.ndarray
-    mean_activation: np.ndarray
-    max_activation: np.ndarray
-    sse: np.ndarray
-    sq_dev: np.ndarray
-    activations: Any  # scipy.sparse.csr_matrix (float32) or None
+
+def _report(bar: Any, run: _Trainer, callback: Callable | None, epoch: int) -> None:
+    h = run.history
+    if callback is not None:
+        callback(epoch, {c: v[-1] for c, v in h.items() if v})
+    if h["fvu"]:
+        bar.set_postfix(loss=f"{h['loss'][-1]:.4g}", fvu=f"{h['fvu'][-1]:.3f}")
 
 
-@torch.no_grad()
-def evaluate(
-    model: SparseAutoencoder,
-    data: Any,
-    *,
-    batch_size: int = 2048,
-    reference_mean: np.ndarray | None = None,
-    return_activations: bool = False,
-) -> EvalResult:
-    """Stream ``data`` through ``model`` (eval mode) in order and collect metrics.
-
-    FVU is the summed squared reconstruction error over the summed squared deviation from
-    ``reference_mean`` (default: the mean of ``data``). ``frequency`` is the fraction of cells
-    in which a feature fires, ``mean_activation`` its mean over all cells, ``max_activation`` its
-    maximum; a feature is dead when it never fires. With ``return_activations`` the activations
-    are returned as a CSR float32 matrix, built batch by batch.
-    """
-    from scipy import sparse
-
-    model.eval()
-    batches = as_batches(data, batch_size=batch_size, shuffle=False, seed=0)
-    if reference_mean is None:
-        s1, n = 0.0, 0
-        for batch in batches:
-            s1 = s1 + torch.as_tensor(batch).double().sum(0)
-            n += len(batch)
-        reference_mean = s1 / max(n, 1)
-    mu = torch.as_tensor(reference_mean, dtype=torch.float64).to(model.device)
-    n_feat = model.n_features
-    count = torch.zeros(n_feat, dtype=torch.float64)
-    total = torch.zeros(n_feat, dtype=torch.float64)
-    vmax = torch.zeros(n_feat)
-    sse, sq_dev, blocks = [], [], []
-    for batch in batches:
-        x = model.check_input(torch.as_tensor(batch, dtype=torch.float32))
-        acts, idx = model.encode_compact(x)
-        recon = model._denormalize(model._decode_normalized(acts, idx))
-        sse.append((recon - x).double().pow(2).sum(1).cpu())
-        sq_dev.append((x.double() - mu).pow(2).sum(1).cpu())
-        dense = acts if idx is None else acts.new_zeros(len(x), n_feat).scatter_(1, idx, acts)
-        dense = dense.cpu()
-        count += (dense > 0).sum(0)
-        total += dense.sum(0, dtype=torch.float64)
-        vmax = torch.maximum(vmax, dense.max(0).values)
-        if return_activations:
-            blocks.append(sparse.csr_matrix(dense.numpy()))
-    if not sse:
-        msg = "No data to evaluate the SAE on."
-        raise ValueError(msg)
-    sse_all = torch.cat(sse).numpy()
-    sq_dev = torch.cat(sq_dev).numpy()
-    n = len(sse_all)
-    freq = (count / n).numpy()
-    live = freq > 0
-    acts = None
-    if return_activations:
-        acts = sparse.vstack(blocks, format="csr").astype(np.float32)
-        acts.eliminate_zeros()
-    return EvalResult(
-        fvu=float(sse_all.sum() / max(sq_dev.sum(), 1e-30)),
-        l0=float(count.sum() / n),
-        dead_fraction=float(1.0 - live.mean()),
-        n_live=int(live.sum()),
-        frequency=freq,
-        mean_activation=(total / n).float().numpy(),
-        max_activation=vmax.numpy(),
-        sse=sse_all,
-        sq_dev=sq_dev,
-        activations=acts,
-    )
+def _history(run: _Trainer, reason: str, lr: float) -> dict[str, np.ndarray]:
+    out = {c: np.asarray(v, dtype=np.float64) for c, v in run.history.items() if v}
+    out["step"] = out["step"].astype(np.int64)
+    out["loss_step"] = torch.stack(run.losses).double().cpu().numpy() if run.losses else np.zeros(0)
+    val = run.history["val_fvu"]
+    best_step = run.monitor.best_step if run.monitor is not None else run.step
+    best_fvu = getattr(run, "best_fvu", None)
+    if best_fvu is None:
+        best_fvu = min(val) if val else math.nan
+    out.update(
+        n_steps=np.asarray(run.step), stop_reason=np.asarray(reason), best_step=np.asarray(best_step),
+        best_val_fvu=np.asarray(best_fvu, dtype=np.float64), lr=np.asarray(lr),
+    )  # fmt: skip
+    return out

@@ -55,6 +55,19 @@ def _features_frame(ev: EvalResult) -> pd.DataFrame:
     )
 
 
+_SUMMARY = ("n_steps", "stop_reason", "best_step", "best_val_fvu")
+
+
+def _training_metrics(history: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``train_sae``'s history under the names of ``uns[key]['metrics']`` (scalars as Python values)."""
+    out: dict[str, Any] = {c: history[c].item() for c in _SUMMARY}
+    for c, v in history.items():
+        if c in _SUMMARY or c == "lr":
+            continue
+        out[c if c.startswith("val_") else ("step_loss" if c == "loss_step" else f"train_{c}")] = v
+    return out
+
+
 def _write(
     adata: AnnData, key: str, ev: EvalResult, params: dict, metrics: dict, sae: SparseAutoencoder, run_id: str
 ) -> None:
@@ -83,9 +96,11 @@ def _write(
 @doc_params(
     returns=_doc_returns.format(
         key="key_added",
-        extra=" and training curves ``train_loss``, ``train_mse``, "
+        extra=", the training summary ``n_steps``, ``stop_reason`` (``'converged'``, ``'max_steps'`` or "
+        "``'n_epochs'``), ``best_step``, ``best_val_fvu``, and training curves ``train_loss``, ``train_mse``, "
         "``train_fvu``, ``train_l0``, ``train_dead_fraction``, ``train_sparsity_loss``, "
-        "``train_auxk_loss`` (one value per epoch), ``val_fvu`` and ``step_loss``",
+        "``train_auxk_loss`` (one value per epoch, or per evaluation when training to convergence), "
+        "``train_step`` (optimizer steps at each value), ``val_fvu``, ``val_loss`` and ``step_loss``",
     )
 )
 def fit_sae(
@@ -99,8 +114,8 @@ def fit_sae(
     l1_weight: float = 1e-3,
     aux_k: int | None = None,
     aux_weight: float = 1.0 / 32,
-    lr: float = 1e-4,
-    n_epochs: int = 50,
+    lr: float | None = None,
+    n_epochs: int | None = None,
     batch_size: int = 1024,
     validation_fraction: float = 0.1,
     sae_kwargs: dict[str, Any] | None = None,
@@ -136,9 +151,13 @@ def fit_sae(
     aux_weight
         Weight of the AuxK loss.
     lr
-        Adam learning rate (the paper's best: 1e-4).
+        Adam learning rate; ``None`` scales it with the SAE width, ``2e-4 / sqrt(n_features / 2**14)``
+        (:func:`sclens.sae.default_lr`: 1.6e-3 for 256 features, 2e-4 for 16,384), after a short warm-up.
     n_epochs
-        Passes over the training cells.
+        Passes over the training cells. ``None`` trains until the held-out loss stops improving
+        (:class:`sclens.sae.Stopping`: learning rate decayed once on a plateau, best weights
+        restored), within 500 and 20,000 optimizer steps (``trainer_kwargs`` ``min_steps`` /
+        ``max_steps`` / ``patience`` / ``eval_every`` change this).
     batch_size
         Cells per minibatch.
     validation_fraction
@@ -146,7 +165,8 @@ def fit_sae(
     sae_kwargs
         Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``).
     trainer_kwargs
-        Further arguments of :func:`sclens.sae.train_sae` (``devices``, ``strategy``, ``precision``).
+        Further arguments of :func:`sclens.sae.train_sae` (``devices``, ``strategy``, ``precision``,
+        ``min_steps``, ``max_steps``, ``patience``, ``eval_every``).
     {random_state}
     device
         Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``); ``None`` uses ``sclens.settings.device``.
@@ -196,14 +216,13 @@ def fit_sae(
         # held-out FVU: deviations from the held-out cells' own mean (as `val_fvu` during training)
         fvu = evaluate(sae, val, batch_size=max(batch_size, 1024)).fvu if n_val else ev.fvu
     params = {
-        **cfg.to_dict(), "use_rep": use_rep, "lr": float(lr), "n_epochs": int(n_epochs),
-        "batch_size": int(batch_size), "validation_fraction": float(validation_fraction), "n_train": n - n_val,
-        "n_val": n_val, "fvu_on": "validation" if n_val else "all", "random_state": seed, "device": str(accelerator),
-        "source": "fit_sae",
+        **cfg.to_dict(), "use_rep": use_rep, "lr": float(history["lr"]),
+        "n_epochs": "auto" if n_epochs is None else int(n_epochs), "batch_size": int(batch_size),
+        "validation_fraction": float(validation_fraction), "n_train": n - n_val, "n_val": n_val,
+        "fvu_on": "validation" if n_val else "all", "random_state": seed, "device": str(accelerator), "source": "fit_sae",
     }  # fmt: skip
     metrics = {"fvu": fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction, "n_live": ev.n_live}
-    metrics.update({(c if c in ("val_fvu",) else ("step_loss" if c == "loss_step" else f"train_{c}")): v
-                    for c, v in history.items()})  # fmt: skip
+    metrics.update(_training_metrics(history))
     warn_bad_fit(fvu, ev.n_live, n_features)
     adata = writable(adata, copy=copy)
     _write(adata, key_added, ev, params, metrics, sae, provenance.new_run_id())
