@@ -133,3 +133,36 @@ def test_dask_local_cluster_equals_in_memory(on_disk, in_memory):
     ran = [t for t in stream.data if str(t["key"]).startswith("('block_stats") or "block_stats" in str(t["key"])]
     assert len(ran) == len(adata.layers[layer].chunks[0])  # one task per chunk of cells
     _same(adata.uns["sae_go"], in_memory["sclens"])
+
+
+def test_encode_backed_file_in_chunks(tmp_path):
+    """``encode`` reads a backed file's lazily loaded embedding chunk by chunk: the in-memory result."""
+    ref = sl.datasets.toy(n_cells=600, n_genes=200, random_state=0)
+    sl.tl.fit_sae(ref, use_rep="X_emb", n_features=32, k=4, n_epochs=2, batch_size=128)
+    query = ad.AnnData(ref.layers["counts"], obsm={"X_emb": ref.obsm["X_emb"]})
+    query.write_h5ad(tmp_path / "query.h5ad")
+    stamp = os.stat(tmp_path / "query.h5ad").st_mtime_ns
+    backed = ad.read_h5ad(tmp_path / "query.h5ad", backed="r")
+    lazy = read_elem_lazy(h5py.File(tmp_path / "query.h5ad", "r")["obsm/X_emb"], chunks=(100, -1))
+    backed.obsm["X_emb"] = lazy
+    sl.tl.encode(backed, sae=ref, batch_size=100)
+    assert (backed.obsm["X_sae"] != ref.obsm["X_sae"]).nnz == 0
+    assert os.stat(tmp_path / "query.h5ad").st_mtime_ns == stamp
+
+
+def test_model_expression_of_backed_file(scvi_toy, tmp_path):
+    """``model=`` on a backed AnnData: the scvi-tools predictions of the cells asked for, in their order.
+
+    (scvi-tools is asked for sorted cells: given unsorted indices it returns values of no requested cell.)
+    """
+    import torch
+
+    adata, model = scvi_toy
+    adata.write_h5ad(tmp_path / "scvi.h5ad")
+    backed = ad.read_h5ad(tmp_path / "scvi.h5ad", backed="r")
+    idx = np.array([299, 3, 150])
+    torch.manual_seed(7)
+    got = Expression(backed, model=model).dense(idx)
+    torch.manual_seed(7)
+    want = model.get_normalized_expression(adata, indices=np.sort(idx), library_size="latent", return_numpy=True)
+    np.testing.assert_allclose(got, want[np.unique(idx, return_inverse=True)[1]], rtol=1e-6)

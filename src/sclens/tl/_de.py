@@ -91,13 +91,19 @@ class Expression:
             yield idx, (self.rows.take(idx) if self.model is None else self._predict(idx))
 
     def _predict(self, idx: np.ndarray) -> np.ndarray:
+        """The model's predictions for cells ``idx`` (any order, repeats allowed).
+
+        scvi-tools is given sorted, unique indices: with unsorted ones, ``get_normalized_expression``
+        (scvi-tools 1.4) returns values that belong to no requested cell.
+        """
         import torch
 
+        uniq, inverse = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
         with torch.no_grad():
             pred = self.model.get_normalized_expression(
-                self.adata, indices=idx, library_size="latent", return_numpy=True
+                self.adata, indices=uniq, library_size="latent", return_numpy=True
             )
-        pred = np.asarray(pred, dtype=np.float64)
+        pred = np.asarray(pred, dtype=np.float64)[inverse]
         if not np.isfinite(pred).all():  # pragma: no cover - model output
             msg = "The model's predicted expression contains NaN; check the model was trained successfully."
             raise ValueError(msg)
