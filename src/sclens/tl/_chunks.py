@@ -122,6 +122,7 @@ def block_stats(
     for j, block in enumerate(members):
         if block.nnz == 0:
             continue
+        block = block.tocsr()  # CSR @ CSR: SciPy would otherwise convert the whole chunk to CSC
         out["sums"][j] = _dense(block @ y)
         if weighted:  # library-weighted membership: no copy of the expression chunk
             out["lys"][j] = _dense((block @ sparse.diags(ly)) @ y)
