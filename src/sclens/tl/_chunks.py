@@ -105,9 +105,10 @@ def block_stats(
     """Partial sums of one chunk of cells ``y`` (cells x genes; a dask task for dask input).
 
     ``members``: each membership matrix's columns for these cells (contrasts x cells). Returns the
-    cells' library sizes ``lib`` and, summed over the chunk, ``zl1`` / ``zl2`` (moments of
-    ``y / library``), and per membership ``sums`` (of ``y``), ``lys`` (of ``library * y``, when
-    ``weighted``), ``zs`` / ``z2s`` (of ``y / library`` and its square, when ``squares``).
+    cells' library sizes ``lib``, ``zl1`` / ``zl2`` (column sums of ``y / library`` and its square)
+    and per membership one product ``prods[j]`` (``None`` when no cell of the chunk is a member)
+    stacking, as in :func:`split_sums`, the sums of ``y`` and, when ``weighted``, of ``library * y``
+    (rows), and when ``squares`` of ``y / library`` and its square (columns); sparse for counts.
     ``where`` set: ``y`` is read here and checked to hold counts (out-of-core chunks).
     """
     if where is not None:
@@ -117,27 +118,42 @@ def block_stats(
     inv = 1.0 / np.maximum(ly, 1e-12)
     yl = sparse.diags(inv) @ y if sparse.issparse(y) else y * inv[:, None]
     yl2 = yl.multiply(yl) if sparse.issparse(yl) else yl * yl
-    out: dict[str, Any] = {"lib": ly, "zl1": _colsum(yl), "zl2": _colsum(yl2)}
-    out.update({k: [None] * len(members) for k in ("sums", "lys", "zs", "z2s")})
-    for j, block in enumerate(members):
-        if block.nnz == 0:
-            continue
+    right = _hstack([y, yl, yl2]) if squares else y
+    prods: list[Any] = []
+    for block in members:
         block = block.tocsr()  # CSR @ CSR: SciPy would otherwise convert the whole chunk to CSC
-        out["sums"][j] = _dense(block @ y)
-        if weighted:  # library-weighted membership: no copy of the expression chunk
-            out["lys"][j] = _dense((block @ sparse.diags(ly)) @ y)
-        if squares:
-            out["zs"][j] = _dense(block @ yl)
-            out["z2s"][j] = _dense(block @ yl2)
+        if weighted:  # library-weighted membership rows: no copy of the expression chunk
+            block = sparse.vstack([block, block @ sparse.diags(ly)], format="csr")
+        prods.append(block @ right if block.nnz else None)
+    return {"lib": ly, "zl1": _colsum(yl), "zl2": _colsum(yl2), "prods": prods}
+
+
+def _hstack(blocks: list[Any]) -> Any:
+    return sparse.hstack(blocks, format="csr") if sparse.issparse(blocks[0]) else np.hstack(blocks)
+
+
+def add_into(acc: np.ndarray, part: Any) -> None:
+    """``acc += part`` for a dense or sparse ``part``, without a dense copy of a sparse one."""
+    if not sparse.issparse(part):
+        acc += np.asarray(part)
+        return
+    part = part.tocsr()
+    flat = np.repeat(np.arange(part.shape[0]) * acc.shape[1], np.diff(part.indptr)) + part.indices
+    acc.reshape(-1)[flat] += part.data  # a sparse product holds each (row, column) once
+
+
+def split_sums(acc: np.ndarray, k: int, n_genes: int, *, squares: bool, weighted: bool) -> dict[str, np.ndarray]:
+    """The named sums inside one membership's stacked product (see :func:`block_stats`)."""
+    out = {"sums": acc[:k, :n_genes]}
+    if weighted:
+        out["lys"] = acc[k:, :n_genes]
+    if squares:
+        out["zs"], out["z2s"] = acc[:k, n_genes : 2 * n_genes], acc[:k, 2 * n_genes :]
     return out
 
 
 def _colsum(x: Any) -> np.ndarray:
     return np.asarray(x.sum(axis=0)).ravel()
-
-
-def _dense(x: Any) -> np.ndarray:
-    return x.toarray() if sparse.issparse(x) else np.asarray(x)
 
 
 def dask_block_stats(rows: Rows, mats: list[sparse.csc_matrix], **kw: Any):

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import sparse
 
 from .._utils import progress
-from ._chunks import CHUNK, Rows, block_stats, dask_block_stats, is_dask
+from ._chunks import CHUNK, Rows, add_into, block_stats, dask_block_stats, is_dask, split_sums
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -133,18 +133,18 @@ class Expression:
         n_genes, n = len(self.var_names), self.n_obs
         mats = [sparse.csc_matrix(m.T, dtype=np.float64) for m in memberships]  # k x cells
         lib, zl1, zl2 = np.zeros(n), np.zeros(n_genes), np.zeros(n_genes)
-        keys = ["sums", *(["lys"] if weighted else []), *(["zs", "z2s"] if squares else [])]
-        acc = {k: [np.zeros((m.shape[0], n_genes)) for m in mats] for k in keys}
+        shape = (1 + weighted, n_genes * (1 + 2 * squares))
+        acc = [np.zeros((m.shape[0] * shape[0], shape[1])) for m in mats]
         n_chunks = int(np.ceil(n / CHUNK))
         parts = self._block_stats(mats, squares=squares, weighted=weighted)
         for start, stop, part in progress(parts, total=n_chunks, desc="expression"):
             lib[start:stop] = part["lib"]
             zl1 += part["zl1"]
             zl2 += part["zl2"]
-            for k, arrays in acc.items():
-                for a, p in zip(arrays, part[k], strict=True):
-                    if p is not None:
-                        a += p
+            for a, p in zip(acc, part["prods"], strict=True):
+                if p is not None:
+                    add_into(a, p)
+        sums = [split_sums(a, m.shape[0], n_genes, squares=squares, weighted=weighted) for a, m in zip(acc, mats)]
         if (lib <= 0).any():
             n_empty = int((lib <= 0).sum())
             msg = (
@@ -155,7 +155,7 @@ class Expression:
         gm = float(np.exp(np.mean(np.log(lib))))
         z_mean = zl1 * gm / n
         z_var = np.maximum(zl2 * gm**2 / n - z_mean**2, 0.0) * n / max(n - 1, 1)
-        zs = [a * gm for a in acc["zs"]] if squares else None
-        z2s = [a * gm**2 for a in acc["z2s"]] if squares else None
-        ssums = [a / gm for a in acc["lys"]] if weighted else None
-        return Scan(lib, lib / gm, z_mean, z_var, acc["sums"], zs, z2s, ssums)
+        zs = [d["zs"] * gm for d in sums] if squares else None
+        z2s = [d["z2s"] * gm**2 for d in sums] if squares else None
+        ssums = [d["lys"] / gm for d in sums] if weighted else None
+        return Scan(lib, lib / gm, z_mean, z_var, [d["sums"] for d in sums], zs, z2s, ssums)
