@@ -52,9 +52,9 @@ class Simulator:
         self.type_p = base * rng.lognormal(0.0, 0.5, (N_TYPES, n))
         self.type_cdf = np.cumsum(self.type_p / self.type_p.sum(1, keepdims=True), axis=1)
         pos = {g: i for i, g in enumerate(genes)}
-        sizes = go.groupby("source").size()
+        sizes = go.groupby("source", observed=True).size()
         terms = rng.choice(sizes[(sizes >= 15) & (sizes <= 200)].index, N_PROGRAMS, replace=False)
-        by_term = go[go["source"].isin(terms)].groupby("source")["target"]
+        by_term = go[go["source"].isin(terms)].groupby("source", observed=True)["target"]
         programs = [np.array([pos[g] for g in by_term.get_group(t) if g in pos]) for t in terms]
         self.prog_size = np.array([p.size for p in programs])
         self.prog_genes = np.zeros((N_PROGRAMS, self.prog_size.max()), dtype=np.int64)

@@ -7,7 +7,9 @@ is imported from there). Its per-feature loop is replayed as in its ``pipeline.p
 through a 2-process ``multiprocessing.Pool``), ranking by fold change, its threshold fallbacks,
 then ``go_analysis`` for every gene set through the same pool. Two shims, neither changing what
 is computed: its ``stats.ttest_ind(a, b, 0, False)`` (positional ``axis``, ``equal_var``, refused by
-current SciPy) is run as ``ttest_ind(a, b, axis=0, equal_var=False)`` by the pool given to it; and
+current SciPy) is run as ``ttest_ind(a, b, axis=0, equal_var=False)`` by the pool given to it, which
+returns each result as a picklable record (current SciPy's ``TtestResult`` cannot be sent back from
+a worker process; the published code would catch that and keep every p-value at 1); and
 ``goatools`` (imported at the top of the module, unused by these two functions) is replaced by an
 empty stub when it is not installed.
 
@@ -37,9 +39,15 @@ N_CELLS, N_GENES, N_SETS, N_FEATURES, N_HIGH, N_LOW = 10_000, 13_431, 930, 30, 5
 
 
 def _ttest(a, b, axis, equal_var):
+    """``stats.ttest_ind`` with keyword arguments; the result as a plain picklable record.
+
+    (SciPy's ``TtestResult`` no longer pickles -- "cannot pickle 'module' object" -- so a pool
+    cannot send it back; the published code would then silently keep every p-value at 1.)
+    """
     from scipy import stats
 
-    return stats.ttest_ind(a, b, axis=axis, equal_var=equal_var)
+    res = stats.ttest_ind(a, b, axis=axis, equal_var=equal_var)
+    return types.SimpleNamespace(statistic=float(res.statistic), pvalue=float(res.pvalue))
 
 
 class CurrentScipyPool:
@@ -95,7 +103,7 @@ def make_inputs(seed: int = 0):
         "features": pd.DataFrame({"kind": "live"}, index=[str(i) for i in range(N_FEATURES)]),
     }
     go = go[go["target"].isin(set(genes))]
-    sizes = go.groupby("source").size()
+    sizes = go.groupby("source", observed=True).size()
     terms = rng.choice(sizes[(sizes >= 10) & (sizes <= 500)].index, N_SETS, replace=False)
     return adata, go[go["source"].isin(terms)].reset_index(drop=True)
 
