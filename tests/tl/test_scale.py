@@ -92,7 +92,8 @@ def test_backed_file_never_written(on_disk):
     adata.obs = obs
     sl.tl.contrast(adata, groupby="g", group="1", gene_sets=gs)
     adata.file.close()
-    assert "sae_go" in adata.uns and "contrast" in adata.uns  # results are in memory
+    assert "sae_go" in adata.uns  # results are in memory
+    assert "contrast" in adata.uns
     assert (hashlib.sha256(path.read_bytes()).hexdigest(), os.stat(path).st_mtime_ns) == before
 
 
@@ -127,10 +128,10 @@ def test_dask_local_cluster_equals_in_memory(on_disk, in_memory):
     with (
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c,
         distributed.Client(c) as client,
+        distributed.get_task_stream(client) as stream,
     ):
-        with distributed.get_task_stream(client) as stream:
-            sl.tl.annotate_features(adata, gene_sets=gs, layer=layer, return_de=[0, 3])
-    ran = [t for t in stream.data if str(t["key"]).startswith("('block_stats") or "block_stats" in str(t["key"])]
+        sl.tl.annotate_features(adata, gene_sets=gs, layer=layer, return_de=[0, 3])
+    ran = [t for t in stream.data if "block_stats" in str(t["key"])]
     assert len(ran) == len(adata.layers[layer].chunks[0])  # one task per chunk of cells
     _same(adata.uns["sae_go"], in_memory["sclens"])
 

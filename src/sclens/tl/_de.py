@@ -144,7 +144,10 @@ class Expression:
             for a, p in zip(acc, part["prods"], strict=True):
                 if p is not None:
                     add_into(a, p)
-        sums = [split_sums(a, m.shape[0], n_genes, squares=squares, weighted=weighted) for a, m in zip(acc, mats)]
+        sums = [
+            split_sums(a, m.shape[0], n_genes, squares=squares, weighted=weighted)
+            for a, m in zip(acc, mats, strict=True)
+        ]
         if (lib <= 0).any():
             n_empty = int((lib <= 0).sum())
             msg = (
