@@ -106,9 +106,9 @@ def block_stats(
 
     ``members``: each membership matrix's columns for these cells (contrasts x cells). Returns the
     cells' library sizes ``lib``, ``zl1`` / ``zl2`` (column sums of ``y / library`` and its square)
-    and per membership one product ``prods[j]`` (``None`` when no cell of the chunk is a member)
-    stacking, as in :func:`split_sums`, the sums of ``y`` and, when ``weighted``, of ``library * y``
-    (rows), and when ``squares`` of ``y / library`` and its square (columns); sparse for counts.
+    and per membership the products ``prods[j]`` (``None`` when no cell of the chunk is a member),
+    named by :func:`split_sums`: sums of ``y`` and, when ``weighted``, of ``library * y`` (stacked
+    rows), then when ``squares`` the sums of ``y / library`` and of its square; sparse for counts.
     ``where`` set: ``y`` is read here and checked to hold counts (out-of-core chunks).
     """
     if where is not None:
@@ -118,18 +118,14 @@ def block_stats(
     inv = 1.0 / np.maximum(ly, 1e-12)
     yl = sparse.diags(inv) @ y if sparse.issparse(y) else y * inv[:, None]
     yl2 = yl.multiply(yl) if sparse.issparse(yl) else yl * yl
-    right = _hstack([y, yl, yl2]) if squares else y
+    rights = [y, yl, yl2] if squares else [y]
     prods: list[Any] = []
     for block in members:
         block = block.tocsr()  # CSR @ CSR: SciPy would otherwise convert the whole chunk to CSC
         if weighted:  # library-weighted membership rows: no copy of the expression chunk
             block = sparse.vstack([block, block @ sparse.diags(ly)], format="csr")
-        prods.append(block @ right if block.nnz else None)
+        prods.append([block @ r for r in rights] if block.nnz else None)
     return {"lib": ly, "zl1": _colsum(yl), "zl2": _colsum(yl2), "prods": prods}
-
-
-def _hstack(blocks: list[Any]) -> Any:
-    return sparse.hstack(blocks, format="csr") if sparse.issparse(blocks[0]) else np.hstack(blocks)
 
 
 def add_into(acc: np.ndarray, part: Any) -> None:
@@ -142,13 +138,13 @@ def add_into(acc: np.ndarray, part: Any) -> None:
     acc.reshape(-1)[flat] += part.data  # a sparse product holds each (row, column) once
 
 
-def split_sums(acc: np.ndarray, k: int, n_genes: int, *, squares: bool, weighted: bool) -> dict[str, np.ndarray]:
-    """The named sums inside one membership's stacked product (see :func:`block_stats`)."""
-    out = {"sums": acc[:k, :n_genes]}
+def split_sums(acc: list[np.ndarray], k: int, *, squares: bool, weighted: bool) -> dict[str, np.ndarray]:
+    """The named sums inside one membership's products (see :func:`block_stats`)."""
+    out = {"sums": acc[0][:k]}
     if weighted:
-        out["lys"] = acc[k:, :n_genes]
+        out["lys"] = acc[0][k:]
     if squares:
-        out["zs"], out["z2s"] = acc[:k, n_genes : 2 * n_genes], acc[:k, 2 * n_genes :]
+        out["zs"], out["z2s"] = acc[1], acc[2]
     return out
 
 

@@ -133,21 +133,18 @@ class Expression:
         n_genes, n = len(self.var_names), self.n_obs
         mats = [sparse.csc_matrix(m.T, dtype=np.float64) for m in memberships]  # k x cells
         lib, zl1, zl2 = np.zeros(n), np.zeros(n_genes), np.zeros(n_genes)
-        shape = (1 + weighted, n_genes * (1 + 2 * squares))
-        acc = [np.zeros((m.shape[0] * shape[0], shape[1])) for m in mats]
+        widths = [m.shape[0] * (1 + weighted) for m in mats]
+        acc = [[np.zeros((w, n_genes)) for _ in range(1 + 2 * squares)] for w in widths]
         n_chunks = int(np.ceil(n / CHUNK))
         parts = self._block_stats(mats, squares=squares, weighted=weighted)
         for start, stop, part in progress(parts, total=n_chunks, desc="expression"):
             lib[start:stop] = part["lib"]
             zl1 += part["zl1"]
             zl2 += part["zl2"]
-            for a, p in zip(acc, part["prods"], strict=True):
-                if p is not None:
+            for arrays, prods in zip(acc, part["prods"], strict=True):
+                for a, p in zip(arrays, prods or [], strict=False):
                     add_into(a, p)
-        sums = [
-            split_sums(a, m.shape[0], n_genes, squares=squares, weighted=weighted)
-            for a, m in zip(acc, mats, strict=True)
-        ]
+        sums = [split_sums(a, m.shape[0], squares=squares, weighted=weighted) for a, m in zip(acc, mats, strict=True)]
         if (lib <= 0).any():
             n_empty = int((lib <= 0).sum())
             msg = (
