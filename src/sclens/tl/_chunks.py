@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 
 CHUNK = 4096
-#: dask chunks computed at a time (each returns contrasts x genes partial sums)
+#: dask chunks computed at a time without a distributed client (each returns contrasts x genes sums)
 DASK_BATCH = 4
 
 
@@ -159,10 +159,21 @@ def dask_block_stats(rows: Rows, mats: list[sparse.csc_matrix], **kw: Any):
     blocks = rows.x.to_delayed().ravel()
     spans = rows.spans()
     task = dask.delayed(block_stats, pure=True)
-    for b0 in range(0, len(blocks), DASK_BATCH):
-        batch = list(range(b0, min(b0 + DASK_BATCH, len(blocks))))
+    step = _batch_size()
+    for b0 in range(0, len(blocks), step):
+        batch = list(range(b0, min(b0 + step, len(blocks))))
         parts = dask.compute(
             *[task(blocks[b], [m[:, slice(*spans[b])] for m in mats], where=rows.where, **kw) for b in batch]
         )
         for b, part in zip(batch, parts, strict=True):
             yield (*spans[b], part)
+
+
+def _batch_size() -> int:
+    """Tasks computed at a time: ``DASK_BATCH``, or every thread of an active ``dask.distributed`` client."""
+    try:
+        from distributed import get_client
+
+        return max(DASK_BATCH, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):  # no distributed, or no client
+        return DASK_BATCH
