@@ -12,14 +12,12 @@ from scipy import sparse
 
 from .._settings import resolve_n_jobs
 from .._utils import progress
-from . import _de_fast as fast
-from . import _scfeaturelens as sfl
-from ._de import Expression
-from ._de_deseq2 import deseq2_engine
-from ._enrich import GeneSets, collect, decoupler_method, ora, up_genes
+from ._engines import DE_ENGINES, FLAVORS, pick
+from ._enrich import collect
 
 if TYPE_CHECKING:
-    pass
+    from ._de import Expression
+    from ._enrich import GeneSets
 
 logger = logging.getLogger("sclens")
 FEATURE_CHUNK = 128
@@ -41,11 +39,12 @@ class Options:
 
 def check_options(**kw: Any) -> Options:
     """Validate the shared DE / enrichment arguments."""
-    if kw["flavor"] not in ("sclens", "scfeaturelens"):
+    if kw["flavor"] not in ("sclens", *FLAVORS):
         msg = f"flavor must be 'sclens' or 'scfeaturelens', got {kw['flavor']!r}."
         raise ValueError(msg)
-    if kw["de_method"] not in ("fast", "deseq2"):
-        msg = f"de_method must be 'fast' or 'deseq2', got {kw['de_method']!r}."
+    de_methods = [name for name, cls in DE_ENGINES.items() if cls.public]
+    if kw["de_method"] not in de_methods:
+        msg = f"de_method must be {' or '.join(map(repr, de_methods))}, got {kw['de_method']!r}."
         raise ValueError(msg)
     if not isinstance(kw["enrichment"], str) or not kw["enrichment"]:
         msg = f"enrichment must be 'ora' or a decoupler method name such as 'ulm', got {kw['enrichment']!r}."
@@ -66,10 +65,6 @@ def check_options(**kw: Any) -> Options:
     return Options(**{**kw, "n_jobs": resolve_n_jobs(kw["n_jobs"])})
 
 
-def _indices(m: sparse.csc_matrix) -> list[np.ndarray]:
-    return [m.indices[m.indptr[j] : m.indptr[j + 1]] for j in range(m.shape[1])]
-
-
 def run_contrasts(
     expr: Expression,
     high: sparse.csc_matrix,
@@ -83,58 +78,26 @@ def run_contrasts(
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """DE + enrichment of every contrast (column of ``high`` / ``low``): kept terms and chosen DE tables.
 
-    ``top``: a list that receives, per chunk, the :func:`top_genes` table of the contrasts.
+    The one runner of all engines (:mod:`sclens.tl._engines`): the DE engine is built once (its
+    fixed-cost pass over the expression), then tests the contrasts in chunks of ``FEATURE_CHUNK``,
+    each chunk handed to the enrichment method. ``top``: a list that receives, per chunk, the
+    :func:`top_genes` table of the contrasts.
     """
+    engine_cls, enrichment_cls = pick(opt)
     genes = pd.Index(expr.var_names)
+    enr = enrichment_cls(gs, opt, ids, genes)
     n_c = high.shape[1]
     if n_c == 0:
-        return collect(_empty(gs, opt), gs, ids[:0], np.zeros((len(gs.terms), 0), bool)), {}
-    de_tables: dict[str, pd.DataFrame] = {}
+        keys = ["pvalue", "padj", "n_overlap", "set_size", "n_de", enr.effect]
+        empty = {k: np.zeros((len(gs.terms), 0)) for k in keys}
+        return collect(empty, gs, ids[:0], np.zeros((len(gs.terms), 0), bool)), {}
+    engine = engine_cls(expr, high, low, opt)
     tables: list[pd.DataFrame] = []
-    stats_all = np.zeros((n_c, genes.size), dtype=np.float32) if opt.enrichment != "ora" else None
-    study_all = np.zeros((n_c, genes.size), dtype=bool) if stats_all is not None else None
-    tested_all = np.zeros((n_c, genes.size), dtype=bool) if stats_all is not None else None
-    if opt.flavor == "scfeaturelens" or opt.de_method == "fast":
-        scan = expr.scan([high, low], squares=opt.flavor == "scfeaturelens", weighted=opt.flavor == "sclens")
-        n_h, n_l = np.diff(high.indptr), np.diff(low.indptr)
-        if opt.flavor == "sclens":
-            disp = fast.nb_dispersions(scan.z_mean, scan.z_var, scan.size_factors)
-            bins, centres = fast.size_bins(scan.size_factors)
-            onehot = fast.bin_onehot(bins, centres.size)
-            nb_h, nb_l = (high.T @ onehot).toarray(), (low.T @ onehot).toarray()
-    else:
-        hi_idx, lo_idx = _indices(high), _indices(low)
-    starts = range(0, n_c, FEATURE_CHUNK)
-    for start in progress(starts, desc="annotating", unit="chunk"):
+    de_tables: dict[str, pd.DataFrame] = {}
+    for start in progress(range(0, n_c, FEATURE_CHUNK), desc="annotating", unit="chunk"):
         sl_ = slice(start, min(start + FEATURE_CHUNK, n_c))
-        if opt.flavor == "scfeaturelens":
-            de, fc = sfl.welch(
-                scan.zsums[0][sl_], scan.z2sums[0][sl_], n_h[sl_], scan.zsums[1][sl_], scan.z2sums[1][sl_], n_l[sl_]
-            )
-            study = sfl.study_sets(de, fc)
-            res = sfl.go_test(de, fc, study, gs)
-            keep = (res["n_overlap"] >= 1) & (res["pvalue"] <= opt.alpha)
-        else:
-            if opt.de_method == "fast":
-                de = fast.nb_wald(
-                    scan.sums[0][sl_], scan.sums[1][sl_], nb_h[sl_], nb_l[sl_], centres, disp,
-                    scan.ssums[0][sl_], scan.ssums[1][sl_],
-                )  # fmt: skip
-            else:
-                de = deseq2_engine(expr, hi_idx[sl_], lo_idx[sl_], n_jobs=opt.n_jobs)
-            study = up_genes(de, de_alpha=opt.de_alpha, min_log2fc=opt.min_log2fc)
-            if stats_all is None:
-                res = ora(study, de.tested, gs, min_size=opt.min_size, max_size=opt.max_size)
-                # tie-break for saturated p-values: mean log2 fold change of the term's tested genes
-                lfc_sum = gs.matrix @ np.nan_to_num(de.log2fc).T
-                res["mean_log2fc"] = lfc_sum / np.maximum(res["set_size"], 1)
-                keep = res["pvalue"] < opt.alpha
-            else:
-                stats_all[sl_] = np.nan_to_num(de.stat)
-                study_all[sl_] = study & de.tested
-                tested_all[sl_] = de.tested
-        if stats_all is None:
-            tables.append(collect(res, gs, ids[sl_], keep))
+        de = engine.test(sl_)
+        tables.append(enr.add(de, sl_))
         if top is not None:
             top.append(top_genes(de, ids[sl_], genes, de_alpha=opt.de_alpha))
         for j, f in enumerate(ids[sl_]):
@@ -142,20 +105,12 @@ def run_contrasts(
                 de_tables[str(int(f))] = pd.DataFrame(
                     {c: getattr(de, c)[j].astype(float) for c in DE_COLUMNS}, index=genes.astype(str)
                 )
-    if stats_all is not None:
-        flag = np.where(tested_all, 0.0, np.nan)
-        de_all = fast.DEResult(flag, stats_all, flag, flag, flag)
-        ids_str = [str(int(f)) for f in ids]
-        res = decoupler_method(opt.enrichment, de_all, study_all, gs, ids_str, genes, min_size=opt.min_size)
-        with np.errstate(invalid="ignore"):
-            keep = (res["padj"] < opt.alpha) & (res["score"] > 0)
-        tables.append(collect(res, gs, ids, keep))
-    out = pd.concat(tables, ignore_index=True)
-    order = "pvalue" if opt.enrichment == "ora" or opt.flavor == "scfeaturelens" else "padj"
-    by = ["feature", order, *(["mean_log2fc"] if "mean_log2fc" in out.columns else []), "term"]
-    asc = [True, True, *([False] if "mean_log2fc" in out.columns else []), True]
-    out = out.sort_values(by, ascending=asc, kind="stable").reset_index(drop=True)
-    return out, de_tables
+    tables.append(enr.finish())
+    out = pd.concat([t for t in tables if t is not None], ignore_index=True)
+    tie = ["mean_log2fc"] if "mean_log2fc" in out.columns else []
+    by = ["feature", enr.order, *tie, "term"]
+    out = out.sort_values(by, ascending=[True, True, *([False] * len(tie)), True], kind="stable")
+    return out.reset_index(drop=True), de_tables
 
 
 def top_genes(de: Any, ids: np.ndarray, genes: pd.Index, *, de_alpha: float, n_top: int = 20) -> pd.DataFrame:
@@ -177,13 +132,6 @@ def top_genes(de: Any, ids: np.ndarray, genes: pd.Index, *, de_alpha: float, n_t
             "padj": de.padj[r, c].astype(np.float64),
         }
     )
-
-
-def _empty(gs: GeneSets, opt: Options) -> dict[str, np.ndarray]:
-    shape = (len(gs.terms), 0)
-    keys = ["pvalue", "padj", "n_overlap", "set_size", "n_de"]
-    keys.append("odds_ratio" if opt.enrichment == "ora" or opt.flavor == "scfeaturelens" else "score")
-    return {k: np.zeros(shape) for k in keys}
 
 
 def feature_summary(results: pd.DataFrame, features: np.ndarray) -> pd.DataFrame:

@@ -13,11 +13,10 @@ import numpy as np
 from scipy import sparse
 
 from .._utils import progress
+from ._chunks import CHUNK, Rows, add_into, block_stats, dask_block_stats, is_dask, split_sums
 
 if TYPE_CHECKING:
     from anndata import AnnData
-
-CHUNK = 4096
 
 
 @dataclass
@@ -41,11 +40,16 @@ class Scan:
 
 
 class Expression:
-    """Expression of ``adata``'s cells from ``layer`` / ``X`` counts or an scvi-tools ``model``."""
+    """Expression of ``adata``'s cells from ``layer`` / ``X`` counts or an scvi-tools ``model``.
+
+    Counts may be in memory, backed (``read_h5ad(..., backed="r")``) or a dask array; they are
+    read in chunks of cells (:mod:`sclens.tl._chunks`) and never densified as a whole.
+    """
 
     def __init__(self, adata: AnnData, *, layer: str | None = None, model: Any = None) -> None:
         self.adata, self.layer, self.model = adata, layer, model
         self.var_names = adata.var_names.astype(str)
+        self.n_obs = adata.n_obs
         if model is not None:
             if layer is not None:
                 msg = "Pass either `layer=` (observed counts) or `model=` (predicted expression), not both."
@@ -70,43 +74,36 @@ class Expression:
         if x is None:
             msg = f"{where} is empty; pass `layer=` naming a layer of raw counts."
             raise ValueError(msg)
-        vals = x.data if sparse.issparse(x) else np.asarray(x)
-        if not np.isfinite(vals).all():
-            msg = f"{where} contains NaN or infinite values; raw counts must be finite."
-            raise ValueError(msg)
-        if vals.size and vals.min() < 0:
-            msg = f"{where} contains negative values; pass `layer=` naming a layer of raw (non-negative) counts."
-            raise ValueError(msg)
-        if not np.array_equal(vals, np.round(vals)):
-            hint = " such as `layer='counts'`" if "counts" in adata.layers else ""
-            msg = (
-                f"{where} does not hold integer counts (it looks normalised or log-transformed); "
-                f"pass `layer=` naming raw counts{hint}, or `model=` for a model's predicted expression "
-                "(rounded to integers for `de_method='deseq2'`)."
-            )
-            raise ValueError(msg)
-        self.x = sparse.csr_matrix(x) if not sparse.issparse(x) else x.tocsr()
+        hint = " such as `layer='counts'`" if "counts" in adata.layers else ""
+        self.rows = Rows(x, where, hint)
         self.integer = True
         self.source = where
 
     def chunks(self, cells: np.ndarray | None = None, *, chunk_size: int = CHUNK):
-        """Yield ``(cell indices, expression chunk)``; sparse for counts, dense float32 for a model."""
-        cells = np.arange(self.adata.n_obs) if cells is None else np.asarray(cells)
+        """Yield ``(cell indices, expression chunk)``; sparse for counts, dense float64 for a model."""
+        if cells is None and self.model is None:
+            for start, stop in self.rows.spans():
+                yield np.arange(start, stop), self.rows.read(start, stop)
+            return
+        cells = np.arange(self.n_obs) if cells is None else np.asarray(cells)
         for start in range(0, cells.size, chunk_size):
             idx = cells[start : start + chunk_size]
-            if self.model is None:
-                yield idx, self.x[idx].astype(np.float64)
-            else:
-                yield idx, self._predict(idx)
+            yield idx, (self.rows.take(idx) if self.model is None else self._predict(idx))
 
     def _predict(self, idx: np.ndarray) -> np.ndarray:
+        """The model's predictions for cells ``idx`` (any order, repeats allowed).
+
+        scvi-tools is given sorted, unique indices: with unsorted ones, ``get_normalized_expression``
+        (scvi-tools 1.4) returns values that belong to no requested cell.
+        """
         import torch
 
+        uniq, inverse = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
         with torch.no_grad():
             pred = self.model.get_normalized_expression(
-                self.adata, indices=idx, library_size="latent", return_numpy=True
+                self.adata, indices=uniq, library_size="latent", return_numpy=True
             )
-        pred = np.asarray(pred, dtype=np.float64)
+        pred = np.asarray(pred, dtype=np.float64)[inverse]
         if not np.isfinite(pred).all():  # pragma: no cover - model output
             msg = "The model's predicted expression contains NaN; check the model was trained successfully."
             raise ValueError(msg)
@@ -118,40 +115,36 @@ class Expression:
         out = np.vstack(blocks) if blocks else np.zeros((0, len(self.var_names)))
         return np.rint(out).astype(np.int64) if integer else out
 
+    def _block_stats(self, mats: list[sparse.csc_matrix], **kw: Any):
+        """``(start, stop, block_stats)`` of every chunk of cells (dask chunks as dask tasks)."""
+        if self.model is None and is_dask(self.rows.x):
+            yield from dask_block_stats(self.rows, mats, **kw)
+            return
+        for idx, y in self.chunks():
+            start, stop = int(idx[0]), int(idx[-1]) + 1  # chunks of all cells are contiguous
+            yield start, stop, block_stats(y, [m[:, start:stop] for m in mats], **kw)
+
     def scan(self, memberships: list[sparse.spmatrix], *, squares: bool = False, weighted: bool = False) -> Scan:
         """Library sizes, normalised moments and group sums for each membership matrix (cells x k).
 
-        ``weighted`` adds the group sums of ``s * y`` (size-factor-weighted expression), from the
-        same sparse product as the plain sums.
+        One pass over the cells. ``weighted`` adds the group sums of ``s * y`` (size-factor-weighted
+        expression), from the same sparse product as the plain sums.
         """
-        n_genes = len(self.var_names)
-        lib = np.zeros(self.adata.n_obs)
-        zl1 = np.zeros(n_genes)  # sum of y / library
-        zl2 = np.zeros(n_genes)  # sum of (y / library)^2
+        n_genes, n = len(self.var_names), self.n_obs
         mats = [sparse.csc_matrix(m.T, dtype=np.float64) for m in memberships]  # k x cells
-        sums = [np.zeros((m.shape[0], n_genes)) for m in mats]
-        zs = [np.zeros((m.shape[0], n_genes)) for m in mats] if squares else None
-        z2s = [np.zeros((m.shape[0], n_genes)) for m in mats] if squares else None
-        lys = [np.zeros((m.shape[0], n_genes)) for m in mats] if weighted else None  # sums of library * y
-        n_chunks = int(np.ceil(self.adata.n_obs / CHUNK))
-        for idx, y in progress(self.chunks(), total=n_chunks, desc="expression"):
-            ly = np.asarray(y.sum(axis=1)).ravel()
-            lib[idx] = ly
-            inv = 1.0 / np.maximum(ly, 1e-12)
-            yl = sparse.diags(inv) @ y if sparse.issparse(y) else y * inv[:, None]
-            yl2 = yl.multiply(yl) if sparse.issparse(yl) else yl * yl
-            zl1 += np.asarray(yl.sum(axis=0)).ravel()
-            zl2 += np.asarray(yl2.sum(axis=0)).ravel()
-            for j, m in enumerate(mats):
-                block = m[:, idx[0] : idx[-1] + 1]  # chunks of all cells are contiguous
-                if block.nnz == 0:
-                    continue
-                sums[j] += _dense(block @ y)
-                if weighted:  # library-weighted membership: no copy of the expression chunk
-                    lys[j] += _dense((block @ sparse.diags(ly)) @ y)
-                if squares:
-                    zs[j] += _dense(block @ yl)
-                    z2s[j] += _dense(block @ yl2)
+        lib, zl1, zl2 = np.zeros(n), np.zeros(n_genes), np.zeros(n_genes)
+        widths = [m.shape[0] * (1 + weighted) for m in mats]
+        acc = [[np.zeros((w, n_genes)) for _ in range(1 + 2 * squares)] for w in widths]
+        n_chunks = int(np.ceil(n / CHUNK))
+        parts = self._block_stats(mats, squares=squares, weighted=weighted)
+        for start, stop, part in progress(parts, total=n_chunks, desc="expression"):
+            lib[start:stop] = part["lib"]
+            zl1 += part["zl1"]
+            zl2 += part["zl2"]
+            for arrays, prods in zip(acc, part["prods"], strict=True):
+                for a, p in zip(arrays, prods or [], strict=False):
+                    add_into(a, p)
+        sums = [split_sums(a, m.shape[0], squares=squares, weighted=weighted) for a, m in zip(acc, mats, strict=True)]
         if (lib <= 0).any():
             n_empty = int((lib <= 0).sum())
             msg = (
@@ -160,15 +153,9 @@ class Expression:
             )
             raise ValueError(msg)
         gm = float(np.exp(np.mean(np.log(lib))))
-        n = self.adata.n_obs
         z_mean = zl1 * gm / n
         z_var = np.maximum(zl2 * gm**2 / n - z_mean**2, 0.0) * n / max(n - 1, 1)
-        if squares:
-            zs = [a * gm for a in zs]
-            z2s = [a * gm**2 for a in z2s]
-        ssums = [a / gm for a in lys] if weighted else None
-        return Scan(lib, lib / gm, z_mean, z_var, sums, zs, z2s, ssums)
-
-
-def _dense(x: Any) -> np.ndarray:
-    return x.toarray() if sparse.issparse(x) else np.asarray(x)
+        zs = [d["zs"] * gm for d in sums] if squares else None
+        z2s = [d["z2s"] * gm**2 for d in sums] if squares else None
+        ssums = [d["lys"] / gm for d in sums] if weighted else None
+        return Scan(lib, lib / gm, z_mean, z_var, [d["sums"] for d in sums], zs, z2s, ssums)

@@ -42,6 +42,8 @@ class DEResult:
     pvalue: np.ndarray
     padj: np.ndarray
     base_mean: np.ndarray
+    #: ratio of group means, set by engines whose enrichment needs it (Welch)
+    fc: np.ndarray | None = None
 
     @property
     def tested(self) -> np.ndarray:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
+from scipy import sparse, special
 
 from ..datasets._network import as_network
 from ._de_fast import DEResult, fdr_bh
@@ -108,7 +108,7 @@ def ora(
     p = np.where(testable, 1.0, np.nan)
     go = testable & (hits > 0)
     ii, jj = np.nonzero(go)
-    p[ii, jj] = stats.hypergeom.sf(hits[ii, jj] - 1, n_bg[0, jj], big_k[ii, jj], n_de[0, jj])
+    p[ii, jj] = hypergeom_sf(hits[ii, jj], n_bg[0, jj], big_k[ii, jj], n_de[0, jj])
     b = n_de - hits
     c = big_k - hits
     d = n_bg - big_k - b
@@ -123,6 +123,38 @@ def ora(
         "n_de": np.broadcast_to(n_de, p.shape),
         "odds_ratio": odds,
     }
+
+
+def hypergeom_sf(k: np.ndarray, total: np.ndarray, good: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """``P(X >= k)`` for ``X ~ Hypergeom(total, good, draws)``, vectorised (``scipy.stats.hypergeom.sf(k - 1, ...)``).
+
+    SciPy sums the probability mass in a Python loop per element; here the mass at ``k`` (from
+    log-gamma functions) is multiplied by the sum of the ratios of successive masses, all elements
+    at once, each stopping when its terms no longer change the sum (or the support ends).
+    """
+    k, total, good, draws = (np.asarray(a, dtype=np.float64) for a in np.broadcast_arrays(k, total, good, draws))
+    top = np.minimum(good, draws)
+    bottom = np.maximum(0.0, draws - (total - good))
+    out = np.where(k <= bottom, 1.0, 0.0)
+    rows = np.flatnonzero((k > bottom) & (k <= top))
+    kk, n_, m_, big, last = k[rows], good[rows], draws[rows], total[rows], top[rows]
+    log_p = _lchoose(n_, kk) + _lchoose(big - n_, m_ - kk) - _lchoose(big, m_)
+    term, acc = np.ones(rows.size), np.ones(rows.size)
+    live = np.arange(rows.size)
+    while live.size:
+        j = kk[live]
+        term[live] *= (n_[live] - j) * (m_[live] - j) / ((j + 1) * (big[live] - n_[live] - m_[live] + j + 1))
+        kk[live] += 1
+        acc[live] += term[live]
+        huge = live[acc[live] > 1e250]  # keep the running sum finite: move its scale into log_p
+        acc[huge], term[huge], log_p[huge] = acc[huge] * 1e-250, term[huge] * 1e-250, log_p[huge] + 250 * np.log(10)
+        live = live[(kk[live] < last[live]) & (term[live] > 1e-17 * acc[live])]
+    out[rows] = np.minimum(np.exp(log_p + np.log(acc)), 1.0)
+    return out
+
+
+def _lchoose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return -np.log(n + 1) - special.betaln(n - k + 1, k + 1)  # betaln: no cancellation of large terms
 
 
 def decoupler_method(

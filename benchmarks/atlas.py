@@ -1,0 +1,181 @@
+"""Atlas-scale benchmark: fit_sae + annotate_features on an h5ad read backed, at several sizes.
+
+Synthetic counts, 20,000 genes named by GO symbols (the GO-annotated symbols of the embedded
+snapshot, then filler names): 20 cell types, each with its own log-normal perturbation of
+heavy-tailed (log-normal) gene means; 200 programs, each a GO BP term of the snapshot, active in
+0.5-5 % of cells and taking 10-40 % of an active cell's UMIs; ~2,000 UMIs per cell (log-normal
+library sizes) drawn as a multinomial over genes. The 30-dimensional embedding is a random
+projection of cell type and program activities plus noise. The file is written block by block
+(``anndata.io.write_elem`` + ``sparse_dataset(...).append``), so the matrix is never in memory.
+
+Each size runs in its own process (so peak RSS is its own): read backed, ``fit_sae`` (defaults,
+except ``n_features`` so that >= 2,000 features live), then ``annotate_features`` on all live
+features with GO BP of the embedded snapshot, counts read from the backed ``X``.
+
+Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_GENES, N_TYPES, N_PROGRAMS, DIM, BLOCK = 20_000, 20, 200, 30, 5_000
+
+
+def go_bp():
+    import sclens as sl
+
+    return sl.datasets.go_gene_sets("human", namespaces=["BP"])
+
+
+def gene_names(go, n_genes: int = N_GENES) -> np.ndarray:
+    symbols = sorted(go["target"].astype(str).unique())[:n_genes]
+    fill = [f"FILLER{i:05d}" for i in range(n_genes - len(symbols))]
+    return np.array(symbols + fill)
+
+
+class Simulator:
+    """Draws blocks of cells (counts CSR + embedding) from one fixed set of types and programs."""
+
+    def __init__(self, genes: np.ndarray, go, seed: int = 0) -> None:
+        rng = self.rng = np.random.default_rng(seed)
+        n = self.n_genes = genes.size
+        base = rng.lognormal(0.0, 1.5, n)
+        self.type_p = base * rng.lognormal(0.0, 0.5, (N_TYPES, n))
+        self.type_cdf = np.cumsum(self.type_p / self.type_p.sum(1, keepdims=True), axis=1)
+        pos = {g: i for i, g in enumerate(genes)}
+        sizes = go.groupby("source", observed=True).size()
+        terms = rng.choice(sizes[(sizes >= 15) & (sizes <= 200)].index, N_PROGRAMS, replace=False)
+        by_term = go[go["source"].isin(terms)].groupby("source", observed=True)["target"]
+        programs = [np.array([pos[g] for g in by_term.get_group(t) if g in pos]) for t in terms]
+        self.prog_size = np.array([p.size for p in programs])
+        self.prog_genes = np.zeros((N_PROGRAMS, self.prog_size.max()), dtype=np.int64)
+        for i, p in enumerate(programs):
+            self.prog_genes[i, : p.size] = p
+        self.freq = rng.uniform(0.005, 0.05, N_PROGRAMS)
+        self.proj_type = rng.normal(size=(N_TYPES, DIM))
+        self.proj_prog = rng.normal(size=(N_PROGRAMS, DIM))
+
+    def block(self, m: int):
+        from scipy import sparse
+
+        rng = self.rng
+        types = rng.integers(0, N_TYPES, m)
+        active = rng.random((m, N_PROGRAMS)) < self.freq
+        share = np.where(active, rng.uniform(0.1, 0.4, active.shape), 0.0)
+        share = share / np.maximum(1.0, share.sum(1, keepdims=True) / 0.6)
+        lib = rng.lognormal(np.log(2000), 0.4, m).astype(np.int64)
+        n_prog = rng.binomial(lib[:, None], share)  # UMIs from each active program
+        n_base = lib - n_prog.sum(1)
+        cell = np.repeat(np.arange(m), n_base)
+        u = rng.random(cell.size)
+        gene = np.empty(cell.size, dtype=np.int64)
+        for t in range(N_TYPES):  # baseline UMIs: multinomial over the cell type's gene means
+            sel = types[cell] == t
+            gene[sel] = np.searchsorted(self.type_cdf[t], u[sel] * self.type_cdf[t, -1])
+        ci, pi = np.nonzero(n_prog)
+        reps = n_prog[ci, pi]
+        pc, pp = np.repeat(ci, reps), np.repeat(pi, reps)
+        pg = self.prog_genes[pp, (rng.random(pp.size) * self.prog_size[pp]).astype(np.int64)]
+        rows, cols = np.concatenate([cell, pc]), np.minimum(np.concatenate([gene, pg]), self.n_genes - 1)
+        counts = sparse.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(m, self.n_genes))
+        counts.sum_duplicates()
+        self.last_share = share
+        emb = np.eye(N_TYPES)[types] @ self.proj_type + np.log1p(10 * share) @ self.proj_prog
+        emb += rng.normal(0, 0.3, emb.shape)
+        return counts, emb.astype(np.float32)
+
+
+def write_atlas(path: Path, n_cells: int, genes: np.ndarray, go) -> float:
+    """Write ``n_cells`` synthetic cells to ``path`` block by block; returns seconds taken."""
+    import anndata as ad
+    import h5py
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    sim = Simulator(genes, go)
+    embs = []
+    with h5py.File(path, "w") as f:
+        for start in range(0, n_cells, BLOCK):
+            counts, emb = sim.block(min(BLOCK, n_cells - start))
+            embs.append(emb)
+            if start == 0:
+                ad.io.write_elem(f, "X", counts)
+            else:
+                ad.io.sparse_dataset(f["X"]).append(counts)
+        ad.io.write_elem(f, "obs", pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)]))
+        ad.io.write_elem(f, "var", pd.DataFrame(index=genes))
+        ad.io.write_elem(f, "obsm", {"X_emb": np.vstack(embs)})
+        for key in ("layers", "obsp", "varm", "varp", "uns"):
+            ad.io.write_elem(f, key, {})
+        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+    return time.perf_counter() - t0
+
+
+def run_one(path: str, n_features: int) -> dict:
+    import anndata as ad
+
+    import sclens as sl
+
+    go = go_bp()
+    adata = ad.read_h5ad(path, backed="r")
+    t0, c0 = time.perf_counter(), time.process_time()
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=n_features)
+    t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
+    live = int((adata.uns["sae"]["features"]["kind"] != "dead").sum())
+    t0, c0 = time.perf_counter(), time.process_time()
+    sl.tl.annotate_features(adata, gene_sets=go)
+    t_ann, c_ann = time.perf_counter() - t0, time.process_time() - c0
+    res = adata.uns["sae_go"]["results"]
+    return {
+        "cells": adata.n_obs, "genes": adata.n_vars, "live_features": live, "fit_s": round(t_fit, 1),
+        "fit_cpu_s": round(c_fit, 1), "annotate_s": round(t_ann, 1), "annotate_cpu_s": round(c_ann, 1),
+        "annotated_features": int(res["feature"].nunique()),
+        "peak_rss_GiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
+    ap.add_argument("--dir", default="/tmp/sclens_atlas")
+    ap.add_argument("--n-features", type=int, default=2500)
+    ap.add_argument("--keep", action="store_true", help="keep the h5ad files")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.n_features)))
+        return
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    go = go_bp()
+    genes = gene_names(go)
+    rows = []
+    for n in args.sizes:
+        path = out / f"atlas_{n}.h5ad"
+        t_write = write_atlas(path, n, genes, go)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", str(path), "--n-features", str(args.n_features)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        row = {**json.loads(proc.stdout.strip().splitlines()[-1]), "write_s": round(t_write, 1)}
+        row["file_GiB"] = round(path.stat().st_size / 2**30, 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if not args.keep:
+            path.unlink()
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

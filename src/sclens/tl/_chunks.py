@@ -1,0 +1,179 @@
+"""Cells x genes matrices read in chunks of cells, wherever they live, and the per-chunk reduction.
+
+Sources: in memory (NumPy, SciPy sparse), backed (``read_h5ad(..., backed="r")``: an HDF5 CSR/CSC
+dataset or a dense ``h5py`` / ``zarr`` array) and dask arrays (``anndata.experimental.read_lazy``,
+``read_elem_lazy``, or any ``dask.array``). A chunk is at most ``CHUNK`` cells with all genes; no
+step holds more than one chunk of cells (dense chunks are made sparse). For dask, each chunk's
+reduction (:func:`block_stats`) is a dask task, so it runs wherever the dask scheduler runs
+(threads, processes or a ``dask.distributed`` cluster); tasks are computed a few at a time so that
+their partial sums stay bounded in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+CHUNK = 4096
+#: dask chunks computed at a time without a distributed client (each returns contrasts x genes sums)
+DASK_BATCH = 4
+
+
+def is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+def in_memory(x: Any) -> bool:
+    return isinstance(x, np.ndarray) or sparse.issparse(x)
+
+
+def check_counts(vals: np.ndarray, where: str, *, hint: str = "") -> None:
+    """Raise unless ``vals`` (stored values of a count matrix) are finite, non-negative integers."""
+    if vals.size == 0:
+        return
+    if not np.isfinite(vals).all():
+        msg = f"{where} contains NaN or infinite values; raw counts must be finite."
+        raise ValueError(msg)
+    if vals.min() < 0:
+        msg = f"{where} contains negative values; pass `layer=` naming a layer of raw (non-negative) counts."
+        raise ValueError(msg)
+    if not np.array_equal(vals, np.round(vals)):
+        msg = (
+            f"{where} does not hold integer counts (it looks normalised or log-transformed); "
+            f"pass `layer=` naming raw counts{hint}, or `model=` for a model's predicted expression "
+            "(rounded to integers for `de_method='deseq2'`)."
+        )
+        raise ValueError(msg)
+
+
+def as_csr(y: Any) -> sparse.csr_matrix:
+    """A chunk (sparse, dense, ``np.matrix``) as CSR float64."""
+    if sparse.issparse(y):
+        return sparse.csr_matrix(y, dtype=np.float64)
+    return sparse.csr_matrix(np.asarray(y, dtype=np.float64))
+
+
+class Rows:
+    """Chunked access to the cells (rows) of a counts matrix; chunks are CSR float64, checked once."""
+
+    def __init__(self, x: Any, where: str, hint: str = "") -> None:
+        self.where, self.hint = where, hint
+        self.memory = in_memory(x)
+        if self.memory:  # checked here, cheaply, once
+            check_counts(x.data if sparse.issparse(x) else np.asarray(x), where, hint=hint)
+            x = sparse.csr_matrix(x) if not sparse.issparse(x) else x.tocsr()
+        elif is_dask(x) and len(x.chunks[1]) > 1:  # a task needs whole cells
+            x = x.rechunk({1: -1})
+        self.x = x
+        self.shape = tuple(int(n) for n in x.shape)
+        dense_disk = not self.memory and not is_dask(x) and not hasattr(x, "format")
+        # a dense chunk on disk is read whole: keep it near 16 M values
+        self.chunk = min(CHUNK, max(64, 2**24 // max(self.shape[1], 1))) if dense_disk else CHUNK
+
+    def _read(self, y: Any) -> sparse.csr_matrix:
+        if not self.memory:
+            y = y.compute() if is_dask(y) else y
+            y = as_csr(y)
+            check_counts(y.data, self.where, hint=self.hint)
+        return y.astype(np.float64)
+
+    def take(self, idx: np.ndarray) -> sparse.csr_matrix:
+        """Cells ``idx`` in the given order (read sorted and unique from disk or dask)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self.memory:
+            return self._read(self.x[idx])
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return self._read(self.x[uniq])[inverse]
+
+    def spans(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of every chunk (dask: its own row chunks)."""
+        if is_dask(self.x):
+            stops = np.cumsum(self.x.chunks[0])
+            return list(zip(np.r_[0, stops[:-1]].tolist(), stops.tolist(), strict=True))
+        n = self.shape[0]
+        return [(s, min(s + self.chunk, n)) for s in range(0, n, self.chunk)]
+
+    def read(self, start: int, stop: int) -> sparse.csr_matrix:
+        return self._read(self.x[start:stop])
+
+
+def block_stats(
+    y: Any, members: list[sparse.csc_matrix], *, squares: bool, weighted: bool, where: str | None = None
+) -> dict[str, Any]:
+    """Partial sums of one chunk of cells ``y`` (cells x genes; a dask task for dask input).
+
+    ``members``: each membership matrix's columns for these cells (contrasts x cells). Returns the
+    cells' library sizes ``lib``, ``zl1`` / ``zl2`` (column sums of ``y / library`` and its square)
+    and per membership the products ``prods[j]`` (``None`` when no cell of the chunk is a member),
+    named by :func:`split_sums`: sums of ``y`` and, when ``weighted``, of ``library * y`` (stacked
+    rows), then when ``squares`` the sums of ``y / library`` and of its square; sparse for counts.
+    ``where`` set: ``y`` is read here and checked to hold counts (out-of-core chunks).
+    """
+    if where is not None:
+        y = as_csr(y)
+        check_counts(y.data, where)
+    ly = np.asarray(y.sum(axis=1)).ravel()
+    inv = 1.0 / np.maximum(ly, 1e-12)
+    yl = sparse.diags(inv) @ y if sparse.issparse(y) else y * inv[:, None]
+    yl2 = yl.multiply(yl) if sparse.issparse(yl) else yl * yl
+    rights = [y, yl, yl2] if squares else [y]
+    prods: list[Any] = []
+    for block in members:
+        block = block.tocsr()  # CSR @ CSR: SciPy would otherwise convert the whole chunk to CSC
+        if weighted:  # library-weighted membership rows: no copy of the expression chunk
+            block = sparse.vstack([block, block @ sparse.diags(ly)], format="csr")
+        prods.append([block @ r for r in rights] if block.nnz else None)
+    return {"lib": ly, "zl1": _colsum(yl), "zl2": _colsum(yl2), "prods": prods}
+
+
+def add_into(acc: np.ndarray, part: Any) -> None:
+    """``acc += part`` for a dense or sparse ``part``, without a dense copy of a sparse one."""
+    if not sparse.issparse(part):
+        acc += np.asarray(part)
+        return
+    part = part.tocsr()
+    flat = np.repeat(np.arange(part.shape[0]) * acc.shape[1], np.diff(part.indptr)) + part.indices
+    acc.reshape(-1)[flat] += part.data  # a sparse product holds each (row, column) once
+
+
+def split_sums(acc: list[np.ndarray], k: int, *, squares: bool, weighted: bool) -> dict[str, np.ndarray]:
+    """The named sums inside one membership's products (see :func:`block_stats`)."""
+    out = {"sums": acc[0][:k]}
+    if weighted:
+        out["lys"] = acc[0][k:]
+    if squares:
+        out["zs"], out["z2s"] = acc[1], acc[2]
+    return out
+
+
+def _colsum(x: Any) -> np.ndarray:
+    return np.asarray(x.sum(axis=0)).ravel()
+
+
+def dask_block_stats(rows: Rows, mats: list[sparse.csc_matrix], **kw: Any):
+    """Yield ``(start, stop, block_stats)`` of every dask chunk, computed ``DASK_BATCH`` tasks at a time."""
+    import dask
+
+    blocks = rows.x.to_delayed().ravel()
+    spans = rows.spans()
+    task = dask.delayed(block_stats, pure=True)
+    step = _batch_size()
+    for b0 in range(0, len(blocks), step):
+        batch = list(range(b0, min(b0 + step, len(blocks))))
+        parts = dask.compute(
+            *[task(blocks[b], [m[:, slice(*spans[b])] for m in mats], where=rows.where, **kw) for b in batch]
+        )
+        for b, part in zip(batch, parts, strict=True):
+            yield (*spans[b], part)
+
+
+def _batch_size() -> int:
+    """Tasks computed at a time: ``DASK_BATCH``, or every thread of an active ``dask.distributed`` client."""
+    try:
+        from distributed import get_client
+
+        return max(DASK_BATCH, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):  # no distributed, or no client
+        return DASK_BATCH
