@@ -1,4 +1,4 @@
-"""Fixture builders for the feature-biology tests (specificity, steering, feature space, plots).
+"""Builders of test data shared by the test files (imported as ``biology_fixtures``; ``tests/`` is on the path).
 
 They stand in for ``sl.tl.fit_sae`` and ``sl.tl.annotate_features`` by writing the storage contracts
 directly: the toy data's true program codes become the SAE activations (feature ``p`` = program ``p``,
@@ -105,3 +105,41 @@ def categories_for(results: pd.DataFrame) -> dict[str, str]:
         else:
             out[term] = "response to stimulus"
     return out
+
+
+def sae_from_codes(adata, *, key: str = "sae", extra: bool = False):
+    """Store ``obsm['X_codes']`` as the SAE run ``key`` per the storage contract (no SAE needed).
+
+    With ``extra``, three features are appended: a control active on a random 30% of cells
+    with a flat activation (its high set is a random 30% of cells, no planted program), a feature
+    active in only 4 cells, and a dead feature.
+    """
+    codes = np.asarray(adata.obsm["X_codes"], dtype=np.float32)
+    if extra:
+        rng = np.random.default_rng(1)
+        n = adata.n_obs
+        control = np.where(rng.random(n) < 0.3, 1.0, 0.0)  # flat: high = a random 30% of cells
+        tiny = np.zeros(n)
+        tiny[rng.choice(n, 4, replace=False)] = 1.0
+        codes = np.column_stack([codes, control, tiny, np.zeros(n)]).astype(np.float32)
+    acts = sparse.csr_matrix(codes)
+    freq = (codes > 0).mean(axis=0)
+    adata.obsm[f"X_{key}"] = acts
+    adata.uns[key] = {
+        "params": {"architecture": "planted", "n_features": codes.shape[1], "use_rep": "X_emb"},
+        "features": pd.DataFrame(
+            {
+                "frequency": freq,
+                "mean_activation": codes.mean(axis=0),
+                "max_activation": codes.max(axis=0),
+                "kind": np.where(freq > 0, "live", "dead"),
+            },
+            index=[str(i) for i in range(codes.shape[1])],
+        ),
+    }
+    return adata
+
+
+def toy_sae(*, extra: bool = False, **kwargs):
+    """Toy AnnData with an SAE run under ``"sae"`` whose feature XX is planted program_XX."""
+    return sae_from_codes(sl.datasets.toy(**kwargs), extra=extra)

@@ -282,7 +282,7 @@ CASES = [
         "encode the same embedding",
     ),
     ("encode-sae-type", _noop, lambda a: sl.tl.encode(a, sae=5), TypeError, "sae must be None"),
-    ("encode-no-run", _noop, lambda a: sl.tl.encode(a, key="other"), KeyError, "key_added='other'"),
+    ("encode-no-run", _noop, lambda a: sl.tl.encode(a, sae_key="other"), KeyError, "key_added='other'"),
     # case 3: damaged or mismatched weights stored in uns
     ("get-sae-nan-weight", _nan_weight, lambda a: sl.get.sae(a), ValueError, "NaN or infinite value(s)"),
     (
@@ -339,7 +339,7 @@ CASES = [
     (
         "spec-no-run",
         _noop,
-        lambda a: sl.tl.feature_specificity(a, groupby="cell_type", key="nope"),
+        lambda a: sl.tl.feature_specificity(a, groupby="cell_type", sae_key="nope"),
         KeyError,
         "run `sl.tl.fit_sae",
     ),
@@ -387,13 +387,13 @@ CASES = [
     ("annot-unknown-feature", _noop, _annotate(features=[999]), KeyError, "has features 0..31"),
     ("annot-key-added-is-run", _noop, _annotate(key_added="sae"), ValueError, "would overwrite the SAE run"),
     ("annot-uns-not-dict", _set(("sae",), ["x"]), _annotate(), TypeError, "not an SAE run"),
-    ("annot-within-empty", _noop, _annotate(within={"cell_type": "nope"}), ValueError, "not found"),
+    ("annot-within-empty", _noop, _annotate(cells={"cell_type": "nope"}), ValueError, "not found"),
     ("annot-zero-cells", _noop, lambda a: _annotate()(a[:0]), ValueError, "needs at least 20"),
     ("annot-one-cell", _noop, lambda a: _annotate()(a[:1]), ValueError, "adata has 1 cell(s)"),
     (
         "contrast-zero-cells",
         _noop,
-        lambda a: _contrast(groupby="cell_type", group=_ct(a, 0))(a[:0]),
+        lambda a: _contrast(groupby="cell_type", groups=_ct(a, 0))(a[:0]),
         ValueError,
         "not found",
     ),
@@ -402,38 +402,38 @@ CASES = [
     (
         "contrast-missing-label",
         _obs("g", _with_missing),
-        _contrast(groupby="g", group="nan"),
+        _contrast(groupby="g", groups="nan"),
         ValueError,
         "missing label belong to no group",
     ),
     (
         "contrast-one-cell",
         _obs("g", _one_cell_group),
-        _contrast(groupby="g", group="solo"),
+        _contrast(groupby="g", groups="solo"),
         ValueError,
         "at least 2 are needed",
     ),
     (
         "contrast-empty-group",
         _obs("g", _one_group_with_empty_categories),
-        _contrast(groupby="g", group="b"),
+        _contrast(groupby="g", groups="b"),
         ValueError,
         "not found",
     ),
     (
         "contrast-overlap",
         _noop,
-        lambda a: _contrast(groupby="cell_type", group=_ct(a, 0), reference=[_ct(a, 0), _ct(a, 1)])(a),
+        lambda a: _contrast(groupby="cell_type", groups=_ct(a, 0), reference=[_ct(a, 0), _ct(a, 1)])(a),
         ValueError,
         "choose disjoint groups",
     ),
-    ("contrast-continuous", _noop, _contrast(groupby="n_counts", group="1.0"), ValueError, "bin it first"),
+    ("contrast-continuous", _noop, _contrast(groupby="n_counts", groups="1.0"), ValueError, "bin it first"),
     # readers: case 14 and missing results
-    ("terms-feature-type", _noop, lambda a: sl.get.feature_terms(a, feature="abc"), TypeError, "an integer"),
+    ("terms-feature-type", _noop, lambda a: sl.get.feature_terms(a, features="abc"), TypeError, "an integer"),
     (
         "terms-no-annotation",
         _noop,
-        lambda a: sl.get.feature_terms(a, feature=0),
+        lambda a: sl.get.feature_terms(a, features=0),
         KeyError,
         "run `sl.tl.annotate_features",
     ),
@@ -486,7 +486,7 @@ def test_view_leaves_parent_unchanged(adata, writer):
         "annotate_features": lambda v: sl.tl.annotate_features(
             v, gene_sets=_gs(v), layer="counts", features=[0, 1, 2], high_quantile=0.9, min_high=3, min_size=2
         ),
-        "encode": lambda v: sl.tl.encode(v, sae=sl.get.sae(adata), key="enc", use_rep="X_emb"),
+        "encode": lambda v: sl.tl.encode(v, sae=sl.get.sae(adata), key_added="enc", use_rep="X_emb"),
         "fit_sae": lambda v: sl.tl.fit_sae(v, use_rep="X_emb", n_features=16, k=2, n_epochs=1, key_added="refit"),
     }
     with pytest.warns(ImplicitModificationWarning, match="making it an actual AnnData"):
@@ -499,7 +499,10 @@ def test_view_leaves_parent_unchanged(adata, writer):
     if writer == "annotate_features":
         assert "sae_go" in view.uns and "n_terms" in view.uns["sae"]["features"]
     if writer == "feature_specificity":  # 3 groups in the view vs 4 in the parent
-        assert view.uns["sae"]["group_means"].shape[1] == adata.uns["sae"]["group_means"].shape[1] - 1
+        assert (
+            view.uns["sae"]["specificity"]["group_means"].shape[1]
+            == adata.uns["sae"]["specificity"]["group_means"].shape[1] - 1
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -518,22 +521,22 @@ def test_run_id_recorded_and_survives_h5ad(annotated, tmp_path):
     rid = annotated.uns["sae"]["run_id"]
     assert isinstance(rid, str) and len(rid) == 32
     assert annotated.uns["sae_go"]["params"]["sae_run_id"] == rid
-    assert annotated.uns["sae"]["specificity_params"]["sae_run_id"] == rid
+    assert annotated.uns["sae"]["specificity"]["params"]["sae_run_id"] == rid
     annotated.write_h5ad(tmp_path / "a.h5ad")
     back = anndata.read_h5ad(tmp_path / "a.h5ad")
     assert back.uns["sae"]["run_id"] == rid
-    assert len(sl.get.feature_terms(back, feature=int(back.uns["sae_go"]["results"]["feature"].iloc[0]))) > 0
+    assert len(sl.get.feature_terms(back, features=int(back.uns["sae_go"]["results"]["feature"].iloc[0]))) > 0
 
 
 def test_refit_drops_derived_results(annotated):
     adata = annotated.copy()
     old = adata.uns["sae"]["run_id"]
-    with pytest.warns(SclensWarning, match=r"dropped: uns\['sae'\]\['group_means'\].*uns\['sae_go'\]"):
+    with pytest.warns(SclensWarning, match=r"dropped: uns\['sae'\]\['specificity'\].*uns\['sae_go'\]"):
         sl.tl.fit_sae(adata, use_rep="X_emb", n_features=16, k=2, n_epochs=1)
-    assert "sae_go" not in adata.uns and "group_means" not in adata.uns["sae"]
+    assert "sae_go" not in adata.uns and "specificity" not in adata.uns["sae"]
     assert adata.uns["sae"]["run_id"] != old
     with pytest.raises(KeyError, match="annotate_features"):
-        sl.get.feature_terms(adata, feature=31)
+        sl.get.feature_terms(adata, features=31)
 
 
 def test_stale_results_refused(annotated):
@@ -543,7 +546,7 @@ def test_stale_results_refused(annotated):
         sl.tl.fit_sae(adata, use_rep="X_emb", n_features=16, k=2, n_epochs=1)
     adata.uns["sae_go"] = stale  # e.g. copied back from another object
     with pytest.raises(ValueError, match=r"stale\. Re-run `sl.tl.annotate_features"):
-        sl.get.feature_terms(adata, feature=0)
+        sl.get.feature_terms(adata, features=0)
     with pytest.raises(ValueError, match="stale"):
         sl.tl.feature_space(adata)
     stale_space = {"params": {"sae_run_id": stale["params"]["sae_run_id"]}}
@@ -560,10 +563,10 @@ def test_encode_keeps_run_id_only_for_the_same_model(annotated):
     sl.tl.encode(adata)  # same model, same embedding: the same run, derived results stay
     sl.tl.encode(adata, sae=sl.get.sae(adata), use_rep="X_emb")
     assert adata.uns["sae"]["run_id"] == rid and "sae_go" in adata.uns
-    assert "group_means" in adata.uns["sae"] and "n_terms" in adata.uns["sae"]["features"]
+    assert "specificity" in adata.uns["sae"] and "n_terms" in adata.uns["sae"]["features"]
     other = sl.tl.fit_sae(adata, use_rep="X_emb", n_features=16, k=2, n_epochs=1, key_added="other", copy=True)
     with pytest.warns(SclensWarning, match=r"uns\['sae_go'\]"):
-        sl.tl.encode(adata, sae=sl.get.sae(other, key="other"), key="sae")
+        sl.tl.encode(adata, sae=sl.get.sae(other, sae_key="other"), key_added="sae")
     assert adata.uns["sae"]["run_id"] not in (rid, other.uns["other"]["run_id"])
 
 
@@ -578,7 +581,7 @@ def test_contrast_leaves_missing_labels_out(adata, caplog):
     n_group = int((labels == group).sum())
     n_labelled = int((~pd.isna(labels)).sum())
     with caplog.at_level("WARNING", logger="sclens"):
-        sl.tl.contrast(adata, groupby="g", group=group, gene_sets=_gs(adata), layer="counts", min_size=2)
+        sl.tl.contrast(adata, groupby="g", groups=group, gene_sets=_gs(adata), layer="counts", min_size=2)
     params = adata.uns["contrast"]["params"]
     assert params["n_group"] == n_group and params["n_reference"] == n_labelled - n_group
     assert "30 cell(s) with a missing `g` label are left out" in caplog.text
@@ -587,7 +590,7 @@ def test_contrast_leaves_missing_labels_out(adata, caplog):
 def test_encode_other_embedding_warns(adata):
     adata.obsm["X_other"] = adata.obsm["X_emb"][::-1].copy()
     with pytest.warns(SclensWarning, match=r"trained on `obsm\['X_emb'\]` but is applied to `obsm\['X_other'\]`"):
-        sl.tl.encode(adata, use_rep="X_other", key="sae")
+        sl.tl.encode(adata, use_rep="X_other", key_added="sae")
 
 
 def test_fit_autoencoder_device_auto(adata):

@@ -1,10 +1,18 @@
-"""Walk the public API and enforce the signature and docstring rules of STYLE.md."""
+"""Walk the public API and enforce its signature, vocabulary and docstring rules.
+
+The rules (docs/api.md, "Keys each function reads and writes"): ``adata`` first and everything
+else keyword-only; inputs that name a stored run are ``sae_key`` / ``annotation_key`` (never a bare
+``key``); every function that writes to the AnnData has ``key_added``; choices are typed with
+``Literal``; features are ``features: int | Sequence[int]``; plots take ``ax``, ``show``, ``save``,
+``return_fig``.
+"""
 
 from __future__ import annotations
 
 import inspect
 import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +29,29 @@ NOT_ADATA_FIRST = {
 SECOND_POSITIONAL = {"pl.atlas": "path"}
 # plots that draw no matplotlib figure
 NOT_A_FIGURE = {"pl.atlas": "writes an HTML page"}
+
+
+# `sl.tl.steer` / `sl.pl.steering` are renamed with the steering work; drop them here when it lands.
+VOCABULARY_PENDING = {"tl.steer", "pl.steering"}
+# parameters that name a stored result to read, with their default
+INPUT_KEYS = {
+    "sae_key": "sae",
+    "annotation_key": "sae_go",
+    "annotation_key_a": "sae_go",
+    "annotation_key_b": "sae_go",
+    "space_key": "feature_space",
+    "specificity_key": "specificity",
+    "connectivity_key": "connectivity",
+    "sae_keys": None,
+    "alignment_key": "alignment",
+    "null_key": "annotation_null",
+}
+# writers without `key_added`: they only add columns to tables that already exist
+ADDS_COLUMNS_ONLY = {"tl.term_redundancy": "adds columns to the annotation's results and the SAE features table"}
+CHOICES = {"architecture", "de_method", "enrichment", "flavor", "method", "loss", "likelihood", "x_distribution",
+           "preset", "source", "organism"}  # fmt: skip
+TYPED = {"features", "gene_sets", "cells", "groups", "reference", "return_de", "categories"}
+CHANGELOG = Path(__file__).parents[1] / "CHANGELOG.md"
 
 
 def _public_functions():
@@ -68,8 +99,52 @@ def test_signature_rules(qualname, ns, func):
         ret = str(sig.return_annotation).replace(" ", "")
         assert "AnnData|None" in ret or "None|AnnData" in ret, f"{qualname}: with copy, return AnnData | None"
     if ns == "pl" and qualname not in NOT_A_FIGURE:
-        for name in ("ax", "show", "return_fig"):
+        plot_params = (
+            ("ax", "show", "return_fig") if qualname in VOCABULARY_PENDING else ("ax", "show", "save", "return_fig")
+        )
+        for name in plot_params:
             assert name in sig.parameters, f"{qualname}: plots take {name!r}"
+
+
+@pytest.mark.parametrize(("qualname", "ns", "func"), FUNCS, ids=[f[0] for f in FUNCS])
+def test_vocabulary(qualname, ns, func):
+    if qualname in VOCABULARY_PENDING:
+        pytest.skip("renamed with the steering work")
+    sig = inspect.signature(func)
+    hints = {k: str(v) for k, v in typing.get_type_hints(func).items()}
+    for name, p in sig.parameters.items():
+        assert name != "key", f"{qualname}: a bare `key`; name the run it reads (sae_key, annotation_key) or key_added"
+        if "key" in name and name != "key_added":
+            assert name in INPUT_KEYS, f"{qualname}: {name!r} is not one of the key names {sorted(INPUT_KEYS)}"
+            default = INPUT_KEYS[name]
+            assert p.default in (default, None, p.empty), (
+                f"{qualname}: {name} defaults to {default!r}, got {p.default!r}"
+            )
+        if name in CHOICES:
+            assert "Literal" in hints[name], f"{qualname}: choice parameter {name!r} must be typed with Literal"
+        if name in TYPED:
+            assert hints.get(name, "typing.Any") != "typing.Any", f"{qualname}: {name!r} has a known type, not Any"
+        if name == "features":
+            assert "int" in hints[name] and "Sequence" in hints[name], f"{qualname}: features is int | Sequence[int]"
+        assert name not in ("feature", "group", "within", "colors"), f"{qualname}: {name!r} is not in the vocabulary"
+    if "copy" in sig.parameters and qualname not in ADDS_COLUMNS_ONLY:
+        assert "key_added" in sig.parameters, f"{qualname} writes to the AnnData: it needs `key_added`"
+
+
+@pytest.mark.parametrize(("qualname", "ns", "func"), FUNCS, ids=[f[0] for f in FUNCS])
+def test_renamed_params_listed(qualname, ns, func):
+    """Old names keep working for one release and are listed in the CHANGELOG as `old` -> `new`."""
+    renamed = getattr(func, "__renamed_params__", {})
+    params = inspect.signature(func).parameters
+    changelog = CHANGELOG.read_text()
+    for old, new in renamed.items():
+        assert new in params and old not in params, (
+            f"{qualname}: renamed {old!r} -> {new!r} but the signature disagrees"
+        )
+        entry = f"`{old}` -> `{new}`"
+        assert re.search(rf"`{re.escape(qualname)}`:[^\n]*{re.escape(entry)}", changelog), (
+            f"CHANGELOG.md does not list {entry}"
+        )
 
 
 @pytest.mark.parametrize(("qualname", "ns", "func"), FUNCS, ids=[f[0] for f in FUNCS])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -40,3 +41,18 @@ def renamed_params(**old_to_new: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def user_stacklevel(level: int) -> int:
+    """``stacklevel`` for ``warnings.warn`` that skips the :func:`renamed_params` wrappers on the way up.
+
+    ``level`` counts as ``warnings.warn`` does from the function calling this one (1: that function,
+    2: its caller, ...), but the wrapper frames of renamed parameters are not counted, so a warning
+    points at the user's line whether or not the public function is decorated.
+    """
+    frame, found, remaining = sys._getframe(1), 1, level - 1
+    while remaining > 0 and frame.f_back is not None:
+        frame, found = frame.f_back, found + 1
+        if not (frame.f_code.co_filename == __file__ and frame.f_code.co_name == "wrapper"):
+            remaining -= 1
+    return found

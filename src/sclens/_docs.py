@@ -21,12 +21,16 @@ key
 doc_sae_key = """\
 sae_key
     Key of the SAE run read: activations in ``adata.obsm[f"X_{sae_key}"]``, the rest in
-    ``adata.uns[sae_key]``."""
+    ``adata.uns[sae_key]`` (the ``key_added`` of :func:`sclens.tl.fit_sae`)."""
 
 doc_annotation_key = """\
 annotation_key
-    Key of the annotation run read (:func:`sclens.tl.annotate_features` output in
-    ``adata.uns[annotation_key]``)."""
+    Key of the annotation read: ``adata.uns[annotation_key]`` (the ``key_added`` of
+    :func:`sclens.tl.annotate_features`)."""
+
+doc_features = """\
+features
+    One feature number or a sequence of them."""
 
 doc_key_added = """\
 key_added
@@ -52,7 +56,11 @@ doc_plot = """\
 ax
     Matplotlib axes to draw into; a new figure is made when ``None``.
 show
-    Show the figure (``plt.show()``); ignored when ``return_fig`` is ``True``.
+    Show the figure (``plt.show()``). ``None``: show only a figure the plot made itself (``ax`` not
+    given) when matplotlib is interactive; a plot drawn into your ``ax`` never shows or closes it.
+    Ignored when ``return_fig`` is ``True``.
+save
+    Path to write the figure to (any format matplotlib knows, e.g. ``"fig.pdf"``); ``None``: not saved.
 return_fig
     Return the :class:`~matplotlib.figure.Figure` instead of ``None``."""
 

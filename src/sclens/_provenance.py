@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._compat import user_stacklevel
 from ._warnings import SclensWarning
 
 if TYPE_CHECKING:
@@ -119,5 +120,14 @@ def drop_stale(adata: AnnData, sae_key: str) -> None:
             f"The SAE run under {sae_key!r} was replaced; results derived from the old run were dropped: "
             f"{', '.join(dropped)}. Re-run the functions that made them.",
             StaleResultWarning,
-            stacklevel=4,  # drop_stale <- the writer's helper <- the public function <- the user
+            stacklevel=user_stacklevel(4),  # drop_stale <- the writer's helper <- the public function <- the user
         )
+
+
+def check_table(adata: AnnData, sae_key: str, name: str, *, rerun: str) -> None:
+    """Refuse ``adata.uns[sae_key][name]`` when its params record another SAE run than the current one."""
+    params = adata.uns[sae_key].get(f"{name}_params")
+    check_run_id(
+        adata, sae_key=sae_key, recorded=recorded_run_id({"params": params}),
+        what=f"`adata.uns[{sae_key!r}][{name!r}]`", rerun=rerun,
+    )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
+from ._compat import user_stacklevel
 from ._settings import settings
 
 if TYPE_CHECKING:
@@ -90,6 +92,65 @@ def get_rep(adata: AnnData, use_rep: str) -> Any:
     return x
 
 
+def get_layer(adata: AnnData, layer: str | None, *, what: str = "counts") -> Any:
+    """``adata.layers[layer]`` (``adata.X`` when ``layer`` is ``None``), with an error listing the layers."""
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        msg = (
+            f"`adata.layers[{layer!r}]` not found; available layers: {list(adata.layers) or 'none'}. "
+            f"Pass `layer=` naming the layer with {what} (e.g. store `adata.layers['counts'] = adata.X.copy()` "
+            "before normalising)."
+        )
+        raise KeyError(msg)
+    return adata.layers[layer]
+
+
+class _TextFile:
+    """Lines of a plain or gzip text file; decoding and gzip errors become ValueErrors naming the file."""
+
+    def __init__(self, path: os.PathLike, gz: bool) -> None:
+        self.path, self.gz = path, gz
+
+    def __enter__(self) -> _TextFile:
+        import gzip
+
+        self.fh = gzip.open(self.path, "rt", encoding="utf-8") if self.gz else open(self.path, encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+    def __iter__(self):
+        try:
+            yield from self.fh
+        except UnicodeDecodeError as e:
+            msg = (
+                f"{str(self.path)!r} is not UTF-8 text (invalid byte at position {e.start}): it is binary or "
+                "in another encoding; re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)."
+            )
+            raise ValueError(msg) from e
+        except (EOFError, OSError, zlib.error) as e:
+            msg = f"{str(self.path)!r} is a corrupt or truncated gzip file ({e}); download or compress it again."
+            raise ValueError(msg) from e
+
+
+def open_text(path: str | os.PathLike) -> _TextFile:
+    """Lines of ``path`` (UTF-8), gunzipped transparently; unreadable content raises a ValueError naming the file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        msg = f"{str(path)!r} is a directory; pass the path of a file in it."
+        raise IsADirectoryError(msg)
+    if not path.is_file():
+        msg = f"File {str(path)!r} not found."
+        raise FileNotFoundError(msg)
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return _TextFile(path, magic == b"\x1f\x8b")
+
+
 def as_dense_float32(x: Any, *, name: str = "embedding") -> np.ndarray:
     """Convert a (chunk of an) embedding to a C-contiguous float32 array and check it is finite."""
     if sparse.issparse(x):
@@ -121,7 +182,7 @@ def writable(adata: AnnData, *, copy: bool = False) -> AnnData:
         warnings.warn(
             "Received a view of an AnnData; making it an actual AnnData so its parent is not changed.",
             ImplicitModificationWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(3),
         )
         adata._init_as_actual(adata.copy())
     return adata
@@ -217,7 +278,7 @@ def sae_activations(adata: AnnData, key: str, *, need_uns: bool = True) -> spars
     if not np.isfinite(acts.data).all():
         msg = (
             f"`adata.obsm[{name!r}]` contains NaN or infinite activations; the SAE run is damaged. "
-            f"Re-encode with `sl.tl.encode(adata, key={key!r})` or refit with `sl.tl.fit_sae`."
+            f"Re-encode with `sl.tl.encode(adata, key_added={key!r})` or refit with `sl.tl.fit_sae`."
         )
         raise ValueError(msg)
     acts.eliminate_zeros()
@@ -274,3 +335,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def as_feature_list(features: Any, n_features: int | None = None) -> list[int]:
+    """``features`` (one number or a sequence) as a non-empty list of ints, range-checked when ``n_features``."""
+    feats = [features] if isinstance(features, (int, np.integer, str)) or np.ndim(features) == 0 else list(features)
+    if not feats:
+        msg = "features is empty; pass at least one feature index."
+        raise ValueError(msg)
+    if any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) for f in feats):
+        msg = f"features must be a feature number (an integer) or a sequence of them, got {features!r}."
+        raise TypeError(msg)
+    for f in feats:
+        if n_features is not None and not 0 <= f < n_features:
+            msg = f"feature {int(f)} is out of range: this SAE has {n_features} features (0..{n_features - 1})."
+            raise ValueError(msg)
+    return [int(f) for f in feats]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import sclens as sl
-from sclens.datasets._network import as_network
+from sclens._network import as_network
 
 DATA = Path(__file__).parents[1] / "data"
 

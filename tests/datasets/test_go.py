@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import sclens as sl
+import sclens._network
 from sclens.datasets._snapshot import SNAPSHOT, load_snapshot
 
 
@@ -67,7 +68,7 @@ def test_table_layout_and_provenance(go_bp):
     assert all(isinstance(go_bp[c].dtype, pd.CategoricalDtype) for c in go_bp.columns)
     assert not go_bp.duplicated(["source", "target"]).any()
     assert go_bp.attrs["go_release"] == "2022-07-01"
-    net = sl.datasets._network.as_network(go_bp)
+    net = sclens._network.as_network(go_bp)
     assert set(net.columns) >= {"source", "target", "name", "namespace"}
 
 

@@ -1,19 +1,16 @@
-"""Plot tests draw off-screen; fixtures of the atlas tests (annotated toy data, a headless browser)."""
+"""Fixtures of the atlas tests (annotated toy data, a headless browser)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
 
 import sclens as sl
-
-matplotlib.use("Agg")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

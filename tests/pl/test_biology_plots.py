@@ -15,10 +15,8 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from matplotlib.testing.compare import compare_images
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biology_fixtures import add_go, categories_for, toy_with_sae
+from matplotlib.testing.compare import compare_images
 
 from sclens.pl._activation import feature_activation
 from sclens.pl._feature_umap import feature_umap
@@ -199,5 +197,7 @@ def test_plot_errors(toy, space):
         specificity(toy_with_sae(n_cells=50))
     with pytest.raises(KeyError, match=r"not the output of `sl\.tl\.steer`"):
         steering(toy)
-    with pytest.raises(KeyError, match=r"run `sl.tl.feature_space\(adata, key='sae_go'\)` first"):
+    with pytest.raises(
+        KeyError, match=r"run `sl.tl.feature_space\(adata, annotation_key='sae_go', key_added='feature_space'\)` first"
+    ):
         feature_umap(toy)

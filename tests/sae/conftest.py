@@ -2,16 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine this is several times faster than two."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(one_thread):
+    """Every SAE test runs on one thread (see the root conftest)."""
 
 
 def _make_planted(n: int = 3000, d: int = 16, n_atoms: int = 64, active: int = 3, seed: int = 0):

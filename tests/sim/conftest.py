@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy import sparse
 
 import sclens as sl
@@ -25,12 +24,5 @@ def planted(small_large):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models and BLAS calls run many times faster on one thread when the cores are shared."""
-    from threadpoolctl import threadpool_limits
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every simulation test runs on one thread (see the root conftest)."""

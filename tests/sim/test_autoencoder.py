@@ -57,7 +57,7 @@ def test_nb_loss_and_h5ad(tmp_path):
 def test_autoencoder_errors(small_large):
     with pytest.raises(ValueError, match="loss must be one of"):
         sl.sim.fit_autoencoder(small_large, loss="mse")
-    with pytest.raises(KeyError, match="Layer 'raw' not found"):
+    with pytest.raises(KeyError, match=r"`adata.layers\['raw'\]` not found"):
         sl.sim.fit_autoencoder(small_large, layer="raw")
     with pytest.raises(TypeError, match="Expected an AnnData"):
         sl.sim.fit_autoencoder(np.zeros((3, 3)))

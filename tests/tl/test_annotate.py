@@ -62,12 +62,12 @@ def test_within_and_low_quantile(toy_annot_copy):
     ad = toy_annot_copy
     gs = ad.uns["toy"]["gene_sets"]
     local = [f for f in range(8) if ad.uns["toy"]["program_group"][f] == "type_0"]
-    sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", features=local, within={"cell_type": "type_0"},
+    sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", features=local, cells={"cell_type": "type_0"},
                             high_quantile=0.95, low_quantile=0.05, n_low=200, min_size=3, key_added="w")  # fmt: skip
     top = ad.uns["w"]["results"].groupby("feature")["term"].first()
     assert [top[f] for f in local] == [f"program_{f:02d}" for f in local]
-    with pytest.raises(ValueError, match=r"within: \['B cells'\] not found"):
-        sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", within={"cell_type": "B cells"})
+    with pytest.raises(ValueError, match=r"cells: \['B cells'\] not found"):
+        sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", cells={"cell_type": "B cells"})
 
 
 def test_scfeaturelens_flavor(toy_annot_copy):
@@ -85,7 +85,7 @@ def test_scfeaturelens_flavor(toy_annot_copy):
 def test_h5ad_round_trip(toy_annot_copy, tmp_path):
     ad = toy_annot_copy
     sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3, return_de=[0, 3])
-    sl.tl.contrast(ad, groupby="cell_type", group="type_0", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts",
+    sl.tl.contrast(ad, groupby="cell_type", groups="type_0", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts",
                    min_size=3)  # fmt: skip
     path = tmp_path / "a.h5ad"
     ad.write_h5ad(path)
@@ -103,13 +103,13 @@ def test_h5ad_round_trip(toy_annot_copy, tmp_path):
 
 def test_contrast_recovers_local_programs(toy_annot_copy):
     ad = toy_annot_copy
-    sl.tl.contrast(ad, groupby="cell_type", group="type_1", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts",
+    sl.tl.contrast(ad, groupby="cell_type", groups="type_1", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts",
                    min_size=3)  # fmt: skip
     terms = set(ad.uns["contrast"]["results"]["term"])
     local = {f"program_{f:02d}" for f in range(8) if ad.uns["toy"]["program_group"][f] == "type_1"}
     assert local <= terms
     with pytest.raises(ValueError, match=r"\['type_9'\] not found in `adata.obs\['cell_type'\]`"):
-        sl.tl.contrast(ad, groupby="cell_type", group="type_9", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts")
+        sl.tl.contrast(ad, groupby="cell_type", groups="type_9", gene_sets=ad.uns["toy"]["gene_sets"], layer="counts")
 
 
 def test_copy_and_feature_errors(toy_annot):
@@ -122,7 +122,7 @@ def test_copy_and_feature_errors(toy_annot):
     with pytest.raises(ValueError, match=r"Feature\(s\) \[18\] are dead"):
         sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[18])
     with pytest.raises(KeyError, match="No SAE run under key 'other'"):
-        sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", key="other")
+        sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", sae_key="other")
     assert "sae_go" not in toy_annot.uns
 
 

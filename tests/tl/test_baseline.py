@@ -53,8 +53,8 @@ def test_nmf_is_non_negative_and_fits(runs):
 def test_baseline_passes_through_every_downstream_function(runs, method, tmp_path):
     adata, key = runs.copy(), f"{method}_baseline"
     gs = adata.uns["toy"]["gene_sets"]
-    sl.tl.feature_specificity(adata, groupby="cell_type", key=key)
-    sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", key=key, key_added=f"{key}_go",
+    sl.tl.feature_specificity(adata, groupby="cell_type", sae_key=key)
+    sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", sae_key=key, key_added=f"{key}_go",
                             high_quantile=0.95, min_size=3)  # fmt: skip
     sl.tl.feature_alignment(adata, groupby="cell_type", sae_key=key)
     sl.tl.annotation_null(adata, gene_sets=gs, sae_key=key, annotation_key=f"{key}_go", n_permutations=1)
@@ -67,9 +67,9 @@ def test_baseline_passes_through_every_downstream_function(runs, method, tmp_pat
     assert 0 <= table.loc[key, "null_annotated_fraction"] <= 0.25
     for fig in (
         sl.pl.alignment(adata, sae_key=key, return_fig=True),
-        sl.pl.specificity(adata, key=key, return_fig=True),
-        sl.pl.feature_activation(adata, features=[0, 1], key=key, basis="emb", return_fig=True),
-        sl.pl.enrichment(adata, key=f"{key}_go", feature=int(feats["n_terms"].to_numpy().argmax()), return_fig=True),
+        sl.pl.specificity(adata, sae_key=key, return_fig=True),
+        sl.pl.feature_activation(adata, features=[0, 1], sae_key=key, basis="emb", return_fig=True),
+        sl.pl.enrichment(adata, annotation_key=f"{key}_go", features=int(feats["n_terms"].to_numpy().argmax()), return_fig=True),
     ):
         assert fig is not None
     adata.write_h5ad(tmp_path / "b.h5ad")
@@ -81,7 +81,7 @@ def test_compare_runs_side_by_side(runs):
     adata = runs.copy()
     keys = ["pca_baseline", "ica_baseline"]
     for key in keys:
-        sl.tl.feature_specificity(adata, groupby="cell_type", key=key)
+        sl.tl.feature_specificity(adata, groupby="cell_type", sae_key=key)
     table = sl.tl.compare_runs(adata, sae_keys=keys)
     assert table.index.tolist() == keys and table["method"].tolist() == ["pca", "ica"]
     assert table.loc["pca_baseline", "fvu"] == pytest.approx(
@@ -94,9 +94,9 @@ def test_compare_runs_side_by_side(runs):
 
 def test_get_sae_and_encode_refuse_a_baseline(runs):
     with pytest.raises(TypeError, match=r"is a baseline \(PCA\) written by `sl.tl.baseline_features`, not an SAE"):
-        sl.get.sae(runs, key="pca_baseline")
+        sl.get.sae(runs, sae_key="pca_baseline")
     with pytest.raises(TypeError, match="not an SAE"):
-        sl.tl.encode(runs, sae=runs, key="pca_baseline")
+        sl.tl.encode(runs, sae=runs, sae_key="pca_baseline")
 
 
 def test_bad_input(runs):

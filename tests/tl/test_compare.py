@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biology_fixtures import add_go, toy_with_sae
+from scipy import stats
 
 from sclens.tl._compare import compare_features
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import sparse, stats
 
 import sclens as sl
-from sclens.tl._de_fast import fdr_bh
+from sclens._stats import fdr_bh
 from sclens.tl._scfeaturelens import welch
 
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biology_fixtures import add_go, categories_for, toy_with_sae
 
 from sclens._warnings import SclensWarning
@@ -97,7 +92,9 @@ def test_bad_input(annotated):
     bare = toy_with_sae(n_cells=50)
     with pytest.raises(KeyError, match=r"No feature annotation under `adata.uns\['sae_go'\]\['results'\]`"):
         feature_space(bare)
-    with pytest.raises(KeyError, match=r"run `sl.tl.feature_space\(adata, key='sae_go'\)` first"):
+    with pytest.raises(
+        KeyError, match=r"run `sl.tl.feature_space\(adata, annotation_key='sae_go', key_added='feature_space'\)` first"
+    ):
         get_feature_space(add_go(bare))
     with pytest.raises(ValueError, match="No annotated feature"):
         feature_space(adata, namespaces=["CC"], categories=cats)

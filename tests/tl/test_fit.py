@@ -55,7 +55,7 @@ def test_h5ad_roundtrip_rebuilds_identical_model(fitted, tmp_path):
     z = sae.encode(torch.from_numpy(np.asarray(back.obsm["X_emb"], dtype=np.float32))).detach().numpy()
     np.testing.assert_array_equal(z, fitted.obsm["X_sae"].toarray())
     np.testing.assert_array_equal(back.obsm["X_sae"].toarray(), fitted.obsm["X_sae"].toarray())
-    sl.tl.encode(back, key="sae")
+    sl.tl.encode(back, key_added="sae")
     np.testing.assert_array_equal(back.obsm["X_sae"].toarray(), fitted.obsm["X_sae"].toarray())
     assert back.uns["sae"]["params"]["source"] == "encode"
     assert len(back.uns["sae"]["metrics"]["train_loss"]) == 2  # curves kept
@@ -192,7 +192,7 @@ def test_heldout_fvu_uses_heldout_mean(fitted):
     assert fitted.uns["sae"]["params"]["fvu_on"] == "validation"
 
 
-@pytest.mark.parametrize(("fn", "kw"), [("fit_sae", {"key_added": None}), ("encode", {"key": "a/b"})])
+@pytest.mark.parametrize(("fn", "kw"), [("fit_sae", {"key_added": None}), ("encode", {"key_added": "a/b"})])
 def test_bad_key_rejected_before_writing(fitted, fn, kw):
     adata = fitted.copy()
     before = _snapshot(adata)

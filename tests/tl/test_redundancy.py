@@ -22,7 +22,7 @@ def _with_duplicates(gs: pd.DataFrame) -> pd.DataFrame:
 def annotated(toy_annot):
     adata = toy_annot.copy()
     gs = _with_duplicates(adata.uns["toy"]["gene_sets"])
-    sl.tl.feature_specificity(adata, groupby="cell_type", key="sae")
+    sl.tl.feature_specificity(adata, groupby="cell_type", sae_key="sae")
     sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", min_size=3, features=[0, 1, 9])
     return adata, gs
 

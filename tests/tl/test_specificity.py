@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biology_fixtures import toy_with_sae
+from scipy import stats
 
 from sclens.tl._specificity import feature_specificity
 
@@ -36,10 +31,10 @@ def test_planted_local_and_global(toy, method):
     assert (feats["kind"].iloc[glob] == "global").all()
     assert (feats["kind"].iloc[n_prog:] == "dead").all()
     assert (feats["effect"].iloc[local] > 0.3).all()
-    params = adata.uns["sae"]["specificity_params"]
+    params = adata.uns["sae"]["specificity"]["params"]
     assert params["n_local"] == local.size and params["n_global"] == glob.size and params["n_dead"] == 2
     # the user's object is untouched with copy=True
-    assert "group_means" not in toy.uns["sae"]
+    assert "specificity" not in toy.uns["sae"]
 
 
 def test_paper_rule_matches_manual(toy):
@@ -56,7 +51,7 @@ def test_paper_rule_matches_manual(toy):
         assert feats["pvalue"].iloc[f] == pytest.approx(min(2 * stats.norm.sf(diff / se), 1), rel=1e-5, abs=1e-300)
         # the paper's rule and the stored p-value agree
         assert (diff > 1.96 * se) == (feats["pvalue"].iloc[f] < 0.05)
-    means = adata.uns["sae"]["group_means"]
+    means = adata.uns["sae"]["specificity"]["group_means"]
     assert list(means.columns) == ["type_0", "type_1", "type_2", "type_3"]
     np.testing.assert_allclose(means.loc["3", "type_1"], x[ct == "type_1", 3].mean(), rtol=1e-6)
 
@@ -84,8 +79,8 @@ def test_rank_matches_scipy_with_ties(toy):
 def test_effect_floor_makes_rank_stricter(toy):
     loose = feature_specificity(toy, groupby="cell_type", method="rank", min_effect=0.5, copy=True)
     strict = feature_specificity(toy, groupby="cell_type", method="rank", min_effect=0.9, copy=True)
-    n_loose = loose.uns["sae"]["specificity_params"]["n_local"]
-    n_strict = strict.uns["sae"]["specificity_params"]["n_local"]
+    n_loose = loose.uns["sae"]["specificity"]["params"]["n_local"]
+    n_strict = strict.uns["sae"]["specificity"]["params"]["n_local"]
     assert n_strict < n_loose
 
 
@@ -97,7 +92,7 @@ def test_missing_labels_are_left_out(toy):
     feature_specificity(adata, groupby="ct")
     x = adata.obsm["X_sae"].toarray()
     expected = x[50:][adata.obs["ct"].iloc[50:].astype(str).to_numpy() == "type_2", 4].mean()
-    assert adata.uns["sae"]["group_means"].loc["4", "type_2"] == pytest.approx(expected, rel=1e-6)
+    assert adata.uns["sae"]["specificity"]["group_means"].loc["4", "type_2"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_h5ad_round_trip(toy, tmp_path):
@@ -105,8 +100,10 @@ def test_h5ad_round_trip(toy, tmp_path):
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
     pd.testing.assert_frame_equal(back.uns["sae"]["features"], adata.uns["sae"]["features"], check_dtype=False)
-    pd.testing.assert_frame_equal(back.uns["sae"]["group_means"], adata.uns["sae"]["group_means"])
-    assert back.uns["sae"]["specificity_params"]["method"] == "paper"
+    pd.testing.assert_frame_equal(
+        back.uns["sae"]["specificity"]["group_means"], adata.uns["sae"]["specificity"]["group_means"]
+    )
+    assert back.uns["sae"]["specificity"]["params"]["method"] == "paper"
 
 
 def test_bad_input(toy):
@@ -122,13 +119,16 @@ def test_bad_input(toy):
     one.obs["all_nan"] = np.nan
     with pytest.raises(ValueError, match=r"has 0 group\(s\) \(600 cells"):
         feature_specificity(one, groupby="all_nan")
-    assert "specificity_params" not in one.uns["sae"]  # nothing written before the checks
+    assert "specificity" not in one.uns["sae"]  # nothing written before the checks
     with pytest.raises(KeyError, match="No SAE run under key 'other'"):
-        feature_specificity(toy, groupby="cell_type", key="other")
+        feature_specificity(toy, groupby="cell_type", sae_key="other")
     with pytest.raises(ValueError, match="method must be one of"):
         feature_specificity(toy, groupby="cell_type", method="t-test")
     with pytest.raises(ValueError, match="alpha must be between 0 and 1"):
         feature_specificity(toy, groupby="cell_type", alpha=5)
+    with pytest.raises(ValueError, match=r"key_added='features' would overwrite the SAE run's `features`"):
+        feature_specificity(one, groupby="cell_type", key_added="features")
+    assert "specificity" not in one.uns["sae"]
 
 
 def test_seed_robustness_counts():

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import sparse
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biology_fixtures import toy_with_sae
+from scipy import sparse
 
 from sclens.tl._steer import steer
 
@@ -251,7 +247,7 @@ def test_steer_predicted_counts_feed_contrast(scvi_setup):
     sl.tl.contrast(
         out,
         groupby="condition",
-        group="perturbed",
+        groups="perturbed",
         reference="normal",
         layer="counts",
         gene_sets=adata.uns["toy"]["gene_sets"],

@@ -7,7 +7,7 @@ from os import PathLike
 
 import pandas as pd
 
-from ._obo import _open_text
+from .._utils import open_text
 
 logger = logging.getLogger("sclens")
 
@@ -27,7 +27,7 @@ def read_gaf(path: str | PathLike) -> tuple[pd.DataFrame, pd.DataFrame, dict[str
     aliases: set[tuple[str, str]] = set()
     header: dict[str, str] = {}
     n_not = 0
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for lineno, raw in enumerate(fh, 1):
             line = raw.rstrip("\n\r")
             if not line:

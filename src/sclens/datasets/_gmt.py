@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from os import PathLike
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from .._docs import doc_params
-from ._obo import _open_text
+from .._network import GeneSetsLike, read_gmt_table
 
 
 @doc_params()
@@ -31,45 +30,11 @@ def read_gmt(path: str | PathLike) -> pd.DataFrame:
     DataFrame with string columns ``source`` (set name), ``target`` (gene) and ``name`` (the
     description), one row per (set, gene) in file order.
     """
-    rows: list[tuple[str, str, str]] = []
-    seen: dict[str, int] = {}
-    with _open_text(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) < 3:
-                msg = (
-                    f"GMT line {lineno} of {str(path)!r} has {len(fields)} tab-separated field(s): "
-                    f"{line[:60]!r}. Each line needs name<TAB>description<TAB>gene(s); if the file "
-                    "separates fields by spaces, convert them to tabs."
-                )
-                raise ValueError(msg)
-            name, description = fields[0].strip(), fields[1]
-            if not name:
-                msg = f"GMT line {lineno} of {str(path)!r} has an empty set name."
-                raise ValueError(msg)
-            if name in seen:
-                msg = (
-                    f"Duplicate gene-set name {name!r} in {str(path)!r} (lines {seen[name]} and {lineno}); "
-                    "set names must be unique: rename or merge the sets."
-                )
-                raise ValueError(msg)
-            seen[name] = lineno
-            genes = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
-            if not genes:
-                msg = f"Gene set {name!r} on GMT line {lineno} of {str(path)!r} has no genes."
-                raise ValueError(msg)
-            rows.extend((name, gene, description) for gene in genes)
-    if not rows:
-        msg = f"The GMT file {str(path)!r} contains no gene set."
-        raise ValueError(msg)
-    return pd.DataFrame(rows, columns=["source", "target", "name"])
+    return read_gmt_table(path)
 
 
 @doc_params()
-def write_gmt(gene_sets: Any, path: str | PathLike) -> None:
+def write_gmt(gene_sets: GeneSetsLike, path: str | PathLike) -> None:
     """Write gene sets to a GMT file that :func:`read_gmt` reads back unchanged.
 
     Parameters
@@ -84,7 +49,7 @@ def write_gmt(gene_sets: Any, path: str | PathLike) -> None:
     -------
     Nothing; sets are written in order of first appearance, one line each, genes in table order.
     """
-    from ._network import as_network
+    from .._network import as_network
 
     net = as_network(gene_sets)
     bad = [s for s in net["source"].unique() if "\t" in s or "\n" in s]

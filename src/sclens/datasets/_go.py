@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -163,12 +163,12 @@ def _cached_gene_sets(organism, source, release, namespaces, min_size, max_size,
 
 @doc_params()
 def go_gene_sets(
-    organism: str = "human",
+    organism: Literal["human", "mouse"] = "human",
     *,
     namespaces: Sequence[str] = ("BP", "MF", "CC"),
     min_size: int = 15,
     max_size: int = 500,
-    source: str = "embedded",
+    source: Literal["embedded", "download"] = "embedded",
     release: str | None = None,
     evidence_exclude: Sequence[str] = ("ND",),
     propagate: bool = True,
@@ -227,7 +227,7 @@ def go_gene_sets(
 
 
 @doc_params()
-def go_ontology(*, source: str = "embedded", release: str | None = None) -> GeneOntology:
+def go_ontology(*, source: Literal["embedded", "download"] = "embedded", release: str | None = None) -> GeneOntology:
     """The Gene Ontology graph (``is_a`` and ``part_of``) for term names, ancestors and categories.
 
     Parameters
@@ -253,7 +253,12 @@ def go_ontology(*, source: str = "embedded", release: str | None = None) -> Gene
 
 
 @doc_params()
-def gene_aliases(*, organism: str = "human", source: str = "embedded", release: str | None = None) -> pd.DataFrame:
+def gene_aliases(
+    *,
+    organism: Literal["human", "mouse"] = "human",
+    source: Literal["embedded", "download"] = "embedded",
+    release: str | None = None,
+) -> pd.DataFrame:
     """Gene-symbol aliases (previous symbols and synonyms) mapped to official symbols.
 
     Parameters

@@ -2,60 +2,18 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
-import zlib
 from os import PathLike
-from pathlib import Path
 
 import pandas as pd
 
+from .._utils import open_text
 from ._ontology import NAMESPACE_ALIASES, PROPAGATING_RELATIONS, GeneOntology
 
 logger = logging.getLogger("sclens")
 
 _RELEASE = re.compile(r"(\d{4}-\d{2}-\d{2})")
-
-
-class _TextFile:
-    """Lines of a plain or gzip text file; decoding and gzip errors become ValueErrors naming the file."""
-
-    def __init__(self, path: Path, gz: bool) -> None:
-        self.path, self.gz = path, gz
-
-    def __enter__(self) -> _TextFile:
-        self.fh = gzip.open(self.path, "rt", encoding="utf-8") if self.gz else open(self.path, encoding="utf-8")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.fh.close()
-
-    def __iter__(self):
-        try:
-            yield from self.fh
-        except UnicodeDecodeError as e:
-            msg = (
-                f"{str(self.path)!r} is not UTF-8 text (invalid byte at position {e.start}): it is binary or "
-                "in another encoding; re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in > out`)."
-            )
-            raise ValueError(msg) from e
-        except (EOFError, OSError, zlib.error) as e:
-            msg = f"{str(self.path)!r} is a corrupt or truncated gzip file ({e}); download or compress it again."
-            raise ValueError(msg) from e
-
-
-def _open_text(path: str | PathLike) -> _TextFile:
-    path = Path(path)
-    if path.is_dir():
-        msg = f"{str(path)!r} is a directory; pass the path of a file in it."
-        raise IsADirectoryError(msg)
-    if not path.is_file():
-        msg = f"File {str(path)!r} not found."
-        raise FileNotFoundError(msg)
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return _TextFile(path, magic == b"\x1f\x8b")
 
 
 def _strip(value: str) -> str:
@@ -88,7 +46,7 @@ def read_obo(path: str | PathLike) -> GeneOntology:
         edges.extend((current["id"], parent, rel) for parent, rel in current["parents"])
         alt_ids.update(dict.fromkeys(current["alt"], current["id"]))
 
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for lineno, raw in enumerate(fh, 1):
             line = raw.strip()
             if not line or line.startswith("!"):

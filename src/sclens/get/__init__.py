@@ -1,6 +1,6 @@
 """Accessors: rebuild models and read results from an AnnData."""
 
-from ..datasets._coverage import gene_coverage
+from ._coverage import gene_coverage
 from ._feature_space import feature_space
 from ._results import feature_terms
 from ._sae import sae

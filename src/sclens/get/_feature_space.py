@@ -7,19 +7,22 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._compat import renamed_params
 from .._docs import doc_params
-from ..tl._feature_space import stored_space
+from .._readers import stored_space
 
 
+@renamed_params(key="annotation_key")
 @doc_params()
-def feature_space(adata: AnnData, *, key: str = "sae_go") -> AnnData:
+def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: str = "feature_space") -> AnnData:
     """The feature x GO-term space as an AnnData with one row per annotated SAE feature.
 
     Parameters
     ----------
     {adata}
-    key
-        Key of the annotation holding ``adata.uns[key]['feature_space']``.
+    {annotation_key}
+    space_key
+        Key of the space in ``adata.uns[annotation_key]`` (the ``key_added`` of :func:`sclens.tl.feature_space`).
 
     Returns
     -------
@@ -30,7 +33,7 @@ def feature_space(adata: AnnData, *, key: str = "sae_go") -> AnnData:
     """
     from anndata import AnnData
 
-    space = stored_space(adata, key)
+    space = stored_space(adata, annotation_key, space_key)
     feats = np.asarray(space["features"], dtype=np.int64)
     obs = pd.DataFrame(
         {
@@ -40,7 +43,8 @@ def feature_space(adata: AnnData, *, key: str = "sae_go") -> AnnData:
         },
         index=feats.astype(str),
     )
-    sae_key = str(adata.uns[key].get("params", {}).get("key", "sae"))
+    params = adata.uns[annotation_key].get("params", {})
+    sae_key = str(params.get("sae_key", params.get("key", "sae")))
     table = adata.uns.get(sae_key, {}).get("features") if isinstance(adata.uns.get(sae_key), dict) else None
     if isinstance(table, pd.DataFrame):
         for col in ("kind", "top_group", "label"):

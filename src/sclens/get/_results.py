@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from .._compat import renamed_params
 from .._docs import doc_params
-from ..tl._feature_space import annotation_results
+from .._readers import annotation_results
+from .._utils import as_feature_list
 
 
+@renamed_params(feature="features", key="annotation_key")
 @doc_params()
-def feature_terms(adata: AnnData, *, feature: int, key: str = "sae_go") -> pd.DataFrame:
-    """The terms kept for one SAE feature, best first.
+def feature_terms(adata: AnnData, *, features: int | Sequence[int], annotation_key: str = "sae_go") -> pd.DataFrame:
+    """The terms kept for SAE features, best first.
 
     Parameters
     ----------
     {adata}
-    feature
-        Feature number.
-    key
-        Key of :func:`sclens.tl.annotate_features` results (its ``key_added``).
+    {features}
+    {annotation_key}
 
     Returns
     -------
     DataFrame indexed by term with ``name``, ``namespace``, ``n_overlap``, ``set_size``, ``n_de``,
     the effect (``odds_ratio`` or ``score``), ``pvalue`` and ``padj``; empty when the feature was
-    annotated without terms. Raises a ``KeyError`` for a feature that was skipped or not annotated.
+    annotated without terms. For a sequence of features, the tables one after another with a first
+    column ``feature``. Raises a ``KeyError`` for a feature that was skipped or not annotated.
     """
-    if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)):
-        msg = f"feature must be one feature number (an integer), got {feature!r}."
-        raise TypeError(msg)
-    res = annotation_results(adata, key, None)
-    feature = int(feature)
+    feats = as_feature_list(features)
+    res = annotation_results(adata, annotation_key, None)
+    if isinstance(features, (int, np.integer)):
+        return _one_feature(adata, res, int(features), annotation_key)
+    tables = [_one_feature(adata, res, int(f), annotation_key) for f in feats]
+    for f, table in zip(feats, tables, strict=True):
+        table.insert(0, "feature", int(f))
+    return pd.concat(tables)
+
+
+def _one_feature(adata: AnnData, res: pd.DataFrame, feature: int, key: str) -> pd.DataFrame:
     params = adata.uns[key].get("params", {})
     annotated = set(map(int, params.get("features", []))) if "features" in params else None
     skipped = adata.uns[key].get("skipped")
@@ -41,7 +51,10 @@ def feature_terms(adata: AnnData, *, feature: int, key: str = "sae_go") -> pd.Da
         msg = f"Feature {feature} was skipped by annotate_features: {reason}."
         raise KeyError(msg)
     if annotated is not None and feature not in annotated:
-        msg = f"Feature {feature} was not annotated under key {key!r}; pass it in `features=` of annotate_features."
+        msg = (
+            f"Feature {feature} was not annotated under annotation_key {key!r}; "
+            "pass it in `features=` of annotate_features."
+        )
         raise KeyError(msg)
     sub = res[res["feature"].astype(int) == feature].drop(columns="feature")
     return sub.set_index("term")

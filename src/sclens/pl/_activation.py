@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,20 +11,10 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
-from .._utils import check_adata, sae_activations
-from ._utils import feature_title
-
-
-def finish(fig: Figure, *, show: bool | None, return_fig: bool) -> Figure | None:
-    """Return, show or keep the figure, per the ``show`` / ``return_fig`` convention."""
-    import matplotlib.pyplot as plt
-
-    if return_fig:
-        return fig
-    if show is None or show:
-        plt.show()
-    return None
+from .._utils import as_feature_list, check_adata, sae_activations
+from ._utils import feature_title, finish, panels
 
 
 def basis_coords(adata: AnnData, basis: str) -> np.ndarray:
@@ -42,19 +34,21 @@ def basis_coords(adata: AnnData, basis: str) -> np.ndarray:
     raise KeyError(msg)
 
 
+@renamed_params(key="sae_key")
 @doc_params()
 def feature_activation(
     adata: AnnData,
     *,
     features: int | Sequence[int],
     basis: str = "umap",
-    key: str = "sae",
+    sae_key: str = "sae",
     ncols: int = 3,
     cmap: str = "Reds",
-    size: tuple[float, float] = (2.0, 30.0),
+    size: float = 30.0,
     panel_size: float = 3.0,
     ax: Axes | None = None,
     show: bool | None = None,
+    save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
     """Cells on an embedding coloured and size-scaled by the activation of SAE features.
@@ -64,17 +58,17 @@ def feature_activation(
     Parameters
     ----------
     {adata}
-    features
-        Feature index or list of indices; one panel each.
+    {features} One panel each.
     basis
         Embedding in ``adata.obsm`` (``"umap"`` reads ``obsm['X_umap']``; ``"pca"``, ``"X_scVI"``...).
-    {key}
+    {sae_key}
     ncols
         Panels per row.
     cmap
         Matplotlib colormap of activations.
     size
-        Marker sizes of the smallest and the largest activation.
+        Point size of the most active cell; the others scale linearly with their activation down to
+        ``size / 15`` for inactive cells.
     panel_size
         Width and height of each panel, in inches.
     {plot}
@@ -83,38 +77,24 @@ def feature_activation(
     -------
     The figure when ``return_fig`` is ``True``, else ``None``.
     """
-    import matplotlib.pyplot as plt
-
     check_adata(adata)
-    act = sae_activations(adata, key)
-    feats = [features] if isinstance(features, (int, np.integer)) else list(features)
-    if not feats:
-        msg = "features is empty; pass at least one feature index."
-        raise ValueError(msg)
-    for f in feats:
-        if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < act.shape[1]:
-            msg = f"feature {f!r} is out of range: this SAE has {act.shape[1]} features (0..{act.shape[1] - 1})."
-            raise ValueError(msg)
+    act = sae_activations(adata, sae_key)
+    feats = as_feature_list(features, act.shape[1])
     coords = basis_coords(adata, basis)
-    if ax is not None and len(feats) > 1:
-        msg = f"`ax` holds one panel but {len(feats)} features were given; pass ax=None for a grid."
-        raise ValueError(msg)
-    if ax is None:
-        ncols_ = min(ncols, len(feats))
-        nrows = int(np.ceil(len(feats) / ncols_))
-        fig, axes = plt.subplots(
-            nrows, ncols_, figsize=(panel_size * ncols_, panel_size * nrows), squeeze=False, layout="constrained"
-        )
-        axes = axes.ravel()
-        for extra in axes[len(feats) :]:
-            extra.set_visible(False)
+    if isinstance(size, tuple):  # (smallest, largest) before the vocabulary change
+        warnings.warn(
+            "feature_activation(): `size` is now one float (the largest point size); a (min, max) tuple "
+            "stops working in the next release.", FutureWarning, stacklevel=user_stacklevel(2),
+        )  # fmt: skip
+        smallest, largest = float(size[0]), float(size[1])
     else:
-        fig, axes = ax.figure, [ax]
+        smallest, largest = float(size) / 15, float(size)
+    fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(panel_size, panel_size))
     for f, ax_ in zip(feats, axes, strict=False):
         a = np.asarray(act[:, f].toarray()).ravel()
         amax = a.max() if a.max() > 0 else 1.0
         order = np.argsort(a, kind="stable")
-        sizes = size[0] + (size[1] - size[0]) * a[order] / amax
+        sizes = smallest + (largest - smallest) * a[order] / amax
         sc = ax_.scatter(
             coords[order, 0],
             coords[order, 1],
@@ -125,10 +105,10 @@ def feature_activation(
             vmax=amax,
             linewidths=0,
         )
-        ax_.set_title(feature_title(adata, key, f))
+        ax_.set_title(feature_title(adata, sae_key, f))
         ax_.set_xticks([])
         ax_.set_yticks([])
         ax_.set_xlabel(f"{basis}1")
         ax_.set_ylabel(f"{basis}2")
         fig.colorbar(sc, ax=ax_, shrink=0.7, label="activation")
-    return finish(fig, show=show, return_fig=return_fig)
+    return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

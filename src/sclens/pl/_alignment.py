@@ -13,8 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
+from .._provenance import check_table
 from .._utils import check_adata
-from ..tl._trust_utils import check_table
 from ._utils import feature_title, finish, new_or_given_ax
 
 

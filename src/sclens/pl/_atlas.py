@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ def atlas(
     sae_key: str = "sae",
     annotation_key: str = "sae_go",
     basis: str = "umap",
-    features: int | list[int] | None = None,
+    features: int | Sequence[int] | None = None,
     columns: str | list[str] | None = None,
     steering: Mapping[int, Any] | None = None,
     max_cells: int = 20_000,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -144,12 +145,15 @@ def genes(annotation: dict, features: np.ndarray, n_genes: int) -> dict[str, lis
 
 def specificity(run: dict, features: np.ndarray) -> dict[str, Any]:
     """Mean activation per group (``feature_specificity``'s ``group_means``) of each shown feature."""
-    means = run.get("group_means")
+    result = run.get("specificity")
+    if not isinstance(result, Mapping):  # written before specificity had its own key_added
+        result = {"group_means": run.get("group_means"), "params": run.get("specificity_params", {})}
+    means = result.get("group_means")
     if not isinstance(means, pd.DataFrame) or means.empty:
         return {"groups": [], "groupby": "", "by_feature": {}}
     m = means.reindex([str(f) for f in features])
     by = {str(f): [_round(v, 3) for v in row] for f, row in zip(features, m.to_numpy(), strict=True)}
-    groupby = str(run.get("specificity_params", {}).get("groupby", ""))
+    groupby = str(result.get("params", {}).get("groupby", ""))
     return {"groups": [str(c) for c in means.columns], "groupby": groupby, "by_feature": by}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -10,22 +12,17 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._compat import renamed_params
 from .._docs import doc_params
-from .._utils import check_adata
-from ._activation import finish
+from .._readers import sub_result
+from ._utils import finish, new_or_given_ax
 
 
-def specificity_matrix(adata: AnnData, key: str, kinds: Sequence[str]) -> pd.DataFrame:
+def specificity_matrix(adata: AnnData, sae_key: str, specificity_key: str, kinds: Sequence[str]) -> pd.DataFrame:
     """Groups x features mean activations of the chosen kinds, features ordered by group then effect."""
-    check_adata(adata)
-    run = adata.uns.get(key)
-    if not isinstance(run, dict) or "group_means" not in run:
-        msg = (
-            f"`adata.uns[{key!r}]['group_means']` not found; run `sl.tl.feature_specificity(adata, groupby=...)` first."
-        )
-        raise KeyError(msg)
-    means: pd.DataFrame = run["group_means"]
-    feats = run["features"]
+    result = sub_result(adata, sae_key, specificity_key, made_by="sl.tl.feature_specificity", run_param="sae_key")
+    means: pd.DataFrame = result["group_means"]
+    feats = adata.uns[sae_key]["features"]
     groups = list(means.columns)
     sel = feats[feats["kind"].isin(list(kinds))]
     if sel.empty:
@@ -43,17 +40,20 @@ def specificity_matrix(adata: AnnData, key: str, kinds: Sequence[str]) -> pd.Dat
     return means.loc[order.index].T
 
 
+@renamed_params(key="sae_key")
 @doc_params()
 def specificity(
     adata: AnnData,
     *,
-    key: str = "sae",
-    kinds: Sequence[str] = ("local", "global"),
+    sae_key: str = "sae",
+    specificity_key: str = "specificity",
+    kinds: Sequence[Literal["local", "global", "dead"]] = ("local", "global"),
     standard_scale: bool = True,
     cmap: str = "viridis",
     max_labels: int = 40,
     ax: Axes | None = None,
     show: bool | None = None,
+    save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
     """Heatmap of mean feature activation per group (rows) and feature (columns).
@@ -64,7 +64,9 @@ def specificity(
     Parameters
     ----------
     {adata}
-    {key}
+    {sae_key}
+    specificity_key
+        Key of the result in ``adata.uns[sae_key]`` (the ``key_added`` of :func:`sclens.tl.feature_specificity`).
     kinds
         Feature kinds shown (``"local"``, ``"global"``, ``"dead"``).
     standard_scale
@@ -79,29 +81,23 @@ def specificity(
     -------
     The figure when ``return_fig`` is ``True``, else ``None``.
     """
-    import matplotlib.pyplot as plt
-
-    mat = specificity_matrix(adata, key, kinds)
+    mat = specificity_matrix(adata, sae_key, specificity_key, kinds)
     values = mat.to_numpy(dtype=float)
     if standard_scale:
         top = values.max(axis=0, keepdims=True)
         values = np.divide(values, top, out=np.zeros_like(values), where=top > 0)
-    if ax is None:
-        fig, ax = plt.subplots(
-            figsize=(min(2 + 0.15 * values.shape[1], 12), 1.2 + 0.35 * values.shape[0]), layout="constrained"
-        )
-    else:
-        fig = ax.figure
-    im = ax.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest")
-    ax.set_yticks(range(len(mat.index)), labels=[str(g) for g in mat.index])
+    figsize = (min(2 + 0.15 * values.shape[1], 12), 1.2 + 0.35 * values.shape[0])
+    fig, ax_ = new_or_given_ax(ax, figsize=figsize, layout="constrained")
+    im = ax_.imshow(values, aspect="auto", cmap=cmap, interpolation="nearest")
+    ax_.set_yticks(range(len(mat.index)), labels=[str(g) for g in mat.index])
     if values.shape[1] <= max_labels:
-        ax.set_xticks(range(values.shape[1]), labels=list(mat.columns), rotation=90, fontsize=6)
+        ax_.set_xticks(range(values.shape[1]), labels=list(mat.columns), rotation=90, fontsize=6)
     else:
-        ax.set_xticks([])
-    kind = adata.uns[key]["features"]["kind"].reindex(mat.columns).to_numpy()
+        ax_.set_xticks([])
+    kind = adata.uns[sae_key]["features"]["kind"].reindex(mat.columns).to_numpy()
     n_local = int((kind == "local").sum())
     if 0 < n_local < values.shape[1]:
-        ax.axvline(n_local - 0.5, color="white", linewidth=1.5)
-    ax.set_xlabel("SAE feature")
-    fig.colorbar(im, ax=ax, label="scaled mean activation" if standard_scale else "mean activation")
-    return finish(fig, show=show, return_fig=return_fig)
+        ax_.axvline(n_local - 0.5, color="white", linewidth=1.5)
+    ax_.set_xlabel("SAE feature")
+    fig.colorbar(im, ax=ax_, label="scaled mean activation" if standard_scale else "mean activation")
+    return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

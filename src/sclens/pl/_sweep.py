@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
+from ._utils import finish, new_or_given_ax
 
 
 @doc_params()
@@ -20,6 +23,7 @@ def sweep(
     family: str | None = "X''",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
     """Scatter one metric of an SAE sweep against another, coloured by a setting.
@@ -55,21 +59,14 @@ def sweep(
     if missing:
         msg = f"Columns {missing} not in the table; available: {list(df.columns)}."
         raise KeyError(msg)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    else:
-        fig = ax.figure
+    fig, ax_ = new_or_given_ax(ax, figsize=(4.5, 3.5))
     groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=True, observed=True))
     colors = plt.get_cmap("tab10")(np.arange(len(groups)) % 10)
     for (name, sub), color in zip(groups, colors, strict=True):
         label = None if name is None else f"{hue}={name[0] if isinstance(name, tuple) else name}"
-        ax.scatter(sub[x], sub[y], color=color, label=label, s=30, alpha=0.85, edgecolor="none")
-    ax.set_xlabel(x)
-    ax.set_ylabel(y if family is None else f"{y} ({family})")
+        ax_.scatter(sub[x], sub[y], color=color, label=label, s=30, alpha=0.85, edgecolor="none")
+    ax_.set_xlabel(x)
+    ax_.set_ylabel(y if family is None else f"{y} ({family})")
     if hue is not None:
-        ax.legend(frameon=False, fontsize="small")
-    if return_fig:
-        return fig
-    if show is None or show:
-        plt.show()
-    return None
+        ax_.legend(frameon=False, fontsize="small")
+    return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,7 +10,10 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from .._compat import renamed_params
 from .._docs import doc_params
+from .._readers import sae_run
+from ._utils import finish
 
 _LABELS = {
     "loss": "loss",
@@ -39,14 +43,16 @@ def _summary(run_metrics) -> str:
     return text + (f"; best held-out FVU {best:.3g}" if np.isfinite(best) else "")
 
 
+@renamed_params(key="sae_key")
 @doc_params()
 def training(
     adata: AnnData,
     *,
-    key: str = "sae",
+    sae_key: str = "sae",
     metrics: Sequence[str] = ("loss", "fvu", "l0", "dead_fraction"),
     ax: Axes | Sequence[Axes] | None = None,
     show: bool | None = None,
+    save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
     """Plot training curves of an SAE fitted with :func:`sclens.tl.fit_sae`, against optimizer steps.
@@ -58,14 +64,17 @@ def training(
     Parameters
     ----------
     {adata}
-    {key}
+    {sae_key}
     metrics
-        Curves to draw, from ``adata.uns[key]['metrics']['train_<metric>']``: ``loss``, ``fvu``,
+        Curves to draw, from ``adata.uns[sae_key]['metrics']['train_<metric>']``: ``loss``, ``fvu``,
         ``l0``, ``dead_fraction``, ``mse``, ``sparsity_loss``, ``auxk_loss``.
     ax
         One matplotlib axes per metric (a single axes when one metric is drawn); new figure when ``None``.
     show
-        Show the figure (``plt.show()``); ignored when ``return_fig`` is ``True``.
+        Show the figure (``plt.show()``). ``None``: show only a figure the plot made itself when
+        matplotlib is interactive. Ignored when ``return_fig`` is ``True``.
+    save
+        Path to write the figure to (any format matplotlib knows); ``None``: not saved.
     return_fig
         Return the :class:`~matplotlib.figure.Figure` instead of ``None``.
 
@@ -75,9 +84,7 @@ def training(
     """
     import matplotlib.pyplot as plt
 
-    from ..get._sae import sae_run
-
-    run_metrics = sae_run(adata, key, need=("metrics",))["metrics"]
+    run_metrics = sae_run(adata, sae_key, need=("metrics",))["metrics"]
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in _LABELS]
     if unknown or not metrics:
@@ -86,7 +93,7 @@ def training(
     missing = [m for m in metrics if f"train_{m}" not in run_metrics]
     if missing:
         msg = (
-            f"`adata.uns[{key!r}]['metrics']` has no training curve for {missing}; curves are written by "
+            f"`adata.uns[{sae_key!r}]['metrics']` has no training curve for {missing}; curves are written by "
             "`sl.tl.fit_sae` (an SAE applied with `sl.tl.encode` has them only if its source had)."
         )
         raise KeyError(msg)
@@ -116,9 +123,6 @@ def training(
     summary = _summary(run_metrics)
     if summary:
         fig.suptitle(summary, fontsize="medium")
-    fig.tight_layout()
-    if return_fig:
-        return fig
-    if show or (show is None and ax is None and plt.isinteractive()):
-        plt.show()
-    return None
+    if ax is None:
+        fig.tight_layout()
+    return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 
-def new_or_given_ax(ax: Axes | None, *, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+def new_or_given_ax(ax: Axes | None, *, figsize: tuple[float, float], **subplots_kw: Any) -> tuple[Figure, Axes]:
     """The figure and axes to draw into: the user's ``ax`` and its figure, or a new figure."""
     if ax is not None:
         return ax.figure, ax
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=figsize)
+    fig, ax = plt.subplots(figsize=figsize, **subplots_kw)
     return fig, ax
+
+
+def panels(n: int, ax: Axes | None, *, ncols: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """``n`` panels: a new grid of ``ncols`` columns (extra cells hidden), or the user's single ``ax``."""
+    if ax is not None:
+        if n > 1:
+            msg = f"`ax` holds one panel but {n} features were given; pass ax=None for a grid."
+            raise ValueError(msg)
+        return ax.figure, [ax]
+    import matplotlib.pyplot as plt
+
+    ncols = max(min(int(ncols), n), 1)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False, layout="constrained"
+    )
+    axes = list(axes.ravel())
+    for extra in axes[n:]:
+        extra.set_visible(False)
+    return fig, axes[:n]
 
 
 def finish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from torch import nn
 
 from .._docs import doc_params
 from .._settings import logger, resolve_device, resolve_n_jobs
-from .._utils import as_dense_float32, check_adata, progress, resolve_seed, writable
+from .._utils import as_dense_float32, check_adata, get_layer, progress, resolve_seed, writable
 from ..sae import torch_threads
 
 LOSSES = ("log1p", "nb")
@@ -54,10 +55,7 @@ class _AutoEncoder(nn.Module):
 
 
 def _counts(adata: AnnData, layer: str | None) -> np.ndarray:
-    if layer is not None and layer not in adata.layers:
-        msg = f"Layer {layer!r} not found in adata.layers (available: {list(adata.layers)}); pass layer=None for X."
-        raise KeyError(msg)
-    y = as_dense_float32(adata.X if layer is None else adata.layers[layer], name="count matrix")
+    y = as_dense_float32(get_layer(adata, layer), name="count matrix")
     return np.clip(y, 0, None)
 
 
@@ -68,7 +66,7 @@ def fit_autoencoder(
     n_latent: int = 10,
     hidden: Sequence[int] = (128,),
     n_epochs: int = 50,
-    loss: str = "log1p",
+    loss: Literal["log1p", "nb"] = "log1p",
     layer: str | None = "counts",
     lr: float = 1e-3,
     batch_size: int = 128,

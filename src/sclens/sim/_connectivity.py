@@ -9,8 +9,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
+from .._compat import renamed_params
 from .._docs import doc_params
-from .._utils import as_dense_float32, check_adata, resolve_seed, sae_activations
+from .._utils import as_dense_float32, check_adata, get_layer, resolve_seed, sae_activations
 from ._recovery import live_features
 from ._targets import FAMILIES, correlation, subsample, target_matrix
 
@@ -35,11 +36,12 @@ def _row_scores(pseudo: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, ...]
     return hit, n_true, n_pseudo, recall, precision, accuracy
 
 
+@renamed_params(key="sae_key")
 @doc_params()
 def connectivity_recovery(
     adata: AnnData,
     *,
-    key: str = "sae",
+    sae_key: str = "sae",
     percentiles: Sequence[float] = (20, 30, 40, 50, 60, 70),
     layer: str = "counts",
     connectivity_key: str = "connectivity",
@@ -64,7 +66,7 @@ def connectivity_recovery(
     Parameters
     ----------
     {adata}
-    {key}
+    {sae_key}
     percentiles
         Percentiles of each feature's similarities used as thresholds (the paper: 20th to 70th).
     layer
@@ -94,14 +96,12 @@ def connectivity_recovery(
     if connectivity_key not in adata.varm:
         msg = f"`adata.varm[{connectivity_key!r}]` (M, genes x programs) not found; simulate with `sl.sim.simulate`."
         raise KeyError(msg)
-    if layer not in adata.layers:
-        msg = f"Layer {layer!r} with Y not found in adata.layers (available: {list(adata.layers)})."
-        raise KeyError(msg)
+    get_layer(adata, layer, what="Y")
     if FAMILIES["X''"] not in adata.obsm:
         msg = "`adata.obsm['X_celltype_altered']` (X'') not found; simulate with `sl.sim.simulate`."
         raise KeyError(msg)
     m = np.asarray(adata.varm[connectivity_key]) != 0
-    acts = sae_activations(adata, key, need_uns=False)
+    acts = sae_activations(adata, sae_key, need_uns=False)
     seed = resolve_seed(random_state)
     rows = subsample(adata.n_obs, max_cells, seed)
     live = live_features(acts)

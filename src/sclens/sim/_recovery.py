@@ -10,9 +10,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._compat import renamed_params
 from .._docs import doc_params
 from .._settings import logger
-from .._utils import as_dense_float32, check_adata, resolve_seed, sae_activations
+from .._utils import as_dense_float32, check_adata, get_layer, resolve_seed, sae_activations
 from ._targets import correlation, resolve_targets, subsample, target_matrix
 
 BASELINES = ("pca", "ica", "svd")
@@ -85,11 +86,12 @@ def _baseline_codes(y: np.ndarray, method: str, n_components: int, seed: int) ->
     return codes
 
 
+@renamed_params(key="sae_key")
 @doc_params()
 def recovery(
     adata: AnnData,
     *,
-    key: str = "sae",
+    sae_key: str = "sae",
     targets: Sequence[str] | Mapping[str, str] | None = None,
     threshold: float = 0.95,
     baselines: Sequence[str] = BASELINES,
@@ -113,7 +115,7 @@ def recovery(
     Parameters
     ----------
     {adata}
-    {key}
+    {sae_key}
     targets
         Variable families: names among ``"Y"``, ``"X''"``, ``"X'"``, ``"A"``, ``"B"``, ``"X"``
         (default all), or a dict ``{{name: obsm key or "layers:<name>"}}``.
@@ -147,19 +149,18 @@ def recovery(
     if not 0 < threshold < 1:
         msg = f"threshold must be in (0, 1), got {threshold}."
         raise ValueError(msg)
-    if baselines and layer not in adata.layers:
-        msg = f"Layer {layer!r} with Y not found in adata.layers (available: {list(adata.layers)})."
-        raise KeyError(msg)
+    if baselines:
+        get_layer(adata, layer, what="Y")
     spec = resolve_targets(adata, targets)
-    acts = sae_activations(adata, key, need_uns=False)
+    acts = sae_activations(adata, sae_key, need_uns=False)
     seed = resolve_seed(random_state)
     rows = subsample(adata.n_obs, max_cells, seed)
     targets_m = {fam: target_matrix(adata, where, rows) for fam, where in spec.items()}
 
     live = live_features(acts)
     codes = as_dense_float32(acts[rows][:, live], name="SAE activations")
-    tables = [per_variable_table(codes, targets_m, threshold, live).assign(method=key)]
-    stats = {key: (float(acts.getnnz(axis=1).mean()), int(live.size))}
+    tables = [per_variable_table(codes, targets_m, threshold, live).assign(method=sae_key)]
+    stats = {sae_key: (float(acts.getnnz(axis=1).mean()), int(live.size))}
     if baselines:
         y = target_matrix(adata, f"layers:{layer}", rows)
         for method in baselines:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -97,15 +98,15 @@ def simulate(
     n_programs: int | None = None,
     n_cell_types: int | None = None,
     n_batches: int | None = None,
-    preset: str | None = None,
+    preset: Literal["large", "small"] | None = None,
     random_state: int | None = 0,
-    x_distribution: str = "poisson",
-    x_rate: Any = None,
-    mask_density: Any = None,
+    x_distribution: Literal["poisson", "gamma", "lognormal", "normal", "exponential"] = "poisson",
+    x_rate: Literal["linear"] | float | Sequence[float] | np.ndarray | None = None,
+    mask_density: float | Sequence[float] | np.ndarray | None = None,
     connectivity_density: float | None = None,
     connectivity: np.ndarray | None = None,
     batch_sd: float | None = None,
-    likelihood: str = "deterministic",
+    likelihood: Literal["deterministic", "poisson", "nb"] = "deterministic",
     library_size: float | None = None,
     library_sd: float = 0.3,
     dispersion: float = 2.0,

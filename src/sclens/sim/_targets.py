@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from anndata import AnnData
 
-from .._utils import as_dense_float32
+from .._utils import as_dense_float32, get_layer
 
 # family name -> obsm key (or "layers:<name>" for a layer); order is the paper's (Y closest).
 FAMILIES: dict[str, str] = {
@@ -40,10 +40,7 @@ def resolve_targets(adata: AnnData, targets: Sequence[str] | Mapping[str, str] |
         spec = {t: FAMILIES[t] for t in targets}
     for name, where in spec.items():
         if where.startswith("layers:"):
-            layer = where.split(":", 1)[1]
-            if layer not in adata.layers:
-                msg = f"Variable {name!r}: layer {layer!r} not in adata.layers (available: {list(adata.layers)})."
-                raise KeyError(msg)
+            get_layer(adata, where.split(":", 1)[1], what=f"variable {name!r}")
         elif where not in adata.obsm:
             msg = (
                 f"Variable {name!r}: `adata.obsm[{where!r}]` not found; simulate the data with "

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -11,8 +12,10 @@ from anndata import AnnData
 from scipy import sparse
 
 from .. import _provenance as provenance
+from .._compat import renamed_params
 from .._docs import doc_params
-from .._utils import check_adata, check_key_added, group_labels, resolve_seed, writable
+from .._network import GeneSetsLike
+from .._utils import check_adata, check_key_added, group_labels, resolve_seed, update_features_table, writable
 from ._annotate_core import check_options, clean_params, feature_summary, run_contrasts
 from ._cellsets import cell_sets, resolve_features, resolve_within
 from ._de import Expression
@@ -51,29 +54,34 @@ min_size, max_size
     Terms with fewer (more) genes among the tested genes are not tested; ``None``: no upper limit."""
 
 
+DEMethod = Literal["fast", "deseq2"]
+Enrichment = Literal["ora", "ulm", "mlm", "gsea", "aucell"] | str
+
+
+@renamed_params(key="sae_key", within="cells")
 @doc_params(shared=_doc_shared)
 def annotate_features(
     adata: AnnData,
     *,
-    gene_sets: Any,
-    key: str = "sae",
-    features: Any = None,
+    gene_sets: GeneSetsLike,
+    sae_key: str = "sae",
+    features: int | Sequence[int] | None = None,
     layer: str | None = None,
     model: Any = None,
     high_quantile: float = 0.99,
     low_quantile: float | None = None,
     n_low: int = 1000,
     min_high: int = 10,
-    within: dict | None = None,
-    de_method: str = "fast",
-    enrichment: str = "ora",
+    cells: Mapping[str, Any] | np.ndarray | None = None,
+    de_method: DEMethod = "fast",
+    enrichment: Enrichment = "ora",
     alpha: float = 0.01,
     de_alpha: float = 0.05,
     min_log2fc: float = 1.0,
     min_size: int = 5,
     max_size: int | None = None,
-    flavor: str = "sclens",
-    return_de: Any = None,
+    flavor: Literal["sclens", "scfeaturelens"] = "sclens",
+    return_de: int | Sequence[int] | None = None,
     random_state: int | None = 0,
     n_jobs: int | None = None,
     key_added: str = "sae_go",
@@ -91,7 +99,7 @@ def annotate_features(
     * ``low_quantile`` set (the paper's manual variant, e.g. ``high_quantile=0.95, low_quantile=0.05``):
       both quantiles are taken over the *non-zero* activations, high = at or above the upper one,
       low = at most ``n_low`` cells at or below the lower one (zeros excluded).
-    * ``within={{"cell_type": "B cells"}}`` restricts both sets (and the quantiles) to those cells.
+    * ``cells={{"cell_type": "B cells"}}`` restricts both sets (and the quantiles) to those cells.
     * Features whose high or low set has fewer than ``min_high`` cells are skipped and recorded,
       with the reason, in ``uns[key_added]['skipped']``.
 
@@ -123,7 +131,7 @@ def annotate_features(
     ----------
     {adata}
     {shared}
-    {key}
+    {sae_key}
     features
         Feature numbers to annotate; ``None``: every feature whose ``kind`` is not ``"dead"``.
     {layer}
@@ -138,8 +146,9 @@ def annotate_features(
         Maximum size of the low set.
     min_high
         Minimum size of the high and of the low set; smaller features are skipped.
-    within
-        ``{{obs column: value or list of values}}`` restricting both cell sets.
+    cells
+        Cells both sets are drawn from: ``{{obs column: value or list of values}}`` or a boolean
+        mask over cells; ``None``: all cells.
     flavor
         ``"sclens"`` (ours) or ``"scfeaturelens"`` (the published tool's method, see above).
     return_de
@@ -166,7 +175,7 @@ def annotate_features(
       (``log2fc > 0``, ``padj < de_alpha``), by Wald (Welch for ``flavor="scfeaturelens"``)
       statistic: ``feature``, ``gene``, ``log2fc``, ``padj``;
     * ``adata.uns[key_added]['de']``: per-gene DE tables of the ``return_de`` features;
-    * ``adata.uns[key]['features']``: columns ``n_terms``, ``best_term``, and from
+    * ``adata.uns[sae_key]['features']``: columns ``n_terms``, ``best_term``, and from
       :func:`term_redundancy` ``n_term_clusters``, ``representative_term``, ``top_genes`` and
       ``label`` ("representative term | top genes | top group"); ``results`` gains ``ic``,
       ``term_cluster`` and ``representative``.
@@ -184,15 +193,15 @@ def annotate_features(
         msg = f"n_low must be >= 1 and min_high >= 2, got n_low={n_low!r}, min_high={min_high!r}."
         raise ValueError(msg)
     seed = resolve_seed(random_state)
-    check_key_added(key_added, reserved={key: "the SAE run it annotates"})
+    check_key_added(key_added, reserved={sae_key: "the SAE run it annotates"})
     if adata.n_obs < 2 * int(min_high):
         msg = (
             f"adata has {adata.n_obs} cell(s); annotate_features compares at least `min_high`={min_high} high with "
             f"as many low cells per feature, so it needs at least {2 * int(min_high)} (in practice thousands)."
         )
         raise ValueError(msg)
-    acts, feats = resolve_features(adata, key=key, features=features)
-    mask = resolve_within(adata, within)
+    acts, feats = resolve_features(adata, key=sae_key, features=features)
+    mask = resolve_within(adata, cells)
     expr = Expression(adata, layer=layer, model=model)
     gs = gene_set_matrix(gene_sets, adata.var_names, namespaces=["BP"] if flavor == "scfeaturelens" else None)
     if flavor == "sclens":
@@ -217,15 +226,15 @@ def annotate_features(
     adata = writable(adata, copy=copy)
     summary = feature_summary(results, feats)
     summary.loc[[str(f) for f in sets.skipped["feature"]], "label"] = ""
-    _update_feature_table(adata, key, summary, n_features=acts.shape[1])
+    _update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
     params = {
-        "key": key, "features": feats, "layer": layer, "expression": expr.source,
+        "sae_key": sae_key, "features": feats, "layer": layer, "expression": expr.source,
         "high_quantile": high_quantile, "low_quantile": low_quantile, "n_low": int(n_low),
-        "min_high": int(min_high), "within": {k: np.asarray(v).astype(str) for k, v in (within or {}).items()},
+        "min_high": int(min_high), "cells": _cells_param(cells),
         "de_method": "welch" if flavor == "scfeaturelens" else de_method,
         "enrichment": "binomial+mannwhitney" if flavor == "scfeaturelens" else enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
-        "max_size": max_size, "flavor": flavor, "random_state": seed, "sae_run_id": provenance.run_id(adata, key),
+        "max_size": max_size, "flavor": flavor, "random_state": seed, "sae_run_id": provenance.run_id(adata, sae_key),
         "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
     }  # fmt: skip
     adata.uns[key_added] = {
@@ -235,7 +244,7 @@ def annotate_features(
         "params": clean_params(params),
         **({"de": de_tables} if de_tables else {}),
     }
-    add_term_clusters(adata, sae_key=key, annotation_key=key_added, gene_sets=gene_sets, gs=gs)
+    add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gene_sets=gene_sets, gs=gs)
     return adata if copy else None
 
 
@@ -257,33 +266,43 @@ def _check_return_de(return_de: Any, feats: np.ndarray) -> set[int]:
     return wanted
 
 
+def _cells_param(cells: Any) -> Any:
+    if cells is None or isinstance(cells, Mapping):
+        return {k: np.asarray(v).astype(str) for k, v in (cells or {}).items()}
+    return np.asarray(cells, dtype=bool)
+
+
 def _update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_features: int) -> None:
-    uns = adata.uns[key]
-    table = uns.get("features")
-    if not isinstance(table, pd.DataFrame):
-        table = pd.DataFrame(index=[str(i) for i in range(n_features)])
-    table = table.copy()
-    table.index = table.index.astype(str)
-    defaults = {"n_terms": 0, "best_term": "", "label": ""}
-    for col, default in defaults.items():
-        if col not in table.columns:
-            table[col] = default
-        table.loc[summary.index, col] = summary[col].to_numpy()
-    uns["features"] = table.astype({"n_terms": np.int64, "best_term": str, "label": str})
+    """``n_terms``, ``best_term``, ``label`` of the annotated features (0 / empty for the others)."""
+    cols = ["n_terms", "best_term", "label"]
+    full = pd.DataFrame(
+        {"n_terms": np.int64(0), "best_term": "", "label": ""}, index=[str(i) for i in range(n_features)]
+    )
+    table = adata.uns[key].get("features")
+    if isinstance(table, pd.DataFrame):
+        old = table.set_axis(table.index.astype(str)).reindex(full.index)
+        for col in cols:
+            if col in old.columns:
+                full[col] = old[col].where(old[col].notna(), full[col]).to_numpy()
+    full.loc[summary.index, ["n_terms", "best_term", "label"]] = summary[cols].to_numpy()
+    update_features_table(
+        adata.uns[key], full.astype({"n_terms": np.int64, "best_term": str, "label": str}), n_features=n_features
+    )
 
 
+@renamed_params(group="groups")
 @doc_params(shared=_doc_shared)
 def contrast(
     adata: AnnData,
     *,
     groupby: str,
-    group: Any,
-    reference: Any = "rest",
-    gene_sets: Any,
+    groups: str | Sequence[str],
+    reference: str | Sequence[str] = "rest",
+    gene_sets: GeneSetsLike,
     layer: str | None = None,
     model: Any = None,
-    de_method: str = "fast",
-    enrichment: str = "ora",
+    de_method: DEMethod = "fast",
+    enrichment: Enrichment = "ora",
     alpha: float = 0.01,
     de_alpha: float = 0.05,
     min_log2fc: float = 1.0,
@@ -296,15 +315,15 @@ def contrast(
     """Differential expression and enrichment of one cell group against another.
 
     The same engines as :func:`annotate_features`, for any two groups of cells, e.g. steered vs
-    normal cells (``groupby="perturbed", group="True", reference="False"``).
+    normal cells (``groupby="perturbed", groups="True", reference="False"``).
 
     Parameters
     ----------
     {adata}
     groupby
         Column of ``adata.obs`` with the groups.
-    group
-        Group (or list of groups) tested.
+    groups
+        Category (or list of categories) of ``groupby`` tested, pooled.
     reference
         Group (or list of groups) it is compared with; ``"rest"``: all other cells.
     {shared}
@@ -330,15 +349,15 @@ def contrast(
     cat, n_missing = group_labels(adata, groupby)
     labels = cat.astype(str).to_numpy()
     labels[cat.isna().to_numpy()] = ""  # missing labels: in no group, not in "rest"
-    hi = _group_mask(labels, group, groupby)
+    hi = _group_mask(labels, groups, groupby)
     lo = (~hi & (labels != "")) if isinstance(reference, str) and reference == "rest" else None
     lo = _group_mask(labels, reference, groupby) if lo is None else lo
     if n_missing:
         logger.warning("contrast: %d cell(s) with a missing `%s` label are left out.", n_missing, groupby)
     if (hi & lo).any():
-        msg = "group and reference overlap; choose disjoint groups."
+        msg = "groups and reference overlap; choose disjoint groups."
         raise ValueError(msg)
-    for name, m in (("group", hi), ("reference", lo)):
+    for name, m in (("groups", hi), ("reference", lo)):
         if m.sum() < 2:
             msg = f"The {name} has {int(m.sum())} cell(s); at least 2 are needed."
             raise ValueError(msg)
@@ -350,7 +369,7 @@ def contrast(
     results, de = run_contrasts(expr, high, low, np.array([0]), gs, opt, keep_de={0})
     adata = writable(adata, copy=copy)
     params = {
-        "groupby": groupby, "group": np.atleast_1d(group).astype(str),
+        "groupby": groupby, "groups": np.atleast_1d(groups).astype(str),
         "reference": np.atleast_1d(reference).astype(str),
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),

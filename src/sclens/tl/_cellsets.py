@@ -68,23 +68,29 @@ def resolve_features(adata: AnnData, *, key: str, features: Any) -> tuple[sparse
     return acts, np.unique(feats)
 
 
-def resolve_within(adata: AnnData, within: dict | None) -> np.ndarray | None:
-    """Boolean cell mask from ``{obs_column: value or list of values}``; ``None`` for all cells."""
+def resolve_within(adata: AnnData, within: Any) -> np.ndarray | None:
+    """Boolean cell mask from ``{obs_column: value or list of values}`` or a mask; ``None`` for all cells."""
     if within is None:
         return None
+    if isinstance(within, (np.ndarray, pd.Series, list)) and np.asarray(within).dtype == bool:
+        mask = np.asarray(within, dtype=bool)
+        if mask.shape != (adata.n_obs,):
+            msg = f"cells as a boolean mask needs one value per cell ({adata.n_obs}), got shape {mask.shape}."
+            raise ValueError(msg)
+        return mask
     if not isinstance(within, dict) or not within:
-        msg = f"within must be a dict such as {{'cell_type': 'B cells'}}, got {within!r}."
+        msg = f"cells must be a dict such as {{'cell_type': 'B cells'}} or a boolean mask, got {within!r}."
         raise TypeError(msg)
     mask = np.ones(adata.n_obs, dtype=bool)
     for col, values in within.items():
         if col not in adata.obs.columns:
-            msg = f"`adata.obs[{col!r}]` not found (used in within); available: {list(adata.obs.columns)}."
+            msg = f"`adata.obs[{col!r}]` not found (used in cells); available: {list(adata.obs.columns)}."
             raise KeyError(msg)
         values = [values] if isinstance(values, str) or np.isscalar(values) else list(values)
         col_values = adata.obs[col].astype(str)
         missing = [v for v in values if str(v) not in set(col_values)]
         if missing:
-            msg = f"within: {missing} not found in `adata.obs[{col!r}]`."
+            msg = f"cells: {missing} not found in `adata.obs[{col!r}]`."
             raise ValueError(msg)
         mask &= col_values.isin([str(v) for v in values]).to_numpy()
     return mask

@@ -12,19 +12,22 @@ from anndata import AnnData
 from scipy import sparse, stats
 from scipy.optimize import linear_sum_assignment
 
+from .._compat import renamed_params
 from .._docs import doc_params
-from ._feature_space import annotation_results, binary_matrix
+from .._readers import annotation_results
+from ._feature_space import binary_matrix
 
 logger = logging.getLogger("sclens")
 
 
+@renamed_params(key_a="annotation_key_a", key_b="annotation_key_b")
 @doc_params()
 def compare_features(
     adata_a: AnnData,
     adata_b: AnnData,
     *,
-    key_a: str = "sae_go",
-    key_b: str = "sae_go",
+    annotation_key_a: str = "sae_go",
+    annotation_key_b: str = "sae_go",
     namespaces: Sequence[str] | None = ("BP", "MF"),
 ) -> dict[str, Any]:
     """Optimal one-to-one matching of two SAEs' features by the Jaccard similarity of their GO terms.
@@ -39,8 +42,9 @@ def compare_features(
     ----------
     adata_a, adata_b
         AnnData objects holding the two annotations (can be the same object).
-    key_a, key_b
-        Annotation keys (``adata.uns[key]['results']`` from :func:`sclens.tl.annotate_features`).
+    annotation_key_a, annotation_key_b
+        Keys of the two annotations (``adata.uns[annotation_key]['results']`` from
+        :func:`sclens.tl.annotate_features`).
     namespaces
         GO namespaces kept (``None``: all).
 
@@ -62,8 +66,8 @@ def compare_features(
         if not isinstance(obj, AnnData):
             msg = f"{name} must be an AnnData, got {type(obj).__name__}."
             raise TypeError(msg)
-    res_a = annotation_results(adata_a, key_a, namespaces)
-    res_b = annotation_results(adata_b, key_b, namespaces)
+    res_a = annotation_results(adata_a, annotation_key_a, namespaces)
+    res_b = annotation_results(adata_b, annotation_key_b, namespaces)
     if res_a.empty or res_b.empty:
         which = "adata_a" if res_a.empty else "adata_b"
         msg = f"{which} has no annotated feature for namespaces {namespaces}; nothing to compare."

@@ -9,8 +9,9 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._provenance import check_table
 from .._utils import check_adata
-from ._trust_utils import as_list, check_table, features_table, sae_run
+from ._trust_utils import as_list, features_table, sae_run
 
 
 def _last(x) -> float:

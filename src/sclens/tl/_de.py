@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .._utils import progress
+from .._utils import get_layer, progress
 from ._chunks import CHUNK, Rows, add_into, block_stats, dask_block_stats, is_dask, split_sums
 
 if TYPE_CHECKING:
@@ -64,13 +64,7 @@ class Expression:
             self.source = f"model:{type(model).__name__}"
             return
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        if layer is not None and layer not in adata.layers:
-            msg = (
-                f"`adata.layers[{layer!r}]` not found; available layers: {list(adata.layers) or 'none'}. "
-                "Store raw counts there (e.g. `adata.layers['counts'] = adata.X.copy()` before normalising)."
-            )
-            raise KeyError(msg)
-        x = adata.X if layer is None else adata.layers[layer]
+        x = get_layer(adata, layer, what="raw counts")
         if x is None:
             msg = f"{where} is empty; pass `layer=` naming a layer of raw counts."
             raise ValueError(msg)

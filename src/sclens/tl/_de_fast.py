@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, special, stats
 
+from .._stats import fdr_bh
+
 PSEUDO = 0.5  # a group without any count is treated as holding half a count
 N_BINS = 16  # size-factor quantile bins used to evaluate the Fisher information
 
@@ -48,22 +50,6 @@ class DEResult:
     @property
     def tested(self) -> np.ndarray:
         return ~np.isnan(self.padj)
-
-
-def fdr_bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values along the last axis, ignoring NaN (kept as NaN)."""
-    p = np.atleast_2d(np.asarray(p, dtype=np.float64))
-    nan = np.isnan(p)
-    m = (~nan).sum(axis=1, keepdims=True)
-    order = np.argsort(np.where(nan, np.inf, p), axis=1, kind="stable")
-    ps = np.take_along_axis(np.where(nan, np.inf, p), order, axis=1)
-    rank = np.arange(1, p.shape[1] + 1)[None, :]
-    q = ps * m / rank
-    q = np.minimum.accumulate(q[:, ::-1], axis=1)[:, ::-1]
-    out = np.empty_like(q)
-    np.put_along_axis(out, order, np.minimum(q, 1.0), axis=1)
-    out[nan] = np.nan
-    return out
 
 
 def nb_dispersions(z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
-from ..datasets._network import as_network
-from ._de_fast import DEResult, fdr_bh
+from .._network import as_network
+from .._stats import fdr_bh
+from ._de_fast import DEResult
 
 RESULT_COLUMNS = [
     "feature",

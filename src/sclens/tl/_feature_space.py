@@ -13,56 +13,16 @@ from anndata import AnnData
 from scipy import sparse
 
 from .. import _provenance as provenance
+from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
-from .._utils import check_adata, writable
+from .._readers import annotation_results
+from .._utils import check_key_added, writable
 from .._warnings import SclensWarning
+from ..datasets import GeneOntology
 
 logger = logging.getLogger("sclens")
 
 UNASSIGNED = "unassigned"
-
-
-def annotation_results(adata: AnnData, key: str, namespaces: Sequence[str] | None) -> pd.DataFrame:
-    """``adata.uns[key]['results']`` restricted to ``namespaces``, after checks."""
-    check_adata(adata)
-    if not isinstance(adata.uns.get(key), Mapping) or "results" not in adata.uns[key]:
-        msg = (
-            f"No feature annotation under `adata.uns[{key!r}]['results']`; run "
-            f"`sl.tl.annotate_features(adata, gene_sets=..., key_added={key!r})` first."
-        )
-        raise KeyError(msg)
-    provenance.check_derived(
-        adata, adata.uns[key], what=f"The annotation `adata.uns[{key!r}]`",
-        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={key!r})",
-    )  # fmt: skip
-    res = adata.uns[key]["results"]
-    missing = {"feature", "term"} - set(res.columns)
-    if missing:
-        msg = f"`adata.uns[{key!r}]['results']` lacks column(s) {sorted(missing)}; rerun `sl.tl.annotate_features`."
-        raise KeyError(msg)
-    if namespaces is not None:
-        namespaces = [namespaces] if isinstance(namespaces, str) else list(namespaces)
-        if "namespace" not in res.columns:
-            msg = f"`adata.uns[{key!r}]['results']` has no 'namespace' column; pass namespaces=None."
-            raise KeyError(msg)
-        res = res[res["namespace"].astype(str).isin(namespaces)]
-    return res
-
-
-def stored_space(adata: AnnData, key: str) -> dict:
-    """``adata.uns[key]['feature_space']`` after checking it exists and matches the current SAE run."""
-    check_adata(adata)
-    run = adata.uns.get(key)
-    if not isinstance(run, Mapping) or "feature_space" not in run:
-        msg = f"`adata.uns[{key!r}]['feature_space']` not found; run `sl.tl.feature_space(adata, key={key!r})` first."
-        raise KeyError(msg)
-    space = run["feature_space"]
-    provenance.check_derived(
-        adata, run, what=f"The feature space `adata.uns[{key!r}]['feature_space']`",
-        rerun=f"sl.tl.annotate_features(..., key_added={key!r})` then `sl.tl.feature_space(adata, key={key!r})",
-        recorded=space.get("params") if isinstance(space, Mapping) else None,
-    )  # fmt: skip
-    return space
 
 
 def binary_matrix(res: pd.DataFrame) -> tuple[sparse.csr_matrix, np.ndarray, pd.Index]:
@@ -124,19 +84,21 @@ def _feature_categories(mat: sparse.csr_matrix, terms: pd.Index, table: pd.DataF
     return best
 
 
+@renamed_params(key="annotation_key")
 @doc_params()
 def feature_space(
     adata: AnnData,
     *,
-    key: str = "sae_go",
+    annotation_key: str = "sae_go",
     namespaces: Sequence[str] | None = ("BP", "MF"),
     n_neighbors: int = 10,
     min_dist: float = 1.0,
     spread: float = 10.0,
     metric: str = "euclidean",
-    categories: Any = None,
+    categories: GeneOntology | Mapping[str, str | Sequence[str]] | pd.DataFrame | None = None,
     n_top_terms: int = 20,
     random_state: int = 0,
+    key_added: str = "feature_space",
     copy: bool = False,
 ) -> AnnData | None:
     """Binary feature x GO-term matrix of the annotation, its UMAP and summary statistics.
@@ -148,8 +110,7 @@ def feature_space(
     Parameters
     ----------
     {adata}
-    key
-        Key of the annotation, ``adata.uns[key]['results']`` from :func:`sclens.tl.annotate_features`.
+    {annotation_key}
     namespaces
         GO namespaces kept (``None``: all).
     n_neighbors, min_dist, spread, metric
@@ -163,11 +124,13 @@ def feature_space(
     n_top_terms
         Number of most frequent terms reported.
     {random_state}
+    key_added
+        Key in ``adata.uns[annotation_key]`` under which the space is stored.
     {copy}
 
     Returns
     -------
-    ``None``, or a copy when ``copy=True``; sets ``adata.uns[key]['feature_space']`` with
+    ``None``, or a copy when ``copy=True``; sets ``adata.uns[annotation_key][key_added]`` with
 
     * ``features`` (feature ids, int), ``umap`` (features x 2), ``category`` (str), ``n_terms`` (int),
       ``terms`` / ``term_name`` / ``term_namespace`` (columns of the matrix), ``matrix`` (CSR 0/1,
@@ -180,6 +143,8 @@ def feature_space(
 
     :func:`sclens.get.feature_space` returns all of it as a features-level AnnData.
     """
+    key = annotation_key
+    check_key_added(key_added, reserved={k: f"the annotation's `{k}`" for k in ("results", "skipped", "params", "de")})
     res = annotation_results(adata, key, namespaces)
     if res.empty:
         msg = f"No annotated feature in `adata.uns[{key!r}]['results']` for namespaces {namespaces}."
@@ -193,7 +158,7 @@ def feature_space(
         warnings.warn(
             f"n_neighbors={n_neighbors} >= number of annotated features ({n}); using {n - 1}.",
             SclensWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(2),
         )
         n_neighbors = n - 1
 
@@ -245,7 +210,7 @@ def feature_space(
         summary["terms_per_feature_sem"],
     )
     adata = writable(adata, copy=copy)
-    adata.uns[key]["feature_space"] = {
+    adata.uns[key][key_added] = {
         "features": feats.astype(np.int64),
         "umap": coords,
         "category": category.astype(str),

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from .. import _provenance as provenance
+from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
+from .._readers import sae_run
 from .._settings import resolve_device, resolve_n_jobs
-from .._utils import check_adata, get_rep, resolve_seed, writable
+from .._utils import check_adata, get_rep, resolve_seed, update_features_table, writable
 from .._warnings import SclensWarning
 from ..sae import EvalResult, SparseAutoencoder
 from ._fit_checks import check_embedding, check_key, check_spread, warn_bad_fit
@@ -73,7 +75,7 @@ def _write(
 ) -> None:
     from ..sae import to_arrays
 
-    features = _features_frame(ev)
+    features = fresh = _features_frame(ev)
     kept: dict[str, Any] = {}
     if run_id != provenance.run_id(adata, key):
         provenance.drop_stale(adata, key)
@@ -83,14 +85,12 @@ def _write(
         if isinstance(old.get("features"), pd.DataFrame) and len(old["features"]) == len(features):
             features = old["features"]
     adata.obsm[f"X_{key}"] = ev.activations
-    adata.uns[key] = {
-        "run_id": run_id,
-        "params": params,
-        "metrics": metrics,
-        "weights": to_arrays(sae),
-        "features": features,
-        **kept,
-    }
+    run = {"run_id": run_id, "params": params, "metrics": metrics, "weights": to_arrays(sae), **kept}
+    if features is not fresh:  # the kept table of the same run
+        run["features"] = features
+    else:
+        update_features_table(run, fresh, n_features=len(fresh))
+    adata.uns[key] = run
 
 
 @doc_params(
@@ -109,7 +109,7 @@ def fit_sae(
     use_rep: str,
     n_features: int | None = None,
     expansion_factor: int = 16,
-    architecture: str = "topk",
+    architecture: Literal["topk", "batchtopk", "relu", "vanilla"] | str = "topk",
     k: int = 32,
     l1_weight: float = 1e-3,
     aux_k: int | None = None,
@@ -141,7 +141,8 @@ def fit_sae(
     expansion_factor
         Features per embedding dimension when ``n_features`` is ``None``.
     architecture
-        ``"topk"``, ``"batchtopk"``, ``"relu"`` or ``"vanilla"`` (see :mod:`sclens.sae`).
+        ``"topk"``, ``"batchtopk"``, ``"relu"`` or ``"vanilla"``, or the name of an architecture
+        added with :func:`sclens.sae.register_architecture`.
     k
         Active features per cell for ``topk`` / ``batchtopk`` (must be below ``n_features``).
     l1_weight
@@ -255,8 +256,7 @@ def _has_use_rep(adata: AnnData, key: str) -> bool:
 
 def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencoder, dict, dict]:
     """The model to apply plus the params / training curves of where it came from."""
-    from ..get import sae as get_sae
-    from ..sae import load_sae
+    from ..sae import from_arrays, load_sae
 
     if sae is None:
         sae = adata
@@ -267,7 +267,8 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
     if isinstance(sae, (str, os.PathLike)):
         return load_sae(sae), own, {}
     if hasattr(sae, "uns") and hasattr(sae, "obsm"):
-        model = get_sae(sae, key=key)
+        run = sae_run(sae, key)
+        model = from_arrays(dict(run["params"]), dict(run["weights"]), source=f"`uns[{key!r}]['weights']`")
         params = dict(sae.uns[key].get("params", {}))
         curves = {c: v for c, v in sae.uns[key].get("metrics", {}).items() if np.ndim(v) == 1}
         return model, params, curves
@@ -278,14 +279,18 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
     raise TypeError(msg)
 
 
-@doc_params(returns=_doc_returns.format(key="key", extra=" on these cells (training curves copied from the source)"))
+@renamed_params(key="key_added")
+@doc_params(
+    returns=_doc_returns.format(key="key_added", extra=" on these cells (training curves copied from the source)")
+)
 def encode(
     adata: AnnData,
     *,
-    key: str = "sae",
     sae: SparseAutoencoder | AnnData | str | os.PathLike | None = None,
+    sae_key: str | None = None,
     use_rep: str | None = None,
     batch_size: int = 2048,
+    key_added: str = "sae",
     copy: bool = False,
 ) -> AnnData | None:
     """Apply a trained SAE to cells (query data, a second sample) and store its activations.
@@ -293,16 +298,18 @@ def encode(
     Parameters
     ----------
     {adata}
-    {key}
     sae
-        The SAE: ``None`` rebuilds it from ``adata.uns[key]``; or a
+        The SAE: ``None`` rebuilds it from ``adata.uns[sae_key]``; or a
         :class:`~sclens.sae.SparseAutoencoder`, a reference AnnData fitted with
-        :func:`~sclens.tl.fit_sae` (read under ``key``), or a directory written by
+        :func:`~sclens.tl.fit_sae` (read under ``sae_key``), or a directory written by
         :func:`sclens.sae.save_sae`.
+    sae_key
+        Key of the SAE run read (in ``adata`` or in the reference given as ``sae``); ``None``: ``key_added``.
     use_rep
         Key in ``adata.obsm`` to encode; ``None`` uses the ``use_rep`` the SAE was trained on.
     batch_size
         Cells encoded at a time.
+    {key_added}
     {copy}
 
     Returns
@@ -312,8 +319,9 @@ def encode(
     from ..sae import check_input_dim, evaluate
 
     check_adata(adata)
-    check_key(key, "key")
-    model, params, curves = _resolve_source(adata, key, sae)
+    check_key(key_added, "key_added")
+    sae_key = key_added if sae_key is None else sae_key
+    model, params, curves = _resolve_source(adata, sae_key, sae)
     trained_on = params.get("use_rep")
     use_rep = use_rep if use_rep is not None else trained_on
     if use_rep is None:
@@ -329,13 +337,13 @@ def encode(
             "embedding of the same width from another model gives meaningless activations. Encode the "
             "embedding the SAE was trained on (for query data: the same model's latent space).",
             SclensWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(2),
         )
     ev = evaluate(model.cpu(), x, batch_size=batch_size, return_activations=True)
     params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}
     metrics = {**curves, "fvu": ev.fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction,
                "n_live": ev.n_live}  # fmt: skip
-    rid = provenance.run_id(adata, key) if _same_run(adata, key, ev, model) else None
+    rid = provenance.run_id(adata, key_added) if _same_run(adata, key_added, ev, model) else None
     adata = writable(adata, copy=copy)
-    _write(adata, key, ev, params, metrics, model, rid or provenance.new_run_id())
+    _write(adata, key_added, ev, params, metrics, model, rid or provenance.new_run_id())
     return adata if copy else None

@@ -13,8 +13,8 @@ from anndata import AnnData
 
 from .. import _provenance as provenance
 from .._docs import doc_params
+from .._network import GeneSetsLike, as_network
 from .._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
-from ..datasets._network import as_network
 from ._annotate_core import clean_params
 from ._trust_utils import run_provenance, sae_run
 
@@ -99,7 +99,7 @@ def empirical_fdr(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
 def annotation_null(
     adata: AnnData,
     *,
-    gene_sets: Any,
+    gene_sets: GeneSetsLike,
     sae_key: str = "sae",
     annotation_key: str = "sae_go",
     nulls: Sequence[Literal["cells", "genes"]] = NULLS,

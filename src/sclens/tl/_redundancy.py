@@ -16,8 +16,8 @@ from scipy import sparse
 
 from .. import _provenance as provenance
 from .._docs import doc_params
+from .._network import GeneSetsLike, as_network
 from .._utils import check_adata, update_features_table, writable
-from ..datasets._network import as_network
 
 MIN_SIMILARITY = 0.2
 N_TOP_GENES = 3
@@ -138,7 +138,7 @@ def add_term_clusters(
     *,
     sae_key: str,
     annotation_key: str,
-    gene_sets: Any,
+    gene_sets: GeneSetsLike,
     gs: Any,
     min_similarity: float = MIN_SIMILARITY,
 ) -> None:
@@ -165,7 +165,7 @@ def add_term_clusters(
 def term_redundancy(
     adata: AnnData,
     *,
-    gene_sets: Any,
+    gene_sets: GeneSetsLike,
     sae_key: str = "sae",
     annotation_key: str = "sae_go",
     min_similarity: float = MIN_SIMILARITY,

@@ -12,8 +12,10 @@ from anndata import AnnData
 from scipy import sparse, stats
 
 from .. import _provenance as provenance
+from .._compat import renamed_params
 from .._docs import doc_params
-from .._utils import group_labels, sae_activations, writable
+from .._stats import fdr_bh
+from .._utils import check_key_added, group_labels, sae_activations, update_features_table, writable
 
 logger = logging.getLogger("sclens")
 
@@ -84,28 +86,17 @@ def _rank_auc(act: sparse.csr_matrix, onehot: sparse.csr_matrix, n_in: np.ndarra
     return auc, pvalue
 
 
-def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values of a flat array."""
-    m = p.size
-    if m == 0:
-        return p
-    order = np.argsort(p)
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adj, 1.0)
-    return out
-
-
+@renamed_params(key="sae_key")
 @doc_params()
 def feature_specificity(
     adata: AnnData,
     *,
     groupby: str,
-    key: str = "sae",
+    sae_key: str = "sae",
     method: Literal["paper", "rank"] = "paper",
     alpha: float = 0.05,
     min_effect: float | None = None,
+    key_added: str = "specificity",
     copy: bool = False,
 ) -> AnnData | None:
     r"""Classify SAE features as local (one group), global or dead.
@@ -138,7 +129,7 @@ def feature_specificity(
     {adata}
     groupby
         Column of ``adata.obs`` with the cell groups (e.g. cell types).
-    {key}
+    {sae_key}
     method
         ``"paper"`` (mean difference against summed standard errors) or ``"rank"``
         (Mann-Whitney U with BH correction and an AUROC floor).
@@ -147,20 +138,22 @@ def feature_specificity(
     min_effect
         Minimum AUROC of the group against the rest for a significant call. ``None`` uses 0.6 for
         ``"rank"`` and no floor for ``"paper"``.
+    key_added
+        Key in ``adata.uns[sae_key]`` under which the group means and parameters are stored.
     {copy}
 
     Returns
     -------
     ``None``, or a copy when ``copy=True``; sets
 
-    * ``adata.uns[key]['features']`` columns ``kind`` (``local``/``global``/``dead``),
+    * ``adata.uns[sae_key]['features']`` columns ``kind`` (``local``/``global``/``dead``),
       ``top_group`` (the local group, or the group with the largest effect), ``effect``
-      (mean in - mean out in ``top_group``), ``auc``, ``pvalue`` (and ``padj`` for ``"rank"``)
-      of ``top_group``, ``n_groups_significant``;
-    * ``adata.uns[key]['group_means']``: DataFrame features x groups of mean activations
-      (index: feature ids as strings, columns: group names);
-    * ``adata.uns[key]['specificity_params']``: ``groupby``, ``method``, ``alpha``, ``min_effect``
-      and the counts ``n_local``, ``n_global``, ``n_dead``.
+      (mean in - mean out in ``top_group``), ``auc``, ``pvalue`` and ``padj`` (NaN for
+      ``"paper"``) of ``top_group``, ``n_groups_significant``;
+    * ``adata.uns[sae_key][key_added]['group_means']``: DataFrame features x groups of mean
+      activations (index: feature ids as strings, columns: group names);
+    * ``adata.uns[sae_key][key_added]['params']``: ``groupby``, ``method``, ``alpha``,
+      ``min_effect`` and the counts ``n_local``, ``n_global``, ``n_dead``.
     """
     if method not in _METHODS:
         msg = f"method must be one of {_METHODS}, got {method!r}."
@@ -168,9 +161,11 @@ def feature_specificity(
     if not 0 < alpha < 1:
         msg = f"alpha must be between 0 and 1, got {alpha!r}."
         raise ValueError(msg)
-    act = sae_activations(adata, key)
+    own = ("features", "params", "weights", "metrics", "run_id")
+    check_key_added(key_added, reserved={k: f"the SAE run's `{k}`" for k in own})
+    act = sae_activations(adata, sae_key)
     codes, groups = _group_codes(adata, groupby)
-    rid = provenance.run_id(adata, key)
+    rid = provenance.run_id(adata, sae_key)
     if min_effect is None:
         min_effect = 0.6 if method == "rank" else 0.0
     n_features = act.shape[1]
@@ -209,7 +204,7 @@ def feature_specificity(
     else:
         pvalue = p_rank
         padj = np.ones_like(pvalue)
-        padj[:, live] = _bh(pvalue[:, live].ravel()).reshape(len(groups), -1)
+        padj[:, live] = fdr_bh(pvalue[:, live].ravel()).reshape(len(groups), -1)
         sig = (padj < alpha) & (auc >= min_effect)
     sig[:, ~live] = False
 
@@ -220,43 +215,32 @@ def feature_specificity(
     kind = np.where(~live, "dead", np.where(local, "local", "global"))
     top_group = np.where(live, np.asarray(groups, dtype=object)[top], "")
 
-    feats = _feature_table(adata, key, n_features)
-    feats["kind"] = kind
-    feats["top_group"] = top_group.astype(str)
-    feats["effect"] = effect[top, cols]
-    feats["auc"] = auc[top, cols]
-    feats["pvalue"] = pvalue[top, cols]
-    if padj is not None:
-        feats["padj"] = padj[top, cols]
-    elif "padj" in feats.columns:
-        feats = feats.drop(columns="padj")
-    feats["n_groups_significant"] = n_sig.astype(np.int64)
+    feats = pd.DataFrame(
+        {
+            "kind": kind, "top_group": top_group.astype(str), "effect": effect[top, cols], "auc": auc[top, cols],
+            "pvalue": pvalue[top, cols], "padj": padj[top, cols] if padj is not None else np.nan,
+            "n_groups_significant": n_sig.astype(np.int64),
+        },
+        index=pd.Index([str(i) for i in range(n_features)]),
+    )  # fmt: skip
     means = pd.DataFrame(mean_in.T, index=feats.index.copy(), columns=groups)
 
     counts = {k: int((kind == k).sum()) for k in ("local", "global", "dead")}
     logger.info("feature_specificity: %(local)d local, %(global)d global, %(dead)d dead features", counts)
     adata = writable(adata, copy=copy)
-    adata.uns[key]["features"] = feats
-    adata.uns[key]["group_means"] = means
-    adata.uns[key]["specificity_params"] = {
-        "groupby": groupby,
-        "method": method,
-        "alpha": float(alpha),
-        "min_effect": float(min_effect),
-        **({"sae_run_id": rid} if rid is not None else {}),
-        **{f"n_{k}": v for k, v in counts.items()},
-    }
+    run = adata.uns[sae_key]
+    if isinstance(run.get("features"), pd.DataFrame) and len(run["features"]) != n_features:
+        del run["features"]  # a table of another SAE (e.g. after re-encoding) is replaced
+    update_features_table(run, feats, n_features=n_features)
+    run[key_added] = {
+        "group_means": means,
+        "params": {
+            "groupby": groupby, "method": method, "alpha": float(alpha), "min_effect": float(min_effect),
+            **({"sae_run_id": rid} if rid is not None else {}),
+            **{f"n_{k}": v for k, v in counts.items()},
+        },
+    }  # fmt: skip
     return adata if copy else None
-
-
-def _feature_table(adata: AnnData, key: str, n_features: int) -> pd.DataFrame:
-    feats = adata.uns[key].get("features")
-    index = pd.Index([str(i) for i in range(n_features)])
-    if isinstance(feats, pd.DataFrame) and len(feats) == n_features:
-        feats = feats.copy()
-        feats.index = index
-        return feats
-    return pd.DataFrame(index=index)
 
 
 @doc_params()
@@ -312,7 +296,7 @@ def seed_robustness(
     for seed in seeds:
         fitted = fit_sae(light, use_rep="X_rep", random_state=int(seed), key_added="sae", copy=True, **fit_kwargs)
         feature_specificity(fitted, groupby=groupby, method=method)
-        params = fitted.uns["sae"]["specificity_params"]
+        params = fitted.uns["sae"]["specificity"]["params"]
         act = fitted.obsm["X_sae"]
         fvu = fitted.uns["sae"].get("metrics", {}).get("fvu", np.nan)
         rows[str(seed)] = {

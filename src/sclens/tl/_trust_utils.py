@@ -28,15 +28,6 @@ def run_provenance(adata: AnnData, sae_key: str) -> dict[str, Any]:
     return {"sae_key": sae_key, **({"sae_run_id": run_id} if run_id is not None else {})}
 
 
-def check_table(adata: AnnData, sae_key: str, name: str, *, rerun: str) -> None:
-    """Refuse ``adata.uns[sae_key][name]`` when its params record another SAE run than the current one."""
-    params = adata.uns[sae_key].get(f"{name}_params")
-    provenance.check_run_id(
-        adata, sae_key=sae_key, recorded=provenance.recorded_run_id({"params": params}),
-        what=f"`adata.uns[{sae_key!r}][{name!r}]`", rerun=rerun,
-    )  # fmt: skip
-
-
 def obs_codes(adata: AnnData, column: str) -> tuple[np.ndarray, list[str]]:
     """Integer codes (-1 = missing) and category names of ``adata.obs[column]`` (at least 2 categories)."""
     cat, _ = group_labels(adata, column)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._network import GeneSetsLike, as_network
 from .._utils import check_adata
-from ._network import as_network
 
 _ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
@@ -20,7 +20,7 @@ def _alias_map(aliases: Any) -> dict[str, set[str]]:
     if aliases is None:
         return {}
     if isinstance(aliases, str):
-        from ._go import gene_aliases
+        from ..datasets import gene_aliases
 
         aliases = gene_aliases(organism=aliases)
     if isinstance(aliases, pd.DataFrame):
@@ -108,7 +108,11 @@ def restrict_to_var_names(
 
 @doc_params()
 def gene_coverage(
-    adata: AnnData, *, gene_sets: Any, case_sensitive: bool = True, aliases: Any = None
+    adata: AnnData,
+    *,
+    gene_sets: GeneSetsLike,
+    case_sensitive: bool = True,
+    aliases: Literal["human", "mouse"] | pd.DataFrame | Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Report how well gene sets cover ``adata.var_names``.
 

@@ -1,50 +1,27 @@
-"""Fixtures for the annotation tests: toy data with its true codes standing in for SAE activations."""
+"""Fixtures shared by all tests. Data builders live in ``biology_fixtures.py`` (``tests/`` is on ``pythonpath``)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+import matplotlib
 import pytest
-from scipy import sparse
+from biology_fixtures import toy_sae
 
 import sclens as sl
 
-
-def sae_from_codes(adata, *, key: str = "sae", extra: bool = False):
-    """Store ``obsm['X_codes']`` as the SAE run ``key`` per the storage contract (no SAE needed).
-
-    With ``extra``, three features are appended: a control active on a random 30% of cells
-    with a flat activation (its high set is a random 30% of cells, no planted program), a feature active in only 4 cells, and a dead feature.
-    """
-    codes = np.asarray(adata.obsm["X_codes"], dtype=np.float32)
-    if extra:
-        rng = np.random.default_rng(1)
-        n = adata.n_obs
-        control = np.where(rng.random(n) < 0.3, 1.0, 0.0)  # flat: high = a random 30% of cells
-        tiny = np.zeros(n)
-        tiny[rng.choice(n, 4, replace=False)] = 1.0
-        codes = np.column_stack([codes, control, tiny, np.zeros(n)]).astype(np.float32)
-    acts = sparse.csr_matrix(codes)
-    freq = (codes > 0).mean(axis=0)
-    adata.obsm[f"X_{key}"] = acts
-    adata.uns[key] = {
-        "params": {"architecture": "planted", "n_features": codes.shape[1], "use_rep": "X_emb"},
-        "features": pd.DataFrame(
-            {
-                "frequency": freq,
-                "mean_activation": codes.mean(axis=0),
-                "max_activation": codes.max(axis=0),
-                "kind": np.where(freq > 0, "live", "dead"),
-            },
-            index=[str(i) for i in range(codes.shape[1])],
-        ),
-    }
-    return adata
+matplotlib.use("Agg")  # plots draw off-screen
 
 
-def toy_sae(*, extra: bool = False, **kwargs):
-    """Toy AnnData with an SAE run under ``"sae"`` whose feature XX is planted program_XX."""
-    return sae_from_codes(sl.datasets.toy(**kwargs), extra=extra)
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch / BLAS thread: on a shared 2-core machine tiny models run several times faster."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

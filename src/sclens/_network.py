@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any
 
 import pandas as pd
 
+from ._utils import open_text
+
 NETWORK_COLUMNS = ["source", "target"]
+
+#: what every ``gene_sets`` parameter accepts: a long ``source`` / ``target`` table, a dict of gene lists or a GMT path
+GeneSetsLike = pd.DataFrame | Mapping[str, Sequence[str]] | str | PathLike
+
+
+def read_gmt_table(path: str | PathLike) -> pd.DataFrame:
+    """The gene sets of a GMT file as ``source`` / ``target`` / ``name`` (see :func:`sclens.datasets.read_gmt`)."""
+    rows: list[tuple[str, str, str]] = []
+    seen: dict[str, int] = {}
+    with open_text(path) as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 3:
+                msg = (
+                    f"GMT line {lineno} of {str(path)!r} has {len(fields)} tab-separated field(s): "
+                    f"{line[:60]!r}. Each line needs name<TAB>description<TAB>gene(s); if the file "
+                    "separates fields by spaces, convert them to tabs."
+                )
+                raise ValueError(msg)
+            name, description = fields[0].strip(), fields[1]
+            if not name:
+                msg = f"GMT line {lineno} of {str(path)!r} has an empty set name."
+                raise ValueError(msg)
+            if name in seen:
+                msg = (
+                    f"Duplicate gene-set name {name!r} in {str(path)!r} (lines {seen[name]} and {lineno}); "
+                    "set names must be unique: rename or merge the sets."
+                )
+                raise ValueError(msg)
+            seen[name] = lineno
+            genes = list(dict.fromkeys(g.strip() for g in fields[2:] if g.strip()))
+            if not genes:
+                msg = f"Gene set {name!r} on GMT line {lineno} of {str(path)!r} has no genes."
+                raise ValueError(msg)
+            rows.extend((name, gene, description) for gene in genes)
+    if not rows:
+        msg = f"The GMT file {str(path)!r} contains no gene set."
+        raise ValueError(msg)
+    return pd.DataFrame(rows, columns=["source", "target", "name"])
 
 
 def as_network(gene_sets: Any) -> pd.DataFrame:
@@ -27,9 +71,7 @@ def as_network(gene_sets: Any) -> pd.DataFrame:
     ``source`` when unknown) and ``namespace`` (empty when unknown), without duplicate rows.
     """
     if isinstance(gene_sets, (str, PathLike)):
-        from ._gmt import read_gmt
-
-        gene_sets = read_gmt(path=gene_sets)
+        gene_sets = read_gmt_table(gene_sets)
     if isinstance(gene_sets, Mapping):
         rows = [(str(s), str(g)) for s, genes in gene_sets.items() for g in _as_iterable(s, genes)]
         net = pd.DataFrame(rows, columns=NETWORK_COLUMNS)

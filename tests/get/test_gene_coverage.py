@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import sclens as sl
-from sclens.datasets._coverage import restrict_to_var_names
+from sclens.get._coverage import restrict_to_var_names
 
 SETS = {"b_cells": ["CD79A", "MS4A1", "CD19"], "t_cells": ["CD3E", "CD3D"], "other": ["XIST"]}
 

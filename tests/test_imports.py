@@ -1,0 +1,91 @@
+"""Dependencies point one way and subpackages share helpers only through top-level shared modules.
+
+``pl``, ``get``, ``sim`` -> ``tl`` -> ``sae``, ``datasets`` -> top-level modules (``sclens._utils``,
+``_docs``, ``_readers``, ``_stats``, ``_network``, ...). A subpackage never imports another one's private
+modules (``sclens.tl._x``); what two subpackages share lives in a top-level module.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).parents[1] / "src" / "sclens"
+# top-level modules = 0; a subpackage may import only subpackages of a lower rank (and itself)
+RANK = {"": 0, "sae": 1, "datasets": 1, "tl": 2, "get": 3, "pl": 3, "sim": 3}
+ALSO_ALLOWED = {("pl", "get")}  # a plot draws what an accessor reads
+
+
+def _module_name(path: Path) -> str:
+    parts = ["sclens", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path):
+    """(line, imported module, imported names) of every sclens import in the file, made absolute."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == "sclens":  # `from .. import tl` imports the subpackage
+                for a in node.names:
+                    yield node.lineno, f"sclens.{a.name}", []
+            elif target.split(".")[0] == "sclens":
+                yield node.lineno, target, [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "sclens":
+                    yield node.lineno, alias.name, []
+
+
+def _subpackage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in RANK else ""
+
+
+FILES = sorted(SRC.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(SRC)) for p in FILES])
+def test_import_rules(path):
+    src_mod = _module_name(path)
+    src = _subpackage(src_mod)
+    problems = []
+    for line, target, names in _imports(path):
+        tgt = _subpackage(target)
+        # `from ..tl import _fit` imports a module too
+        modules = [target] + [f"{target}.{n}" for n in names if n.startswith("_") and (SRC / "/".join(
+            target.split(".")[1:]) / f"{n}.py").exists()]  # fmt: skip
+        for mod in modules:
+            private = any(p.startswith("_") for p in mod.split(".")[2:])
+            if tgt and tgt != src and private:
+                problems.append(f"line {line}: private module {mod} of another subpackage")
+        if src_mod == "sclens":
+            continue  # the package root imports its namespaces
+        if tgt and tgt != src and RANK[tgt] >= RANK[src] and (src, tgt) not in ALSO_ALLOWED:
+            problems.append(f"line {line}: {src or 'top-level'} must not import {tgt} ({target})")
+    assert not problems, f"{path.relative_to(SRC)}:\n" + "\n".join(problems)
+
+
+def test_sae_core_has_no_anndata():
+    for path in (SRC / "sae").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(m.split(".")[0] in ("anndata", "mudata") for m in mods), f"{path.name} imports AnnData"
+
+
+def test_the_rules_catch_violations(tmp_path, monkeypatch):
+    """The checker itself flags a private cross-subpackage import and an upward import."""
+    bad = SRC / "sae" / "_zz_probe.py"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "from ..tl._fit import fit_sae\n")
+    with pytest.raises(AssertionError, match=r"private module sclens\.tl\._fit.*\n.*sae must not import tl"):
+        test_import_rules(bad)
