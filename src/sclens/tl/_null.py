@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -30,8 +30,11 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
     kw = {k: params.get(k) for k in _PASSED}
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
-    within = params.get("within") or {}
-    kw["within"] = {k: list(np.atleast_1d(v)) for k, v in within.items()} or None
+    cells = params.get("cells", params.get("within"))  # `within` before the vocabulary change
+    if isinstance(cells, Mapping):
+        kw["cells"] = {k: list(np.atleast_1d(v)) for k, v in cells.items()} or None
+    else:
+        kw["cells"] = None if cells is None or np.size(cells) == 0 else np.asarray(cells, dtype=bool)
     sfl = params.get("flavor") == "scfeaturelens"
     kw["de_method"] = "fast" if sfl else params["de_method"]
     kw["enrichment"] = "ora" if sfl else params["enrichment"]
@@ -44,8 +47,8 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
 
 
 def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
-    """An AnnData sharing ``adata``'s expression and the columns ``within`` needs, without results."""
-    cols = list((kw.get("within") or {}).keys())
+    """An AnnData sharing ``adata``'s expression and the columns ``cells`` needs, without results."""
+    cols = list(kw["cells"].keys()) if isinstance(kw.get("cells"), Mapping) else []
     light = AnnData(obs=adata.obs[cols].copy(), var=pd.DataFrame(index=adata.var_names.copy()))
     if kw["layer"] is None:
         light.X = adata.X
@@ -203,7 +206,7 @@ def annotation_null(
             for n in nulls:
                 light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
                 sets = _permuted_network(gene_sets, adata.var_names, rng) if n == "genes" else gene_sets
-                annotate_features(light, gene_sets=sets, key="null", key_added="null_go", **kw)
+                annotate_features(light, gene_sets=sets, sae_key="null", key_added="null_go", **kw)
                 null_terms[n][r], null_p[n][r] = _per_feature(light.uns["null_go"]["results"], feats)
     finally:
         logger.setLevel(level)
