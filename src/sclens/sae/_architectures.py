@@ -105,7 +105,9 @@ class MatryoshkaBatchTopK(BatchTopK):
         total = sum_sq_error(recon, xn)
         sizes = self.prefixes(sae.n_features)
         for m in sizes[:-1]:
-            part = F.embedding_bag(idx, sae.W_dec, per_sample_weights=(acts * (idx < m)).to(sae.W_dec.dtype), mode="sum")
+            part = F.embedding_bag(
+                idx, sae.W_dec, per_sample_weights=(acts * (idx < m)).to(sae.W_dec.dtype), mode="sum"
+            )
             total = total + sum_sq_error(part + sae.b_dec, xn)
         return total / len(sizes)
 

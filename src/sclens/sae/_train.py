@@ -196,7 +196,9 @@ class _Trainer:
 
 
 def _check_lengths(n_epochs: int | None, lr: float | None) -> None:
-    if n_epochs is not None and (isinstance(n_epochs, bool) or not isinstance(n_epochs, int | np.integer) or n_epochs < 1):
+    if n_epochs is not None and (
+        isinstance(n_epochs, bool) or not isinstance(n_epochs, int | np.integer) or n_epochs < 1
+    ):
         msg = f"n_epochs must be a positive integer or None (train until converged), got {n_epochs!r}."
         raise ValueError(msg)
     if lr is not None and not lr > 0:
@@ -208,7 +210,9 @@ def _make_fabric(accelerator: str, devices: int | str, strategy: str, precision:
     from lightning.fabric import Fabric
     from lightning.fabric.strategies import SingleDeviceStrategy
 
-    fabric = Fabric(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision, num_nodes=num_nodes)
+    fabric = Fabric(
+        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision, num_nodes=num_nodes
+    )
     if not isinstance(fabric.strategy, SingleDeviceStrategy):
         fabric.launch()
     return fabric

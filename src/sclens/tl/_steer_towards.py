@@ -12,6 +12,7 @@ from anndata import AnnData
 from scipy import stats
 
 from .._docs import doc_params
+from .._network import GeneSetsLike
 from .._utils import resolve_seed
 from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
 from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, sae_run, select_cells
@@ -78,7 +79,7 @@ def target_markers(
 
 def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected_lfc: np.ndarray) -> dict[str, Any]:
     """DE of perturbed vs normal cells (``sl.tl.contrast``), and whether the target's markers go up."""
-    from ..datasets._network import as_network
+    from .._network import as_network
     from ._annotate import contrast
 
     net = pd.DataFrame(
@@ -148,7 +149,7 @@ def steer_towards(
     max_features: int = 20,
     markers: Sequence[str] | None = None,
     n_markers: int = 20,
-    gene_sets: Any = None,
+    gene_sets: GeneSetsLike | None = None,
     sae_key: str = "sae",
     library_size: float | None = None,
     batch_size: int = 512,
