@@ -93,7 +93,7 @@ def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected
     keep = np.tile((lib[:n] > 0) & (lib[n:] > 0), 2)
     tested = out if keep.all() else out[keep].copy()
     contrast(
-        tested, groupby="condition", group="perturbed", reference="normal", layer="counts", gene_sets=net,
+        tested, groupby="condition", groups="perturbed", reference="normal", layer="counts", gene_sets=net,
         min_size=min(5, markers.size), key_added="contrast",
     )  # fmt: skip
     out.uns["contrast"] = tested.uns["contrast"]
