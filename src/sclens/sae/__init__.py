@@ -13,7 +13,7 @@ from ._model import SAEOutput, SparseAutoencoder
 from ._registry import Architecture, available_architectures, get_architecture, register_architecture
 from ._evaluate import EvalResult, evaluate
 from ._schedule import Stopping, default_lr
-from ._train import initialize_from_data, torch_threads, train_sae
+from ._train import global_rank, initialize_from_data, torch_threads, train_sae
 
 __all__ = [
     "Architecture",
@@ -32,6 +32,7 @@ __all__ = [
     "from_arrays",
     "geometric_median",
     "get_architecture",
+    "global_rank",
     "initialize_from_data",
     "load_sae",
     "register_architecture",

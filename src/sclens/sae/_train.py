@@ -25,7 +25,13 @@ _SUMMED = ("loss", "mse", "sparsity_loss", "auxk_loss", "l0")
 _MONITOR_ROWS = 8192  # held-out cells scored at each evaluation (kept on the device)
 _DEAD_REFRESH = 16  # steps between updates of the dead-feature list (one host sync each)
 
-__all__ = ["CURVES", "EvalResult", "evaluate", "initialize_from_data", "torch_threads", "train_sae"]
+__all__ = ["CURVES", "EvalResult", "evaluate", "global_rank", "initialize_from_data", "torch_threads", "train_sae"]
+
+
+def global_rank() -> int:
+    """Rank of this process in a multi-process (DDP) run started by :func:`train_sae`; 0 otherwise."""
+    dist = torch.distributed
+    return int(dist.get_rank()) if dist.is_available() and dist.is_initialized() else 0
 
 
 @contextlib.contextmanager

@@ -167,7 +167,9 @@ def fit_sae(
         Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``).
     trainer_kwargs
         Further arguments of :func:`sclens.sae.train_sae` (``devices``, ``strategy``, ``precision``,
-        ``min_steps``, ``max_steps``, ``patience``, ``eval_every``).
+        ``min_steps``, ``max_steps``, ``patience``, ``eval_every``). With ``strategy="ddp"`` and several
+        devices, every process trains its share of the batches; only rank 0 evaluates and writes to
+        ``adata`` (other ranks return ``None`` and leave their ``adata`` unchanged).
     {random_state}
     device
         Torch device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``); ``None`` uses ``sclens.settings.device``.
@@ -180,7 +182,7 @@ def fit_sae(
     -------
     {returns}
     """
-    from ..sae import ArrayBatches, SAEConfig, evaluate, torch_threads, train_sae
+    from ..sae import ArrayBatches, SAEConfig, evaluate, global_rank, torch_threads, train_sae
 
     check_adata(adata)
     x = get_rep(adata, use_rep)
@@ -213,6 +215,9 @@ def fit_sae(
         history = train_sae(
             sae, train, n_epochs=n_epochs, batch_size=batch_size, lr=lr, seed=seed, val_data=val, **train_kw
         )
+        if global_rank() != 0:  # DDP: every process holds the same weights; rank 0 alone evaluates and writes
+            logger.info("fit_sae: process of rank %d done; rank 0 writes the results.", global_rank())
+            return None
         ev = evaluate(sae.cpu(), x, batch_size=max(batch_size, 1024), return_activations=True)
         # held-out FVU: deviations from the held-out cells' own mean (as `val_fvu` during training)
         fvu = evaluate(sae, val, batch_size=max(batch_size, 1024)).fvu if n_val else ev.fvu
