@@ -37,6 +37,7 @@ class SAEOutput(NamedTuple):
     l0: Tensor
     n_features: int
     total_variance: Tensor
+    counts: Tensor | None = None  # dense activations: cells in which each feature fired
 
     @property
     def activations(self) -> Tensor:
@@ -48,8 +49,8 @@ class SAEOutput(NamedTuple):
 
     def fired(self) -> Tensor:
         """Boolean mask of features with a positive activation in this batch."""
-        if self.indices is None:
-            return (self.acts > 0).any(0)
+        if self.indices is None:  # activations are >= 0; a max is several times faster than `(acts > 0).any(0)`
+            return self.counts > 0 if self.counts is not None else self.acts.detach().amax(0) > 0
         # scatter-add instead of boolean indexing: no host synchronisation
         hits = torch.zeros(self.n_features, dtype=torch.float32, device=self.acts.device)
         return hits.index_add_(0, self.indices.flatten(), (self.acts > 0).flatten().float()) > 0
@@ -170,7 +171,12 @@ class SparseAutoencoder(nn.Module):
         if self.arch.uses_auxk and dead_mask is not None and cfg.aux_k > 0 and cfg.aux_weight > 0:
             auxk = self._auxk_loss(xc, xn, recon, dead_mask)
             loss = loss + cfg.aux_weight * auxk
-        l0 = (acts > 0).sum(dtype=torch.float32) / n
+        counts = None
+        if idx is None:  # acts >= 0: sign is 0 / 1, much faster on CPU than `acts > 0`; counts give `fired` too
+            counts = torch.sign(acts.detach()).sum(0, dtype=torch.float32)
+            l0 = counts.sum() / n
+        else:
+            l0 = (acts > 0).sum(dtype=torch.float32) / n
         return SAEOutput(
             reconstruction=self._denormalize(recon),
             acts=acts,
@@ -183,6 +189,7 @@ class SparseAutoencoder(nn.Module):
             l0=l0.detach(),
             n_features=self.n_features,
             total_variance=total_var.detach(),
+            counts=counts,
         )
 
     def _auxk_loss(self, xc: Tensor, xn: Tensor, recon: Tensor, dead: Tensor) -> Tensor:

@@ -142,7 +142,7 @@ class Vanilla(Architecture):
         return F.relu(torch.addmm(sae.b_enc, xc, sae.W_enc)), None
 
     def penalty(self, sae, xc, acts, idx):
-        w = acts.float().abs()
+        w = acts.float()  # ReLU output: >= 0, so the L1 norm needs no abs
         if self.l1_by_decoder_norm:
             w = w * sae.W_dec.norm(dim=1)
         return w.sum() / acts.shape[0]

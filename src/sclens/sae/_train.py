@@ -113,6 +113,9 @@ class _Trainer:
         self.warmup = min(100, max(1, (rule.max_steps if rule else (total or 1000)) // 20))
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         self.fmodel, self.optimizer = fabric.setup(model, optimizer)
+        # one process: call the module itself in Fabric's precision context, without the wrapper's
+        # per-step input / output conversion and backward hooks (DDP needs the wrapper's gradient sync)
+        self.forward = self.fmodel if fabric.world_size > 1 else self._direct_forward
         dev = fabric.device
         self.since_fired = torch.zeros(model.n_features, dtype=torch.long, device=dev)
         self.dead_idx: torch.Tensor | None = None
@@ -124,6 +127,10 @@ class _Trainer:
         self.monitor = Monitor(rule) if rule else None
         self.best_state: dict[str, torch.Tensor] | None = None
 
+    def _direct_forward(self, x: torch.Tensor, **kw: Any) -> Any:
+        with self.fabric.autocast():
+            return self.model(x, **kw)
+
     def train_step(self, x: torch.Tensor) -> None:
         model, fabric = self.model, self.fabric
         scale = self.monitor.lr_scale if self.monitor else 1.0
@@ -131,7 +138,7 @@ class _Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         dead = self.dead_idx if model.arch.uses_auxk else None
-        out = self.fmodel(x, dead_mask=dead)
+        out = self.forward(x, dead_mask=dead)
         self.optimizer.zero_grad(set_to_none=True)
         fabric.backward(out.loss)
         model.remove_parallel_grads_()
@@ -140,7 +147,8 @@ class _Trainer:
         fired = out.fired()
         if fabric.world_size > 1:
             fired = fabric.all_reduce(fired.float(), reduce_op="sum") > 0
-        self.since_fired = torch.where(fired, 0, self.since_fired + 1)
+        if model.arch.uses_auxk:  # steps since firing only matter for the AuxK dead list
+            self.since_fired = torch.where(fired, 0, self.since_fired + 1)
         self.fired |= fired
         n = x.shape[0]
         vals = torch.stack([getattr(out, c).detach().float() for c in _SUMMED]).double() * n
@@ -177,7 +185,7 @@ class _Trainer:
         xn = model._normalize(xs)
         total_var = float((xn - xn.mean(0)).pow(2).sum().clamp_min(1e-12))
         for chunk in xs.split(2048):
-            out = self.fmodel(chunk)
+            out = self.forward(chunk)
             sse += float(out.mse) * len(chunk)
             penalty += float(out.sparsity_loss) * len(chunk)
         model.train()
