@@ -175,7 +175,8 @@ def recovery_table(args: argparse.Namespace) -> None:
     dims = [int(v) for v in args.recovery_dims.split(",")]
     variants = {"new": {}, "old": OLD_DEFAULTS} if args.old else {"new": {}}
     print(f"# planted dictionaries (3*dims unit atoms, {args.active} active per cell, noise 0.05); "
-          f"fit_sae(use_rep, k={args.recovery_k}) with 16*dims features; {args.threads} torch thread(s)")  # fmt: skip
+          f"fit_sae(use_rep, k={args.recovery_k}), default width (16*dims, at most cells/3); "
+          f"{args.threads} torch thread(s)")  # fmt: skip
     print("# old = lr 1e-4, 50 epochs, batch 1024 (the defaults before convergence-based training)")
     cols = ("cells", "dims", "defaults", "|cos|", "FVU", "L0", "dead", "steps", "stop", "wall s", "CPU s")
     widths = (8, 5, 9, 6, 6, 5, 6, 6, 10, 7, 7)
