@@ -304,3 +304,16 @@ def test_defaults_train_to_convergence_and_record_it(toy, tmp_path):
     adata.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad").uns["sae"]["metrics"]
     assert back["stop_reason"] == m["stop_reason"] and back["n_steps"] == m["n_steps"]
+
+
+def test_default_width_capped_by_cells(toy):
+    """A wide default SAE on few cells memorises cells: the width is at most a third of the cells."""
+    d = toy.obsm["X_emb"].shape[1]
+    assert 16 * d > 400 // 3  # the cap applies to the 400-cell toy
+    fit = {k: v for k, v in FAST.items() if k != "n_features"}
+    small = sl.tl.fit_sae(toy, use_rep="X_emb", **{**fit, "n_epochs": 1}, copy=True)
+    assert small.uns["sae"]["params"]["n_features"] == 400 // 3 == small.obsm["X_sae"].shape[1]
+    wide = sl.tl.fit_sae(toy, use_rep="X_emb", expansion_factor=2, **{**fit, "n_epochs": 1}, copy=True)
+    assert wide.obsm["X_sae"].shape[1] == 2 * d  # below the cap: expansion_factor * n_dims
+    tiny = sl.tl.fit_sae(toy[:30].copy(), use_rep="X_emb", **{**fit, "n_epochs": 1, "k": 8}, copy=True)
+    assert tiny.obsm["X_sae"].shape[1] == 16  # never fewer than 2 k
