@@ -66,7 +66,7 @@ def _default_width(n_cells: int, n_dims: int, expansion_factor: int, k: int) -> 
     width = expansion_factor * n_dims
     cap = max(n_cells // 3, 2 * k)
     if width > cap:
-        logger.info("fit_sae: %d features for %d cells (a third of the cells; pass n_features= to override)", cap, n_cells)
+        logger.info("fit_sae: %d features for %d cells (a third of them; pass n_features= to override)", cap, n_cells)
     return min(width, cap)
 
 
