@@ -17,7 +17,10 @@ GeneSetsLike = pd.DataFrame | Mapping[str, Sequence[str]] | str | PathLike
 
 
 def read_gmt_table(path: str | PathLike) -> pd.DataFrame:
-    """The gene sets of a GMT file as ``source`` / ``target`` / ``name`` (see :func:`sclens.datasets.read_gmt`)."""
+    """Return the gene sets of a GMT file as ``source`` / ``target`` / ``name``.
+
+    See :func:`sclens.datasets.read_gmt`.
+    """
     rows: list[tuple[str, str, str]] = []
     seen: dict[str, int] = {}
     with open_text(path) as fh:

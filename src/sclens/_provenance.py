@@ -29,12 +29,12 @@ class StaleResultWarning(SclensWarning):
 
 
 def new_run_id() -> str:
-    """A fresh unique run id (uuid4 hex)."""
+    """Return a fresh unique run id (uuid4 hex)."""
     return uuid.uuid4().hex
 
 
 def run_id(adata: AnnData, sae_key: str = "sae") -> str | None:
-    """The run id of ``adata.uns[sae_key]`` (``None`` for a missing run or one written before run ids)."""
+    """Return the run id of ``adata.uns[sae_key]`` (``None`` for a missing run or one written before run ids)."""
     run = adata.uns.get(sae_key)
     if not isinstance(run, Mapping) or "run_id" not in run:
         return None
@@ -42,7 +42,7 @@ def run_id(adata: AnnData, sae_key: str = "sae") -> str | None:
 
 
 def recorded_run_id(result: Any) -> str | None:
-    """The ``sae_run_id`` a derived result recorded (in itself or in its ``params``), if any."""
+    """Return the ``sae_run_id`` a derived result recorded (in itself or in its ``params``), if any."""
     if not isinstance(result, Mapping):
         return None
     if "sae_run_id" in result:

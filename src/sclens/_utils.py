@@ -81,7 +81,7 @@ def _require_key(container: Any, key: str, *, where: str) -> None:
 
 
 def get_rep(adata: AnnData, use_rep: str) -> Any:
-    """The embedding ``adata.obsm[use_rep]`` as stored (numpy, sparse, dask or backed array)."""
+    """Return the embedding ``adata.obsm[use_rep]`` as stored (numpy, sparse, dask or backed array)."""
     container, key = resolve_obsm(adata, use_rep)
     x = container.obsm[key]
     if hasattr(x, "columns"):  # a DataFrame in obsm
@@ -109,7 +109,7 @@ def get_layer(adata: AnnData, layer: str | None, *, what: str = "counts") -> Any
 class _TextFile:
     """Lines of a plain or gzip text file; decoding and gzip errors become ValueErrors naming the file."""
 
-    def __init__(self, path: os.PathLike, gz: bool) -> None:
+    def __init__(self, path: os.PathLike, *, gz: bool) -> None:
         self.path, self.gz = path, gz
 
     def __enter__(self) -> _TextFile:
@@ -148,7 +148,7 @@ def open_text(path: str | os.PathLike) -> _TextFile:
         raise FileNotFoundError(msg)
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    return _TextFile(path, magic == b"\x1f\x8b")
+    return _TextFile(path, gz=magic == b"\x1f\x8b")
 
 
 def as_dense_float32(x: Any, *, name: str = "embedding") -> np.ndarray:
@@ -169,7 +169,7 @@ def as_dense_float32(x: Any, *, name: str = "embedding") -> np.ndarray:
 
 
 def writable(adata: AnnData, *, copy: bool = False) -> AnnData:
-    """The AnnData a public writer writes to: a copy when ``copy``, else ``adata`` itself.
+    """Return the AnnData a public writer writes to: a copy when ``copy``, else ``adata`` itself.
 
     A view is first turned into an actual AnnData (as anndata does on assignment and scanpy's
     ``view_to_actual``), so nested ``uns`` objects shared with the parent are never changed.
@@ -241,7 +241,7 @@ def resolve_seed(random_state: int | None) -> int:
 
 
 def progress(iterable: Any = None, **kwargs: Any):
-    """A ``tqdm.auto`` progress bar, disabled unless ``sclens.settings.verbosity >= 2``."""
+    """Return a ``tqdm.auto`` progress bar, disabled unless ``sclens.settings.verbosity >= 2``."""
     kwargs.setdefault("disable", not settings.progress)
     if kwargs["disable"]:  # tqdm.auto warns in notebooks without ipywidgets even when disabled
         from tqdm import tqdm
@@ -321,7 +321,7 @@ def update_features_table(run: dict, columns: Any, *, n_features: int | None = N
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed to ``path`` only when the block succeeds.
+    """Yield a temporary path beside ``path``, renamed to ``path`` only when the block succeeds.
 
     A failed or interrupted write never leaves a half-written ``path`` (nor the temporary file).
     """

@@ -19,7 +19,7 @@ USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryE
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``sclens`` and its subcommands."""
+    """Return the argument parser of ``sclens`` and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="sclens",
         description="Sparse autoencoders on single-cell embeddings, annotated with Gene Ontology terms.",

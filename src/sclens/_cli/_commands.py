@@ -14,7 +14,7 @@ logger = logging.getLogger("sclens")
 
 
 def read(path: str) -> Any:
-    """The AnnData in ``path``, with a clear error when it is not an h5ad file."""
+    """Return the AnnData in ``path``, with a clear error when it is not an h5ad file."""
     import anndata
 
     p = Path(path)

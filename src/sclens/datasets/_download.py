@@ -58,7 +58,7 @@ def cache_dir() -> Path:
 
 
 def _copy_file_url(url: str, output_file: str, pooch_obj: object = None) -> None:
-    """pooch downloader for ``file://`` URLs (local mirrors and tests)."""
+    """Pooch downloader for ``file://`` URLs (local mirrors and tests)."""
     source = Path(unquote(urlparse(url).path))
     if not source.is_file():
         msg = f"Local GO file {str(source)!r} (from {url!r}) not found."

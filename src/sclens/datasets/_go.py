@@ -228,7 +228,7 @@ def go_gene_sets(
 
 @doc_params()
 def go_ontology(*, source: Literal["embedded", "download"] = "embedded", release: str | None = None) -> GeneOntology:
-    """The Gene Ontology graph (``is_a`` and ``part_of``) for term names, ancestors and categories.
+    """Return the Gene Ontology graph (``is_a`` and ``part_of``) for term names, ancestors and categories.
 
     Parameters
     ----------

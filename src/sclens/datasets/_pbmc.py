@@ -8,10 +8,10 @@ from scipy import sparse
 
 
 def pbmc68k_counts() -> AnnData:
-    """700 PBMCs from :func:`scanpy.datasets.pbmc68k_reduced` with approximate integer counts.
+    r"""700 PBMCs from :func:`scanpy.datasets.pbmc68k_reduced` with approximate integer counts.
 
     ``pbmc68k_reduced`` stores in ``.raw`` the log-normalised expression
-    :math:`\\log(1 + 10^4 y_{cg} / n_c)` of 765 genes, where :math:`n_c` is ``obs['n_counts']``
+    :math:`\log(1 + 10^4 y_{cg} / n_c)` of 765 genes, where :math:`n_c` is ``obs['n_counts']``
     (the cell's total over *all* genes before subsetting). Inverting it,
     :math:`y_{cg} = n_c (e^{x_{cg}} - 1) / 10^4`, gives values within 0.1 of an integer
     (99% within 0.007), which are rounded. The counts are therefore approximate only through that

@@ -45,9 +45,11 @@ def write_snapshot(directory: str | Path, tables: dict[str, pd.DataFrame], metad
     for table, columns in TABLES.items():
         frame = tables[table][columns]
         text = _header(metadata, table) + frame.to_csv(sep="\t", index=False, lineterminator="\n")
-        with open(directory / f"{SNAPSHOT}.{table}.tsv.gz", "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh:
-                fh.write(text.encode("utf-8"))
+        with (
+            open(directory / f"{SNAPSHOT}.{table}.tsv.gz", "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh,
+        ):
+            fh.write(text.encode("utf-8"))
     with open(directory / f"{SNAPSHOT}.json", "w", encoding="utf-8") as fh:
         json.dump(metadata, fh, indent=2, sort_keys=True)
         fh.write("\n")

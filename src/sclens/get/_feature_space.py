@@ -15,7 +15,7 @@ from .._readers import stored_space
 @renamed_params(key="annotation_key")
 @doc_params()
 def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: str = "feature_space") -> AnnData:
-    """The feature x GO-term space as an AnnData with one row per annotated SAE feature.
+    """Return the feature x GO-term space as an AnnData with one row per annotated SAE feature.
 
     Parameters
     ----------

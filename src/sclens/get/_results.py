@@ -17,7 +17,7 @@ from .._utils import as_feature_list
 @renamed_params(feature="features", key="annotation_key")
 @doc_params()
 def feature_terms(adata: AnnData, *, features: int | Sequence[int], annotation_key: str = "sae_go") -> pd.DataFrame:
-    """The terms kept for SAE features, best first.
+    """Return the terms kept for SAE features, best first.
 
     Parameters
     ----------

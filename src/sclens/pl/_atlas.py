@@ -96,7 +96,7 @@ def _version() -> str:
 
 
 def render(payload: dict[str, Any]) -> str:
-    """The HTML page: template with the CSS, the JS and the JSON payload inlined."""
+    """Return the HTML page: template with the CSS, the JS and the JSON payload inlined."""
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     page = (STATIC / "atlas.html").read_text(encoding="utf-8")
     for name, value in (

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 
 def new_or_given_ax(ax: Axes | None, *, figsize: tuple[float, float], **subplots_kw: Any) -> tuple[Figure, Axes]:
-    """The figure and axes to draw into: the user's ``ax`` and its figure, or a new figure."""
+    """Return the figure and axes to draw into: the user's ``ax`` and its figure, or a new figure."""
     if ax is not None:
         return ax.figure, ax
     import matplotlib.pyplot as plt

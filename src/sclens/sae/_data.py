@@ -277,5 +277,8 @@ def as_batches(data: Any, *, batch_size: int, shuffle: bool, seed: int, **kw: An
         raise TypeError(msg)
     if isinstance(data, Iterable):
         return data
-    msg = f"Training data must be an array (numpy, sparse, dask, backed), a tensor or an iterable of tensors, got {type(data)}."
+    msg = (
+        "Training data must be an array (numpy, sparse, dask, backed), a tensor or an iterable of tensors, "
+        f"got {type(data)}."
+    )
     raise TypeError(msg)

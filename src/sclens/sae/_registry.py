@@ -53,7 +53,7 @@ def topk_encode(x: Tensor, w: Tensor, b: Tensor, m: int) -> tuple[Tensor, Tensor
 
 
 def sum_sq_error(recon: Tensor, target: Tensor) -> Tensor:
-    """Summed squared error over a batch divided by its number of rows (float32 even under autocast)."""
+    """Return summed squared error over a batch divided by its number of rows (float32 even under autocast)."""
     return (recon.float() - target.float()).pow(2).sum() / target.shape[0]
 
 
@@ -91,7 +91,7 @@ class Architecture:
     def reconstruction_loss(
         self, sae: SparseAutoencoder, xn: Tensor, acts: Tensor, idx: Tensor | None, recon: Tensor
     ) -> Tensor:
-        """The reconstruction term of the training loss (default: squared error per cell)."""
+        """Return the reconstruction term of the training loss (default: squared error per cell)."""
         return sum_sq_error(recon, xn)
 
     def calibrate_(self, sae: SparseAutoencoder, xc: Tensor) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -20,7 +21,7 @@ LOSSES = ("log1p", "nb")
 
 def _mlp(sizes: Sequence[int], *, last_activation: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or last_activation:
             layers.append(nn.ReLU())
@@ -137,7 +138,7 @@ def fit_autoencoder(
     rng = np.random.default_rng(seed)
     n = y.shape[0]
     is_val = np.zeros(n, dtype=bool)
-    is_val[rng.choice(n, size=max(1, int(round(validation_fraction * n))), replace=False)] = True
+    is_val[rng.choice(n, size=max(1, round(validation_fraction * n)), replace=False)] = True
     with torch_threads(resolve_n_jobs(n_jobs) if dev.type == "cpu" else None):
         torch.manual_seed(seed)
         model = _AutoEncoder(y.shape[1], hidden, int(n_latent), loss).to(dev)

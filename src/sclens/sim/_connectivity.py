@@ -1,4 +1,4 @@
-"""Does the gene - feature structure of an SAE reproduce the generative connectivity M?"""
+"""Check whether the gene - feature structure of an SAE reproduces the generative connectivity M."""
 
 from __future__ import annotations
 

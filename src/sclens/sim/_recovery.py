@@ -20,7 +20,7 @@ BASELINES = ("pca", "ica", "svd")
 
 
 def live_features(acts: sparse.csr_matrix) -> np.ndarray:
-    """Indices of features that fire (> 0) in at least one cell."""
+    """Return indices of features that fire (> 0) in at least one cell."""
     return np.flatnonzero(np.asarray(abs(acts).max(axis=0).todense()).ravel() > 0)
 
 

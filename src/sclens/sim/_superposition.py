@@ -72,7 +72,7 @@ def superposition_fit(
     rows = subsample(adata.n_obs, max_cells, seed)
     emb = as_dense_float32(get_rep(adata, use_rep)[rows], name=f"embedding obsm[{use_rep!r}]")
     n = rows.size
-    n_test = max(1, int(round(test_fraction * n)))
+    n_test = max(1, round(test_fraction * n))
     if n - n_test <= emb.shape[1] + 1:
         msg = f"{n - n_test} training cells are too few for a {emb.shape[1]}-dimensional regression; use more cells."
         raise ValueError(msg)

@@ -49,7 +49,7 @@ def check_counts(vals: np.ndarray, where: str, *, hint: str = "") -> None:
 
 
 def as_csr(y: Any) -> sparse.csr_matrix:
-    """A chunk (sparse, dense, ``np.matrix``) as CSR float64."""
+    """Return a chunk (sparse, dense, ``np.matrix``) as CSR float64."""
     if sparse.issparse(y):
         return sparse.csr_matrix(y, dtype=np.float64)
     return sparse.csr_matrix(np.asarray(y, dtype=np.float64))
@@ -139,7 +139,7 @@ def add_into(acc: np.ndarray, part: Any) -> None:
 
 
 def split_sums(acc: list[np.ndarray], k: int, *, squares: bool, weighted: bool) -> dict[str, np.ndarray]:
-    """The named sums inside one membership's products (see :func:`block_stats`)."""
+    """Return the named sums inside one membership's products (see :func:`block_stats`)."""
     out = {"sums": acc[0][:k]}
     if weighted:
         out["lys"] = acc[0][k:]

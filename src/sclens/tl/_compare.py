@@ -30,10 +30,10 @@ def compare_features(
     annotation_key_b: str = "sae_go",
     namespaces: Sequence[str] | None = ("BP", "MF"),
 ) -> dict[str, Any]:
-    """Optimal one-to-one matching of two SAEs' features by the Jaccard similarity of their GO terms.
+    r"""Optimal one-to-one matching of two SAEs' features by the Jaccard similarity of their GO terms.
 
     Each annotated feature is the set of GO terms it was enriched for. The Jaccard similarity
-    :math:`|A \\cap B| / |A \\cup B|` of every feature pair is computed with sparse products, and
+    :math:`|A \cap B| / |A \cup B|` of every feature pair is computed with sparse products, and
     :func:`scipy.optimize.linear_sum_assignment` finds the one-to-one matching with the largest
     total similarity (``min(n_a, n_b)`` pairs). The two SAEs can come from two models on the same
     cells or from two seeds; they may live in the same AnnData under different keys.

@@ -85,7 +85,7 @@ class Expression:
             yield idx, (self.rows.take(idx) if self.model is None else self._predict(idx))
 
     def _predict(self, idx: np.ndarray) -> np.ndarray:
-        """The model's predictions for cells ``idx`` (any order, repeats allowed).
+        """Return the model's predictions for cells ``idx`` (any order, repeats allowed).
 
         scvi-tools is given sorted, unique indices: with unsorted ones, ``get_normalized_expression``
         (scvi-tools 1.4) returns values that belong to no requested cell.

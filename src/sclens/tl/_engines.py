@@ -196,6 +196,6 @@ class Decoupler(Enrichment):
 
 
 def pick(opt: Options) -> tuple[type[DEEngine], type[Enrichment]]:
-    """The DE engine and enrichment class for these options."""
+    """Return the DE engine and enrichment class for these options."""
     de_name, enr_name = FLAVORS.get(opt.flavor, (opt.de_method, opt.enrichment))
     return DE_ENGINES[de_name], ENRICHMENTS.get(enr_name, Decoupler)

@@ -26,7 +26,7 @@ _PASSED = ("high_quantile", "low_quantile", "n_low", "min_high", "alpha", "de_al
 
 
 def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
-    """The keyword arguments of :func:`annotate_features` that produced an annotation run's ``params``."""
+    """Return the keyword arguments of :func:`annotate_features` that produced an annotation run's ``params``."""
     kw = {k: params.get(k) for k in _PASSED}
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
@@ -47,7 +47,7 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
 
 
 def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
-    """An AnnData sharing ``adata``'s expression and the columns ``cells`` needs, without results."""
+    """Return an AnnData sharing ``adata``'s expression and the columns ``cells`` needs, without results."""
     cols = list(kw["cells"].keys()) if isinstance(kw.get("cells"), Mapping) else []
     light = AnnData(obs=adata.obs[cols].copy(), var=pd.DataFrame(index=adata.var_names.copy()))
     if kw["layer"] is None:

@@ -25,7 +25,9 @@ LABEL_WIDTH = 40
 
 
 def information_content(gene_sets: Any) -> pd.Series:
-    """``-ln(n_term / n_namespace)`` per term: ``n_term`` genes annotated to the term, ``n_namespace``
+    """Return ``-ln(n_term / n_namespace)`` per term (the information content of each GO term).
+
+    ``n_term`` is the number of genes annotated to the term, ``n_namespace`` the number of
     distinct genes annotated in its namespace (all genes when the gene sets have no namespaces).
 
     With GO annotations propagated up the graph (the default of :func:`sclens.datasets.go_gene_sets`)

@@ -41,7 +41,7 @@ def welch(zs_h, z2_h, n_h, zs_l, z2_l, n_l) -> tuple[DEResult, np.ndarray]:
 
 
 def study_sets(de: DEResult, fc: np.ndarray) -> np.ndarray:
-    """The published tool's study set per contrast, with its two fallbacks."""
+    """Return the published tool's study set per contrast, with its two fallbacks."""
     study = np.zeros(fc.shape, dtype=bool)
     with np.errstate(invalid="ignore"):
         for j in range(fc.shape[0]):

@@ -52,7 +52,7 @@ def as_list(value: str | Any, name: str) -> list[str]:
 
 
 def features_table(run: dict, n_features: int) -> pd.DataFrame:
-    """The run's features table, or an empty one indexed ``"0"`` .. ``"F-1"``."""
+    """Return the run's features table, or an empty one indexed ``"0"`` .. ``"F-1"``."""
     table = run.get("features")
     if isinstance(table, pd.DataFrame):
         return table
