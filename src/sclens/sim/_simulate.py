@@ -192,16 +192,6 @@ def simulate(
       per-cell mask), ``mask_density``.
     """
     seed = resolve_seed(random_state)
-    if preset is not None and preset not in PRESETS:
-        msg = f"preset must be one of {list(PRESETS)} or None, got {preset!r}."
-        raise ValueError(msg)
-    sizes = {"n_cells": n_cells, "n_genes": n_genes, "n_programs": n_programs, "n_cell_types": n_cell_types}
-    sizes["n_batches"] = n_batches
-    missing = [k for k, v in sizes.items() if v is None]
-    if preset is None and missing:
-        msg = f"Without a preset, give {', '.join(missing)} (or use preset='large' / 'small')."
-        raise ValueError(msg)
-    base = PRESETS[preset or "large"]
     given = {
         "n_cells": n_cells,
         "n_genes": n_genes,
@@ -213,59 +203,145 @@ def simulate(
         "connectivity_density": connectivity_density,
         "batch_sd": batch_sd,
     }
+    p = _resolve_params(preset, given, connectivity)
+    _check_choices(
+        p, x_distribution=x_distribution, likelihood=likelihood, dispersion=dispersion, library_sd=library_sd
+    )
+    rng = np.random.default_rng(seed)
+    lat = _draw_latents(rng, p, x_distribution)
+    conn = p["conn"]
+    if conn is None:
+        conn = (rng.random((p["n_genes"], p["n_programs"])) < p["rho_m"]).astype(np.float32)
+    lib_target = float(p["n_genes"] if library_size is None else library_size)
+    counts, lib, x_norm = _draw_counts(
+        rng,
+        lat["x_a"],
+        conn,
+        likelihood=likelihood,
+        lib_target=lib_target,
+        library_sd=library_sd,
+        dispersion=dispersion,
+    )
+    adata = _assemble(p, lat, conn, counts=counts, lib=lib, x_norm=x_norm)
+    params = {
+        "preset": "none" if preset is None else preset,
+        **{k: p[k] for k in ("n_cells", "n_genes", "n_programs", "n_cell_types", "n_batches")},
+        "random_state": seed,
+        "x_distribution": x_distribution,
+        "connectivity_density": p["rho_m"],
+        "batch_sd": p["sd_b"],
+        "likelihood": likelihood,
+        "library_size": lib_target,
+        "library_sd": float(library_sd),
+        "dispersion": float(dispersion),
+        "mask_level": "cell_type" if p["n_cell_types"] > 0 else "cell",
+    }
+    adata.uns["sim"] = {
+        "params": params,
+        "x_rate": p["rate"],
+        "celltype_mask": lat["kmask"],
+        "mask_density": p["rho_a"],
+    }
+    return adata
+
+
+def _resolve_params(preset: str | None, given: dict[str, Any], connectivity: Any) -> dict[str, Any]:
+    """Return the sizes and densities: given values over the preset's, checked."""
+    if preset is not None and preset not in PRESETS:
+        msg = f"preset must be one of {list(PRESETS)} or None, got {preset!r}."
+        raise ValueError(msg)
+    missing = [k for k in ("n_cells", "n_genes", "n_programs", "n_cell_types", "n_batches") if given[k] is None]
+    if preset is None and missing:
+        msg = f"Without a preset, give {', '.join(missing)} (or use preset='large' / 'small')."
+        raise ValueError(msg)
+    base = PRESETS[preset or "large"]
     p = {k: (base[k] if v is None else v) for k, v in given.items()}
-    n_cells = _check("n_cells", p["n_cells"], 1)
-    n_programs = _check("n_programs", p["n_programs"], 1)
-    n_cell_types = _check("n_cell_types", p["n_cell_types"], 0)
-    n_batches = _check("n_batches", p["n_batches"], 1)
+    out: dict[str, Any] = {k: _check(k, p[k], low) for k, low in _SIZE_LOW.items()}
+    n_programs = out["n_programs"]
     if connectivity is None and preset == "small" and n_programs == 3 and p["n_genes"] == 5:
         connectivity = SMALL_CONNECTIVITY
-    n_genes = _check("n_genes", p["n_genes"] if connectivity is None else np.shape(connectivity)[0], 1)
+    out["n_genes"] = _check("n_genes", p["n_genes"] if connectivity is None else np.shape(connectivity)[0], 1)
+    out["rate"] = _program_rates(p["x_rate"], n_programs)
+    out["rho_a"] = np.broadcast_to(np.asarray(p["mask_density"], dtype=float), (n_programs,)).copy()
+    out["rho_m"] = float(p["connectivity_density"])
+    out["sd_b"] = float(p["batch_sd"])
+    out["conn"] = None
+    if connectivity is not None:
+        conn = np.asarray(connectivity, dtype=np.float32)
+        if conn.ndim != 2 or conn.shape[1] != n_programs or given["n_genes"] not in (None, conn.shape[0]):
+            msg = f"connectivity must be a (genes x {n_programs}) matrix matching n_genes, got shape {conn.shape}."
+            raise ValueError(msg)
+        out["conn"] = conn
+    return out
+
+
+_SIZE_LOW = {"n_cells": 1, "n_programs": 1, "n_cell_types": 0, "n_batches": 1}
+
+
+def _check_choices(
+    p: dict[str, Any], *, x_distribution: str, likelihood: str, dispersion: float, library_sd: float
+) -> None:
     if x_distribution not in X_DISTRIBUTIONS:
         msg = f"x_distribution must be one of {X_DISTRIBUTIONS}, got {x_distribution!r}."
         raise ValueError(msg)
     if likelihood not in LIKELIHOODS:
         msg = f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}."
         raise ValueError(msg)
-    rate = _program_rates(p["x_rate"], n_programs)
-    rho_a = np.broadcast_to(np.asarray(p["mask_density"], dtype=float), (n_programs,)).copy()
-    rho_m = float(p["connectivity_density"])
+    rho_a, rho_m = p["rho_a"], p["rho_m"]
     if not ((rho_a >= 0) & (rho_a <= 1)).all() or not 0 <= rho_m <= 1:
         msg = f"mask_density and connectivity_density must lie in [0, 1], got {rho_a} and {rho_m}."
         raise ValueError(msg)
-    sd_b = float(p["batch_sd"])
-    if sd_b < 0 or dispersion <= 0 or library_sd < 0:
+    if p["sd_b"] < 0 or dispersion <= 0 or library_sd < 0:
         msg = "batch_sd and library_sd must be >= 0 and dispersion > 0."
         raise ValueError(msg)
-    if connectivity is not None:
-        conn = np.asarray(connectivity, dtype=np.float32)
-        if conn.ndim != 2 or conn.shape[1] != n_programs or given["n_genes"] not in (None, conn.shape[0]):
-            msg = f"connectivity must be a (genes x {n_programs}) matrix matching n_genes, got shape {conn.shape}."
-            raise ValueError(msg)
 
-    rng = np.random.default_rng(seed)
-    x = _draw_programs(rng, x_distribution, rate, n_cells)
-    batch = rng.integers(n_batches, size=n_cells)
+
+def _draw_latents(rng: np.random.Generator, p: dict[str, Any], x_distribution: str) -> dict[str, Any]:
+    """Draw the programs X, batch shifts B and the cell-type mask A (in the paper's order)."""
+    n_cells, n_programs, n_cell_types = p["n_cells"], p["n_programs"], p["n_cell_types"]
+    x = _draw_programs(rng, x_distribution, p["rate"], n_cells)
+    batch = rng.integers(p["n_batches"], size=n_cells)
     b = np.repeat(batch[:, None].astype(float), n_programs, axis=1)
-    if sd_b > 0:
-        b = rng.normal(b, sd_b)
+    if p["sd_b"] > 0:
+        b = rng.normal(b, p["sd_b"])
     x_b = x + b
     if n_cell_types > 0:
-        kmask = (rng.random((n_cell_types, n_programs)) < rho_a).astype(np.float32)
+        kmask = (rng.random((n_cell_types, n_programs)) < p["rho_a"]).astype(np.float32)
         cell_type = rng.integers(n_cell_types, size=n_cells)
         a = kmask[cell_type]
         type_names = [f"type_{t:02d}" for t in range(n_cell_types)]
         type_labels = pd.Categorical([type_names[t] for t in cell_type], categories=type_names)
     else:
         kmask = np.zeros((0, n_programs), dtype=np.float32)
-        a = (rng.random((n_cells, n_programs)) < rho_a).astype(np.float32)
+        a = (rng.random((n_cells, n_programs)) < p["rho_a"]).astype(np.float32)
         if n_programs <= 8:  # the accessibility pattern, e.g. "101"
             type_labels = pd.Categorical(["".join(row) for row in a.astype(int).astype(str)])
         else:
             type_labels = pd.Categorical(["none"] * n_cells)
-    x_a = x_b * a
-    if connectivity is None:
-        conn = (rng.random((n_genes, n_programs)) < rho_m).astype(np.float32)
+    return {
+        "x": x,
+        "batch": batch,
+        "b": b,
+        "x_b": x_b,
+        "a": a,
+        "x_a": x_b * a,
+        "kmask": kmask,
+        "type_labels": type_labels,
+    }
+
+
+def _draw_counts(
+    rng: np.random.Generator,
+    x_a: np.ndarray,
+    conn: np.ndarray,
+    *,
+    likelihood: str,
+    lib_target: float,
+    library_sd: float,
+    dispersion: float,
+) -> tuple[Any, np.ndarray, Any]:
+    """Return Y (deterministic) or counts around it, the library sizes and ``log1p`` of the counts."""
+    n_cells, n_genes = x_a.shape[0], conn.shape[0]
     # Y and the counts are built in blocks of cells: a float64 cells x genes temporary per step
     # would take several times the memory of the result at the paper's 100,000 x 20,000.
     blocks = _cell_blocks(n_cells, n_genes)
@@ -273,34 +349,38 @@ def simulate(
     def _y(rows: slice) -> np.ndarray:
         return (x_a[rows] @ conn.T).astype(np.float32)
 
-    lib_target = float(n_genes if library_size is None else library_size)
     if likelihood == "deterministic":
         y = np.empty((n_cells, n_genes), dtype=np.float32)
         for rows in blocks:
             y[rows] = _y(rows)
-        counts: Any = y
-        lib = y.sum(axis=1)
         x_norm: Any = np.clip(y, 0, None)
         np.log1p(x_norm, out=x_norm)
-    else:
-        row_sums = np.concatenate([np.clip(_y(rows), 0, None).sum(axis=1) for rows in blocks])
-        mean_total = max(float(row_sums.mean()), 1e-12)
-        size = rng.lognormal(np.log(lib_target), library_sd, size=(n_cells, 1))
-        parts = []
-        for rows in blocks:
-            mu = size[rows] * np.clip(_y(rows), 0, None) / mean_total
-            if likelihood == "nb":
-                mu = rng.gamma(dispersion, mu / dispersion)
-            parts.append(sparse.csr_matrix(rng.poisson(mu).astype(np.float32)))
-        counts = sparse.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
-        lib = np.asarray(counts.sum(axis=1)).ravel()
-        x_norm = counts.copy()
-        np.log1p(x_norm.data, out=x_norm.data)
+        return y, y.sum(axis=1), x_norm
+    row_sums = np.concatenate([np.clip(_y(rows), 0, None).sum(axis=1) for rows in blocks])
+    mean_total = max(float(row_sums.mean()), 1e-12)
+    size = rng.lognormal(np.log(lib_target), library_sd, size=(n_cells, 1))
+    parts = []
+    for rows in blocks:
+        mu = size[rows] * np.clip(_y(rows), 0, None) / mean_total
+        if likelihood == "nb":
+            mu = rng.gamma(dispersion, mu / dispersion)
+        parts.append(sparse.csr_matrix(rng.poisson(mu).astype(np.float32)))
+    counts = sparse.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
+    x_norm = counts.copy()
+    np.log1p(x_norm.data, out=x_norm.data)
+    return counts, np.asarray(counts.sum(axis=1)).ravel(), x_norm
 
+
+def _assemble(
+    p: dict[str, Any], lat: dict[str, Any], conn: np.ndarray, *, counts: Any, lib: Any, x_norm: Any
+) -> AnnData:
+    """Return the AnnData holding the counts, the latent layers in ``obsm`` and M in ``varm``."""
+    n_cells, n_genes, n_batches = p["n_cells"], p["n_genes"], p["n_batches"]
+    batches = [f"batch_{i}" for i in range(n_batches)]
     obs = pd.DataFrame(
         {
-            "cell_type": type_labels,
-            "batch": pd.Categorical([f"batch_{i}" for i in batch], categories=[f"batch_{i}" for i in range(n_batches)]),
+            "cell_type": lat["type_labels"],
+            "batch": pd.Categorical([f"batch_{i}" for i in lat["batch"]], categories=batches),
             "library_size": np.asarray(lib, dtype=np.float32).ravel(),
         },
         index=[f"cell_{c:06d}" for c in range(n_cells)],
@@ -311,29 +391,8 @@ def simulate(
         var=pd.DataFrame(index=[f"gene_{g:05d}" for g in range(n_genes)]),
         layers={"counts": counts},
     )
-    f32 = np.float32
-    adata.obsm["X_programs"] = x.astype(f32)
-    adata.obsm["X_batch_shift"] = b.astype(f32)
-    adata.obsm["X_batch_altered"] = x_b.astype(f32)
-    adata.obsm["X_celltype_mask"] = a.astype(f32)
-    adata.obsm["X_celltype_altered"] = x_a.astype(f32)
+    names = {"x": "X_programs", "b": "X_batch_shift", "x_b": "X_batch_altered", "a": "X_celltype_mask"}
+    for k, name in {**names, "x_a": "X_celltype_altered"}.items():
+        adata.obsm[name] = lat[k].astype(np.float32)
     adata.varm["connectivity"] = conn
-    params = {
-        "preset": "none" if preset is None else preset,
-        "n_cells": n_cells,
-        "n_genes": n_genes,
-        "n_programs": n_programs,
-        "n_cell_types": n_cell_types,
-        "n_batches": n_batches,
-        "random_state": seed,
-        "x_distribution": x_distribution,
-        "connectivity_density": rho_m,
-        "batch_sd": sd_b,
-        "likelihood": likelihood,
-        "library_size": lib_target,
-        "library_sd": float(library_sd),
-        "dispersion": float(dispersion),
-        "mask_level": "cell_type" if n_cell_types > 0 else "cell",
-    }
-    adata.uns["sim"] = {"params": params, "x_rate": rate, "celltype_mask": kmask, "mask_density": rho_a}
     return adata
