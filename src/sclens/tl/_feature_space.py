@@ -151,57 +151,12 @@ def feature_space(
         raise ValueError(msg)
     mat, feats, terms = binary_matrix(res)
     n = feats.size
-    if n < 4:
-        msg = f"Only {n} annotated feature(s); a feature-space UMAP needs at least 4."
-        raise ValueError(msg)
-    if n_neighbors >= n:
-        warnings.warn(
-            f"n_neighbors={n_neighbors} >= number of annotated features ({n}); using {n - 1}.",
-            SclensWarning,
-            stacklevel=user_stacklevel(2),
-        )
-        n_neighbors = n - 1
-
-    import umap
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
-        warnings.filterwarnings("ignore", message="divide by zero", category=RuntimeWarning)
-        reducer = umap.UMAP(
-            n_neighbors=n_neighbors,
-            min_dist=min_dist,
-            spread=spread,
-            metric=metric,
-            random_state=random_state,
-            n_jobs=1,
-        )
-        coords = reducer.fit_transform(mat).astype(np.float32)
-
+    n_neighbors = _check_n_neighbors(n, n_neighbors)
+    coords = _umap(mat, n_neighbors=n_neighbors, min_dist=min_dist, spread=spread, metric=metric, seed=random_state)
     category = _feature_categories(mat, terms, _category_table(categories, terms))
     n_terms = np.asarray(mat.sum(axis=1)).ravel().astype(np.int64)
-    first = res.drop_duplicates("term")
-    first = first.set_index(first["term"].astype(str))
-
-    def _term_column(col: str, default: np.ndarray) -> np.ndarray:
-        return first[col].reindex(terms).fillna("").astype(str).to_numpy() if col in first else default
-
-    term_name = _term_column("name", terms.to_numpy())
-    term_ns = _term_column("namespace", np.full(terms.size, ""))
-    per_term = np.asarray(mat.sum(axis=0)).ravel().astype(np.int64)
-    top = np.argsort(-per_term, kind="stable")[:n_top_terms]
-    top_terms = pd.DataFrame(
-        {"term": terms[top], "name": term_name[top], "namespace": term_ns[top], "n_features": per_term[top]},
-        index=[str(i) for i in range(top.size)],
-    )
-    summary = {
-        "n_features_with_terms": int(n),
-        "n_unique_terms": int(terms.size),
-        **{f"n_unique_terms_{ns}": int((term_ns == ns).sum()) for ns in sorted(set(term_ns)) if ns},
-        "terms_per_feature_mean": float(n_terms.mean()),
-        "terms_per_feature_sem": float(n_terms.std(ddof=1) / np.sqrt(n)),
-        "terms_per_feature_min": int(n_terms.min()),
-        "terms_per_feature_max": int(n_terms.max()),
-    }
+    term_name, term_ns, top_terms = _term_columns(res, mat, terms, n_top_terms)
+    summary = _summary(n_terms, term_ns)
     logger.info(
         "feature_space: %d features, %d terms, %.1f +- %.1f terms per feature",
         n,
@@ -232,3 +187,73 @@ def feature_space(
         },
     }
     return adata if copy else None
+
+
+def _check_n_neighbors(n: int, n_neighbors: int) -> int:
+    """Return ``n_neighbors`` lowered to ``n - 1`` (with a warning) for few features; refuse fewer than 4."""
+    if n < 4:
+        msg = f"Only {n} annotated feature(s); a feature-space UMAP needs at least 4."
+        raise ValueError(msg)
+    if n_neighbors >= n:
+        warnings.warn(
+            f"n_neighbors={n_neighbors} >= number of annotated features ({n}); using {n - 1}.",
+            SclensWarning,
+            stacklevel=user_stacklevel(3),
+        )
+        n_neighbors = n - 1
+    return n_neighbors
+
+
+def _umap(
+    mat: sparse.csr_matrix, *, n_neighbors: int, min_dist: float, spread: float, metric: str, seed: int
+) -> np.ndarray:
+    """Return the 2-D UMAP (float32) of the features x terms matrix."""
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message="divide by zero", category=RuntimeWarning)
+        reducer = umap.UMAP(
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            spread=spread,
+            metric=metric,
+            random_state=seed,
+            n_jobs=1,
+        )
+        return reducer.fit_transform(mat).astype(np.float32)
+
+
+def _term_columns(
+    res: pd.DataFrame, mat: sparse.csr_matrix, terms: pd.Index, n_top_terms: int
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Return the name and namespace of every term and the table of the most frequent terms."""
+    first = res.drop_duplicates("term")
+    first = first.set_index(first["term"].astype(str))
+
+    def _term_column(col: str, default: np.ndarray) -> np.ndarray:
+        return first[col].reindex(terms).fillna("").astype(str).to_numpy() if col in first else default
+
+    term_name = _term_column("name", terms.to_numpy())
+    term_ns = _term_column("namespace", np.full(terms.size, ""))
+    per_term = np.asarray(mat.sum(axis=0)).ravel().astype(np.int64)
+    top = np.argsort(-per_term, kind="stable")[:n_top_terms]
+    top_terms = pd.DataFrame(
+        {"term": terms[top], "name": term_name[top], "namespace": term_ns[top], "n_features": per_term[top]},
+        index=[str(i) for i in range(top.size)],
+    )
+    return term_name, term_ns, top_terms
+
+
+def _summary(n_terms: np.ndarray, term_ns: np.ndarray) -> dict[str, Any]:
+    """Return the counts of features and terms and the terms-per-feature statistics."""
+    n = n_terms.size
+    return {
+        "n_features_with_terms": int(n),
+        "n_unique_terms": int(term_ns.size),
+        **{f"n_unique_terms_{ns}": int((term_ns == ns).sum()) for ns in sorted(set(term_ns)) if ns},
+        "terms_per_feature_mean": float(n_terms.mean()),
+        "terms_per_feature_sem": float(n_terms.std(ddof=1) / np.sqrt(n)),
+        "terms_per_feature_min": int(n_terms.min()),
+        "terms_per_feature_max": int(n_terms.max()),
+    }
