@@ -86,6 +86,57 @@ def _rank_auc(act: sparse.csr_matrix, onehot: sparse.csr_matrix, n_in: np.ndarra
     return auc, pvalue
 
 
+def _group_stats(act: sparse.csr_matrix, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, ...]:
+    """Return groups x features mean in the group, summed SE, effect (in - out), AUROC and rank p-value."""
+    onehot = _one_hot(codes, n_groups)
+    n = act.shape[0]
+    n_in = np.asarray(onehot.sum(axis=0)).ravel()
+    oh_t = onehot.T.tocsr()
+    s1_in = np.asarray((oh_t @ act.astype(np.float64)).todense())
+    s2_in = np.asarray((oh_t @ act.astype(np.float64).power(2)).todense())
+    s1, s2 = s1_in.sum(0, keepdims=True), s2_in.sum(0, keepdims=True)
+    n_in_ = n_in[:, None].astype(np.float64)
+    mean_in, se_in = _mean_se(s1_in, s2_in, n_in_)
+    mean_out, se_out = _mean_se(s1 - s1_in, s2 - s2_in, n - n_in_)
+    auc, p_rank = _rank_auc(act, onehot, n_in)
+    return mean_in, se_in + se_out, mean_in - mean_out, auc, p_rank
+
+
+def _mean_se(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the mean and its standard error from the sums of values and of squares."""
+    mean = s1 / np.maximum(n, 1)
+    var = np.maximum(s2 - n * mean**2, 0) / np.maximum(n - 1, 1)
+    return mean, np.sqrt(var / np.maximum(n, 1))
+
+
+def _classify(
+    sig: np.ndarray,
+    live: np.ndarray,
+    groups: Sequence[str],
+    *,
+    effect: np.ndarray,
+    auc: np.ndarray,
+    pvalue: np.ndarray,
+    padj: np.ndarray | None,
+) -> pd.DataFrame:
+    """Return the features table: kind (local/global/dead), top group and its statistics."""
+    n_features = sig.shape[1]
+    n_sig = sig.sum(0)
+    local = live & (n_sig == 1)
+    top = np.where(local, np.argmax(sig, axis=0), np.argmax(effect, axis=0))
+    cols = np.arange(n_features)
+    kind = np.where(~live, "dead", np.where(local, "local", "global"))
+    top_group = np.where(live, np.asarray(groups, dtype=object)[top], "")
+    return pd.DataFrame(
+        {
+            "kind": kind, "top_group": top_group.astype(str), "effect": effect[top, cols], "auc": auc[top, cols],
+            "pvalue": pvalue[top, cols], "padj": padj[top, cols] if padj is not None else np.nan,
+            "n_groups_significant": n_sig.astype(np.int64),
+        },
+        index=pd.Index([str(i) for i in range(n_features)]),
+    )  # fmt: skip
+
+
 @renamed_params(key="sae_key")
 @doc_params()
 def feature_specificity(
@@ -174,28 +225,8 @@ def feature_specificity(
     keep = codes >= 0
     if not keep.all():
         act, codes = act[keep], codes[keep]
-    onehot = _one_hot(codes, len(groups))
-    n = act.shape[0]
-    n_in = np.asarray(onehot.sum(axis=0)).ravel()
-    oh_t = onehot.T.tocsr()
-    s1_in = np.asarray((oh_t @ act.astype(np.float64)).todense())
-    s2_in = np.asarray((oh_t @ act.astype(np.float64).power(2)).todense())
-    s1, s2 = s1_in.sum(0, keepdims=True), s2_in.sum(0, keepdims=True)
-    n_in_ = n_in[:, None].astype(np.float64)
-    n_out = n - n_in_
-
-    def _mean_se(s1_, s2_, n_):
-        mean = s1_ / np.maximum(n_, 1)
-        var = np.maximum(s2_ - n_ * mean**2, 0) / np.maximum(n_ - 1, 1)
-        return mean, np.sqrt(var / np.maximum(n_, 1))
-
-    mean_in, se_in = _mean_se(s1_in, s2_in, n_in_)
-    mean_out, se_out = _mean_se(s1 - s1_in, s2 - s2_in, n_out)
-    effect = mean_in - mean_out
-    auc, p_rank = _rank_auc(act, onehot, n_in)
-
+    mean_in, se, effect, auc, p_rank = _group_stats(act, codes, len(groups))
     if method == "paper":
-        se = se_in + se_out
         with np.errstate(divide="ignore", invalid="ignore"):
             pvalue = np.where(se > 0, 2 * stats.norm.sf(effect / se), np.where(effect > 0, 0.0, 1.0))
         pvalue = np.minimum(pvalue, 1.0)
@@ -207,22 +238,8 @@ def feature_specificity(
         padj[:, live] = fdr_bh(pvalue[:, live].ravel()).reshape(len(groups), -1)
         sig = (padj < alpha) & (auc >= min_effect)
     sig[:, ~live] = False
-
-    n_sig = sig.sum(0)
-    local = live & (n_sig == 1)
-    top = np.where(local, np.argmax(sig, axis=0), np.argmax(effect, axis=0))
-    cols = np.arange(n_features)
-    kind = np.where(~live, "dead", np.where(local, "local", "global"))
-    top_group = np.where(live, np.asarray(groups, dtype=object)[top], "")
-
-    feats = pd.DataFrame(
-        {
-            "kind": kind, "top_group": top_group.astype(str), "effect": effect[top, cols], "auc": auc[top, cols],
-            "pvalue": pvalue[top, cols], "padj": padj[top, cols] if padj is not None else np.nan,
-            "n_groups_significant": n_sig.astype(np.int64),
-        },
-        index=pd.Index([str(i) for i in range(n_features)]),
-    )  # fmt: skip
+    feats = _classify(sig, live, groups, effect=effect, auc=auc, pvalue=pvalue, padj=padj)
+    kind = feats["kind"].to_numpy()
     means = pd.DataFrame(mean_in.T, index=feats.index.copy(), columns=groups)
 
     counts = {k: int((kind == k).sum()) for k in ("local", "global", "dead")}
