@@ -79,19 +79,9 @@ def toy(
     seed = resolve_seed(random_state)
     n_programs = n_cell_types * n_local + n_global
     sizes = {"n_cells": n_cells, "n_genes": n_genes, "n_cell_types": n_cell_types, "n_dims": n_dims}
-    for name, val in sizes.items():
-        if int(val) < 1:
-            msg = f"{name} must be >= 1, got {val}."
-            raise ValueError(msg)
-    if n_active_global > n_global:
-        msg = f"n_active_global ({n_active_global}) cannot exceed n_global ({n_global})."
-        raise ValueError(msg)
-    if n_programs * genes_per_program > n_genes:
-        msg = (
-            f"{n_programs} programs x {genes_per_program} genes need at least "
-            f"{n_programs * genes_per_program} genes; increase n_genes or lower genes_per_program."
-        )
-        raise ValueError(msg)
+    _check_sizes(
+        sizes, n_programs, n_global=n_global, n_active_global=n_active_global, genes_per_program=genes_per_program
+    )
     rng = np.random.default_rng(seed)
 
     atoms = rng.normal(size=(n_programs, n_dims))
@@ -99,31 +89,13 @@ def toy(
     kind = np.array(["local"] * (n_cell_types * n_local) + ["global"] * n_global)
     types = [f"type_{i}" for i in range(n_cell_types)]
     group = np.array([types[i // n_local] for i in range(n_cell_types * n_local)] + [""] * n_global)
-
-    cell_type = rng.integers(n_cell_types, size=n_cells)
-    active = np.zeros((n_cells, n_programs), dtype=bool)
-    for t in range(n_cell_types):
-        cells = np.flatnonzero(cell_type == t)
-        local_idx = np.arange(t * n_local, (t + 1) * n_local)
-        active[np.ix_(cells, local_idx)] = rng.random((cells.size, n_local)) < 0.6
-    glob = np.arange(n_cell_types * n_local, n_programs)
-    for c in range(n_cells):
-        active[c, rng.choice(glob, size=n_active_global, replace=False)] = True
-    codes = np.where(active, 0.5 + rng.gamma(2.0, 0.5, size=active.shape), 0.0)
+    cell_type, codes = _draw_codes(
+        rng, n_cells, n_cell_types, n_local=n_local, n_active_global=n_active_global, n_programs=n_programs
+    )
     emb = codes @ atoms + rng.normal(scale=noise, size=(n_cells, n_dims))
-
-    membership = np.zeros((n_programs, n_genes))
-    genes = rng.permutation(n_genes)
-    for p in range(n_programs):
-        membership[p, genes[p * genes_per_program : (p + 1) * genes_per_program]] = 1.0
-    log_base = rng.normal(size=n_genes)
-    logits = log_base + effect * codes @ membership
-    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
-    prob /= prob.sum(axis=1, keepdims=True)
-    library = rng.lognormal(mean=np.log(2000), sigma=0.3, size=(n_cells, 1))
-    mu = library * prob
-    counts = rng.poisson(rng.gamma(dispersion, mu / dispersion)).astype(np.float32)
-
+    membership, counts = _draw_counts(
+        rng, codes, n_genes, genes_per_program=genes_per_program, effect=effect, dispersion=dispersion
+    )
     var_names = [f"gene_{g:04d}" for g in range(n_genes)]
     sets = [(f"program_{p:02d}", var_names[g]) for p in range(n_programs) for g in np.flatnonzero(membership[p])]
     for j in range(n_decoy_sets):
@@ -161,3 +133,61 @@ def toy(
         },
     }
     return adata
+
+
+def _check_sizes(
+    sizes: dict[str, int], n_programs: int, *, n_global: int, n_active_global: int, genes_per_program: int
+) -> None:
+    for name, val in sizes.items():
+        if int(val) < 1:
+            msg = f"{name} must be >= 1, got {val}."
+            raise ValueError(msg)
+    if n_active_global > n_global:
+        msg = f"n_active_global ({n_active_global}) cannot exceed n_global ({n_global})."
+        raise ValueError(msg)
+    if n_programs * genes_per_program > sizes["n_genes"]:
+        msg = (
+            f"{n_programs} programs x {genes_per_program} genes need at least "
+            f"{n_programs * genes_per_program} genes; increase n_genes or lower genes_per_program."
+        )
+        raise ValueError(msg)
+
+
+def _draw_codes(
+    rng: np.random.Generator, n_cells: int, n_cell_types: int, *, n_local: int, n_active_global: int, n_programs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each cell's type and its program codes (local programs of its type, some global ones)."""
+    cell_type = rng.integers(n_cell_types, size=n_cells)
+    active = np.zeros((n_cells, n_programs), dtype=bool)
+    for t in range(n_cell_types):
+        cells = np.flatnonzero(cell_type == t)
+        local_idx = np.arange(t * n_local, (t + 1) * n_local)
+        active[np.ix_(cells, local_idx)] = rng.random((cells.size, n_local)) < 0.6
+    glob = np.arange(n_cell_types * n_local, n_programs)
+    for c in range(n_cells):
+        active[c, rng.choice(glob, size=n_active_global, replace=False)] = True
+    return cell_type, np.where(active, 0.5 + rng.gamma(2.0, 0.5, size=active.shape), 0.0)
+
+
+def _draw_counts(
+    rng: np.random.Generator,
+    codes: np.ndarray,
+    n_genes: int,
+    *,
+    genes_per_program: int,
+    effect: float,
+    dispersion: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the program x gene membership and negative-binomial counts driven by the codes."""
+    n_cells, n_programs = codes.shape
+    membership = np.zeros((n_programs, n_genes))
+    genes = rng.permutation(n_genes)
+    for p in range(n_programs):
+        membership[p, genes[p * genes_per_program : (p + 1) * genes_per_program]] = 1.0
+    log_base = rng.normal(size=n_genes)
+    logits = log_base + effect * codes @ membership
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    library = rng.lognormal(mean=np.log(2000), sigma=0.3, size=(n_cells, 1))
+    mu = library * prob
+    return membership, rng.poisson(rng.gamma(dispersion, mu / dispersion)).astype(np.float32)
