@@ -22,6 +22,24 @@ def _strip(value: str) -> str:
     return re.sub(r"\s*\{[^}]*\}$", "", value).strip()
 
 
+def _read_tag(current: dict, tag: str, value: str) -> None:
+    """Record one ``tag: value`` line of a [Term] stanza into ``current``."""
+    if tag in ("id", "name"):
+        current[tag] = _strip(value) if tag == "id" else value
+    elif tag == "namespace":
+        current["namespace"] = NAMESPACE_ALIASES.get(value, value)
+    elif tag == "is_a":
+        current["parents"].append((_strip(value), "is_a"))
+    elif tag == "relationship":
+        rel, _, target = _strip(value).partition(" ")
+        if rel in PROPAGATING_RELATIONS:
+            current["parents"].append((target.strip(), rel))
+    elif tag == "alt_id":
+        current["alt"].append(_strip(value))
+    elif tag == "is_obsolete" and value.lower() == "true":
+        current["obsolete"] = True
+
+
 def read_obo(path: str | PathLike) -> GeneOntology:
     """Parse an OBO file into a :class:`GeneOntology` (``is_a`` and ``relationship: part_of``).
 
@@ -63,20 +81,7 @@ def read_obo(path: str | PathLike) -> GeneOntology:
             if stanza is None:
                 header.setdefault(tag, value)
             elif current is not None:
-                if tag in ("id", "name"):
-                    current[tag] = _strip(value) if tag == "id" else value
-                elif tag == "namespace":
-                    current["namespace"] = NAMESPACE_ALIASES.get(value, value)
-                elif tag == "is_a":
-                    current["parents"].append((_strip(value), "is_a"))
-                elif tag == "relationship":
-                    rel, _, target = _strip(value).partition(" ")
-                    if rel in PROPAGATING_RELATIONS:
-                        current["parents"].append((target.strip(), rel))
-                elif tag == "alt_id":
-                    current["alt"].append(_strip(value))
-                elif tag == "is_obsolete" and value.lower() == "true":
-                    current["obsolete"] = True
+                _read_tag(current, tag, value)
         flush()
     if not terms:
         msg = f"No [Term] stanza found in {str(path)!r}; is it an OBO file?"
