@@ -67,6 +67,20 @@ def _check_type(where: str, value: Any, types: tuple[type, ...]) -> None:
         raise ConfigError(msg)
 
 
+def _check_section(section: str, params: dict[str, Any]) -> None:
+    """Refuse unknown or missing keys and values of the wrong type in one config section."""
+    bad = sorted(set(params) - set(SCHEMA[section]))
+    if bad:
+        msg = f"unknown key(s) {bad} in `{section}`; allowed: {sorted(SCHEMA[section])}."
+        raise ConfigError(msg)
+    for key in REQUIRED.get(section, []):
+        if key not in params:
+            msg = f"`{section}` needs `{key}`."
+            raise ConfigError(msg)
+    for key, value in params.items():
+        _check_type(f"`{section}.{key}`", value, SCHEMA[section][key])
+
+
 def validate(config: Any, *, base: Path) -> dict[str, Any]:
     """Check a config against :data:`SCHEMA`; return it with paths resolved against ``base``."""
     if not isinstance(config, dict):
@@ -83,17 +97,8 @@ def validate(config: Any, *, base: Path) -> dict[str, Any]:
         if key in config:
             _check_type(f"`{key}`", {} if config[key] is None and dict in types else config[key], types)
     out = {k: (dict(v or {}) if k in SCHEMA else v) for k, v in config.items()}
-    for section, params in ((s, out[s]) for s in SCHEMA if s in out):
-        bad = sorted(set(params) - set(SCHEMA[section]))
-        if bad:
-            msg = f"unknown key(s) {bad} in `{section}`; allowed: {sorted(SCHEMA[section])}."
-            raise ConfigError(msg)
-        for key in REQUIRED.get(section, []):
-            if key not in params:
-                msg = f"`{section}` needs `{key}`."
-                raise ConfigError(msg)
-        for key, value in params.items():
-            _check_type(f"`{section}.{key}`", value, SCHEMA[section][key])
+    for section in (s for s in SCHEMA if s in out):
+        _check_section(section, out[section])
     if "feature_space" in out and "annotate" not in out:
         logger.info("feature_space without annotate: reading an annotation stored in the input.")
     out["input"] = str(base / out["input"])

@@ -82,18 +82,22 @@ class SAEConfig:
                 f"k={self.k}, n_features={self.n_features}; lower k or raise n_features."
             )
             raise ValueError(msg)
-        if not self.l1_weight >= 0:
-            msg = f"l1_weight must be >= 0, got {self.l1_weight!r}."
-            raise ValueError(msg)
-        if not self.aux_weight >= 0:
-            msg = f"aux_weight must be >= 0, got {self.aux_weight!r}."
-            raise ValueError(msg)
+        for name in ("l1_weight", "aux_weight"):
+            if not getattr(self, name) >= 0:
+                msg = f"{name} must be >= 0, got {getattr(self, name)!r}."
+                raise ValueError(msg)
         if self.aux_k is None:
             self.aux_k = min(self.n_features // 2, max(2 * self.k, self.input_dim)) if arch.uses_k else 0
         if isinstance(self.aux_k, bool | np.bool_) or not isinstance(self.aux_k, int | np.integer) or self.aux_k < 0:
             msg = f"aux_k must be a non-negative integer or None, got {self.aux_k!r}."
             raise ValueError(msg)
         self.aux_k = min(int(self.aux_k), self.n_features)
+        self._check_options()
+        self.center = bool(self.center)
+        self.l1_weight = float(self.l1_weight)
+        self.aux_weight = float(self.aux_weight)
+
+    def _check_options(self) -> None:
         if self.dead_steps < 1:
             msg = f"dead_steps must be >= 1, got {self.dead_steps}."
             raise ValueError(msg)
@@ -103,9 +107,6 @@ class SAEConfig:
         if self.scale not in _SCALE:
             msg = f"scale must be one of {_SCALE}, got {self.scale!r}."
             raise ValueError(msg)
-        self.center = bool(self.center)
-        self.l1_weight = float(self.l1_weight)
-        self.aux_weight = float(self.aux_weight)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of all fields (JSON and h5ad friendly: no ``None``)."""
