@@ -60,6 +60,25 @@ def _counts(adata: AnnData, layer: str | None) -> np.ndarray:
     return np.clip(y, 0, None)
 
 
+def _train_epoch(
+    model: nn.Module, opt: torch.optim.Optimizer, yt: torch.Tensor, lib: torch.Tensor, perm: torch.Tensor, *,
+    batch_size: int, dev: torch.device,
+) -> float:  # fmt: skip
+    """Run one pass over the cells ``perm`` in minibatches; return the summed loss (model left in eval mode)."""
+    model.train()
+    total = 0.0
+    for start in range(0, perm.numel(), batch_size):
+        idx = perm[start : start + batch_size]
+        yb = yt[idx].to(dev)
+        batch_loss = model(torch.log1p(yb), yb, lib[idx].to(dev))
+        opt.zero_grad()
+        batch_loss.backward()
+        opt.step()
+        total += batch_loss.item() * idx.numel()
+    model.eval()
+    return total
+
+
 @doc_params()
 def fit_autoencoder(
     adata: AnnData,
@@ -150,18 +169,8 @@ def fit_autoencoder(
         gen = torch.Generator().manual_seed(seed)
         train_curve, val_curve = [], []
         for epoch in progress(range(n_epochs), desc="autoencoder"):
-            model.train()
             perm = torch.from_numpy(tr_idx)[torch.randperm(tr_idx.size, generator=gen)]
-            total = 0.0
-            for start in range(0, perm.numel(), batch_size):
-                idx = perm[start : start + batch_size]
-                yb = yt[idx].to(dev)
-                batch_loss = model(torch.log1p(yb), yb, lib[idx].to(dev))
-                opt.zero_grad()
-                batch_loss.backward()
-                opt.step()
-                total += batch_loss.item() * idx.numel()
-            model.eval()
+            total = _train_epoch(model, opt, yt, lib, perm, batch_size=batch_size, dev=dev)
             with torch.no_grad():
                 yv = yt[val].to(dev)
                 v = float(model(torch.log1p(yv), yv, lib[val].to(dev)))
