@@ -98,6 +98,36 @@ def empirical_fdr(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
     return fdr
 
 
+def _check_nulls(nulls: Any, n_permutations: int) -> list[str]:
+    """Return the requested nulls as a list without repeats; refuse unknown ones and no permutations."""
+    nulls = [nulls] if isinstance(nulls, str) else list(dict.fromkeys(nulls))
+    bad = [n for n in nulls if n not in NULLS]
+    if bad or not nulls:
+        msg = f"nulls must be a non-empty list of {NULLS}, got {nulls!r}."
+        raise ValueError(msg)
+    if int(n_permutations) < 1:
+        msg = f"n_permutations must be >= 1, got {n_permutations!r}."
+        raise ValueError(msg)
+    return nulls
+
+
+def _stored_annotation(adata: AnnData, *, sae_key: str, annotation_key: str) -> dict:
+    """Return the annotation run to repeat, checked to belong to the current SAE run."""
+    sae_run(adata, sae_key)
+    ann = adata.uns.get(annotation_key)
+    if not isinstance(ann, dict) or "params" not in ann or "results" not in ann:
+        msg = (
+            f"`adata.uns[{annotation_key!r}]` not found; run `sl.tl.annotate_features(adata, gene_sets=...)` "
+            "first: the null repeats that annotation with the same arguments."
+        )
+        raise KeyError(msg)
+    provenance.check_derived(
+        adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`",
+        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={annotation_key!r})",
+    )  # fmt: skip
+    return ann
+
+
 @doc_params()
 def annotation_null(
     adata: AnnData,
@@ -170,26 +200,8 @@ def annotation_null(
     from ._annotate import annotate_features
 
     check_adata(adata)
-    nulls = [nulls] if isinstance(nulls, str) else list(dict.fromkeys(nulls))
-    bad = [n for n in nulls if n not in NULLS]
-    if bad or not nulls:
-        msg = f"nulls must be a non-empty list of {NULLS}, got {nulls!r}."
-        raise ValueError(msg)
-    if int(n_permutations) < 1:
-        msg = f"n_permutations must be >= 1, got {n_permutations!r}."
-        raise ValueError(msg)
-    sae_run(adata, sae_key)
-    ann = adata.uns.get(annotation_key)
-    if not isinstance(ann, dict) or "params" not in ann or "results" not in ann:
-        msg = (
-            f"`adata.uns[{annotation_key!r}]` not found; run `sl.tl.annotate_features(adata, gene_sets=...)` "
-            "first: the null repeats that annotation with the same arguments."
-        )
-        raise KeyError(msg)
-    provenance.check_derived(
-        adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`",
-        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={annotation_key!r})",
-    )  # fmt: skip
+    nulls = _check_nulls(nulls, n_permutations)
+    ann = _stored_annotation(adata, sae_key=sae_key, annotation_key=annotation_key)
     kw = _annotation_args(ann["params"], model)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
