@@ -28,6 +28,10 @@ annotation_key
     Key of the annotation read: ``adata.uns[annotation_key]`` (the ``key_added`` of
     :func:`sclens.tl.annotate_features`)."""
 
+doc_space_key = """\
+space_key
+    Key of the space in ``adata.uns[annotation_key]`` (the ``key_added`` of :func:`sclens.tl.feature_space`)."""
+
 doc_features = """\
 features
     One feature number or a sequence of them."""

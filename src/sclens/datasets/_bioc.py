@@ -149,19 +149,8 @@ def read_bioconductor_go(
     Long DataFrame with categorical columns ``source`` (GO ID), ``target`` (gene symbol), ``name``
     (term name) and ``namespace`` (``"BP"``, ``"MF"``, ``"CC"``), as :func:`go_gene_sets`.
     """
-    from ._go import build_gene_sets
+    from ._go import gene_sets_with_provenance
 
     ontology, annotations, _, metadata = read_bioconductor_tables(go_db, org_db)
-    net = build_gene_sets(
-        ontology,
-        annotations,
-        namespaces=namespaces,
-        min_size=min_size,
-        max_size=max_size,
-        evidence_exclude=evidence_exclude,
-        propagate=propagate,
-    )
-    # provenance (GO release, annotation date, licence) travels with the table into annotation params
-    net.attrs = {k: str(v) for k, v in metadata.items() if not isinstance(v, dict)}
-    net.attrs["gene_set_source"] = "GO (Bioconductor)"
-    return net
+    kw = {"min_size": min_size, "max_size": max_size, "evidence_exclude": evidence_exclude, "propagate": propagate}
+    return gene_sets_with_provenance(ontology, annotations, metadata, "GO (Bioconductor)", namespaces=namespaces, **kw)

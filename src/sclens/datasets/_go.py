@@ -145,19 +145,24 @@ def _load(organism: str, source: str, release: str | None) -> tuple[GeneOntology
 @lru_cache(maxsize=8)
 def _cached_gene_sets(organism, source, release, namespaces, min_size, max_size, evidence_exclude, propagate):
     ontology, annotations, _, metadata = _load(organism, source, release)
-    net = build_gene_sets(
-        ontology,
-        annotations,
-        namespaces=namespaces,
-        min_size=min_size,
-        max_size=max_size,
-        evidence_exclude=evidence_exclude,
-        propagate=propagate,
-    )
-    attrs = {k: str(v) for k, v in metadata.items() if not isinstance(v, dict)}
-    attrs.update(gene_set_source=f"GO ({source})", evidence_exclude=",".join(evidence_exclude))
-    attrs.update(propagate=str(propagate), min_size=str(min_size), max_size=str(max_size))
-    net.attrs = attrs
+    kw = {"min_size": min_size, "max_size": max_size, "evidence_exclude": evidence_exclude, "propagate": propagate}
+    net = gene_sets_with_provenance(ontology, annotations, metadata, f"GO ({source})", namespaces=namespaces, **kw)
+    net.attrs.update(evidence_exclude=",".join(evidence_exclude))
+    net.attrs.update(propagate=str(propagate), min_size=str(min_size), max_size=str(max_size))
+    return net
+
+
+def gene_sets_with_provenance(
+    ontology: GeneOntology, annotations: pd.DataFrame, metadata: dict, source: str, **kwargs: Any
+) -> pd.DataFrame:
+    """Return :func:`build_gene_sets` of the tables with their provenance in ``attrs``.
+
+    The GO release, annotation date and licence travel with the table into the annotation params;
+    ``gene_set_source`` names where the tables came from.
+    """
+    net = build_gene_sets(ontology, annotations, **kwargs)
+    net.attrs = {k: str(v) for k, v in metadata.items() if not isinstance(v, dict)}
+    net.attrs["gene_set_source"] = source
     return net
 
 

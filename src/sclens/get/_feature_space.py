@@ -21,8 +21,7 @@ def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: 
     ----------
     {adata}
     {annotation_key}
-    space_key
-        Key of the space in ``adata.uns[annotation_key]`` (the ``key_added`` of :func:`sclens.tl.feature_space`).
+    {space_key}
 
     Returns
     -------

@@ -49,8 +49,7 @@ def feature_umap(
     ----------
     {adata}
     {annotation_key}
-    space_key
-        Key of the space in ``adata.uns[annotation_key]`` (the ``key_added`` of :func:`sclens.tl.feature_space`).
+    {space_key}
     concept
         Word probed in the term names, e.g. ``"interferon"``.
     size
