@@ -88,18 +88,7 @@ def connectivity_recovery(
     ``n_pseudo``, ``n_recovered``, ``recall``, ``precision``, ``accuracy``, ``pvalue``, ``padj``,
     ``recall_shuffled``, ``precision_shuffled``.
     """
-    check_adata(adata)
-    q = np.asarray(percentiles, dtype=float)
-    if q.ndim != 1 or q.size == 0 or ((q <= 0) | (q >= 100)).any():
-        msg = f"percentiles must be a non-empty list of numbers in (0, 100), got {percentiles!r}."
-        raise ValueError(msg)
-    if connectivity_key not in adata.varm:
-        msg = f"`adata.varm[{connectivity_key!r}]` (M, genes x programs) not found; simulate with `sl.sim.simulate`."
-        raise KeyError(msg)
-    get_layer(adata, layer, what="Y")
-    if FAMILIES["X''"] not in adata.obsm:
-        msg = "`adata.obsm['X_celltype_altered']` (X'') not found; simulate with `sl.sim.simulate`."
-        raise KeyError(msg)
+    q = _check_inputs(adata, percentiles, layer=layer, connectivity_key=connectivity_key)
     m = np.asarray(adata.varm[connectivity_key]) != 0
     acts = sae_activations(adata, sae_key, need_uns=False)
     seed = resolve_seed(random_state)
@@ -119,39 +108,62 @@ def connectivity_recovery(
     best_r = r[best, np.arange(z.shape[1])] if r.size else np.full(z.shape[1], np.nan)
     truth = m[:, best]
     shuffled = m[np.random.default_rng(seed + 1).permutation(m.shape[0])][:, best]
-    frames = []
-    for pct in q:
-        pseudo = sim > np.percentile(sim, pct, axis=0, keepdims=True)
-        hit, n_true, n_pseudo, recall, precision, accuracy = _row_scores(pseudo, truth)
-        _, _, _, rec_s, prec_s, _ = _row_scores(pseudo, shuffled)
-        pval = np.where(n_true > 0, stats.binom.sf(hit - 1, n_true, n_pseudo / m.shape[0]), np.nan)
-        padj = np.full_like(pval, np.nan)
-        ok = ~np.isnan(pval)
-        if ok.any():
-            padj[ok] = stats.false_discovery_control(pval[ok], method="bh")
-        frames.append(
-            pd.DataFrame(
-                {
-                    "feature": live,
-                    "percentile": pct,
-                    "best_variable": best,
-                    "best_r": np.where(best_r >= 0, best_r, np.nan),
-                    "n_true": n_true,
-                    "n_pseudo": n_pseudo,
-                    "n_recovered": hit,
-                    "recall": recall,
-                    "precision": precision,
-                    "accuracy": accuracy,
-                    "pvalue": pval,
-                    "padj": padj,
-                    "recall_shuffled": rec_s,
-                    "precision_shuffled": prec_s,
-                }
-            )
-        )
-    table = pd.concat(frames, ignore_index=True)
-    if per_feature:
-        return table
+    ids = {"feature": live, "best_variable": best, "best_r": np.where(best_r >= 0, best_r, np.nan)}
+    table = pd.concat([_percentile_scores(sim, pct, truth, shuffled, ids) for pct in q], ignore_index=True)
+    return table if per_feature else _summarise(table)
+
+
+def _check_inputs(adata: AnnData, percentiles: Sequence[float], *, layer: str, connectivity_key: str) -> np.ndarray:
+    """Return the percentiles as an array; refuse bad ones and data without M, Y or X''."""
+    check_adata(adata)
+    q = np.asarray(percentiles, dtype=float)
+    if q.ndim != 1 or q.size == 0 or ((q <= 0) | (q >= 100)).any():
+        msg = f"percentiles must be a non-empty list of numbers in (0, 100), got {percentiles!r}."
+        raise ValueError(msg)
+    if connectivity_key not in adata.varm:
+        msg = f"`adata.varm[{connectivity_key!r}]` (M, genes x programs) not found; simulate with `sl.sim.simulate`."
+        raise KeyError(msg)
+    get_layer(adata, layer, what="Y")
+    if FAMILIES["X''"] not in adata.obsm:
+        msg = "`adata.obsm['X_celltype_altered']` (X'') not found; simulate with `sl.sim.simulate`."
+        raise KeyError(msg)
+    return q
+
+
+def _percentile_scores(
+    sim: np.ndarray, pct: float, truth: np.ndarray, shuffled: np.ndarray, ids: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """Return one row per feature: the pseudo row at percentile ``pct`` scored against M and shuffled M."""
+    pseudo = sim > np.percentile(sim, pct, axis=0, keepdims=True)
+    hit, n_true, n_pseudo, recall, precision, accuracy = _row_scores(pseudo, truth)
+    _, _, _, rec_s, prec_s, _ = _row_scores(pseudo, shuffled)
+    pval = np.where(n_true > 0, stats.binom.sf(hit - 1, n_true, n_pseudo / truth.shape[0]), np.nan)
+    padj = np.full_like(pval, np.nan)
+    ok = ~np.isnan(pval)
+    if ok.any():
+        padj[ok] = stats.false_discovery_control(pval[ok], method="bh")
+    return pd.DataFrame(
+        {
+            "feature": ids["feature"],
+            "percentile": pct,
+            "best_variable": ids["best_variable"],
+            "best_r": ids["best_r"],
+            "n_true": n_true,
+            "n_pseudo": n_pseudo,
+            "n_recovered": hit,
+            "recall": recall,
+            "precision": precision,
+            "accuracy": accuracy,
+            "pvalue": pval,
+            "padj": padj,
+            "recall_shuffled": rec_s,
+            "precision_shuffled": prec_s,
+        }
+    )
+
+
+def _summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the per-percentile means over features that have true genes."""
     table = table[table["n_true"] > 0]
     return (
         table.groupby("percentile")
