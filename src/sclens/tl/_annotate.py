@@ -185,13 +185,7 @@ def annotate_features(
         de_method=de_method, enrichment=enrichment, flavor=flavor, alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
-    for name, q in (("high_quantile", high_quantile), ("low_quantile", low_quantile)):
-        if q is not None and not 0 < q < 1:
-            msg = f"{name} must be in (0, 1), got {q!r}."
-            raise ValueError(msg)
-    if int(n_low) < 1 or int(min_high) < 2:
-        msg = f"n_low must be >= 1 and min_high >= 2, got n_low={n_low!r}, min_high={min_high!r}."
-        raise ValueError(msg)
+    _check_cell_set_args(high_quantile=high_quantile, low_quantile=low_quantile, n_low=n_low, min_high=min_high)
     seed = resolve_seed(random_state)
     check_key_added(key_added, reserved={sae_key: "the SAE run it annotates"})
     if adata.n_obs < 2 * int(min_high):
@@ -246,6 +240,16 @@ def annotate_features(
     }
     add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gene_sets=gene_sets, gs=gs)
     return adata if copy else None
+
+
+def _check_cell_set_args(*, high_quantile: float | None, low_quantile: float | None, n_low: int, min_high: int) -> None:
+    for name, q in (("high_quantile", high_quantile), ("low_quantile", low_quantile)):
+        if q is not None and not 0 < q < 1:
+            msg = f"{name} must be in (0, 1), got {q!r}."
+            raise ValueError(msg)
+    if int(n_low) < 1 or int(min_high) < 2:
+        msg = f"n_low must be >= 1 and min_high >= 2, got n_low={n_low!r}, min_high={min_high!r}."
+        raise ValueError(msg)
 
 
 def _check_return_de(return_de: Any, feats: np.ndarray) -> set[int]:
