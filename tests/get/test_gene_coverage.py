@@ -1,4 +1,4 @@
-"""Matching gene-set genes to var_names: coverage report, case and alias options, no-overlap error."""
+"""Matching gene-set genes to var_names: coverage report, case and alias options."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import sclens as sl
-from sclens.get._coverage import restrict_to_var_names
+from sclens.get._coverage import match_genes
 
 SETS = {"b_cells": ["CD79A", "MS4A1", "CD19"], "t_cells": ["CD3E", "CD3D"], "other": ["XIST"]}
 
@@ -40,27 +40,17 @@ def test_coverage_case_insensitive_and_aliases():
     assert (report["n_exact"], report["n_alias"]) == (1, 1)
 
 
-def test_restrict_renames_targets_to_var_names():
-    net = restrict_to_var_names(SETS, ["Cd79a", "CD20", "CD3E"], case_sensitive=False, aliases={"CD20": "MS4A1"})
-    assert sorted(zip(net["source"], net["target"], strict=True)) == [
-        ("b_cells", "CD20"),
-        ("b_cells", "Cd79a"),
-        ("t_cells", "CD3E"),
-    ]
+def test_match_maps_targets_to_var_names():
+    targets = [g for genes in SETS.values() for g in genes]
+    mapping, counts = match_genes(["Cd79a", "CD20", "CD3E"], targets, case_sensitive=False, aliases={"CD20": "MS4A1"})
+    assert mapping == {"CD79A": "Cd79a", "MS4A1": "CD20", "CD3E": "CD3E"}
+    assert (counts["exact"], counts["case"], counts["alias"]) == (1, 1, 1)
 
 
 def test_alias_is_not_used_when_symbol_present():
     # MS4A1 itself is a var name: the alias CD20 must not steal it
-    net = restrict_to_var_names(SETS, ["MS4A1", "CD20"], aliases={"CD20": "MS4A1"})
-    assert net["target"].tolist() == ["MS4A1"]
-
-
-def test_no_overlap_error_shows_both_sides():
-    with pytest.raises(ValueError, match=r"None of the 6 gene-set genes matches adata.var_names \(2 names\)"):
-        restrict_to_var_names(SETS, ["geneA", "geneB"])
-    ens = ["ENSG00000105369", "ENSG00000156738"]
-    with pytest.raises(ValueError, match=r"look like \['ENSG00000105369'.*\['CD79A'.*Ensembl IDs"):
-        restrict_to_var_names(SETS, ens)
+    mapping, _ = match_genes(["MS4A1", "CD20"], SETS["b_cells"], aliases={"CD20": "MS4A1"})
+    assert mapping == {"MS4A1": "MS4A1"}
 
 
 def test_bad_alias_argument():

@@ -8,13 +8,11 @@ Errors in the input end the command with exit status 1 and a one-line message.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
 from ._commands import COMMANDS, add_parsers
 
-logger = logging.getLogger("sclens")
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, IsADirectoryError, PermissionError, ImportError)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -12,8 +11,6 @@ from anndata import AnnData
 from .._docs import doc_params
 from .._network import GeneSetsLike, as_network
 from .._utils import check_adata
-
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
 
 
 def _alias_map(aliases: Any) -> dict[str, set[str]]:
@@ -74,36 +71,6 @@ def match_genes(
         if len(hits) == 1:
             mapping[hits[0]], counts["alias"] = v, counts["alias"] + 1
     return mapping, counts
-
-
-def _no_overlap_message(var_names: Sequence[str], targets: Sequence[str]) -> str:
-    vs, ts = list(var_names)[:5], list(dict.fromkeys(targets))[:5]
-    msg = (
-        f"None of the {len(set(targets))} gene-set genes matches adata.var_names ({len(var_names)} names). "
-        f"var_names look like {vs}; gene-set genes look like {ts}."
-    )
-    if vs and all(_ENSEMBL.match(v) for v in vs):
-        msg += " var_names are Ensembl IDs: set symbols, e.g. `adata.var_names = adata.var['gene_symbols']`."
-    else:
-        msg += " Check the organism and identifier type, or try `case_sensitive=False` or `aliases='human'`."
-    return msg
-
-
-def restrict_to_var_names(
-    gene_sets: Any, var_names: Sequence[str], *, case_sensitive: bool = True, aliases: Any = None
-) -> pd.DataFrame:
-    """Normalise ``gene_sets`` and keep the genes found in ``var_names``, renamed to the var name.
-
-    Raises a ValueError that shows a few names of each side when nothing overlaps.
-    """
-    net = as_network(gene_sets)
-    var_names = [str(v) for v in var_names]
-    mapping, _ = match_genes(var_names, net["target"], case_sensitive=case_sensitive, aliases=aliases)
-    if not mapping:
-        raise ValueError(_no_overlap_message(var_names, net["target"]))
-    net = net[net["target"].isin(mapping)].copy()
-    net["target"] = net["target"].map(mapping)
-    return net.drop_duplicates(subset=["source", "target"]).reset_index(drop=True)
 
 
 @doc_params()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from ._de import Expression
     from ._enrich import GeneSets
 
-logger = logging.getLogger("sclens")
 FEATURE_CHUNK = 128
 DE_COLUMNS = ["log2fc", "stat", "pvalue", "padj", "base_mean"]
 
