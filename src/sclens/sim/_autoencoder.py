@@ -60,6 +60,21 @@ def _counts(adata: AnnData, layer: str | None) -> np.ndarray:
     return np.clip(y, 0, None)
 
 
+def _check_args(loss: str, hidden: Sequence[int], *, sizes: tuple[int, ...], validation_fraction: float) -> list[int]:
+    """Return the hidden widths as ints; refuse an unknown loss, sizes below 1 or a bad validation fraction."""
+    if loss not in LOSSES:
+        msg = f"loss must be one of {LOSSES}, got {loss!r}."
+        raise ValueError(msg)
+    hidden = [int(h) for h in hidden]
+    if any(v < 1 for v in sizes) or any(h < 1 for h in hidden):
+        msg = "n_latent, n_epochs, batch_size and every hidden width must be >= 1."
+        raise ValueError(msg)
+    if not 0 < validation_fraction < 1:
+        msg = f"validation_fraction must be in (0, 1), got {validation_fraction}."
+        raise ValueError(msg)
+    return hidden
+
+
 def _train_epoch(
     model: nn.Module, opt: torch.optim.Optimizer, yt: torch.Tensor, lib: torch.Tensor, perm: torch.Tensor, *,
     batch_size: int, dev: torch.device,
@@ -140,16 +155,7 @@ def fit_autoencoder(
       ``final_val_loss``) and ``validation`` (boolean mask of held-out cells).
     """
     check_adata(adata)
-    if loss not in LOSSES:
-        msg = f"loss must be one of {LOSSES}, got {loss!r}."
-        raise ValueError(msg)
-    hidden = [int(h) for h in hidden]
-    if n_latent < 1 or n_epochs < 1 or batch_size < 1 or any(h < 1 for h in hidden):
-        msg = "n_latent, n_epochs, batch_size and every hidden width must be >= 1."
-        raise ValueError(msg)
-    if not 0 < validation_fraction < 1:
-        msg = f"validation_fraction must be in (0, 1), got {validation_fraction}."
-        raise ValueError(msg)
+    hidden = _check_args(loss, hidden, sizes=(n_latent, n_epochs, batch_size), validation_fraction=validation_fraction)
     seed = resolve_seed(random_state)
     dev = torch.device(resolve_device(device))
     y = _counts(adata, layer)
