@@ -34,7 +34,7 @@ def step(name: str):
     print(f"   {name}: {TIMES[name]:.1f} s", flush=True)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-cells", type=int, default=20_000)
     p.add_argument("--n-genes", type=int, default=2_000)
@@ -62,7 +62,11 @@ def main() -> None:
         help="torch / BLAS threads and sl.settings.n_jobs (0: library defaults; sclens fits then use 1)",
     )
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
     if args.threads:  # on shared cores, oversubscribed BLAS / torch threads can be 10x slower
         from threadpoolctl import threadpool_limits
 
