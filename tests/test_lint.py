@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).parents[1]
-RUFF = shutil.which("ruff")
 
-pytestmark = pytest.mark.skipif(RUFF is None, reason="ruff is not installed (pip install 'sclens[test]')")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ruff") is None, reason="ruff is not installed (pip install 'sclens[test]')"
+)
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([RUFF, *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, check=False)
 
 
 def test_ruff_check_src_is_clean():
