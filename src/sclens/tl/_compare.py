@@ -78,21 +78,7 @@ def compare_features(
     mat_a = _reindex_columns(mat_a, terms_a, union)
     mat_b = _reindex_columns(mat_b, terms_b, union)
 
-    inter = np.asarray((mat_a @ mat_b.T).todense(), dtype=np.float64)
-    size_a = np.asarray(mat_a.sum(axis=1)).ravel()
-    size_b = np.asarray(mat_b.sum(axis=1)).ravel()
-    jac = inter / (size_a[:, None] + size_b[None, :] - inter)
-    rows, cols = linear_sum_assignment(jac, maximize=True)
-    matches = pd.DataFrame(
-        {
-            "feature_a": feats_a[rows],
-            "feature_b": feats_b[cols],
-            "jaccard": jac[rows, cols],
-            "n_shared": inter[rows, cols].astype(np.int64),
-        }
-    )
-    matches = matches.sort_values(["jaccard", "feature_a"], ascending=[False, True], kind="stable")
-    matches.index = [str(i) for i in range(len(matches))]
+    matches = _match(mat_a, mat_b, feats_a, feats_b)
 
     counts = pd.DataFrame(
         {"n_a": np.asarray(mat_a.sum(axis=0)).ravel(), "n_b": np.asarray(mat_b.sum(axis=0)).ravel()},
@@ -124,6 +110,28 @@ def compare_features(
         out["shared_terms"].size,
     )
     return out
+
+
+def _match(
+    mat_a: sparse.csr_matrix, mat_b: sparse.csr_matrix, feats_a: np.ndarray, feats_b: np.ndarray
+) -> pd.DataFrame:
+    """Return the optimal one-to-one matching of the rows of two term matrices by Jaccard similarity."""
+    inter = np.asarray((mat_a @ mat_b.T).todense(), dtype=np.float64)
+    size_a = np.asarray(mat_a.sum(axis=1)).ravel()
+    size_b = np.asarray(mat_b.sum(axis=1)).ravel()
+    jac = inter / (size_a[:, None] + size_b[None, :] - inter)
+    rows, cols = linear_sum_assignment(jac, maximize=True)
+    matches = pd.DataFrame(
+        {
+            "feature_a": feats_a[rows],
+            "feature_b": feats_b[cols],
+            "jaccard": jac[rows, cols],
+            "n_shared": inter[rows, cols].astype(np.int64),
+        }
+    )
+    matches = matches.sort_values(["jaccard", "feature_a"], ascending=[False, True], kind="stable")
+    matches.index = [str(i) for i in range(len(matches))]
+    return matches
 
 
 def _reindex_columns(mat: sparse.csr_matrix, terms: pd.Index, union: pd.Index) -> sparse.csr_matrix:
