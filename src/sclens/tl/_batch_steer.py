@@ -29,7 +29,7 @@ def _batch_features(adata: AnnData, sae_key: str, features: Any, n_features: int
             "`sl.tl.feature_alignment(adata, ...)` with the batch column first, or pass `features=[...]`."
         )
         raise KeyError(msg)
-    flagged = np.flatnonzero(table["batch_driven"].astype("boolean").fillna(False).to_numpy(dtype=bool))
+    flagged = np.flatnonzero(table["batch_driven"].astype("boolean").fillna(value=False).to_numpy(dtype=bool))
     if flagged.size == 0:
         msg = "No feature is flagged `batch_driven`: the SAE has no batch-aligned feature to steer."
         raise ValueError(msg)

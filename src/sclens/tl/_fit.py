@@ -215,7 +215,7 @@ def fit_sae(
         msg = f"validation_fraction must be in [0, 1), got {validation_fraction}."
         raise ValueError(msg)
     check_key(key_added, "key_added")
-    n_val = int(round(validation_fraction * n))
+    n_val = round(validation_fraction * n)
     n_val = n_val if n_val >= 2 and n - n_val >= 2 else 0  # FVU needs >= 2 cells to have a variance
     rng = np.random.default_rng(seed)
     val_mask = np.zeros(n, dtype=bool)
@@ -240,7 +240,8 @@ def fit_sae(
         **cfg.to_dict(), "use_rep": use_rep, "lr": float(history["lr"]),
         "n_epochs": "auto" if n_epochs is None else int(n_epochs), "batch_size": int(batch_size),
         "validation_fraction": float(validation_fraction), "n_train": n - n_val, "n_val": n_val,
-        "fvu_on": "validation" if n_val else "all", "random_state": seed, "device": str(accelerator), "source": "fit_sae",
+        "fvu_on": "validation" if n_val else "all", "random_state": seed, "device": str(accelerator),
+        "source": "fit_sae",
     }  # fmt: skip
     metrics = {"fvu": fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction, "n_live": ev.n_live}
     metrics.update(_training_metrics(history))
@@ -275,7 +276,7 @@ def _has_use_rep(adata: AnnData, key: str) -> bool:
 
 
 def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencoder, dict, dict]:
-    """The model to apply plus the params / training curves of where it came from."""
+    """Return the model to apply plus the params / training curves of where it came from."""
     from ..sae import from_arrays, load_sae
 
     if sae is None:

@@ -20,7 +20,7 @@ SCORES = ("batch_entropy", "label_purity", "label_asw")
 
 
 def knn(x: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """Indices of each cell's ``n_neighbors`` nearest neighbours (Euclidean, the cell itself excluded)."""
+    """Return the indices of each cell's ``n_neighbors`` nearest neighbours (Euclidean, the cell itself excluded)."""
     from sklearn.neighbors import NearestNeighbors
 
     k = min(n_neighbors + 1, x.shape[0])

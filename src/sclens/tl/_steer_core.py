@@ -130,7 +130,7 @@ def per_feature(arg: Any, n: int, name: str) -> list[Any]:
 
 
 def resolve_amount(adata: AnnData, column: np.ndarray, value: Any, factor: float, mode: str) -> float:
-    """The activation a feature is set to (``"set"``), the amount added (``"add"``) or 0 (``"knockout"``)."""
+    """Return the activation a feature is set to (``"set"``), the amount added (``"add"``) or 0 (``"knockout"``)."""
     if mode not in MODES:
         msg = f"mode must be one of {list(MODES)}, got {mode!r}."
         raise ValueError(msg)
@@ -165,7 +165,7 @@ def resolve_amount(adata: AnnData, column: np.ndarray, value: Any, factor: float
 def change_codes(
     z: sparse.csr_matrix, features: np.ndarray, modes: Sequence[str], amounts: Sequence[float]
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
-    """New codes (CSR, never densified) and the change of the steered columns (cells x len(features)).
+    """Return new codes (CSR, never densified) and the change of the steered columns (cells x len(features)).
 
     ``"set"``: the feature becomes ``amount``; ``"add"``: ``max(z + amount, 0)`` (codes are
     non-negative); ``"knockout"``: 0.

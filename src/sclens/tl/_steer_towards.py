@@ -66,7 +66,7 @@ def _candidates(z_src, z_tgt, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def target_markers(
     expr_src: np.ndarray, expr_tgt: np.ndarray, var_names: pd.Index, n_markers: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_markers`` genes most up in the target, and every gene's log2 ratio target / source.
+    """Return the ``n_markers`` genes most up in the target, and every gene's log2 ratio target / source.
 
     Ratios of the means of library-normalised (decoded) expression, with 1e-5 added to each mean.
     """
