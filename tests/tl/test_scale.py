@@ -90,7 +90,7 @@ def test_backed_file_never_written(on_disk):
     obs = adata.obs.copy()
     obs["g"] = (np.arange(adata.n_obs) % 2).astype(str)
     adata.obs = obs
-    sl.tl.contrast(adata, groupby="g", group="1", gene_sets=gs)
+    sl.tl.contrast(adata, groupby="g", groups="1", gene_sets=gs)
     adata.file.close()
     assert "sae_go" in adata.uns  # results are in memory
     assert "contrast" in adata.uns
