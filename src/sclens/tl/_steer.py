@@ -48,7 +48,7 @@ batch_size
 doc_paired_returns = """\
 A new AnnData with two rows per steered cell (``obs['condition']`` ``"normal"`` /
 ``"perturbed"``, ``obs['cell']`` the original cell name, the original obs columns), ready for
-``sl.tl.contrast(steered, groupby="condition", group="perturbed", reference="normal", layer="counts")``:
+``sl.tl.contrast(steered, groupby="condition", groups="perturbed", reference="normal", layer="counts")``:
 
 * ``X``: predicted expression (genes as in ``adata.var``) when ``model`` or ``decode`` is
   given; otherwise ``X`` is empty (no variables);
