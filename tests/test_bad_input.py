@@ -500,8 +500,8 @@ def test_view_leaves_parent_unchanged(adata, writer):
         assert "sae_go" in view.uns and "n_terms" in view.uns["sae"]["features"]
     if writer == "feature_specificity":  # 3 groups in the view vs 4 in the parent
         assert (
-            view.uns["sae"]["specificity"]["group_means"].shape[1]
-            == adata.uns["sae"]["specificity"]["group_means"].shape[1] - 1
+            view.uns["sae"]["specificity"]["group_means"].shape[0]
+            == adata.uns["sae"]["specificity"]["group_means"].shape[0] - 1
         )
 
 

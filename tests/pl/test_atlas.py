@@ -69,7 +69,7 @@ def test_payload_round_trip(toy, tmp_path):
     assert d["terms"]["ids"][t[0]] == first["term"]
     assert t[1] == pytest.approx(first["pvalue"], rel=1e-3)
     assert [g[0] for g in d["genes"]["2"]] == toy.uns["sae_go"]["top_genes"].query("feature == 2")["gene"].tolist()
-    means = toy.uns["sae"]["specificity"]["group_means"]
+    means = toy.uns["sae"]["specificity"]["group_means"].T
     assert d["spec"]["groups"] == list(means.columns)
     np.testing.assert_allclose(d["spec"]["by_feature"]["5"], means.loc["5"], rtol=1e-3)
 

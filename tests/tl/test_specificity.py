@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -52,8 +54,8 @@ def test_paper_rule_matches_manual(toy):
         # the paper's rule and the stored p-value agree
         assert (diff > 1.96 * se) == (feats["pvalue"].iloc[f] < 0.05)
     means = adata.uns["sae"]["specificity"]["group_means"]
-    assert list(means.columns) == ["type_0", "type_1", "type_2", "type_3"]
-    np.testing.assert_allclose(means.loc["3", "type_1"], x[ct == "type_1", 3].mean(), rtol=1e-6)
+    assert list(means.index) == ["type_0", "type_1", "type_2", "type_3"]
+    np.testing.assert_allclose(means.loc["type_1", "3"], x[ct == "type_1", 3].mean(), rtol=1e-6)
 
 
 def test_rank_matches_scipy_with_ties(toy):
@@ -92,7 +94,7 @@ def test_missing_labels_are_left_out(toy):
     feature_specificity(adata, groupby="ct")
     x = adata.obsm["X_sae"].toarray()
     expected = x[50:][adata.obs["ct"].iloc[50:].astype(str).to_numpy() == "type_2", 4].mean()
-    assert adata.uns["sae"]["specificity"]["group_means"].loc["4", "type_2"] == pytest.approx(expected, rel=1e-6)
+    assert adata.uns["sae"]["specificity"]["group_means"].loc["type_2", "4"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_h5ad_round_trip(toy, tmp_path):
@@ -160,3 +162,15 @@ def test_seed_robustness_counts():
         seed_robustness(adata, use_rep="X_emb", groupby="cell_type", random_state=1)
     with pytest.raises(KeyError, match=r"`adata.obs\['batch'\]` not found"):
         seed_robustness(adata, use_rep="X_emb", groupby="batch")
+
+
+def test_group_names_with_slashes_write_to_h5ad(toy, tmp_path):
+    adata = toy.copy()
+    adata.obs["ct"] = adata.obs["cell_type"].astype(str).str.replace("type_", "CD4+/type ").astype("category")
+    feature_specificity(adata, groupby="ct")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    expected = ["CD4+/type 0", "CD4+/type 1", "CD4+/type 2", "CD4+/type 3"]
+    assert list(back.uns["sae"]["specificity"]["group_means"].index) == expected

@@ -148,7 +148,10 @@ def specificity(run: dict, features: np.ndarray) -> dict[str, Any]:
     result = run.get("specificity")
     if not isinstance(result, Mapping):  # written before specificity had its own key_added
         result = {"group_means": run.get("group_means"), "params": run.get("specificity_params", {})}
-    means = result.get("group_means")
+        means = result["group_means"]
+    else:  # stored groups x features
+        means = result.get("group_means")
+        means = means.T if isinstance(means, pd.DataFrame) else None
     if not isinstance(means, pd.DataFrame) or means.empty:
         return {"groups": [], "groupby": "", "by_feature": {}}
     m = means.reindex([str(f) for f in features])

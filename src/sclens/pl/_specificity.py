@@ -21,7 +21,7 @@ from ._utils import finish, new_or_given_ax
 def specificity_matrix(adata: AnnData, sae_key: str, specificity_key: str, kinds: Sequence[str]) -> pd.DataFrame:
     """Return groups x features mean activations of the chosen kinds, features ordered by group then effect."""
     result = sub_result(adata, sae_key, specificity_key, made_by="sl.tl.feature_specificity", run_param="sae_key")
-    means: pd.DataFrame = result["group_means"]
+    means: pd.DataFrame = result["group_means"].T  # stored groups x features
     feats = adata.uns[sae_key]["features"]
     groups = list(means.columns)
     sel = feats[feats["kind"].isin(list(kinds))]

@@ -201,8 +201,9 @@ def feature_specificity(
       ``top_group`` (the local group, or the group with the largest effect), ``effect``
       (mean in - mean out in ``top_group``), ``auc``, ``pvalue`` and ``padj`` (NaN for
       ``"paper"``) of ``top_group``, ``n_groups_significant``;
-    * ``adata.uns[sae_key][key_added]['group_means']``: DataFrame features x groups of mean
-      activations (index: feature ids as strings, columns: group names);
+    * ``adata.uns[sae_key][key_added]['group_means']``: DataFrame groups x features of mean
+      activations (index: group names, columns: feature ids as strings; groups are rows so that
+      names such as ``"CD4+/CD25 T Reg"`` can be written to h5ad);
     * ``adata.uns[sae_key][key_added]['params']``: ``groupby``, ``method``, ``alpha``,
       ``min_effect`` and the counts ``n_local``, ``n_global``, ``n_dead``.
     """
@@ -240,7 +241,7 @@ def feature_specificity(
     sig[:, ~live] = False
     feats = _classify(sig, live, groups, effect=effect, auc=auc, pvalue=pvalue, padj=padj)
     kind = feats["kind"].to_numpy()
-    means = pd.DataFrame(mean_in.T, index=feats.index.copy(), columns=groups)
+    means = pd.DataFrame(mean_in, index=pd.Index([str(g) for g in groups]), columns=feats.index.copy())
 
     counts = {k: int((kind == k).sum()) for k in ("local", "global", "dead")}
     logger.info("feature_specificity: %(local)d local, %(global)d global, %(dead)d dead features", counts)
