@@ -137,8 +137,6 @@ class _TextFile:
 
 def open_text(path: str | os.PathLike) -> _TextFile:
     """Lines of ``path`` (UTF-8), gunzipped transparently; unreadable content raises a ValueError naming the file."""
-    from pathlib import Path
-
     path = Path(path)
     if path.is_dir():
         msg = f"{str(path)!r} is a directory; pass the path of a file in it."
