@@ -288,7 +288,7 @@ def _update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_
         for col in cols:
             if col in old.columns:
                 full[col] = old[col].where(old[col].notna(), full[col]).to_numpy()
-    full.loc[summary.index, ["n_terms", "best_term", "label"]] = summary[cols].to_numpy()
+    full.loc[summary.index, cols] = summary[cols].to_numpy()
     update_features_table(
         adata.uns[key], full.astype({"n_terms": np.int64, "best_term": str, "label": str}), n_features=n_features
     )
