@@ -354,8 +354,10 @@ def contrast(
     labels = cat.astype(str).to_numpy()
     labels[cat.isna().to_numpy()] = ""  # missing labels: in no group, not in "rest"
     hi = _group_mask(labels, groups, groupby)
-    lo = (~hi & (labels != "")) if isinstance(reference, str) and reference == "rest" else None
-    lo = _group_mask(labels, reference, groupby) if lo is None else lo
+    if isinstance(reference, str) and reference == "rest":
+        lo = ~hi & (labels != "")
+    else:
+        lo = _group_mask(labels, reference, groupby)
     if n_missing:
         logger.warning("contrast: %d cell(s) with a missing `%s` label are left out.", n_missing, groupby)
     if (hi & lo).any():
