@@ -30,11 +30,14 @@ def knn(x: np.ndarray, n_neighbors: int) -> np.ndarray:
 
 def batch_entropy(neighbours: np.ndarray, batch: np.ndarray) -> float:
     """Mean normalised entropy of the batch labels among neighbours (1: perfectly mixed)."""
-    codes, n_batches = pd.factorize(batch)[0], np.unique(batch).size
+    codes, uniques = pd.factorize(batch)
+    n_batches = uniques.size
     if n_batches < 2:
         return float("nan")
-    counts = np.zeros((neighbours.shape[0], n_batches))
-    np.add.at(counts, (np.repeat(np.arange(neighbours.shape[0]), neighbours.shape[1]), codes[neighbours].ravel()), 1)
+    n_cells = neighbours.shape[0]
+    rows = np.repeat(np.arange(n_cells), neighbours.shape[1])
+    counts = np.bincount(rows * n_batches + codes[neighbours].ravel(), minlength=n_cells * n_batches)
+    counts = counts.reshape(n_cells, n_batches).astype(np.float64)
     p = counts / counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), axis=1)

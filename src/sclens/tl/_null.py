@@ -61,14 +61,20 @@ def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
     return light
 
 
-def _permuted_network(gene_sets: Any, var_names: pd.Index, rng: np.random.Generator) -> pd.DataFrame:
-    """Gene sets with the measured genes relabelled by one random permutation (set sizes kept)."""
+def _measured_network(gene_sets: Any, var_names: pd.Index) -> tuple[pd.DataFrame, pd.Index, np.ndarray]:
+    """Return the gene-set rows on measured genes, the genes and each row's gene position (built once per run)."""
     net = as_network(gene_sets)
     genes = pd.Index(var_names.astype(str))
     pos = genes.get_indexer(net["target"])
+    return net[pos >= 0].copy(), genes, pos[pos >= 0]
+
+
+def _permuted_network(measured: tuple[pd.DataFrame, pd.Index, np.ndarray], rng: np.random.Generator) -> pd.DataFrame:
+    """Gene sets with the measured genes relabelled by one random permutation (set sizes kept)."""
+    net, genes, pos = measured
     perm = rng.permutation(genes.size)
-    net = net[pos >= 0].copy()
-    net["target"] = genes[perm[pos[pos >= 0]]].to_numpy()
+    net = net.copy()
+    net["target"] = genes[perm[pos]].to_numpy()
     return net
 
 
@@ -207,6 +213,7 @@ def annotation_null(
     acts = sae_activations(adata, sae_key)
     rng = np.random.default_rng(resolve_seed(random_state))
     light = _light(adata, sae_key, kw)
+    measured = _measured_network(gene_sets, adata.var_names) if "genes" in nulls else None
     observed, observed_p = _per_feature(ann["results"], feats)
 
     t0, level = time.perf_counter(), logger.level
@@ -217,7 +224,7 @@ def annotation_null(
         for r in range(int(n_permutations)):
             for n in nulls:
                 light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
-                sets = _permuted_network(gene_sets, adata.var_names, rng) if n == "genes" else gene_sets
+                sets = _permuted_network(measured, rng) if n == "genes" else gene_sets
                 annotate_features(light, gene_sets=sets, sae_key="null", key_added="null_go", **kw)
                 null_terms[n][r], null_p[n][r] = _per_feature(light.uns["null_go"]["results"], feats)
     finally:
