@@ -306,27 +306,15 @@ def main() -> None:
     ap.add_argument("--one-recovery", help=argparse.SUPPRESS)
     ap.add_argument("--one-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.one:
-        print(json.dumps(run_one(json.loads(args.one))))
-        return
-    if args.one_overhead:
-        print(json.dumps(run_overhead(json.loads(args.one_overhead))))
-        return
-    if args.overhead:
-        overhead_table(args)
-        return
-    if args.one_recovery:
-        print(json.dumps(run_recovery(json.loads(args.one_recovery))))
-        return
-    if args.recovery:
-        recovery_table(args)
-        return
-    if args.one_memory:
-        print(json.dumps(run_memory(json.loads(args.one_memory))))
-        return
-    if args.memory:
-        memory_table(args)
-        return
+    children = {"one": run_one, "one_overhead": run_overhead, "one_recovery": run_recovery, "one_memory": run_memory}
+    for flag, run in children.items():  # a child process: one configuration, result as JSON
+        if getattr(args, flag):
+            print(json.dumps(run(json.loads(getattr(args, flag)))))
+            return
+    for flag, table in {"overhead": overhead_table, "recovery": recovery_table, "memory": memory_table}.items():
+        if getattr(args, flag):
+            table(args)
+            return
     if args.quick:
         grid = [(20, 4096, a) for a in ("topk", "batchtopk")]
         n = 20_000

@@ -26,6 +26,12 @@ def read_rows(x: Any, start: int, stop: int) -> np.ndarray:
     return as_dense_float32(rows)
 
 
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        msg = f"batch_size must be >= 1, got {batch_size}."
+        raise ValueError(msg)
+
+
 def default_chunk_size(x: Any, batch_size: int) -> int:
     d = max(int(x.shape[1]), 1)
     return max(batch_size, _CHUNK_FLOATS // d)
@@ -68,9 +74,7 @@ class ArrayBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if batch_size < 1:
-            msg = f"batch_size must be >= 1, got {batch_size}."
-            raise ValueError(msg)
+        _check_batch_size(batch_size)
         self.x = x
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -142,9 +146,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if batch_size < 1:
-            msg = f"batch_size must be >= 1, got {batch_size}."
-            raise ValueError(msg)
+        _check_batch_size(batch_size)
         x = x.detach()
         if mask is not None:
             x = x[torch.as_tensor(np.asarray(mask, dtype=bool)).to(x.device)]

@@ -50,10 +50,10 @@ def load_sae(
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not (path / CFG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+    cfg_file, weights_file = path / CFG_NAME, path / WEIGHTS_NAME
+    if not cfg_file.is_file() or not weights_file.is_file():
         msg = f"{path} is not a saved SAE: expected {CFG_NAME} and {WEIGHTS_NAME} in it (see `save_sae`)."
         raise FileNotFoundError(msg)
-    cfg_file, weights_file = path / CFG_NAME, path / WEIGHTS_NAME
     meta = _read_cfg(cfg_file)
     try:
         cfg = SAEConfig.from_dict(meta)

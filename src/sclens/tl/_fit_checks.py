@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils import as_dense_float32
 from .._warnings import SclensWarning
 
 
@@ -32,8 +33,6 @@ def check_spread(x: Any, use_rep: str, *, n_blocks: int = 8, block: int = 1024) 
     Looks at up to ``n_blocks`` evenly spaced blocks of ``block`` rows (aligned row slices, as the
     encoding reads them, so backed data stays on disk).
     """
-    from .._utils import as_dense_float32
-
     n = int(x.shape[0])
     chunks = np.unique(np.linspace(0, (n - 1) // block, n_blocks).astype(int))
     parts = [as_dense_float32(x[c * block : min((c + 1) * block, n)], name=f"`obsm[{use_rep!r}]`") for c in chunks]
