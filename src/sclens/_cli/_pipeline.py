@@ -23,7 +23,6 @@ A config (``sclens run CONFIG.yaml``) is a mapping; every section is optional ex
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -112,14 +111,7 @@ def validate(config: Any, *, base: Path) -> dict[str, Any]:
 
 
 def call(func: Any, adata: Any, *, keep_none: tuple[str, ...] = (), **kw: Any) -> Any:
-    """Call ``func`` with the keywords given (``None``: the function's default, except ``keep_none``).
-
-    ``sae_key`` / ``annotation_key`` are passed as ``key`` to functions that still call it so.
-    """
-    params = inspect.signature(func).parameters
-    for new in ("sae_key", "annotation_key"):
-        if new in kw and new not in params and "key" in params:
-            kw["key"] = kw.pop(new)
+    """Call ``func`` with the keywords given (``None``: the function's default, except ``keep_none``)."""
     return func(adata, **{k: v for k, v in kw.items() if v is not None or k in keep_none})
 
 

@@ -22,8 +22,8 @@ logger = logging.getLogger("sclens")
 STATIC = files("sclens.pl") / "_atlas_static"
 
 
-def _live_features(adata: AnnData, sae_key: str, table: pd.DataFrame, features: Any) -> np.ndarray:
-    n = sae_activations(adata, sae_key).shape[1]
+def _live_features(acts: Any, sae_key: str, table: pd.DataFrame, features: Any) -> np.ndarray:
+    n = acts.shape[1]
     if features is not None:
         feats = np.atleast_1d(np.asarray(features)).astype(int)
         bad = feats[(feats < 0) | (feats >= n)]
@@ -34,7 +34,7 @@ def _live_features(adata: AnnData, sae_key: str, table: pd.DataFrame, features: 
     if "kind" in table:
         kind = table["kind"].reindex([str(i) for i in range(n)]).fillna("dead").astype(str).to_numpy()
         return np.flatnonzero(kind != "dead")
-    return np.flatnonzero(np.diff(sae_activations(adata, sae_key).tocsc().indptr) > 0)
+    return np.flatnonzero(np.diff(acts.tocsc().indptr) > 0)
 
 
 def _steering_tables(run: dict, steering: Mapping | None) -> dict[int, pd.DataFrame]:
@@ -61,23 +61,23 @@ def build_payload(
 ) -> dict[str, Any]:  # fmt: skip
     """Everything the page shows, as a JSON-able dict (see :mod:`sclens.pl._atlas_data`)."""
     run = adata.uns.get(sae_key, {})
-    sae_activations(adata, sae_key)  # clear error when the run is missing
+    acts = sae_activations(adata, sae_key)  # also a clear error when the run is missing
     table = run.get("features", pd.DataFrame())
     annotation = adata.uns.get(annotation_key, {}) if isinstance(adata.uns.get(annotation_key), dict) else {}
     if not annotation:
         logger.info("atlas: no annotation under `adata.uns[%r]`; the page shows no GO terms.", annotation_key)
-    feats = _live_features(adata, sae_key, table, features)
+    feats = _live_features(acts, sae_key, table, features)
     cells = data.sample_cells(adata.n_obs, max_cells, seed)
     extra = data.extra_columns(table, columns)
     return {
         "meta": {
             "title": title, "sae_key": sae_key, "annotation_key": annotation_key, "n_cells": int(adata.n_obs),
-            "n_features": int(sae_activations(adata, sae_key).shape[1]), "n_live": int(feats.size),
+            "n_features": int(acts.shape[1]), "n_live": int(feats.size),
             "columns": extra, "sclens": _version(),
         },
         "features": data.feature_rows(table, feats, extra),
         "cells": data.embedding(adata, basis, cells),
-        "act": data.activations(adata, sae_key, cells, feats),
+        "act": data.activations(acts, cells, feats),
         "terms": data.terms(annotation.get("results"), feats, max_terms),
         "genes": data.genes(annotation, feats, n_genes),
         "spec": data.specificity(run, feats),

@@ -17,8 +17,6 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._utils import sae_activations
-
 MAX_CELLS = 65535  # cell indices travel as uint16
 # columns of feature_alignment / term clustering shown when present
 EXTRA_COLUMNS = re.compile(
@@ -61,9 +59,9 @@ def embedding(adata: AnnData, basis: str, cells: np.ndarray) -> dict[str, Any]:
     return {"x": b64(q[:, 0]), "y": b64(q[:, 1]), "n": int(cells.size), "basis": key}
 
 
-def activations(adata: AnnData, sae_key: str, cells: np.ndarray, features: np.ndarray) -> dict[str, Any]:
-    """Non-zero activations of ``features`` on ``cells``: concatenated indices / 8-bit values and offsets."""
-    act = sae_activations(adata, sae_key)[cells][:, features].tocsc()
+def activations(acts: sparse.csr_matrix, cells: np.ndarray, features: np.ndarray) -> dict[str, Any]:
+    """Non-zero ``acts`` (cells x features) of ``features`` on ``cells``: indices / 8-bit values and offsets."""
+    act = acts[cells][:, features].tocsc()
     act.sort_indices()
     vmax = act.max(axis=0).toarray().ravel().astype(np.float64)  # activations are non-negative
     per_entry = np.repeat(np.where(vmax > 0, vmax, 1.0), np.diff(act.indptr))

@@ -11,6 +11,7 @@ from scipy import stats
 
 from .._compat import renamed_params
 from .._docs import doc_params
+from .._stats import fdr_bh
 from .._utils import as_dense_float32, check_adata, get_layer, resolve_seed, sae_activations
 from ._recovery import live_features
 from ._targets import FAMILIES, correlation, subsample, target_matrix
@@ -138,10 +139,7 @@ def _percentile_scores(
     hit, n_true, n_pseudo, recall, precision, accuracy = _row_scores(pseudo, truth)
     _, _, _, rec_s, prec_s, _ = _row_scores(pseudo, shuffled)
     pval = np.where(n_true > 0, stats.binom.sf(hit - 1, n_true, n_pseudo / truth.shape[0]), np.nan)
-    padj = np.full_like(pval, np.nan)
-    ok = ~np.isnan(pval)
-    if ok.any():
-        padj[ok] = stats.false_discovery_control(pval[ok], method="bh")
+    padj = fdr_bh(pval).ravel()
     return pd.DataFrame(
         {
             "feature": ids["feature"],
