@@ -122,7 +122,7 @@ def alignment(
     vmin = 0.5 if metric == "auroc" else 0.0
     im = ax.imshow(x, aspect="auto", cmap=cmap, vmin=vmin, vmax=1.0, interpolation="nearest")
     ax.set_xticks(range(x.shape[1]), [str(c) for c in wide.columns[cols]], rotation=90)
-    names = [feature_title(adata, sae_key, f, width=50).removeprefix("feature ") for f in wide.index[rows]]
+    names = [feature_title(adata, sae_key, f, width=54, max_lines=1).removeprefix("feature ") for f in wide.index[rows]]
     ax.set_yticks(range(x.shape[0]), names, fontsize=7)
     ax.set_xlabel("category")
     ax.set_ylabel("feature")

@@ -69,8 +69,14 @@ def finish(
     return None
 
 
-def feature_title(adata: object, sae_key: str, feature: int, *, width: int = 70) -> str:
-    """``"feature 12"``, followed by the run's readable label when it has one (``annotate_features``)."""
+def feature_title(adata: object, sae_key: str, feature: int, *, width: int = 40, max_lines: int = 3) -> str:
+    """Return ``"feature 12"`` and the run's readable label (``annotate_features``), wrapped to ``width``.
+
+    The label is wrapped onto at most ``max_lines`` lines (the last one shortened with ``...``), so
+    titles of neighbouring panels do not run into each other.
+    """
+    import textwrap
+
     import pandas as pd
 
     run = getattr(adata, "uns", {}).get(sae_key)
@@ -78,5 +84,7 @@ def feature_title(adata: object, sae_key: str, feature: int, *, width: int = 70)
     label = ""
     if isinstance(table, pd.DataFrame) and "label" in table.columns:
         label = str(table["label"].get(str(int(feature)), "") or "")
-    label = label if len(label) <= width else label[: width - 3].rstrip() + "..."
-    return f"feature {int(feature)}: {label}" if label and label != "nan" else f"feature {int(feature)}"
+    if not label or label == "nan":
+        return f"feature {int(feature)}"
+    lines = textwrap.wrap(f"feature {int(feature)}: {label}", width, max_lines=max_lines, placeholder="...")
+    return "\n".join(lines)
