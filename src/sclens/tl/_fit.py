@@ -14,6 +14,7 @@ from anndata import AnnData
 from .. import _provenance as provenance
 from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
+from .._readers import sae_run
 from .._settings import resolve_device, resolve_n_jobs
 from .._utils import check_adata, get_rep, resolve_seed, update_features_table, writable
 from .._warnings import SclensWarning
@@ -276,8 +277,7 @@ def _has_use_rep(adata: AnnData, key: str) -> bool:
 
 def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencoder, dict, dict]:
     """Return the model to apply plus the params / training curves of where it came from."""
-    from ..get import sae as get_sae
-    from ..sae import load_sae
+    from ..sae import from_arrays, load_sae
 
     if sae is None:
         sae = adata
@@ -288,10 +288,10 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
     if isinstance(sae, (str, os.PathLike)):
         return load_sae(sae), own, {}
     if hasattr(sae, "uns") and hasattr(sae, "obsm"):
-        model = get_sae(sae, sae_key=key)
-        run = sae.uns[key]
-        params = dict(run["params"])
-        curves = {c: v for c, v in run.get("metrics", {}).items() if np.ndim(v) == 1}
+        run = sae_run(sae, key)
+        model = from_arrays(dict(run["params"]), dict(run["weights"]), source=f"`uns[{key!r}]['weights']`")
+        params = dict(sae.uns[key].get("params", {}))
+        curves = {c: v for c, v in sae.uns[key].get("metrics", {}).items() if np.ndim(v) == 1}
         return model, params, curves
     msg = (
         f"sae must be None (use `adata.uns[{key!r}]`), a SparseAutoencoder, an AnnData holding a fitted "
