@@ -105,7 +105,7 @@ def feature_activation(
             vmax=amax,
             linewidths=0,
         )
-        ax_.set_title(feature_title(adata, sae_key, f))
+        ax_.set_title(feature_title(adata, sae_key, f, width=32))
         ax_.set_xticks([])
         ax_.set_yticks([])
         ax_.set_xlabel(f"{basis}1")
