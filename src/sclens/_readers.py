@@ -6,16 +6,30 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _provenance as provenance
-from ._utils import check_adata
+from ._utils import check_adata, check_sae_keys
 
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
 
 
-def sae_run(adata: AnnData, sae_key: str = "sae", *, need: tuple[str, ...] = ("params", "weights")) -> dict[str, Any]:
-    """``adata.uns[sae_key]`` after checking it holds an SAE run with the entries ``need``."""
+def sae_run(
+    adata: AnnData,
+    sae_key: str = "sae",
+    *,
+    need: tuple[str, ...] = ("params", "weights"),
+    arrays: tuple[str, ...] = (),
+    activations: bool = False,
+) -> dict[str, Any]:
+    """``adata.uns[sae_key]`` after checking it holds an SAE run with the entries ``need``.
+
+    ``arrays``: entries of ``run["weights"]`` that must be present (e.g. ``("W_dec",)``); ``activations``:
+    ``adata.obsm[f"X_{sae_key}"]`` must be present too (checked first, as :func:`sclens._utils.sae_activations`).
+    A baseline run (``sl.tl.baseline_features``) passes unless ``"weights"`` is in ``need``.
+    """
     check_adata(adata)
+    if activations:
+        check_sae_keys(adata, sae_key)
     if sae_key not in adata.uns:
         runs = [k for k, v in adata.uns.items() if isinstance(v, dict) and "weights" in v and "params" in v]
         msg = (
@@ -44,6 +58,11 @@ def sae_run(adata: AnnData, sae_key: str = "sae", *, need: tuple[str, ...] = ("p
                 "refit with `sl.tl.fit_sae`."
             )
             raise TypeError(msg)
+    weights = run.get("weights", {}) if isinstance(run, Mapping) else {}
+    for name in arrays:
+        if not isinstance(weights, Mapping) or name not in weights:
+            msg = f"`adata.uns[{sae_key!r}]['weights'][{name!r}]` not found; refit with `sl.tl.fit_sae`."
+            raise KeyError(msg)
     return run
 
 

@@ -254,6 +254,21 @@ def sae_activations(adata: AnnData, key: str, *, need_uns: bool = True) -> spars
     Raises a KeyError that says how to create the run when it is missing (``need_uns``: the run's
     ``adata.uns[key]`` must exist too) and a ValueError when the matrix is not cells x features.
     """
+    check_sae_keys(adata, key, need_uns=need_uns)
+    name = f"X_{key}"
+    acts = sparse.csr_matrix(adata.obsm[name], dtype=np.float32, copy=True)
+    if not np.isfinite(acts.data).all():
+        msg = (
+            f"`adata.obsm[{name!r}]` contains NaN or infinite activations; the SAE run is damaged. "
+            f"Re-encode with `sl.tl.encode(adata, key_added={key!r})` or refit with `sl.tl.fit_sae`."
+        )
+        raise ValueError(msg)
+    acts.eliminate_zeros()
+    return acts
+
+
+def check_sae_keys(adata: AnnData, key: str, *, need_uns: bool = True) -> None:
+    """Check that ``adata.obsm[f"X_{key}"]`` (cells x features) and, with ``need_uns``, ``adata.uns[key]`` exist."""
     check_adata(adata)
     name = f"X_{key}"
     if name not in adata.obsm or (need_uns and key not in adata.uns):
@@ -269,18 +284,10 @@ def sae_activations(adata: AnnData, key: str, *, need_uns: bool = True) -> spars
             f"`sl.tl.fit_sae`); it was overwritten. Refit with `sl.tl.fit_sae(adata, use_rep=..., key_added={key!r})`."
         )
         raise TypeError(msg)
-    acts = sparse.csr_matrix(adata.obsm[name], dtype=np.float32, copy=True)
-    if acts.shape[0] != adata.n_obs:
-        msg = f"`adata.obsm[{name!r}]` must be cells x features, got shape {acts.shape}."
+    shape = adata.obsm[name].shape
+    if len(shape) != 2 or shape[0] != adata.n_obs:
+        msg = f"`adata.obsm[{name!r}]` must be cells x features, got shape {shape}."
         raise ValueError(msg)
-    if not np.isfinite(acts.data).all():
-        msg = (
-            f"`adata.obsm[{name!r}]` contains NaN or infinite activations; the SAE run is damaged. "
-            f"Re-encode with `sl.tl.encode(adata, key_added={key!r})` or refit with `sl.tl.fit_sae`."
-        )
-        raise ValueError(msg)
-    acts.eliminate_zeros()
-    return acts
 
 
 def update_features_table(run: dict, columns: Any, *, n_features: int | None = None) -> None:

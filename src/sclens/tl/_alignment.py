@@ -14,7 +14,7 @@ from .._docs import doc_params
 from .._utils import resolve_seed, sae_activations, update_features_table, writable
 from ._annotate_core import clean_params
 from ._specificity import _one_hot, _rank_auc
-from ._trust_utils import as_list, obs_codes, run_provenance, sae_run
+from ._trust_utils import as_list, obs_codes, run_provenance
 
 logger = logging.getLogger("sclens")
 
@@ -161,7 +161,6 @@ def feature_alignment(
     if not 0 < test_size < 1:
         msg = f"test_size must be in (0, 1), got {test_size!r}."
         raise ValueError(msg)
-    sae_run(adata, sae_key)
     act = sae_activations(adata, sae_key)
     coded = {c: obs_codes(adata, c) for c in bio + tech}
     rng = np.random.default_rng(resolve_seed(random_state))

@@ -14,7 +14,7 @@ from .._docs import doc_params
 from .._utils import get_rep, resolve_seed
 from ._mixing import integration_scores
 from ._steer import doc_sae_key
-from ._steer_core import change_codes, check_features, sae_run
+from ._steer_core import change_codes, check_features, steer_run
 
 logger = logging.getLogger("sclens")
 
@@ -104,7 +104,7 @@ def batch_steer(
       (:math:`\bar z_f`), and ``params`` (``batch_key``, ``label_key``, ``sae_key``,
       ``sae_run_id`` when the run has one, ``use_rep``, ``n_neighbors``).
     """
-    run = sae_run(adata, sae_key)
+    run = steer_run(adata, sae_key)
     feats = _batch_features(adata, sae_key, features, run.n_features)
     batch = _obs_column(adata, batch_key, "batches")
     labels = None if label_key is None else _obs_column(adata, label_key, "cell types")

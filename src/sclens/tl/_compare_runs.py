@@ -10,8 +10,9 @@ from anndata import AnnData
 
 from .._docs import doc_params
 from .._provenance import check_table
+from .._readers import sae_run
 from .._utils import check_adata
-from ._trust_utils import as_list, features_table, sae_run
+from ._trust_utils import as_list, features_table
 
 
 def _last(x) -> float:
@@ -24,7 +25,7 @@ def _median(x: pd.Series) -> float:
 
 
 def _row(adata: AnnData, key: str, alignment_key: str, null_key: str, min_auroc: float) -> dict[str, float | str]:
-    run = sae_run(adata, key)
+    run = sae_run(adata, key, need=(), activations=True)
     params = run.get("params", {})
     n_features = adata.obsm[f"X_{key}"].shape[1]
     feats = features_table(run, n_features)

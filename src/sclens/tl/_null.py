@@ -14,9 +14,10 @@ from anndata import AnnData
 from .. import _provenance as provenance
 from .._docs import doc_params
 from .._network import GeneSetsLike, as_network
+from .._readers import sae_run
 from .._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
 from ._annotate_core import clean_params
-from ._trust_utils import run_provenance, sae_run
+from ._trust_utils import run_provenance
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
@@ -119,7 +120,7 @@ def _check_nulls(nulls: Any, n_permutations: int) -> list[str]:
 
 def _stored_annotation(adata: AnnData, *, sae_key: str, annotation_key: str) -> dict:
     """Return the annotation run to repeat, checked to belong to the current SAE run."""
-    sae_run(adata, sae_key)
+    sae_run(adata, sae_key, need=(), activations=True)
     ann = adata.uns.get(annotation_key)
     if not isinstance(ann, dict) or "params" not in ann or "results" not in ann:
         msg = (

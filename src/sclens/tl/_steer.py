@@ -19,8 +19,8 @@ from ._steer_core import (
     paired_result,
     per_feature,
     resolve_amount,
-    sae_run,
     select_cells,
+    steer_run,
 )
 
 logger = logging.getLogger("sclens")
@@ -128,7 +128,7 @@ def steer(
       of the steered cells); ``sae_key``, ``sae_run_id`` (when the SAE run has one), ``use_rep``,
       ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``).
     """
-    run = sae_run(adata, sae_key)
+    run = steer_run(adata, sae_key)
     feats = check_features(features, run.n_features)
     modes = per_feature(mode, feats.size, "mode")
     values = per_feature(value, feats.size, "value")

@@ -18,6 +18,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from .. import _provenance as provenance
+from .._readers import sae_run
 from .._utils import as_dense_float32, get_rep, sae_activations
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
@@ -43,15 +44,11 @@ class SAERun:
         return as_dense_float32(x).astype(np.float64)
 
 
-def sae_run(adata: AnnData, sae_key: str) -> SAERun:
+def steer_run(adata: AnnData, sae_key: str) -> SAERun:
     """Activations, decoder weights and input embedding name of the SAE run ``sae_key`` (checked)."""
     act = sae_activations(adata, sae_key)
-    run = adata.uns[sae_key]
-    weights = run.get("weights", {})
-    if "W_dec" not in weights:
-        msg = f"`adata.uns[{sae_key!r}]['weights']['W_dec']` not found; refit with `sl.tl.fit_sae`."
-        raise KeyError(msg)
-    w_dec = np.asarray(weights["W_dec"], dtype=np.float64)
+    run = sae_run(adata, sae_key, need=(), arrays=("W_dec",))
+    w_dec = np.asarray(run["weights"]["W_dec"], dtype=np.float64)
     use_rep = str(run.get("params", {}).get("use_rep", ""))
     dim = get_rep(adata, use_rep).shape[1]
     if w_dec.shape != (act.shape[1], dim):

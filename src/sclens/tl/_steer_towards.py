@@ -15,7 +15,7 @@ from .._docs import doc_params
 from .._network import GeneSetsLike
 from .._utils import resolve_seed
 from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
-from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, sae_run, select_cells
+from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, select_cells, steer_run
 
 logger = logging.getLogger("sclens")
 
@@ -220,7 +220,7 @@ def steer_towards(
       log2 fold changes with the target-vs-source ones);
     * ``uns['contrast']``: the DE (``de``) and enriched gene sets (``results``) of perturbed vs normal.
     """
-    run = sae_run(adata, sae_key)
+    run = steer_run(adata, sae_key)
     if isinstance(max_features, bool) or not isinstance(max_features, (int, np.integer)) or max_features < 1:
         msg = f"max_features must be a positive integer, got {max_features!r}."
         raise ValueError(msg)

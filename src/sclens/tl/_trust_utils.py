@@ -9,17 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _provenance as provenance
-from .._utils import group_labels, sae_activations
-
-
-def sae_run(adata: AnnData, sae_key: str) -> dict:
-    """``adata.uns[sae_key]`` of an SAE (or baseline) run, with a clear error when missing."""
-    sae_activations(adata, sae_key)  # raises the package's KeyError when the run is missing
-    run = adata.uns[sae_key]
-    if not isinstance(run, dict):
-        msg = f"`adata.uns[{sae_key!r}]` is not an SAE run (a dict); run `sl.tl.fit_sae(..., key_added={sae_key!r})`."
-        raise TypeError(msg)
-    return run
+from .._utils import group_labels
 
 
 def run_provenance(adata: AnnData, sae_key: str) -> dict[str, Any]:
