@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import sclens as sl
+from sclens.tl._enrich import gene_set_matrix
 from sclens.tl._redundancy import information_content
 
 
@@ -38,6 +39,20 @@ def test_information_content():
     assert ic["mid"] == pytest.approx(np.log(2))
     assert ic["leaf"] == pytest.approx(np.log(4))
     assert ic["other"] == pytest.approx(0.0)  # the whole MF namespace
+
+
+def test_gene_sets_carry_the_information_content_of_all_terms_given():
+    """``GeneSets.ic`` (computed once per annotation) equals the groupby formula on the unrestricted sets."""
+    rng = np.random.default_rng(0)
+    pairs = [(f"T{t}", f"G{g}", ("BP", "MF", "CC")[t % 3]) for t in range(60) for g in rng.choice(300, 5 + t)]
+    net = pd.DataFrame(pairs + pairs[:40], columns=["source", "target", "namespace"])  # with duplicate pairs
+    size = net.groupby("source")["target"].nunique()
+    ns = net.drop_duplicates("source").set_index("source")["namespace"]
+    expected = np.log(ns.map(net.groupby("namespace")["target"].nunique()).reindex(size.index) / size).rename("ic")
+    gs = gene_set_matrix(net, pd.Index([f"G{g}" for g in range(100)]), namespaces=["BP"])  # fewer genes, BP only
+    pd.testing.assert_series_equal(gs.ic, expected, check_exact=True)
+    assert gs.ic is gs.ic  # cached
+    pd.testing.assert_series_equal(information_content(net), expected, check_exact=True)
 
 
 def test_redundant_planted_terms_collapse_to_one_cluster(annotated):

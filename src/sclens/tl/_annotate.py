@@ -238,7 +238,7 @@ def annotate_features(
         "params": clean_params(params),
         **({"de": de_tables} if de_tables else {}),
     }
-    add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gene_sets=gene_sets, gs=gs)
+    add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,25 @@ class GeneSets:
     matrix: sparse.csr_matrix
     net: pd.DataFrame  # long table restricted to var_names
     attrs: dict
+    given: pd.DataFrame = field(repr=False)  # ``as_network`` of the gene sets given (all namespaces and genes)
+
+    @cached_property
+    def ic(self) -> pd.Series:
+        """Information content of every term given (:func:`network_ic` of ``given``), computed once."""
+        return network_ic(self.given)
+
+
+def network_ic(net: pd.DataFrame) -> pd.Series:
+    """Return ``-ln(n_term / n_namespace)`` per term of a network made by ``as_network`` (index ``source``).
+
+    See :func:`sclens.tl._redundancy.information_content`; ``as_network`` dropped duplicate pairs, so
+    a term's row count is its number of genes.
+    """
+    size = net["source"].value_counts(sort=False)
+    ns = net.drop_duplicates("source").set_index("source")["namespace"]
+    total = net.drop_duplicates(["namespace", "target"])["namespace"].value_counts(sort=False)
+    ic = np.log(ns.map(total).reindex(size.index).astype(float) / size.astype(float))
+    return ic.rename("ic").sort_index()
 
 
 def gene_set_matrix(gene_sets: Any, var_names: pd.Index, *, namespaces: list[str] | None = None) -> GeneSets:
@@ -47,7 +67,7 @@ def gene_set_matrix(gene_sets: Any, var_names: pd.Index, *, namespaces: list[str
             "genes must be unique to match gene sets: run `adata.var_names_make_unique()` first."
         )
         raise ValueError(msg)
-    net = as_network(gene_sets)
+    net = given = as_network(gene_sets)
     if namespaces is not None and (net["namespace"] != "").any():
         net = net[net["namespace"].isin(namespaces)]
     genes = pd.Index(var_names.astype(str))
@@ -65,7 +85,7 @@ def gene_set_matrix(gene_sets: Any, var_names: pd.Index, *, namespaces: list[str
     row = pd.Index(terms["term"]).get_indexer(net["source"])
     col = genes.get_indexer(net["target"])
     mat = sparse.csr_matrix((np.ones(row.size), (row, col)), shape=(len(terms), genes.size))
-    return GeneSets(terms, mat, net, {k: str(v) for k, v in attrs.items() if np.isscalar(v)})
+    return GeneSets(terms, mat, net, {k: str(v) for k, v in attrs.items() if np.isscalar(v)}, given)
 
 
 def check_testable(gs: GeneSets, *, min_size: int, max_size: int | None) -> None:

@@ -18,6 +18,7 @@ from .. import _provenance as provenance
 from .._docs import doc_params
 from .._network import GeneSetsLike, as_network
 from .._utils import check_adata, update_features_table, writable
+from ._enrich import network_ic
 
 MIN_SIMILARITY = 0.2
 N_TOP_GENES = 3
@@ -34,11 +35,7 @@ def information_content(gene_sets: Any) -> pd.Series:
     this is the classic annotation-based information content (Resnik): 0 for a root, large for a
     specific term.
     """
-    net = as_network(gene_sets)
-    size = net.groupby("source")["target"].nunique()
-    ns = net.drop_duplicates("source").set_index("source")["namespace"].astype(str)
-    total = net.groupby("namespace")["target"].nunique()
-    return np.log(ns.map(total).reindex(size.index).astype(float) / size.astype(float)).rename("ic")
+    return network_ic(as_network(gene_sets))
 
 
 def top_genes_text(table: Any, *, n: int = N_TOP_GENES) -> pd.Series:
@@ -140,16 +137,16 @@ def add_term_clusters(
     *,
     sae_key: str,
     annotation_key: str,
-    gene_sets: GeneSetsLike,
     gs: Any,
     min_similarity: float = MIN_SIMILARITY,
 ) -> None:
-    """Cluster the kept terms of ``adata.uns[annotation_key]`` and write labels to the features table."""
+    """Cluster the kept terms of ``adata.uns[annotation_key]`` and write labels to the features table.
+
+    ``gs``: the annotation's :class:`~sclens.tl._enrich.GeneSets` (its ``ic`` is each term's information content).
+    """
     run, ann = adata.uns[sae_key], adata.uns[annotation_key]
     terms = pd.Index(gs.terms["term"].astype(str))
-    ann["results"] = cluster_terms(
-        ann["results"], gs.matrix, terms, information_content(gene_sets), min_similarity=min_similarity
-    )
+    ann["results"] = cluster_terms(ann["results"], gs.matrix, terms, gs.ic, min_similarity=min_similarity)
     table = run["features"]
     genes = top_genes_text(ann.get("top_genes"))
     cols = feature_labels(ann["results"], table, genes)
@@ -225,7 +222,5 @@ def term_redundancy(
     gs = gene_set_matrix(gene_sets, adata.var_names)
     adata = writable(adata, copy=copy)
     adata.uns[annotation_key] = {**adata.uns[annotation_key], "params": dict(adata.uns[annotation_key]["params"])}
-    add_term_clusters(
-        adata, sae_key=sae_key, annotation_key=annotation_key, gene_sets=gene_sets, gs=gs, min_similarity=min_similarity
-    )
+    add_term_clusters(adata, sae_key=sae_key, annotation_key=annotation_key, gs=gs, min_similarity=min_similarity)
     return adata if copy else None
