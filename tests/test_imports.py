@@ -89,3 +89,22 @@ def test_the_rules_catch_violations(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "from ..tl._fit import fit_sae\n")
     with pytest.raises(AssertionError, match=r"private module sclens\.tl\._fit.*\n.*sae must not import tl"):
         test_import_rules(bad)
+
+
+def test_import_is_lazy():
+    """``import sclens`` loads no namespace; ``sl.tl`` / ``sl.get`` do not load torch until the SAE is used."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sclens as sl\n"
+        "heavy = ('torch', 'matplotlib', 'anndata', 'scanpy', 'scvi', 'scipy.stats')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "sl.tl, sl.get\n"
+        "print('torch' in sys.modules, 'sae' in dir(sl.get), 'fit_sae' in dir(sl.tl))\n"
+        "from sclens.tl._fit import fit_sae\n"
+        "print(sl.tl.fit_sae is fit_sae, 'torch' in sys.modules)\n"
+        "try:\n    sl.nope\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "False True True", "True True", "module 'sclens' has no attribute 'nope'"]

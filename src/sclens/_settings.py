@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
-
 logger = logging.getLogger("sclens")
 # like scanpy: messages at or above `settings.verbosity` reach stderr without configuring the root logger
 _handler = logging.StreamHandler()
@@ -61,14 +59,7 @@ class SclensSettings:
 
     @device.setter
     def device(self, value: str) -> None:
-        if value == "auto":
-            value = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            torch.device(value)
-        except RuntimeError as e:
-            msg = f"Unknown torch device {value!r}: use 'cpu', 'cuda', 'cuda:0' or 'auto'."
-            raise ValueError(msg) from e
-        self._device = value
+        self._device = _torch_device(value)
 
     @property
     def n_jobs(self) -> int:
@@ -91,6 +82,13 @@ def resolve_device(device: str | None) -> str:
     if not isinstance(device, str) or not device:
         msg = f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'auto', got {device!r}."
         raise TypeError(msg)
+    return _torch_device(device)
+
+
+def _torch_device(device: str) -> str:
+    """``device`` checked by torch (imported here, so ``import sclens`` does not load it); ``"auto"``: cuda if any."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:

@@ -1,5 +1,8 @@
 """Tools: fit and apply sparse autoencoders, annotate and analyse their features."""
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 from ._alignment import feature_alignment
 from ._annotate import annotate_features, contrast
 from ._baseline import baseline_features
@@ -7,12 +10,17 @@ from ._batch_steer import batch_steer
 from ._compare import compare_features
 from ._compare_runs import compare_runs
 from ._feature_space import feature_space
-from ._fit import encode, fit_sae
 from ._null import annotation_null
 from ._redundancy import term_redundancy
 from ._specificity import feature_specificity, seed_robustness
 from ._steer import steer
 from ._steer_towards import steer_towards
+
+if TYPE_CHECKING:
+    from ._fit import encode, fit_sae
+
+# fit_sae / encode need torch: it is imported when they are first used, not with `sl.tl`
+__getattr__, __dir__ = lazy_attributes(__name__, {"encode": "._fit", "fit_sae": "._fit"})
 
 __all__ = [
     "annotate_features",
