@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,16 +82,28 @@ def resolve_within(adata: AnnData, within: Any) -> np.ndarray | None:
     if not isinstance(within, dict) or not within:
         msg = f"cells must be a dict such as {{'cell_type': 'B cells'}} or a boolean mask, got {within!r}."
         raise TypeError(msg)
+    return obs_mask(adata, within, check_values=True)
+
+
+def obs_mask(
+    adata: AnnData, selection: Mapping[str, Any], *, name: str = "cells", check_values: bool = False
+) -> np.ndarray:
+    """Boolean mask of the cells whose ``adata.obs[column]`` is one of the values given, for every column.
+
+    ``selection``: ``{obs column: one value or a collection of values}`` (compared as strings); ``name``: the
+    argument, for messages; ``check_values``: a value no cell has is an error (else it selects nothing).
+    """
     mask = np.ones(adata.n_obs, dtype=bool)
-    for col, values in within.items():
+    for col, values in selection.items():
         if col not in adata.obs.columns:
-            msg = f"`adata.obs[{col!r}]` not found (used in cells); available: {list(adata.obs.columns)}."
+            msg = f"`adata.obs[{col!r}]` not found (used in {name}); available columns: {list(adata.obs.columns)}."
             raise KeyError(msg)
-        values = [values] if isinstance(values, str) or np.isscalar(values) else list(values)
+        # any collection of values (list, set, array, pandas Index / Categorical), or one value
+        values = [values] if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) else list(values)
         col_values = adata.obs[col].astype(str)
-        missing = [v for v in values if str(v) not in set(col_values)]
+        missing = [v for v in values if str(v) not in set(col_values)] if check_values else []
         if missing:
-            msg = f"cells: {missing} not found in `adata.obs[{col!r}]`."
+            msg = f"{name}: {missing} not found in `adata.obs[{col!r}]`."
             raise ValueError(msg)
         mask &= col_values.isin([str(v) for v in values]).to_numpy()
     return mask

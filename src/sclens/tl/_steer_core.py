@@ -20,6 +20,7 @@ from scipy import sparse
 from .. import _provenance as provenance
 from .._readers import sae_run
 from .._utils import as_dense_float32, get_rep, sae_activations
+from ._cellsets import obs_mask
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 MODES = ("set", "add", "knockout")
@@ -65,15 +66,7 @@ def select_cells(adata: AnnData, cells: Any, *, name: str = "cells") -> np.ndarr
     if cells is None:
         idx = np.arange(adata.n_obs)
     elif isinstance(cells, Mapping):
-        mask = np.ones(adata.n_obs, dtype=bool)
-        for col, vals in cells.items():
-            if col not in adata.obs.columns:
-                msg = f"`adata.obs[{col!r}]` not found; available columns: {list(adata.obs.columns)}."
-                raise KeyError(msg)
-            # any collection of values (list, set, array, pandas Index / Categorical), or one value
-            vals = [vals] if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable) else list(vals)
-            mask &= adata.obs[col].astype(str).isin([str(v) for v in vals]).to_numpy()
-        idx = np.flatnonzero(mask)
+        idx = np.flatnonzero(obs_mask(adata, cells, name=name))
     else:
         arr = np.asarray(cells)
         if arr.dtype == bool:
