@@ -121,3 +121,19 @@ def stored_space(adata: AnnData, annotation_key: str, space_key: str = "feature_
         recorded=space.get("params") if isinstance(space, Mapping) else None,
     )  # fmt: skip
     return space
+
+
+def stored_annotation(
+    adata: AnnData, annotation_key: str, *, sae_key: str, need: Sequence[str] = ("results",), purpose: str = ""
+) -> Mapping:
+    """``adata.uns[annotation_key]`` after checks: it holds ``need`` and belongs to the current SAE run ``sae_key``.
+
+    ``purpose`` is appended to the message when it is missing (e.g. ``": the null repeats that annotation"``).
+    """
+    ann = adata.uns.get(annotation_key)
+    rerun = f"sl.tl.annotate_features(adata, gene_sets=..., key_added={annotation_key!r})"
+    if not isinstance(ann, Mapping) or any(k not in ann for k in need):
+        msg = f"`adata.uns[{annotation_key!r}]` not found; run `sl.tl.annotate_features(adata, gene_sets=...)` first"
+        raise KeyError(msg + (purpose or "."))
+    provenance.check_derived(adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`", rerun=rerun)
+    return ann

@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .. import _provenance as provenance
 from .._docs import doc_params
 from .._network import GeneSetsLike, as_network
-from .._readers import sae_run
+from .._readers import sae_run, stored_annotation
 from .._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
 from ._annotate_core import clean_params
 from ._trust_utils import run_provenance
@@ -118,23 +117,6 @@ def _check_nulls(nulls: Any, n_permutations: int) -> list[str]:
     return nulls
 
 
-def _stored_annotation(adata: AnnData, *, sae_key: str, annotation_key: str) -> dict:
-    """Return the annotation run to repeat, checked to belong to the current SAE run."""
-    sae_run(adata, sae_key, need=(), activations=True)
-    ann = adata.uns.get(annotation_key)
-    if not isinstance(ann, dict) or "params" not in ann or "results" not in ann:
-        msg = (
-            f"`adata.uns[{annotation_key!r}]` not found; run `sl.tl.annotate_features(adata, gene_sets=...)` "
-            "first: the null repeats that annotation with the same arguments."
-        )
-        raise KeyError(msg)
-    provenance.check_derived(
-        adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`",
-        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={annotation_key!r})",
-    )  # fmt: skip
-    return ann
-
-
 @doc_params()
 def annotation_null(
     adata: AnnData,
@@ -208,7 +190,9 @@ def annotation_null(
 
     check_adata(adata)
     nulls = _check_nulls(nulls, n_permutations)
-    ann = _stored_annotation(adata, sae_key=sae_key, annotation_key=annotation_key)
+    sae_run(adata, sae_key, need=(), activations=True)
+    purpose = ": the null repeats that annotation with the same arguments."
+    ann = stored_annotation(adata, annotation_key, sae_key=sae_key, need=("params", "results"), purpose=purpose)
     kw = _annotation_args(ann["params"], model)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
