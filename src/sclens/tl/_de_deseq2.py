@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,12 @@ def _import_pydeseq2():
 
 
 def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame:
-    """pyDESeq2 results (``log2FoldChange``, ``stat``, ``pvalue``, ``padj``, ``baseMean``) of one contrast.
+    """pyDESeq2 results (``log2FoldChange``, ``stat``, ``pvalue``, ``padj``, ``baseMean``) of one contrast."""
+    return deseq2_fit(counts, n_high, genes).results_df
+
+
+def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index) -> Any:
+    """Fit pyDESeq2 to one contrast; return its ``DeseqStats`` (``.dds`` holds size factors, dispersions).
 
     ``counts`` is dense int (high cells first, then low cells). Settings follow DESeq2's
     recommendations for single-cell data: ``poscounts`` size factors (every gene has zeros) and no
@@ -57,7 +62,7 @@ def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame
         dds.deseq2()
         ds = DeseqStats(dds, contrast=["condition", "high", "low"], quiet=True, n_cpus=1)
         ds.summary()
-    return ds.results_df
+    return ds
 
 
 def deseq2_engine(expr: Expression, high: list[np.ndarray], low: list[np.ndarray], *, n_jobs: int = 1) -> DEResult:

@@ -6,7 +6,7 @@ gene ``j`` and group ``g`` (high / low), estimated for all contrasts together:
 * size factors ``s_i``: library sizes over their geometric mean, computed once on all cells
   (pyDESeq2 uses ``poscounts`` on each contrast's cells; library sizes agreed better in our tests);
 * dispersions ``alpha_j``: estimated once on all cells by :func:`nb_dispersions` (moments of
-  ``y / s`` shrunk towards a parametric mean trend), not per contrast;
+  ``y / s`` shrunk towards a parametric mean trend with DESeq2's MAP weight), not per contrast;
 * group sums ``sum(y)`` and ``sum(s * y)`` of every contrast come from one sparse product (see
   :meth:`Expression.scan`); cell counts per size-factor quantile bin stand in for the cells' size
   factors in the sums over cells;
@@ -52,22 +52,30 @@ class DEResult:
         return ~np.isnan(self.padj)
 
 
-def nb_dispersions(z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarray) -> np.ndarray:
-    """Gene-wise NB dispersions: method of moments on ``y / s``, shrunk towards a mean trend.
+def nb_dispersions(
+    z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarray, *, weight: float | None = None
+) -> np.ndarray:
+    """Gene-wise NB dispersions: method of moments on ``y / s``, shrunk towards a mean trend as DESeq2's MAP.
 
     ``z_mean`` / ``z_var`` are the mean and variance of ``y / s`` over all cells. The moment estimate
     ``(var - mean * mean(1/s)) / mean^2`` is clipped to ``[1e-8, 10]`` (10 for genes without counts);
     the trend ``a0 + a1 / mean`` (DESeq2's parametric form, coefficients kept >= 1e-8) is fitted to
     the genes whose estimate lies strictly inside ``(1e-6, 10)`` by least squares with residuals
-    scaled by the current trend (gamma-family weights), iterated up to 20 times; the final
-    dispersion is ``exp(0.25 * log gene-wise + 0.75 * log trend)``, a fixed-weight stand-in for
-    DESeq2's maximum-a-posteriori shrinkage, except for DESeq2's *dispersion outliers* (log gene-wise
-    estimate more than 2 prior SDs above the trend; prior SD from the MAD of the log residuals,
-    at least 0.5, as pyDESeq2), which keep their gene-wise estimate: shrinking the strongly
-    over-dispersed genes of a cell-type program made random cell sets look differentially
-    expressed in exactly those genes (with fewer than 3 genes to fit, the clipped moment
-    estimates are returned). The weight was checked against per-contrast within-group moments
-    and DESeq2-like MAP weights, which did not agree better with pyDESeq2.
+    scaled by the current trend (gamma-family weights), iterated up to 20 times. The final log
+    dispersion is the precision-weighted mean of the gene-wise and trend values, DESeq2's normal
+    approximation of its maximum-a-posteriori estimate: ``weight = prior_var / (prior_var +
+    sampling_var)`` on the gene-wise value, with the sampling variance of a log dispersion from
+    ``n`` cells ``trigamma((n - 2) / 2)`` and the prior variance from the MAD of the log residuals
+    minus it (at least 0.25), as pyDESeq2. With thousands of cells the weight is close to 1: the
+    data, not the trend, decide each gene's dispersion. DESeq2's *dispersion outliers* (log
+    gene-wise estimate more than 2 prior SDs above the trend) keep their gene-wise estimate. With
+    fewer than 3 genes to fit, the clipped moment estimates are returned.
+
+    ``weight`` fixes the weight instead (earlier versions used 0.25, about DESeq2's weight with 6
+    samples). A fixed 0.25 with 2,000 cells halved the dispersion of a cell-type program's genes
+    (whose counts vary with the program) and inflated that of the others, so random cell sets
+    looked up-regulated in whole programs: 12 of 240 toy features independent of expression were
+    annotated (0 of 240 with the MAP weight; ``benchmarks/null_calibration.py``).
     """
     mean = np.asarray(z_mean, dtype=np.float64)
     inv_s = float(np.mean(1.0 / size_factors))
@@ -90,12 +98,15 @@ def nb_dispersions(z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarr
             break
         a0, a1 = new
     trend_all = np.clip(a0 + a1 / np.maximum(mean, 1e-12), 1e-8, 10.0)
-    shrunk = np.exp(0.25 * np.log(alpha) + 0.75 * np.log(trend_all))
-    # DESeq2's dispersion outliers keep their gene-wise estimate: log residual > 2 prior SDs above the trend
     resid = np.log(alpha[fit]) - np.log(trend_all[fit])
     mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
-    prior_sd = np.sqrt(max(mad**2 - float(special.polygamma(1, max(size_factors.size - 2, 1) / 2)), 0.25))
-    outlier = expressed & (np.log(alpha) > np.log(trend_all) + 2 * prior_sd)
+    sampling_var = float(special.polygamma(1, max(size_factors.size - 2, 1) / 2))
+    prior_var = max(mad**2 - sampling_var, 0.25)
+    if weight is None:
+        weight = prior_var / (prior_var + sampling_var)
+    shrunk = np.exp(weight * np.log(alpha) + (1 - weight) * np.log(trend_all))
+    # DESeq2's dispersion outliers keep their gene-wise estimate: log residual > 2 prior SDs above the trend
+    outlier = expressed & (np.log(alpha) > np.log(trend_all) + 2 * np.sqrt(prior_var))
     return np.where(expressed & ~outlier, shrunk, alpha)
 
 
