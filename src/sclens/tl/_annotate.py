@@ -31,10 +31,11 @@ gene_sets
     path. Its ``attrs`` (e.g. ``source``, ``release``) are recorded in the params.
 de_method
     ``"fast"``: all contrasts in one batched negative-binomial Wald test (size factors from library
-    sizes, gene-wise dispersions estimated once over all cells and shrunk towards a mean trend
-    except DESeq2's dispersion outliers, group means in closed form refined by one Newton step of
-    the NB likelihood, standard errors
-    from the Fisher information; no outlier replacement); ``"deseq2"``: one pyDESeq2 run per
+    sizes; gene-wise dispersions estimated once over all cells by the method of moments and shrunk
+    towards a mean trend with DESeq2's MAP weight, which with thousands of cells keeps them close
+    to the gene-wise values; group means in closed form refined by one Newton step of the NB
+    likelihood, standard errors from the Fisher information; no outlier replacement; the docs'
+    Performance page compares it with pyDESeq2); ``"deseq2"``: one pyDESeq2 run per
     contrast with DESeq2's single-cell settings (``~condition``, ``poscounts`` size factors, no
     Cook's outlier replacement), the reference.
 enrichment
