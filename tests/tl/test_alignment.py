@@ -55,6 +55,39 @@ def test_batch_driven_flag(planted):
     assert not table.loc[["16", "17"], "batch_driven"].any()  # dead features are never flagged
 
 
+def test_batch_driven_rule_on_planted_batch_and_cell_type_features():
+    """6 cell types x 3 batches; each planted feature's flag follows the documented AUROC rule."""
+    rng = np.random.default_rng(1)
+    n = 1800
+    ct, batch = rng.integers(6, size=n), rng.integers(3, size=n)
+    on = {
+        "batch_1, every cell type": batch == 1,
+        "batch_1, 40% of its cells": (batch == 1) & (rng.random(n) < 0.4),
+        "batch_1, 3 of 6 cell types": (batch == 1) & (ct < 3),  # no batch effect in types without programs
+        "type_2, every batch": ct == 2,
+        "type_2, 40% of its cells": (ct == 2) & (rng.random(n) < 0.4),
+        "batch_1 and type_2 only": (batch == 1) & (ct == 2),  # batch (~600 cells) > type (~300): not flagged
+        "noise": rng.random(n) < 0.3,
+    }
+    expected = [True, True, True, False, False, False, False]
+    act = np.column_stack([m * rng.gamma(2.0, 1.0, n) for m in on.values()]).astype(np.float32)
+    obs = pd.DataFrame(
+        {"cell_type": [f"type_{t}" for t in ct], "batch": [f"batch_{b}" for b in batch]},
+        index=[str(i) for i in range(n)],
+    ).astype("category")
+    adata = ad_.AnnData(obs=obs, obsm={"X_sae": sparse.csr_matrix(act)}, uns={"sae": {}})
+    sl.tl.feature_alignment(adata, groupby="cell_type", technical="batch")
+    table = adata.uns["sae"]["features"]
+    np.testing.assert_array_equal(table["batch_driven"].to_numpy(dtype=bool), expected)
+    np.testing.assert_array_equal(table["batch_driven"], table["batch_auroc"] > table["cell_type_auroc"])
+    assert (table.loc[["0", "1", "2"], "batch_best"] == "batch_1").all()
+    assert table.loc["0", "batch_auroc"] > 0.99 and table.loc["0", "cell_type_auroc"] < 0.6
+    # a feature on one batch within one cell type: AUROC 0.5 + n_both / (2 n_group) for each
+    both = on["batch_1 and type_2 only"].sum()
+    assert table.loc["5", "batch_auroc"] == pytest.approx(0.5 + both / (2 * (batch == 1).sum()))
+    assert table.loc["5", "cell_type_auroc"] == pytest.approx(0.5 + both / (2 * (ct == 2).sum()))
+
+
 def test_auroc_equals_sklearn_and_scores_are_consistent(planted):
     from sklearn.metrics import roc_auc_score
 

@@ -146,3 +146,30 @@ def test_batch_steer_reads_feature_alignment(sim):
     update_features_table(adata.uns["sae"], pd.DataFrame({"batch_driven": flags}))
     sl.tl.batch_steer(adata, batch_key="batch", label_key="cell_type")
     np.testing.assert_array_equal(adata.uns["batch_steered"]["features"], feats)
+
+
+def test_feature_alignment_flags_a_batch_feature_planted_in_the_simulation(sim):
+    """Two features appended to the SAE run: one on batch_1 in every cell type (flagged), one on a cell type.
+
+    The SAE's own features stay unflagged: measured, their highest batch AUROC is 0.59 (within cell
+    types, batch AUROC <= 0.66) and each separates a cell type better; the batch shift here scales
+    the programs (no batch effect at all in the two program-free cell types), it has no direction of its own.
+    """
+    from scipy import sparse
+
+    adata = sim.copy()
+    rng = np.random.default_rng(0)
+    on = np.column_stack([adata.obs["batch"] == "batch_1", adata.obs["cell_type"] == "type_02"])
+    planted = sparse.csr_matrix(on * rng.gamma(2.0, 1.0, on.shape), dtype=np.float32)
+    adata.obsm["X_sae"] = sparse.hstack([adata.obsm["X_sae"], planted], format="csr")
+    feats = adata.uns["sae"]["features"]
+    adata.uns["sae"]["features"] = pd.concat([feats, pd.DataFrame(index=["64", "65"])])
+    sl.tl.feature_alignment(adata, groupby="cell_type", technical="batch")
+    table = adata.uns["sae"]["features"]
+    flagged = table["batch_driven"].to_numpy(dtype=bool)
+    assert list(np.flatnonzero(flagged)) == [64]
+    assert table.loc["64", "batch_best"] == "batch_1" and table.loc["64", "batch_auroc"] > 0.99
+    assert table.loc["65", "cell_type_best"] == "type_02"
+    live = table["batch_auroc"].notna()
+    np.testing.assert_array_equal(flagged[live], (table["batch_auroc"] > table["cell_type_auroc"])[live])
+    assert table["batch_auroc"].iloc[:64].max() < 0.65
