@@ -143,12 +143,30 @@ def run_one(path: str, n_features: int) -> dict:
     }  # fmt: skip
 
 
+def run_child(path: Path, n_features: int) -> dict:
+    """Run one size in its own process; a failing child stops the driver with its stderr shown."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, __file__, "--one", str(path), "--n-features", str(n_features)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited {proc.returncode}"
+        sys.stderr.write(f"{proc.stderr}\n{proc.stdout[-2000:]}\n")
+        sys.exit(f"atlas.py: the child for {path.name} {how} (command: {' '.join(cmd)}); its output is above.")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(lines[-1]), "child_s": round(wall, 1), "child_cpu_s": round(cpu, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000])
     ap.add_argument("--dir", default="/tmp/sclens_atlas")
     ap.add_argument("--n-features", type=int, default=2500)
     ap.add_argument("--keep", action="store_true", help="keep the h5ad files")
+    ap.add_argument("--reuse", action="store_true", help="use an existing atlas_N.h5ad in --dir instead of writing it")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -161,20 +179,29 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         path = out / f"atlas_{n}.h5ad"
-        t_write = write_atlas(path, n, genes, go)
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(path), "--n-features", str(args.n_features)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        row = {**json.loads(proc.stdout.strip().splitlines()[-1]), "write_s": round(t_write, 1)}
+        reuse = args.reuse and path.exists()
+        t_write = None if reuse else round(write_atlas(path, n, genes, go), 1)
+        row = {**run_child(path, args.n_features), "write_s": t_write}
         row["file_GiB"] = round(path.stat().st_size / 2**30, 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if not args.keep:
             path.unlink()
-    import pandas as pd
+    print("Wall seconds on a shared machine overstate the cost; *_cpu_s are the child's user + sys seconds.")
+    print(table(rows))
 
-    print(pd.DataFrame(rows).to_string(index=False))
+
+def table(rows: list[dict]) -> str:
+    """Markdown table of the measured rows: wall seconds with CPU (user + sys) seconds in brackets."""
+    head = "| cells | genes | live / annotated features | fit s (CPU) | annotate s (CPU) | peak RSS (GiB) |"
+    lines = [head, "|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r['cells']:,} | {r['genes']:,} | {r['live_features']:,} / {r['annotated_features']:,} "
+            f"| {r['fit_s']:.0f} ({r['fit_cpu_s']:.0f}) | {r['annotate_s']:.0f} ({r['annotate_cpu_s']:.0f}) "
+            f"| {r['peak_rss_GiB']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
