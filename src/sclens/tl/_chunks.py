@@ -11,6 +11,7 @@ their partial sums stay bounded in memory.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -73,10 +74,10 @@ class Rows:
         self.chunk = min(CHUNK, max(64, 2**24 // max(self.shape[1], 1))) if dense_disk else CHUNK
 
     def _read(self, y: Any) -> sparse.csr_matrix:
-        if not self.memory:
-            y = y.compute() if is_dask(y) else y
-            y = as_csr(y)
+        if not self.memory:  # a fresh float64 CSR: no second copy
+            y = as_csr(y.compute() if is_dask(y) else y)
             check_counts(y.data, self.where, hint=self.hint)
+            return y
         return y.astype(np.float64)
 
     def take(self, idx: np.ndarray) -> sparse.csr_matrix:
@@ -126,6 +127,60 @@ def block_stats(
             block = sparse.vstack([block, block @ sparse.diags(ly)], format="csr")
         prods.append([block @ r for r in rights] if block.nnz else None)
     return {"lib": ly, "zl1": _colsum(yl), "zl2": _colsum(yl2), "prods": prods}
+
+
+def local_stats(
+    y: sparse.csr_matrix, members: list[sparse.csc_matrix], acc: list[np.ndarray], *, squares: bool, weighted: bool
+) -> dict[str, Any]:
+    """:func:`block_stats` of a CSR chunk read in this process, its group sums added straight into ``acc``.
+
+    ``acc``: per membership, the ``(rights, rows, genes)`` sums :func:`block_stats` would return as
+    ``prods``. No per-chunk product is formed: at atlas scale a chunk's product with the high cells is
+    nearly dense (every feature has some high cells in every chunk), so forming it sparse and then
+    adding it costs more than adding each stored count once per membership (:func:`_group_sums`).
+    """
+    if not y.has_canonical_format:
+        y = y.copy()
+        y.sum_duplicates()
+    ly = np.asarray(y.sum(axis=1)).ravel()
+    yl = y.data * np.repeat(1.0 / np.maximum(ly, 1e-12), np.diff(y.indptr))
+    yl2 = yl * yl
+    vals = np.vstack([y.data, yl, yl2]) if squares else y.data[None, :]
+    weights = np.vstack([np.ones_like(ly), ly]) if weighted else np.ones((1, ly.size))
+    for out, m in zip(acc, members, strict=True):
+        if m.nnz:
+            m = m.tocsr()  # features x chunk cells
+            _group_sums()(out, m.indptr, m.indices, m.data, y.indptr, y.indices, vals, weights)
+    n = y.shape[1]
+    return {"lib": ly, "zl1": np.bincount(y.indices, yl, minlength=n), "zl2": np.bincount(y.indices, yl2, minlength=n)}
+
+
+@functools.cache
+def _group_sums():
+    """Return the kernel ``out[r, w * k + f, g] += m[c, f] * weights[w, c] * vals[r, y(c, g)]``, compiled by numba."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(out, m_ptr, m_idx, m_val, y_ptr, y_idx, vals, weights):  # pragma: no cover - compiled
+        k = out.shape[1] // weights.shape[0]
+        for f in range(m_ptr.size - 1):  # feature-major: one output row stays in cache over its cells
+            for w in range(weights.shape[0]):
+                for r in range(vals.shape[0]):
+                    o = out[r, w * k + f]
+                    for jj in range(m_ptr[f], m_ptr[f + 1]):
+                        c = m_idx[jj]
+                        a = m_val[jj] * weights[w, c]
+                        for ii in range(y_ptr[c], y_ptr[c + 1]):
+                            o[y_idx[ii]] += a * vals[r, ii]
+
+    return kernel
+
+
+def add_prods(acc: list[np.ndarray], prods: list[Any]) -> None:
+    """Add a chunk's :func:`block_stats` products into ``acc`` (see :func:`local_stats`)."""
+    for arrays, ps in zip(acc, prods, strict=True):
+        for a, p in zip(arrays, ps or [], strict=False):
+            add_into(a, p)
 
 
 def add_into(acc: np.ndarray, part: Any) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import sparse
 
 from .._utils import get_layer, progress
-from ._chunks import CHUNK, Rows, add_into, block_stats, dask_block_stats, is_dask, split_sums
+from ._chunks import CHUNK, Rows, add_prods, block_stats, dask_block_stats, is_dask, local_stats, split_sums
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -109,14 +109,26 @@ class Expression:
         out = np.vstack(blocks) if blocks else np.zeros((0, len(self.var_names)))
         return np.rint(out).astype(np.int64) if integer else out
 
-    def _block_stats(self, mats: list[sparse.csc_matrix], **kw: Any):
-        """``(start, stop, block_stats)`` of every chunk of cells (dask chunks as dask tasks)."""
+    def _block_stats(self, mats: list[sparse.csc_matrix], acc: list[np.ndarray], **kw: Any):
+        """``(start, stop, block_stats)`` of every chunk of cells, its group sums added into ``acc``.
+
+        Dask chunks are dask tasks returning their products; sparse chunks read here are added
+        straight into ``acc`` (:func:`~sclens.tl._chunks.local_stats`).
+        """
         if self.model is None and is_dask(self.rows.x):
-            yield from dask_block_stats(self.rows, mats, **kw)
+            for start, stop, part in dask_block_stats(self.rows, mats, **kw):
+                add_prods(acc, part["prods"])
+                yield start, stop, part
             return
         for idx, y in self.chunks():
             start, stop = int(idx[0]), int(idx[-1]) + 1  # chunks of all cells are contiguous
-            yield start, stop, block_stats(y, [m[:, start:stop] for m in mats], **kw)
+            sub = [m[:, start:stop] for m in mats]
+            if sparse.issparse(y):
+                yield start, stop, local_stats(y, sub, acc, **kw)
+                continue
+            part = block_stats(y, sub, **kw)
+            add_prods(acc, part["prods"])
+            yield start, stop, part
 
     def scan(self, memberships: list[sparse.spmatrix], *, squares: bool = False, weighted: bool = False) -> Scan:
         """Library sizes, normalised moments and group sums for each membership matrix (cells x k).
@@ -128,16 +140,13 @@ class Expression:
         mats = [sparse.csc_matrix(m.T, dtype=np.float64) for m in memberships]  # k x cells
         lib, zl1, zl2 = np.zeros(n), np.zeros(n_genes), np.zeros(n_genes)
         widths = [m.shape[0] * (1 + weighted) for m in mats]
-        acc = [[np.zeros((w, n_genes)) for _ in range(1 + 2 * squares)] for w in widths]
+        acc = [np.zeros((1 + 2 * squares, w, n_genes)) for w in widths]
         n_chunks = int(np.ceil(n / CHUNK))
-        parts = self._block_stats(mats, squares=squares, weighted=weighted)
+        parts = self._block_stats(mats, acc, squares=squares, weighted=weighted)
         for start, stop, part in progress(parts, total=n_chunks, desc="expression"):
             lib[start:stop] = part["lib"]
             zl1 += part["zl1"]
             zl2 += part["zl2"]
-            for arrays, prods in zip(acc, part["prods"], strict=True):
-                for a, p in zip(arrays, prods or [], strict=False):
-                    add_into(a, p)
         sums = [split_sums(a, m.shape[0], squares=squares, weighted=weighted) for a, m in zip(acc, mats, strict=True)]
         if (lib <= 0).any():
             n_empty = int((lib <= 0).sum())
@@ -149,7 +158,8 @@ class Expression:
         gm = float(np.exp(np.mean(np.log(lib))))
         z_mean = zl1 * gm / n
         z_var = np.maximum(zl2 * gm**2 / n - z_mean**2, 0.0) * n / max(n - 1, 1)
-        zs = [d["zs"] * gm for d in sums] if squares else None
-        z2s = [d["z2s"] * gm**2 for d in sums] if squares else None
-        ssums = [d["lys"] / gm for d in sums] if weighted else None
+        # in place: each of these is features x genes
+        zs = [np.multiply(d["zs"], gm, out=d["zs"]) for d in sums] if squares else None
+        z2s = [np.multiply(d["z2s"], gm**2, out=d["z2s"]) for d in sums] if squares else None
+        ssums = [np.divide(d["lys"], gm, out=d["lys"]) for d in sums] if weighted else None
         return Scan(lib, lib / gm, z_mean, z_var, [d["sums"] for d in sums], zs, z2s, ssums)
