@@ -167,3 +167,33 @@ def test_model_expression_of_backed_file(scvi_toy, tmp_path):
     torch.manual_seed(7)
     want = model.get_normalized_expression(adata, indices=np.sort(idx), library_size="latent", return_numpy=True)
     np.testing.assert_allclose(got, want[np.unique(idx, return_inverse=True)[1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("squares", "weighted"), [(False, True), (True, False)])
+def test_local_group_sums_equal_sparse_products(squares, weighted):
+    """The kernel that adds a chunk into the group sums gives the sparse products' sums.
+
+    The chunk is not canonical (a duplicate entry); one membership has no member in the chunk.
+    """
+    from scipy import sparse
+
+    from sclens.tl._chunks import add_prods, block_stats, local_stats
+
+    rng = np.random.default_rng(0)
+    y = sparse.random(60, 40, density=0.2, format="csr", random_state=1, data_rvs=lambda n: rng.integers(1, 9, n))
+    at = y.indptr[1]  # a second entry for cell 0's first gene
+    data, indices = np.insert(y.data.astype(np.float64), at, 2.0), np.insert(y.indices, at, y.indices[0])
+    y = sparse.csr_matrix((data, indices, np.r_[0, y.indptr[1:] + 1]), shape=y.shape)
+    assert not y.has_canonical_format
+    members = [sparse.random(5, 60, density=0.3, format="csc", random_state=2), sparse.csc_matrix((3, 60))]
+    got = [np.zeros((1 + 2 * squares, m.shape[0] * (1 + weighted), 40)) for m in members]
+    want = [np.zeros_like(a) for a in got]
+    part = local_stats(y, members, got, squares=squares, weighted=weighted)
+    ref = block_stats(y, members, squares=squares, weighted=weighted)
+    add_prods(want, ref["prods"])
+    assert got[0].any()
+    assert not got[1].any()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    for key in ("lib", "zl1", "zl2"):
+        np.testing.assert_allclose(part[key], ref[key], rtol=1e-12)
