@@ -138,13 +138,11 @@ def feature_summary(results: pd.DataFrame, features: np.ndarray) -> pd.DataFrame
     summary = pd.DataFrame({"n_terms": 0, "best_term": "", "label": ""}, index=idx)
     if len(results):
         counts = results.groupby("feature").size()
-        first = results.groupby("feature").head(1).set_index("feature")
-        for f, n in counts.items():
-            summary.loc[str(f), ["n_terms", "best_term", "label"]] = [
-                int(n),
-                str(first.loc[f, "term"]),
-                _short(str(first.loc[f, "name"])),
-            ]
+        first = results.groupby("feature").head(1).set_index("feature").loc[counts.index]
+        keys = [str(f) for f in counts.index]  # one assignment per column: thousands of features
+        summary.loc[keys, "n_terms"] = counts.to_numpy().astype(np.int64)
+        summary.loc[keys, "best_term"] = first["term"].astype(str).to_numpy()
+        summary.loc[keys, "label"] = [_short(str(n)) for n in first["name"]]
     return summary.astype({"n_terms": np.int64, "best_term": str, "label": str})
 
 
