@@ -78,8 +78,6 @@ def cluster_terms(
     """
     out = results.copy()
     out["ic"] = ic.reindex(out["term"].astype(str)).to_numpy(dtype=float)
-    out["term_cluster"] = np.zeros(len(out), dtype=np.int64)
-    out["representative"] = np.zeros(len(out), dtype=bool)
     rows = terms.get_indexer(out["term"].astype(str))
     if (rows < 0).any():
         msg = (
@@ -89,17 +87,19 @@ def cluster_terms(
         raise ValueError(msg)
     binary = sparse.csr_matrix(matrix, dtype=np.float64)
     binary.data[:] = 1.0
+    term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
+    ic_all = np.nan_to_num(out["ic"].to_numpy(), nan=-np.inf)
     for idx in out.groupby("feature", sort=False).indices.values():
         raw = _clusters(binary[rows[idx]], min_similarity)
         _, first = np.unique(raw, return_index=True)
         rank = {c: r for r, c in enumerate(raw[np.sort(first)])}
         cl = np.array([rank[c] for c in raw], dtype=np.int64)
-        out.iloc[idx, out.columns.get_loc("term_cluster")] = cl
-        ic_f = np.nan_to_num(out["ic"].to_numpy()[idx], nan=-np.inf)
+        term_cluster[idx] = cl
+        ic_f = ic_all[idx]
         for c in np.unique(cl):
             members = np.flatnonzero(cl == c)
-            best = members[np.argmax(ic_f[members])]  # argmax keeps the first (lowest p) of ties
-            out.iloc[idx[best], out.columns.get_loc("representative")] = True
+            representative[idx[members[np.argmax(ic_f[members])]]] = True  # argmax: first (lowest p) of ties
+    out["term_cluster"], out["representative"] = term_cluster, representative
     return out
 
 
