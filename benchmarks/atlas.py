@@ -10,9 +10,11 @@ projection of cell type and program activities plus noise. The file is written b
 
 Each size runs in its own process (so peak RSS is its own): read backed, ``fit_sae`` (defaults,
 except ``n_features`` so that >= 2,000 features live), then ``annotate_features`` on all live
-features with GO BP of the embedded snapshot, counts read from the backed ``X``.
+features with GO BP of the embedded snapshot, counts read from the backed ``X``. Each row gives wall
+seconds and CPU seconds (user + sys): on a shared machine wall time overstates the cost. A failing
+child stops the driver with a non-zero exit and its stderr.
 
-Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500]``
+Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]``
 """
 
 from __future__ import annotations
