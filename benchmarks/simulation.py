@@ -49,8 +49,8 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--architecture", default="topk")
     p.add_argument("--k", type=int, default=30)
     p.add_argument("--l1-weight", type=float, default=1e-3)
-    p.add_argument("--sae-epochs", type=int, default=30)
-    p.add_argument("--sae-lr", type=float, default=1e-3)
+    p.add_argument("--sae-epochs", type=int, default=None, help="default: fit_sae's (train to convergence)")
+    p.add_argument("--sae-lr", type=float, default=None, help="default: fit_sae's learning-rate rule")
     p.add_argument("--n-components", type=int, default=150, help="PCA / ICA / SVD components (paper: 150)")
     p.add_argument("--max-cells", type=int, default=10_000, help="cells used for the correlation metrics")
     p.add_argument("--threshold", type=float, default=0.9)
@@ -114,7 +114,6 @@ def main() -> None:
             l1_weight=args.l1_weight,
             lr=args.sae_lr,
             n_epochs=args.sae_epochs,
-            batch_size=256,
             device=args.device,
             random_state=args.seed,
         )
