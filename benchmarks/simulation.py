@@ -7,7 +7,9 @@ the embedding) is roughly the best |r| any single SAE feature can reach: at the 
 whatever the SAE (see the simulation tutorial, section 7).
 
 The paper used 100,000 cells x 20,000 genes (``--n-cells 100000 --n-genes 20000``, hours on a
-GPU); the default here, 20,000 cells x 2,000 genes, finishes in a few minutes on a laptop CPU::
+GPU); the default here, 20,000 cells x 2,000 genes with a 100-feature SAE (one per program; wider
+SAEs split programs by cell type and recover less, see the tutorial), takes about 7 minutes on one
+CPU core::
 
     python benchmarks/simulation.py
     python benchmarks/simulation.py --n-cells 100000 --n-genes 20000 --device cuda
@@ -48,7 +50,7 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--n-latent", type=int, default=50)
     p.add_argument("--hidden", type=int, nargs="*", default=[256])
     p.add_argument("--ae-epochs", type=int, default=15)
-    p.add_argument("--sae-features", type=int, default=1000)
+    p.add_argument("--sae-features", type=int, default=100)
     p.add_argument("--architecture", default="topk")
     p.add_argument("--k", type=int, default=30)
     p.add_argument("--l1-weight", type=float, default=1e-3)
