@@ -26,6 +26,51 @@ class EvalResult(NamedTuple):
     activations: Any  # scipy.sparse.csr_matrix (float32) or None
 
 
+class _FeatureStats:
+    """Per-feature firing counts, sums and maxima, accumulated batch by batch on the host.
+
+    Compact (TopK-like) activations are scattered by feature index and turned into CSR rows
+    directly, without an ``(n, F)`` dense intermediate.
+    """
+
+    def __init__(self, n_features: int, keep: bool) -> None:
+        self.n_features = n_features
+        self.count = torch.zeros(n_features, dtype=torch.float64)
+        self.total = torch.zeros(n_features, dtype=torch.float64)
+        self.vmax = torch.zeros(n_features)
+        self.blocks: list[Any] = [] if keep else None
+
+    def add(self, acts: torch.Tensor, idx: torch.Tensor | None) -> None:
+        from scipy import sparse
+
+        acts = acts.float().cpu()
+        if idx is None:
+            self.count += (acts > 0).sum(0)
+            self.total += acts.sum(0, dtype=torch.float64)
+            self.vmax = torch.maximum(self.vmax, acts.max(0).values)
+            if self.blocks is not None:
+                self.blocks.append(sparse.csr_matrix(acts.numpy()))
+            return
+        n, k = acts.shape
+        flat_i, flat_a = idx.cpu().flatten(), acts.flatten()
+        self.count.index_add_(0, flat_i, (flat_a > 0).double())
+        self.total.index_add_(0, flat_i, flat_a.double())
+        self.vmax.scatter_reduce_(0, flat_i, flat_a, reduce="amax")  # activations are >= 0, vmax starts at 0
+        if self.blocks is not None:
+            indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
+            block = sparse.csr_matrix((flat_a.numpy(), flat_i.numpy(), indptr), shape=(n, self.n_features))
+            block.eliminate_zeros()
+            self.blocks.append(block)
+
+    def activations(self) -> Any:
+        from scipy import sparse
+
+        acts = sparse.vstack(self.blocks, format="csr").astype(np.float32)
+        acts.eliminate_zeros()
+        acts.sort_indices()
+        return acts
+
+
 @torch.no_grad()
 def evaluate(
     model: SparseAutoencoder,
@@ -43,8 +88,6 @@ def evaluate(
     maximum; a feature is dead when it never fires. With ``return_activations`` the activations
     are returned as a CSR float32 matrix, built batch by batch.
     """
-    from scipy import sparse
-
     model.eval()
     batches = as_batches(data, batch_size=batch_size, shuffle=False, seed=0)
     if reference_mean is None:
@@ -54,45 +97,32 @@ def evaluate(
             n += len(batch)
         reference_mean = s1 / max(n, 1)
     mu = torch.as_tensor(reference_mean, dtype=torch.float64).to(model.device)
-    n_feat = model.n_features
-    count = torch.zeros(n_feat, dtype=torch.float64)
-    total = torch.zeros(n_feat, dtype=torch.float64)
-    vmax = torch.zeros(n_feat)
-    sse, sq_dev, blocks = [], [], []
+    feats = _FeatureStats(model.n_features, keep=return_activations)
+    sse, sq_dev = [], []
     for batch in batches:
         x = model.check_input(torch.as_tensor(batch, dtype=torch.float32))
         acts, idx = model.encode_compact(x)
         recon = model._denormalize(model._decode_normalized(acts, idx))
         sse.append((recon - x).double().pow(2).sum(1).cpu())
         sq_dev.append((x.double() - mu).pow(2).sum(1).cpu())
-        dense = acts if idx is None else acts.new_zeros(len(x), n_feat).scatter_(1, idx, acts)
-        dense = dense.cpu()
-        count += (dense > 0).sum(0)
-        total += dense.sum(0, dtype=torch.float64)
-        vmax = torch.maximum(vmax, dense.max(0).values)
-        if return_activations:
-            blocks.append(sparse.csr_matrix(dense.numpy()))
+        feats.add(acts, idx)
     if not sse:
         msg = "No data to evaluate the SAE on."
         raise ValueError(msg)
     sse_all = torch.cat(sse).numpy()
     sq_dev = torch.cat(sq_dev).numpy()
     n = len(sse_all)
-    freq = (count / n).numpy()
+    freq = (feats.count / n).numpy()
     live = freq > 0
-    acts = None
-    if return_activations:
-        acts = sparse.vstack(blocks, format="csr").astype(np.float32)
-        acts.eliminate_zeros()
     return EvalResult(
         fvu=float(sse_all.sum() / max(sq_dev.sum(), 1e-30)),
-        l0=float(count.sum() / n),
+        l0=float(feats.count.sum() / n),
         dead_fraction=float(1.0 - live.mean()),
         n_live=int(live.sum()),
         frequency=freq,
-        mean_activation=(total / n).float().numpy(),
-        max_activation=vmax.numpy(),
+        mean_activation=(feats.total / n).float().numpy(),
+        max_activation=feats.vmax.numpy(),
         sse=sse_all,
         sq_dev=sq_dev,
-        activations=acts,
+        activations=feats.activations() if return_activations else None,
     )

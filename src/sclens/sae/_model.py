@@ -51,9 +51,9 @@ class SAEOutput(NamedTuple):
         """Boolean mask of features with a positive activation in this batch."""
         if self.indices is None:  # activations are >= 0; a max is several times faster than `(acts > 0).any(0)`
             return self.counts > 0 if self.counts is not None else self.acts.detach().amax(0) > 0
-        # scatter-add instead of boolean indexing: no host synchronisation
+        # scatter-add of the (>= 0) activations instead of boolean indexing: no host synchronisation
         hits = torch.zeros(self.n_features, dtype=torch.float32, device=self.acts.device)
-        return hits.index_add_(0, self.indices.flatten(), (self.acts > 0).flatten().float()) > 0
+        return hits.index_add_(0, self.indices.flatten(), self.acts.detach().flatten().float()) > 0
 
 
 class SparseAutoencoder(nn.Module):
