@@ -66,10 +66,13 @@ def test_converges_without_training_arguments(converged):
 
 def test_best_weights_restored(converged):
     sae, h, x, _ = converged
-    # the kept model is the one of the best evaluation, not the last one
-    assert int(h["best_step"]) <= int(h["n_steps"])
-    assert float(h["best_val_fvu"]) == pytest.approx(float(np.min(h["val_fvu"])), rel=1e-6)
-    assert evaluate(sae, x[1080:]).fvu == pytest.approx(float(h["best_val_fvu"]), rel=1e-3)
+    best_fvu, best_step = float(h["best_val_fvu"]), int(h["best_step"])
+    at_best = list(h["step"]).index(best_step)  # the best step is an evaluation step ...
+    assert float(h["val_fvu"][at_best]) == pytest.approx(best_fvu, rel=1e-6) == float(np.min(h["val_fvu"]))
+    assert int(h["n_steps"]) - best_step >= 2 * 50  # ... `patience` evaluations before the stop
+    # the kept model is the one of the best evaluation, not the last (measurably worse) one
+    assert float(h["val_fvu"][-1]) > 1.01 * best_fvu
+    assert evaluate(sae, x[1080:]).fvu == pytest.approx(best_fvu, rel=1e-3)
 
 
 def test_explicit_epochs_train_exactly_that_long(make_planted):

@@ -33,7 +33,7 @@ class _FeatureStats:
     directly, without an ``(n, F)`` dense intermediate.
     """
 
-    def __init__(self, n_features: int, keep: bool) -> None:
+    def __init__(self, n_features: int, *, keep: bool) -> None:
         self.n_features = n_features
         self.count = torch.zeros(n_features, dtype=torch.float64)
         self.total = torch.zeros(n_features, dtype=torch.float64)

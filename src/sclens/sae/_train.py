@@ -23,6 +23,8 @@ CURVES = ("loss", "mse", "sparsity_loss", "auxk_loss", "fvu", "l0", "dead_fracti
 _SUMMED = ("loss", "mse", "sparsity_loss", "auxk_loss", "l0")
 _MONITOR_ROWS = 8192  # held-out cells scored at each evaluation (kept on the device)
 _DEAD_REFRESH = 16  # steps between updates of the dead-feature list (one host sync each)
+_SWEEP_EVERY = 100  # steps between sweeps of tiny Adam moments (CPU), see `_zero_tiny_moments_`
+_TINY_MOMENT = 1e-30
 
 __all__ = ["CURVES", "EvalResult", "evaluate", "global_rank", "initialize_from_data", "torch_threads", "train_sae"]
 
@@ -111,19 +113,21 @@ def _adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
-@contextlib.contextmanager
-def _flush_denormals() -> Iterator[None]:
-    """Treat denormal floats as zero while training (x86 / ARM CPUs), then restore the previous setting.
+@torch.no_grad()
+def _zero_tiny_moments_(optimizer: torch.optim.Optimizer, *, below: float = _TINY_MOMENT) -> None:
+    """Set Adam moment entries smaller than ``below`` to zero, so they never become denormal.
 
-    Adam's moment estimates of features that stop firing decay geometrically and become denormal
-    after about 800 steps; arithmetic on denormals is many times slower on CPUs.
+    The moments of a feature that stopped firing decay geometrically (the first by 0.9 a step)
+    and would reach denormal floats (< 1.2e-38) after some 800 steps; CPU arithmetic on denormals
+    is many times slower. A value below 1e-30 needs about 190 steps to get there, so a sweep every
+    :data:`_SWEEP_EVERY` steps catches every one. Moments this small move no weight (Adam's
+    ``eps`` is 1e-8).
     """
-    was_on = bool(torch.tensor(1e-39).mul(1.0).eq(0))
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(was_on)
+    for state in optimizer.state.values():
+        for name in ("exp_avg", "exp_avg_sq"):
+            t = state.get(name)
+            if t is not None:
+                t.masked_fill_(t.abs() < below, 0)
 
 
 def _rows_tensor(source: Any, n_max: int, device: torch.device) -> torch.Tensor:
@@ -144,6 +148,7 @@ class _Trainer:
         # per-step input / output conversion and backward hooks (DDP needs the wrapper's gradient sync)
         self.forward = self.fmodel if fabric.world_size > 1 else self._direct_forward
         dev = fabric.device
+        self.sweep = dev.type == "cpu"  # GPUs compute on denormals at full speed
         self.since_fired = torch.zeros(model.n_features, dtype=torch.long, device=dev)
         self.dead_idx: torch.Tensor | None = None
         self.sums = torch.zeros(len(_SUMMED) + 1, dtype=torch.float64, device=dev)
@@ -187,6 +192,8 @@ class _Trainer:
         self.step += 1
         if model.arch.uses_auxk and self.step % min(_DEAD_REFRESH, model.cfg.dead_steps) == 0:
             self.dead_idx = (self.since_fired >= model.cfg.dead_steps).nonzero().squeeze(1)
+        if self.sweep and self.step % _SWEEP_EVERY == 0:
+            _zero_tiny_moments_(self.optimizer)
 
     def log(self) -> None:
         """Append one point of the training curves (the only host sync besides the dead list)."""
@@ -327,8 +334,7 @@ def train_sae(
     held_out = _rows_tensor(val, _MONITOR_ROWS, fabric.device) if val is not None else None
     total = n_epochs * len(batches) if n_epochs is not None and hasattr(batches, "__len__") else None
     run = _Trainer(fabric, model, lr, rule, total)
-    with _flush_denormals():
-        reason = _loop(run, batches, n_epochs, held_out, calib, show_progress, callback)
+    reason = _loop(run, batches, n_epochs, held_out, calib, show_progress, callback)
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     model.arch.calibrate_(model, model._encoder_input(model._normalize(calib)))
