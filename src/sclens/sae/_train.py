@@ -308,7 +308,9 @@ def train_sae(
     ``val_data``, or of the training data when no ``val_data`` is given. An explicit
     ``n_epochs`` trains exactly that long (learning rate decayed linearly over the last 20 %).
     ``lr=None`` uses :func:`sclens.sae.default_lr` (``2e-4 / sqrt(n_features / 2**14)``); the
-    learning rate warms up linearly over the first (at most 100) steps.
+    learning rate warms up linearly over the first (at most 100) steps. Adam is fused into one
+    kernel where torch supports it; on CPU, Adam moments below 1e-30 are zeroed every 100 steps,
+    so that those of features that stopped firing never become (slow) denormal floats.
     ``accelerator`` / ``devices`` / ``strategy`` / ``precision`` / ``num_nodes`` go to Fabric, so
     ``strategy="ddp", devices=4`` trains on four GPUs; the default runs in-process on CPU.
 
