@@ -133,6 +133,7 @@ def run_overhead(cfg: dict) -> dict:
             runs["sclens"].append((marks[-1] - marks[0]) / cfg["epochs"])
             runs["tuned"].append(plain_loop(model(), x, batch_size=cfg["batch_size"], n_epochs=cfg["epochs"],
                                             tuned=True))  # fmt: skip
+            print(" ".join(f"{k} {v[-1]:.2f}" for k, v in runs.items()), file=sys.stderr, flush=True)  # progress
     return {**cfg, **runs}
 
 
