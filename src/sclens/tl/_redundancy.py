@@ -7,6 +7,7 @@ group, or with another ``min_similarity``).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from ._enrich import network_ic
 MIN_SIMILARITY = 0.2
 N_TOP_GENES = 3
 LABEL_WIDTH = 40
+CHUNK = 128  # features per sparse product in _block_distances
 
 
 def information_content(gene_sets: Any) -> pd.Series:
@@ -46,23 +48,89 @@ def top_genes_text(table: Any, *, n: int = N_TOP_GENES) -> pd.Series:
     return first.groupby(first["feature"].astype(int).astype(str), sort=False)["gene"].agg(", ".join)
 
 
-def _clusters(mat: sparse.csr_matrix, min_similarity: float) -> np.ndarray:
-    """Average-linkage clusters of the rows of a binary terms x genes matrix by Jaccard similarity."""
-    k = mat.shape[0]
-    if k == 1:
-        return np.zeros(1, dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
+def _block_distances(matrix: Any, rows: np.ndarray, block: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Condensed Jaccard distances between the gene sets ``rows`` within each block (``block`` sorted).
 
-    inter = (mat @ mat.T).toarray()
-    size = np.diag(inter)
-    union = size[:, None] + size[None, :] - inter
-    dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    np.fill_diagonal(dist, 0.0)
-    labels = fcluster(
-        linkage(squareform(dist, checks=False), method="average"), t=1.0 - min_similarity, criterion="distance"
-    )
-    return labels.astype(np.int64)
+    Returns the distances of all blocks concatenated (scipy's condensed order within a block) and
+    each block's offset. Overlaps are exact counts from a float32 product of each block's terms x
+    genes matrix, restricted to the genes in two or more of its terms (the others overlap nothing).
+    """
+    mat = sparse.csr_matrix(matrix)
+    lo, hi = mat.indptr[rows], mat.indptr[rows + 1]
+    nnz = hi - lo
+    size = nnz.astype(np.float64)
+    indptr = np.concatenate([[0], np.cumsum(nnz)])
+    genes = mat.indices[np.arange(indptr[-1]) + np.repeat(lo - indptr[:-1], nnz)].astype(np.int64)
+    row_of = np.repeat(np.arange(rows.size), nnz)
+    k = np.bincount(block, minlength=n_blocks)
+    offset = np.concatenate([[0], np.cumsum(k * (k - 1) // 2)])
+    first = np.concatenate([[0], np.cumsum(k)])
+    dist = np.ones(int(offset[-1]))
+    n_genes = mat.shape[1]
+    for b0 in range(0, n_blocks, CHUNK):  # (block, gene) keys of CHUNK blocks at a time
+        e0, e1 = indptr[first[b0]], indptr[first[min(b0 + CHUNK, n_blocks)]]
+        key = (block[row_of[e0:e1]] - b0) * n_genes + genes[e0:e1]
+        shared_gene = np.bincount(key, minlength=CHUNK * n_genes) > 1
+        col = np.concatenate([[0], np.cumsum(shared_gene)])  # dense column of each shared (block, gene)
+        keep = shared_gene[key]
+        key, entry_row = key[keep], row_of[e0:e1][keep]
+        bounds = np.searchsorted(key // n_genes, np.arange(CHUNK + 1))  # keys sorted by block (rows are)
+        for f in range(b0, min(b0 + CHUNK, n_blocks)):
+            if k[f] < 2:
+                continue
+            s0, s1 = bounds[f - b0], bounds[f - b0 + 1]
+            c0, c1 = col[(f - b0) * n_genes], col[(f - b0 + 1) * n_genes]
+            dense = np.zeros((k[f], c1 - c0), dtype=np.float32)  # counts are exact in float32 below 2**24
+            dense[entry_row[s0:s1] - first[f], col[key[s0:s1]] - c0] = 1.0
+            i, j = _upper(int(k[f]))
+            shared = (dense @ dense.T)[i, j].astype(np.float64)
+            union = size[first[f] + i] + size[first[f] + j] - shared
+            jac = np.divide(shared, union, out=np.zeros_like(union), where=union > 0)
+            dist[offset[f] : offset[f + 1]] = 1.0 - jac
+    return dist, offset
+
+
+@lru_cache(maxsize=64)
+def _upper(k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(k, 1)
+
+
+def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
+    """Flat average-linkage clusters of ``k`` terms (any numbering) from their condensed distances.
+
+    The same as ``fcluster(linkage(dist, "average"), cut, "distance")``: when no two terms are
+    closer than ``cut`` (with a margin for rounding), every merge height (a mean of distances) lies
+    above the cut and all terms stay apart; two terms are merged when their distance is at most ``cut``.
+    """
+    if k < 2 or dist.min() > cut + 1e-9:
+        return np.arange(k, dtype=np.int64)
+    if k == 2:
+        return np.array([0, 0 if dist[0] <= cut else 1], dtype=np.int64)
+    try:  # scipy's own kernels without the per-call checks of linkage() and fcluster() (~5x less overhead)
+        from scipy.cluster._hierarchy import cluster_dist, nn_chain
+    except ImportError:  # pragma: no cover - private scipy API moved
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        return fcluster(linkage(dist, method="average"), t=cut, criterion="distance").astype(np.int64)
+    out = np.zeros(k, dtype=np.int32)
+    cluster_dist(nn_chain(np.ascontiguousarray(dist, dtype=np.float64), k, 2), out, float(cut), k)
+    return out.astype(np.int64)
+
+
+def _number_clusters(raw: np.ndarray, block: np.ndarray, ic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber clusters within each block from 0 by first member; mark the highest-``ic`` member (first of ties)."""
+    key = block.astype(np.int64) * (raw.max(initial=0) + 1) + raw
+    uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")
+    ublock = block[first[by_first]]
+    start = np.searchsorted(ublock, ublock, side="left")
+    number = np.empty(uniq.size, dtype=np.int64)
+    number[by_first] = np.arange(uniq.size) - start
+    order = np.lexsort((np.arange(raw.size), -ic, inv))
+    lead = order[np.concatenate([[True], inv[order][1:] != inv[order][:-1]])] if raw.size else order
+    representative = np.zeros(raw.size, dtype=bool)
+    representative[lead] = True
+    return number[inv], representative
 
 
 def cluster_terms(
@@ -85,20 +153,20 @@ def cluster_terms(
             "given; pass the gene sets the annotation was run with."
         )
         raise ValueError(msg)
-    binary = sparse.csr_matrix(matrix, dtype=np.float64)
-    binary.data[:] = 1.0
-    term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
+    # rows grouped by feature (first appearance), in table order within a feature
+    _, block = np.unique(pd.factorize(out["feature"])[0], return_inverse=True)
+    perm = np.argsort(block, kind="stable")
+    block, n_blocks = block[perm], int(block.max(initial=-1)) + 1
+    dist, offset = _block_distances(matrix, rows[perm], block, n_blocks)
+    k = np.bincount(block, minlength=n_blocks)
+    cut = 1.0 - min_similarity
+    raw = np.concatenate([np.zeros(0, dtype=np.int64)] + [
+        _labels(dist[offset[f] : offset[f + 1]], int(k[f]), cut) for f in range(n_blocks)
+    ])
     ic_all = np.nan_to_num(out["ic"].to_numpy(), nan=-np.inf)
-    for idx in out.groupby("feature", sort=False).indices.values():
-        raw = _clusters(binary[rows[idx]], min_similarity)
-        _, first = np.unique(raw, return_index=True)
-        rank = {c: r for r, c in enumerate(raw[np.sort(first)])}
-        cl = np.array([rank[c] for c in raw], dtype=np.int64)
-        term_cluster[idx] = cl
-        ic_f = ic_all[idx]
-        for c in np.unique(cl):
-            members = np.flatnonzero(cl == c)
-            representative[idx[members[np.argmax(ic_f[members])]]] = True  # argmax: first (lowest p) of ties
+    number, rep = _number_clusters(raw, block, ic_all[perm])
+    term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
+    term_cluster[perm], representative[perm] = number, rep
     out["term_cluster"], out["representative"] = term_cluster, representative
     return out
 
