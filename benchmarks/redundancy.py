@@ -24,7 +24,7 @@ from sclens.tl._enrich import gene_set_matrix
 from sclens.tl._redundancy import cluster_terms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from redundancy_reference import cluster_terms_reference  # noqa: E402
+from redundancy_reference import cluster_terms_reference
 
 
 def kept_terms(gs, n_features: int, n_terms: float, seed: int = 0) -> pd.DataFrame:
@@ -56,7 +56,8 @@ def main() -> None:
     gs = gene_set_matrix(net, pd.Index(net["target"].unique()))
     results = kept_terms(gs, args.features, args.terms)
     terms = pd.Index(gs.terms["term"].astype(str))
-    print(f"{args.features} features, {len(results)} kept terms ({len(terms)} GO BP terms x {gs.matrix.shape[1]} genes)")
+    shape = f"{len(terms)} GO BP terms x {gs.matrix.shape[1]} genes"
+    print(f"{args.features} features, {len(results)} kept terms ({shape}); OMP threads as set")
     timings, outs = {}, {}
     impls = {"new": cluster_terms} if args.skip_old else {"old": cluster_terms_reference, "new": cluster_terms}
     for name, fn in impls.items():

@@ -24,7 +24,6 @@ from ._enrich import network_ic
 MIN_SIMILARITY = 0.2
 N_TOP_GENES = 3
 LABEL_WIDTH = 40
-CHUNK = 128  # features per sparse product in _block_distances
 
 
 def information_content(gene_sets: Any) -> pd.Series:
@@ -56,43 +55,56 @@ def _block_distances(matrix: Any, rows: np.ndarray, block: np.ndarray, n_blocks:
     genes matrix, restricted to the genes in two or more of its terms (the others overlap nothing).
     """
     mat = sparse.csr_matrix(matrix)
-    lo, hi = mat.indptr[rows], mat.indptr[rows + 1]
-    nnz = hi - lo
-    size = nnz.astype(np.float64)
-    indptr = np.concatenate([[0], np.cumsum(nnz)])
-    genes = mat.indices[np.arange(indptr[-1]) + np.repeat(lo - indptr[:-1], nnz)].astype(np.int64)
-    row_of = np.repeat(np.arange(rows.size), nnz)
+    if not mat.has_canonical_format:
+        mat = mat.copy()
+        mat.sum_duplicates()
     k = np.bincount(block, minlength=n_blocks)
     offset = np.concatenate([[0], np.cumsum(k * (k - 1) // 2)])
     first = np.concatenate([[0], np.cumsum(k)])
-    dist = np.ones(int(offset[-1]))
-    n_genes = mat.shape[1]
-    for b0 in range(0, n_blocks, CHUNK):  # (block, gene) keys of CHUNK blocks at a time
-        e0, e1 = indptr[first[b0]], indptr[first[min(b0 + CHUNK, n_blocks)]]
-        key = (block[row_of[e0:e1]] - b0) * n_genes + genes[e0:e1]
-        shared_gene = np.bincount(key, minlength=CHUNK * n_genes) > 1
-        col = np.concatenate([[0], np.cumsum(shared_gene)])  # dense column of each shared (block, gene)
-        keep = shared_gene[key]
-        key, entry_row = key[keep], row_of[e0:e1][keep]
-        bounds = np.searchsorted(key // n_genes, np.arange(CHUNK + 1))  # keys sorted by block (rows are)
-        for f in range(b0, min(b0 + CHUNK, n_blocks)):
-            if k[f] < 2:
-                continue
-            s0, s1 = bounds[f - b0], bounds[f - b0 + 1]
-            c0, c1 = col[(f - b0) * n_genes], col[(f - b0 + 1) * n_genes]
-            dense = np.zeros((k[f], c1 - c0), dtype=np.float32)  # counts are exact in float32 below 2**24
-            dense[entry_row[s0:s1] - first[f], col[key[s0:s1]] - c0] = 1.0
-            i, j = _upper(int(k[f]))
-            shared = (dense @ dense.T)[i, j].astype(np.float64)
-            union = size[first[f] + i] + size[first[f] + j] - shared
-            jac = np.divide(shared, union, out=np.zeros_like(union), where=union > 0)
-            dist[offset[f] : offset[f + 1]] = 1.0 - jac
-    return dist, offset
+    shared = np.zeros(int(offset[-1]), dtype=np.float32)
+    lo, nnz = mat.indptr[rows], np.diff(mat.indptr)[rows]
+    start = np.concatenate([[0], np.cumsum(nnz)])
+    genes = mat.indices[np.arange(start[-1]) + np.repeat(lo - start[:-1], nnz)]  # all kept terms' genes
+    term = np.repeat(np.arange(rows.size) - np.repeat(first[:-1], k), nnz)  # term number within its block
+    column = np.empty(mat.shape[1], dtype=np.int64)
+    for f in np.flatnonzero(k > 1):
+        e0, e1 = start[first[f]], start[first[f + 1]]
+        overlap = _overlaps(genes[e0:e1], term[e0:e1], int(k[f]), column)
+        shared[offset[f] : offset[f + 1]] = overlap.ravel()[_upper(int(k[f]))]
+    i = np.concatenate(
+        [np.zeros(0, dtype=np.int64)] + [_pairs(int(n))[0] + a for n, a in zip(k, first[:-1], strict=True) if n > 1]
+    )
+    j = np.concatenate(
+        [np.zeros(0, dtype=np.int64)] + [_pairs(int(n))[1] + a for n, a in zip(k, first[:-1], strict=True) if n > 1]
+    )
+    inter, size = shared.astype(np.float64), nnz.astype(np.float64)
+    union = size[i] + size[j] - inter
+    return 1.0 - np.divide(inter, union, out=np.zeros_like(union), where=union > 0), offset
 
 
-@lru_cache(maxsize=64)
-def _upper(k: int) -> tuple[np.ndarray, np.ndarray]:
+def _overlaps(genes: np.ndarray, term: np.ndarray, k: int, column: np.ndarray) -> np.ndarray:
+    """Exact gene overlaps (k x k, float32; exact below 2**24) of ``k`` terms given as (term, gene) entries.
+
+    One dense float32 product over the genes in two or more terms (the others overlap nothing);
+    ``column`` is scratch space, one slot per gene.
+    """
+    count = np.bincount(genes, minlength=column.size)
+    keep, multi = count[genes] > 1, np.flatnonzero(count > 1)
+    column[multi] = np.arange(multi.size)
+    dense = np.zeros((k, multi.size), dtype=np.float32)
+    dense.ravel()[term[keep] * multi.size + column[genes[keep]]] = 1.0
+    return dense @ dense.T
+
+
+@lru_cache(maxsize=256)
+def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(k, 1)
+
+
+@lru_cache(maxsize=256)
+def _upper(k: int) -> np.ndarray:
+    i, j = _pairs(k)
+    return i * k + j
 
 
 def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
@@ -153,16 +165,16 @@ def cluster_terms(
             "given; pass the gene sets the annotation was run with."
         )
         raise ValueError(msg)
-    # rows grouped by feature (first appearance), in table order within a feature
-    _, block = np.unique(pd.factorize(out["feature"])[0], return_inverse=True)
-    perm = np.argsort(block, kind="stable")
+    block = pd.factorize(out["feature"])[0]  # features in order of appearance
+    perm = np.argsort(block, kind="stable")  # rows grouped by feature, in table order within one
     block, n_blocks = block[perm], int(block.max(initial=-1)) + 1
     dist, offset = _block_distances(matrix, rows[perm], block, n_blocks)
     k = np.bincount(block, minlength=n_blocks)
     cut = 1.0 - min_similarity
-    raw = np.concatenate([np.zeros(0, dtype=np.int64)] + [
-        _labels(dist[offset[f] : offset[f + 1]], int(k[f]), cut) for f in range(n_blocks)
-    ])
+    raw = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [_labels(dist[offset[f] : offset[f + 1]], int(k[f]), cut) for f in range(n_blocks)]
+    )
     ic_all = np.nan_to_num(out["ic"].to_numpy(), nan=-np.inf)
     number, rep = _number_clusters(raw, block, ic_all[perm])
     term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
