@@ -51,8 +51,7 @@ def _block_distances(matrix: Any, rows: np.ndarray, block: np.ndarray, n_blocks:
     """Condensed Jaccard distances between the gene sets ``rows`` within each block (``block`` sorted).
 
     Returns the distances of all blocks concatenated (scipy's condensed order within a block) and
-    each block's offset. Overlaps are exact counts from a float32 product of each block's terms x
-    genes matrix, restricted to the genes in two or more of its terms (the others overlap nothing).
+    each block's offset; the gene overlaps are exact counts (see :func:`_shared_genes`).
     """
     mat = sparse.csr_matrix(matrix)
     if not mat.has_canonical_format:
@@ -61,50 +60,67 @@ def _block_distances(matrix: Any, rows: np.ndarray, block: np.ndarray, n_blocks:
     k = np.bincount(block, minlength=n_blocks)
     offset = np.concatenate([[0], np.cumsum(k * (k - 1) // 2)])
     first = np.concatenate([[0], np.cumsum(k)])
-    shared = np.zeros(int(offset[-1]), dtype=np.float32)
-    lo, nnz = mat.indptr[rows], np.diff(mat.indptr)[rows]
-    start = np.concatenate([[0], np.cumsum(nnz)])
-    genes = mat.indices[np.arange(start[-1]) + np.repeat(lo - start[:-1], nnz)]  # all kept terms' genes
-    term = np.repeat(np.arange(rows.size) - np.repeat(first[:-1], k), nnz)  # term number within its block
-    column = np.empty(mat.shape[1], dtype=np.int64)
-    for f in np.flatnonzero(k > 1):
-        e0, e1 = start[first[f]], start[first[f + 1]]
-        overlap = _overlaps(genes[e0:e1], term[e0:e1], int(k[f]), column)
-        shared[offset[f] : offset[f + 1]] = overlap.ravel()[_upper(int(k[f]))]
+    inter = np.zeros(int(offset[-1]))
+    ptr, idx = mat.indptr.astype(np.int64), mat.indices.astype(np.int64)
+    _shared_genes()(ptr, idx, rows.astype(np.int64), first, k, offset, inter, mat.shape[1])
     i = np.concatenate(
         [np.zeros(0, dtype=np.int64)] + [_pairs(int(n))[0] + a for n, a in zip(k, first[:-1], strict=True) if n > 1]
     )
     j = np.concatenate(
         [np.zeros(0, dtype=np.int64)] + [_pairs(int(n))[1] + a for n, a in zip(k, first[:-1], strict=True) if n > 1]
     )
-    inter, size = shared.astype(np.float64), nnz.astype(np.float64)
+    size = np.diff(ptr)[rows].astype(np.float64)
     union = size[i] + size[j] - inter
     return 1.0 - np.divide(inter, union, out=np.zeros_like(union), where=union > 0), offset
 
 
-def _overlaps(genes: np.ndarray, term: np.ndarray, k: int, column: np.ndarray) -> np.ndarray:
-    """Exact gene overlaps (k x k, float32; exact below 2**24) of ``k`` terms given as (term, gene) entries.
+@lru_cache(maxsize=1)
+def _shared_genes() -> Any:
+    """:func:`_shared_kernel` compiled by numba."""
+    import numba
 
-    One dense float32 product over the genes in two or more terms (the others overlap nothing);
-    ``column`` is scratch space, one slot per gene.
+    return numba.njit(cache=True, nogil=True)(_shared_kernel)
+
+
+def _shared_kernel(ptr, idx, rows, first, k, offset, out, n_genes):  # pragma: no cover - compiled
+    """Add, per block, the genes shared by each pair of its terms to ``out`` (condensed order).
+
+    Per block, the terms of each gene are bucketed (in increasing order); every pair ``a < b`` in a
+    bucket counts one shared gene at ``offset + n a - a (a + 1) / 2 + b - a - 1``.
     """
-    count = np.bincount(genes, minlength=column.size)
-    keep, multi = count[genes] > 1, np.flatnonzero(count > 1)
-    column[multi] = np.arange(multi.size)
-    dense = np.zeros((k, multi.size), dtype=np.float32)
-    dense.ravel()[term[keep] * multi.size + column[genes[keep]]] = 1.0
-    return dense @ dense.T
+    count = np.zeros(n_genes, dtype=np.int64)
+    start = np.full(n_genes, -1, dtype=np.int64)
+    fill = np.zeros(n_genes, dtype=np.int64)
+    for f in range(k.size):
+        n, r0, total = k[f], first[f], 0
+        if n < 2:
+            continue
+        for a in range(n):
+            total += ptr[rows[r0 + a] + 1] - ptr[rows[r0 + a]]
+            for e in range(ptr[rows[r0 + a]], ptr[rows[r0 + a] + 1]):
+                count[idx[e]] += 1
+        bucket, cursor = np.empty(total, dtype=np.int64), 0
+        for a in range(n):  # terms of each gene, in increasing order
+            for e in range(ptr[rows[r0 + a]], ptr[rows[r0 + a] + 1]):
+                g = idx[e]
+                if start[g] < 0:
+                    start[g], fill[g], cursor = cursor, cursor, cursor + count[g]
+                bucket[fill[g]] = a
+                fill[g] += 1
+        for a in range(n):
+            for e in range(ptr[rows[r0 + a]], ptr[rows[r0 + a] + 1]):
+                g = idx[e]
+                for x in range(start[g], start[g] + count[g] - 1):
+                    t = bucket[x]
+                    base = offset[f] + n * t - t * (t + 1) // 2 - t - 1
+                    for y in range(x + 1, start[g] + count[g]):
+                        out[base + bucket[y]] += 1.0
+                count[g], start[g] = 0, -1  # done: later entries of the gene find an empty bucket
 
 
 @lru_cache(maxsize=256)
 def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(k, 1)
-
-
-@lru_cache(maxsize=256)
-def _upper(k: int) -> np.ndarray:
-    i, j = _pairs(k)
-    return i * k + j
 
 
 def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
