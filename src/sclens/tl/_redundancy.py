@@ -63,12 +63,7 @@ def _block_distances(matrix: Any, rows: np.ndarray, block: np.ndarray, n_blocks:
     inter = np.zeros(int(offset[-1]))
     ptr, idx = mat.indptr.astype(np.int64), mat.indices.astype(np.int64)
     _shared_genes()(ptr, idx, rows.astype(np.int64), first, k, offset, inter, mat.shape[1])
-    i = np.concatenate(
-        [np.zeros(0, dtype=np.int64)] + [_pairs(int(n))[0] + a for n, a in zip(k, first[:-1], strict=True) if n > 1]
-    )
-    j = np.concatenate(
-        [np.zeros(0, dtype=np.int64)] + [_pairs(int(n))[1] + a for n, a in zip(k, first[:-1], strict=True) if n > 1]
-    )
+    i, j = _pair_rows(k, first)
     size = np.diff(ptr)[rows].astype(np.float64)
     union = size[i] + size[j] - inter
     return 1.0 - np.divide(inter, union, out=np.zeros_like(union), where=union > 0), offset
@@ -118,9 +113,13 @@ def _shared_kernel(ptr, idx, rows, first, k, offset, out, n_genes):  # pragma: n
                 count[g], start[g] = 0, -1  # done: later entries of the gene find an empty bucket
 
 
-@lru_cache(maxsize=256)
-def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(k, 1)
+def _pair_rows(k: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``i < j`` of all pairs within each block (``k`` rows from ``first``), in scipy's condensed order."""
+    pairs = [np.triu_indices(int(n), 1) for n in k]
+    empty = [np.zeros(0, dtype=np.int64)]
+    i = np.concatenate(empty + [p[0] + a for p, a in zip(pairs, first[:-1], strict=True)])
+    j = np.concatenate(empty + [p[1] + a for p, a in zip(pairs, first[:-1], strict=True)])
+    return i, j
 
 
 def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
