@@ -113,9 +113,14 @@ def _shared_kernel(ptr, idx, rows, first, k, offset, out, n_genes):  # pragma: n
                 count[g], start[g] = 0, -1  # done: later entries of the gene find an empty bucket
 
 
+@lru_cache(maxsize=1024)
+def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
 def _pair_rows(k: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``i < j`` of all pairs within each block (``k`` rows from ``first``), in scipy's condensed order."""
-    pairs = [np.triu_indices(int(n), 1) for n in k]
+    pairs = [_triu(int(n)) for n in k]
     empty = [np.zeros(0, dtype=np.int64)]
     i = np.concatenate(empty + [p[0] + a for p, a in zip(pairs, first[:-1], strict=True)])
     j = np.concatenate(empty + [p[1] + a for p, a in zip(pairs, first[:-1], strict=True)])
