@@ -7,7 +7,6 @@ group, or with another ``min_similarity``).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -47,122 +46,23 @@ def top_genes_text(table: Any, *, n: int = N_TOP_GENES) -> pd.Series:
     return first.groupby(first["feature"].astype(int).astype(str), sort=False)["gene"].agg(", ".join)
 
 
-def _block_distances(matrix: Any, rows: np.ndarray, block: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Condensed Jaccard distances between the gene sets ``rows`` within each block (``block`` sorted).
+def _clusters(mat: sparse.csr_matrix, min_similarity: float) -> np.ndarray:
+    """Average-linkage clusters of the rows of a binary terms x genes matrix by Jaccard similarity."""
+    k = mat.shape[0]
+    if k == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
 
-    Returns the distances of all blocks concatenated (scipy's condensed order within a block) and
-    each block's offset; the gene overlaps are exact counts (see :func:`_shared_genes`).
-    """
-    mat = sparse.csr_matrix(matrix)
-    if not mat.has_canonical_format:
-        mat = mat.copy()
-        mat.sum_duplicates()
-    k = np.bincount(block, minlength=n_blocks)
-    offset = np.concatenate([[0], np.cumsum(k * (k - 1) // 2)])
-    first = np.concatenate([[0], np.cumsum(k)])
-    inter = np.zeros(int(offset[-1]))
-    ptr, idx = mat.indptr.astype(np.int64), mat.indices.astype(np.int64)
-    _shared_genes()(ptr, idx, rows.astype(np.int64), first, k, offset, inter, mat.shape[1])
-    i, j = _pair_rows(k, first)
-    size = np.diff(ptr)[rows].astype(np.float64)
-    union = size[i] + size[j] - inter
-    return 1.0 - np.divide(inter, union, out=np.zeros_like(union), where=union > 0), offset
-
-
-@lru_cache(maxsize=1)
-def _shared_genes() -> Any:
-    """:func:`_shared_kernel` compiled by numba."""
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_shared_kernel)
-
-
-def _shared_kernel(ptr, idx, rows, first, k, offset, out, n_genes):  # pragma: no cover - compiled
-    """Add, per block, the genes shared by each pair of its terms to ``out`` (condensed order).
-
-    Per block, the terms of each gene are bucketed (in increasing order); every pair ``a < b`` in a
-    bucket counts one shared gene at ``offset + n a - a (a + 1) / 2 + b - a - 1``.
-    """
-    count = np.zeros(n_genes, dtype=np.int64)
-    start = np.full(n_genes, -1, dtype=np.int64)
-    fill = np.zeros(n_genes, dtype=np.int64)
-    for f in range(k.size):
-        n, r0, total = k[f], first[f], 0
-        if n < 2:
-            continue
-        for a in range(n):
-            total += ptr[rows[r0 + a] + 1] - ptr[rows[r0 + a]]
-            for e in range(ptr[rows[r0 + a]], ptr[rows[r0 + a] + 1]):
-                count[idx[e]] += 1
-        bucket, cursor = np.empty(total, dtype=np.int64), 0
-        for a in range(n):  # terms of each gene, in increasing order
-            for e in range(ptr[rows[r0 + a]], ptr[rows[r0 + a] + 1]):
-                g = idx[e]
-                if start[g] < 0:
-                    start[g], fill[g], cursor = cursor, cursor, cursor + count[g]
-                bucket[fill[g]] = a
-                fill[g] += 1
-        for a in range(n):
-            for e in range(ptr[rows[r0 + a]], ptr[rows[r0 + a] + 1]):
-                g = idx[e]
-                for x in range(start[g], start[g] + count[g] - 1):
-                    t = bucket[x]
-                    base = offset[f] + n * t - t * (t + 1) // 2 - t - 1
-                    for y in range(x + 1, start[g] + count[g]):
-                        out[base + bucket[y]] += 1.0
-                count[g], start[g] = 0, -1  # done: later entries of the gene find an empty bucket
-
-
-@lru_cache(maxsize=1024)
-def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n, 1)
-
-
-def _pair_rows(k: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``i < j`` of all pairs within each block (``k`` rows from ``first``), in scipy's condensed order."""
-    pairs = [_triu(int(n)) for n in k]
-    empty = [np.zeros(0, dtype=np.int64)]
-    i = np.concatenate(empty + [p[0] + a for p, a in zip(pairs, first[:-1], strict=True)])
-    j = np.concatenate(empty + [p[1] + a for p, a in zip(pairs, first[:-1], strict=True)])
-    return i, j
-
-
-def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
-    """Flat average-linkage clusters of ``k`` terms (any numbering) from their condensed distances.
-
-    The same as ``fcluster(linkage(dist, "average"), cut, "distance")``: when no two terms are
-    closer than ``cut`` (with a margin for rounding), every merge height (a mean of distances) lies
-    above the cut and all terms stay apart; two terms are merged when their distance is at most ``cut``.
-    """
-    if k < 2 or dist.min() > cut + 1e-9:
-        return np.arange(k, dtype=np.int64)
-    if k == 2:
-        return np.array([0, 0 if dist[0] <= cut else 1], dtype=np.int64)
-    try:  # scipy's own kernels without the per-call checks of linkage() and fcluster() (~5x less overhead)
-        from scipy.cluster._hierarchy import cluster_dist, nn_chain
-    except ImportError:  # pragma: no cover - private scipy API moved
-        from scipy.cluster.hierarchy import fcluster, linkage
-
-        return fcluster(linkage(dist, method="average"), t=cut, criterion="distance").astype(np.int64)
-    out = np.zeros(k, dtype=np.int32)
-    cluster_dist(nn_chain(np.ascontiguousarray(dist, dtype=np.float64), k, 2), out, float(cut), k)
-    return out.astype(np.int64)
-
-
-def _number_clusters(raw: np.ndarray, block: np.ndarray, ic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber clusters within each block from 0 by first member; mark the highest-``ic`` member (first of ties)."""
-    key = block.astype(np.int64) * (raw.max(initial=0) + 1) + raw
-    uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
-    by_first = np.argsort(first, kind="stable")
-    ublock = block[first[by_first]]
-    start = np.searchsorted(ublock, ublock, side="left")
-    number = np.empty(uniq.size, dtype=np.int64)
-    number[by_first] = np.arange(uniq.size) - start
-    order = np.lexsort((np.arange(raw.size), -ic, inv))
-    lead = order[np.concatenate([[True], inv[order][1:] != inv[order][:-1]])] if raw.size else order
-    representative = np.zeros(raw.size, dtype=bool)
-    representative[lead] = True
-    return number[inv], representative
+    inter = (mat @ mat.T).toarray()
+    size = np.diag(inter)
+    union = size[:, None] + size[None, :] - inter
+    dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    np.fill_diagonal(dist, 0.0)
+    labels = fcluster(
+        linkage(squareform(dist, checks=False), method="average"), t=1.0 - min_similarity, criterion="distance"
+    )
+    return labels.astype(np.int64)
 
 
 def cluster_terms(
@@ -185,20 +85,20 @@ def cluster_terms(
             "given; pass the gene sets the annotation was run with."
         )
         raise ValueError(msg)
-    block = pd.factorize(out["feature"])[0]  # features in order of appearance
-    perm = np.argsort(block, kind="stable")  # rows grouped by feature, in table order within one
-    block, n_blocks = block[perm], int(block.max(initial=-1)) + 1
-    dist, offset = _block_distances(matrix, rows[perm], block, n_blocks)
-    k = np.bincount(block, minlength=n_blocks)
-    cut = 1.0 - min_similarity
-    raw = np.concatenate(
-        [np.zeros(0, dtype=np.int64)]
-        + [_labels(dist[offset[f] : offset[f + 1]], int(k[f]), cut) for f in range(n_blocks)]
-    )
-    ic_all = np.nan_to_num(out["ic"].to_numpy(), nan=-np.inf)
-    number, rep = _number_clusters(raw, block, ic_all[perm])
+    binary = sparse.csr_matrix(matrix, dtype=np.float64)
+    binary.data[:] = 1.0
     term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
-    term_cluster[perm], representative[perm] = number, rep
+    ic_all = np.nan_to_num(out["ic"].to_numpy(), nan=-np.inf)
+    for idx in out.groupby("feature", sort=False).indices.values():
+        raw = _clusters(binary[rows[idx]], min_similarity)
+        _, first = np.unique(raw, return_index=True)
+        rank = {c: r for r, c in enumerate(raw[np.sort(first)])}
+        cl = np.array([rank[c] for c in raw], dtype=np.int64)
+        term_cluster[idx] = cl
+        ic_f = ic_all[idx]
+        for c in np.unique(cl):
+            members = np.flatnonzero(cl == c)
+            representative[idx[members[np.argmax(ic_f[members])]]] = True  # argmax: first (lowest p) of ties
     out["term_cluster"], out["representative"] = term_cluster, representative
     return out
 
