@@ -192,7 +192,6 @@ def test_local_group_sums_equal_sparse_products(squares, weighted):
     ref = block_stats(y, members, squares=squares, weighted=weighted)
     add_prods(want, ref["prods"])
     assert got[0].any()
-    assert not got[1].any()
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
     for key in ("lib", "zl1", "zl2"):

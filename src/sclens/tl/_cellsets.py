@@ -101,7 +101,8 @@ def obs_mask(
         # any collection of values (list, set, array, pandas Index / Categorical), or one value
         values = [values] if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) else list(values)
         col_values = adata.obs[col].astype(str)
-        missing = [v for v in values if str(v) not in set(col_values)] if check_values else []
+        present = set(col_values.unique()) if check_values else set()
+        missing = [v for v in values if str(v) not in present] if check_values else []
         if missing:
             msg = f"{name}: {missing} not found in `adata.obs[{col!r}]`."
             raise ValueError(msg)
