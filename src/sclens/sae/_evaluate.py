@@ -65,8 +65,7 @@ class _FeatureStats:
     def activations(self) -> Any:
         from scipy import sparse
 
-        acts = sparse.vstack(self.blocks, format="csr").astype(np.float32)
-        acts.eliminate_zeros()
+        acts = sparse.vstack(self.blocks, format="csr")  # float32 blocks without stored zeros
         acts.sort_indices()
         return acts
 

@@ -124,10 +124,10 @@ def _zero_tiny_moments_(optimizer: torch.optim.Optimizer, *, below: float = _TIN
     ``eps`` is 1e-8).
     """
     for state in optimizer.state.values():
-        for name in ("exp_avg", "exp_avg_sq"):
-            t = state.get(name)
-            if t is not None:
-                t.masked_fill_(t.abs() < below, 0)
+        if (m := state.get("exp_avg")) is not None:
+            m.masked_fill_(m.abs() < below, 0)
+        if (v := state.get("exp_avg_sq")) is not None:  # never negative
+            v.masked_fill_(v < below, 0)
 
 
 def _rows_tensor(source: Any, n_max: int, device: torch.device) -> torch.Tensor:

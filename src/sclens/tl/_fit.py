@@ -230,8 +230,9 @@ def fit_sae(
         history = train_sae(
             sae, train, n_epochs=n_epochs, batch_size=batch_size, lr=lr, seed=seed, val_data=val, **train_kw
         )
-        if global_rank() != 0:  # DDP: every process holds the same weights; rank 0 alone evaluates and writes
-            logger.info("fit_sae: process of rank %d done; rank 0 writes the results.", global_rank())
+        rank = global_rank()
+        if rank != 0:  # DDP: every process holds the same weights; rank 0 alone evaluates and writes
+            logger.info("fit_sae: process of rank %d done; rank 0 writes the results.", rank)
             return None
         ev = evaluate(sae.cpu(), x, batch_size=max(batch_size, 1024), return_activations=True)
         # held-out FVU: deviations from the held-out cells' own mean (as `val_fvu` during training)
