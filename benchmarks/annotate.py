@@ -31,11 +31,11 @@ from scipy import sparse, special, stats
 
 import sclens as sl
 from sclens._stats import fdr_bh
-from sclens.tl import _de_fast as fast
-from sclens.tl._cellsets import cell_sets, resolve_features
-from sclens.tl._de import Expression
-from sclens.tl._de_deseq2 import deseq2_fit
-from sclens.tl._enrich import gene_set_matrix, ora, up_genes
+from sclens.tl._annotation import _de_fast as fast
+from sclens.tl._annotation._cellsets import cell_sets, resolve_features
+from sclens.tl._annotation._de import Expression
+from sclens.tl._annotation._de_deseq2 import deseq2_fit
+from sclens.tl._annotation._enrich import gene_set_matrix, ora, up_genes
 
 
 def simulate(n_cells, n_genes, n_programs=100, genes_per_program=15, n_features=1000, seed=0):

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import sparse, stats
 
 import sclens as sl
-from sclens.tl import _engines
+from sclens.tl._annotation import _engines
 
 
 def planted_and_null(seed: int, n_null: int):

@@ -143,7 +143,7 @@ def main() -> None:
     from scipy import sparse
 
     import sclens as sl
-    from sclens.tl._cellsets import cell_sets
+    from sclens.tl._annotation._cellsets import cell_sets
 
     af = import_published(args.repo)
     adata, gs = make_inputs()

@@ -76,7 +76,7 @@ def no_expensive_work(monkeypatch):
         raise AssertionError("the expensive work started before the input was validated")
 
     monkeypatch.setattr("sclens.sae.train_sae", fail)
-    monkeypatch.setattr("sclens.tl._annotate.run_contrasts", fail)
+    monkeypatch.setattr("sclens.tl._annotation._annotate.run_contrasts", fail)
 
 
 # ---------------------------------------------------------------------------------------------------------

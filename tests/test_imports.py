@@ -75,6 +75,42 @@ def test_import_rules(path):
     assert not problems, f"{path.relative_to(SRC)}:\n" + "\n".join(problems)
 
 
+# Inside ``tl`` (issue 24): the annotation internals are the bottom layer; steering and trust tools build on
+# them and on the tool modules at the ``tl`` root, never on each other.
+TL_LAYERS = {"_annotation": set(), "_steering": {"_annotation", ""}, "_trust": {"_annotation", ""}}
+
+
+def _tl_layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[:2] != ["sclens", "tl"] or len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in TL_LAYERS else ""
+
+
+TL_FILES = sorted((SRC / "tl").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", TL_FILES, ids=[str(p.relative_to(SRC)) for p in TL_FILES])
+def test_tl_layers(path):
+    src = _tl_layer(_module_name(path))
+    if src == "" or path == SRC / "tl" / "__init__.py":
+        return  # the tl root (its public face and the tool modules) may import every layer
+    problems = []
+    for line, target, names in _imports(path):
+        modules = [target] + [f"{target}.{n}" for n in names]
+        for tgt in {_tl_layer(m) for m in modules} - {None, src}:
+            if tgt not in TL_LAYERS[src]:
+                problems.append(f"line {line}: tl.{src} must not import tl.{tgt or '<root>'} ({target})")
+    assert not problems, f"{path.relative_to(SRC)}:\n" + "\n".join(problems)
+
+
+def test_tl_layers_catch_violations(monkeypatch):
+    bad = SRC / "tl" / "_annotation" / "_zz_probe.py"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "from .._steering._steer import steer\n")
+    with pytest.raises(AssertionError, match=r"tl\._annotation must not import tl\._steering"):
+        test_tl_layers(bad)
+
+
 def test_sae_core_has_no_anndata():
     for path in (SRC / "sae").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

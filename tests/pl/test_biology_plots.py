@@ -24,7 +24,7 @@ from sclens.pl._specificity import specificity
 from sclens.pl._steering import steering
 from sclens.tl._feature_space import feature_space
 from sclens.tl._specificity import feature_specificity
-from sclens.tl._steer import steer
+from sclens.tl._steering._steer import steer
 
 BASELINE = Path(__file__).parent / "baseline"
 REGENERATE = os.environ.get("SCLENS_REGENERATE_BASELINES") == "1"
@@ -109,7 +109,7 @@ def test_steering_pca(toy, tmp_path):
 
 
 def test_steering_several_features_and_target(toy):
-    from sclens.tl._steer_towards import steer_towards
+    from sclens.tl._steering._steer_towards import steer_towards
 
     out = steer(
         toy, features=[2, 3, 0], cells={"cell_type": "type_0"}, mode=["set", "add", "knockout"], value=[3.0, 1.0, 0]

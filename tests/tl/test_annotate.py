@@ -130,7 +130,7 @@ def test_model_predicted_expression(scvi_toy):
     """``model=``: the decoder mean at each cell's observed library size, in chunks, as scvi-tools computes it."""
     import torch
 
-    from sclens.tl._de import Expression
+    from sclens.tl._annotation._de import Expression
 
     ad, model = scvi_toy
     expr = Expression(ad, model=model)

@@ -14,8 +14,8 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biology_fixtures import toy_with_sae
 
-from sclens.tl._batch_steer import batch_steer
-from sclens.tl._mixing import batch_entropy, integration_scores, knn, label_asw, label_purity
+from sclens.tl._steering._batch_steer import batch_steer
+from sclens.tl._steering._mixing import batch_entropy, integration_scores, knn, label_asw, label_purity
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from scipy import sparse, stats
 
 import sclens as sl
 from sclens._stats import fdr_bh
-from sclens.tl._scfeaturelens import welch
+from sclens.tl._annotation._scfeaturelens import welch
 
 
 def test_bh_equals_scipy():
@@ -62,7 +62,7 @@ def test_dispersions_of_many_cells_follow_the_data():
     earlier fixed weight 0.25 pulled both towards one trend (about 0.6 and 1.2 here), which made the
     over-dispersed genes look differentially expressed between random cell sets.
     """
-    from sclens.tl._de_fast import nb_dispersions
+    from sclens.tl._annotation._de_fast import nb_dispersions
 
     rng = np.random.default_rng(0)
     n, g = 2000, 400

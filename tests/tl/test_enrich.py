@@ -8,8 +8,8 @@ import pytest
 from scipy import sparse, stats
 
 import sclens as sl
-from sclens.tl._enrich import gene_set_matrix, ora
-from sclens.tl._scfeaturelens import mannwhitney_greater
+from sclens.tl._annotation._enrich import gene_set_matrix, ora
+from sclens.tl._annotation._scfeaturelens import mannwhitney_greater
 
 
 def test_ora_equals_fisher_exact():
@@ -70,7 +70,7 @@ def test_decoupler_ulm_recovers_programs(toy_annot_copy):
 
 def test_hypergeom_sf_equals_scipy():
     """The vectorised upper tail agrees with SciPy from p ~ 1 to p ~ 1e-290, at GO-sized sets and genomes."""
-    from sclens.tl._enrich import hypergeom_sf
+    from sclens.tl._annotation._enrich import hypergeom_sf
 
     rng = np.random.default_rng(1)
     total = rng.integers(20, 20_000, 3000)

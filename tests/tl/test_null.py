@@ -8,7 +8,7 @@ import pytest
 from scipy import sparse
 
 import sclens as sl
-from sclens.tl._null import empirical_fdr
+from sclens.tl._trust._null import empirical_fdr
 
 N_PLANTED, N_RANDOM = 16, 48
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import sclens as sl
-from sclens.tl._enrich import gene_set_matrix
-from sclens.tl._redundancy import information_content
+from sclens.tl._annotation._enrich import gene_set_matrix
+from sclens.tl._annotation._redundancy import information_content
 
 
 def _with_duplicates(gs: pd.DataFrame) -> pd.DataFrame:

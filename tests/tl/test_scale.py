@@ -13,7 +13,7 @@ import pytest
 from anndata.experimental import read_elem_lazy
 
 import sclens as sl
-from sclens.tl._de import Expression
+from sclens.tl._annotation._de import Expression
 
 da = pytest.importorskip("dask.array")
 FLAVORS = ["sclens", "scfeaturelens"]
@@ -177,7 +177,7 @@ def test_local_group_sums_equal_sparse_products(squares, weighted):
     """
     from scipy import sparse
 
-    from sclens.tl._chunks import add_prods, block_stats, local_stats
+    from sclens.tl._annotation._chunks import add_prods, block_stats, local_stats
 
     rng = np.random.default_rng(0)
     y = sparse.random(60, 40, density=0.2, format="csr", random_state=1, data_rvs=lambda n: rng.integers(1, 9, n))

@@ -11,7 +11,7 @@ import pytest
 from biology_fixtures import toy_with_sae
 from scipy import sparse
 
-from sclens.tl._steer import steer
+from sclens.tl._steering._steer import steer
 
 
 @pytest.fixture(scope="module")
@@ -414,7 +414,7 @@ def test_key_added_and_run_id(toy):
 
 
 def test_steer_towards_toy(toy, toy_decode, tmp_path):
-    from sclens.tl._steer_towards import steer_towards
+    from sclens.tl._steering._steer_towards import steer_towards
 
     decode, m = toy_decode
     out = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode)
@@ -455,7 +455,7 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
 
 
 def test_steer_towards_bad_input(toy, toy_decode):
-    from sclens.tl._steer_towards import steer_towards
+    from sclens.tl._steering._steer_towards import steer_towards
 
     with pytest.raises(ValueError, match="source and target share 89 cell"):
         steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": ["type_0", "type_1"]})
@@ -471,7 +471,7 @@ def test_steer_towards_bad_input(toy, toy_decode):
 
 def test_steering_through_scvi_with_batch_covariate():
     """Several features and steer_towards through an SCVI with a batch covariate: each cell keeps its batch."""
-    from sclens.tl._steer_towards import steer_towards
+    from sclens.tl._steering._steer_towards import steer_towards
 
     adata = toy_with_sae(n_cells=240, random_state=5)
     adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 2, "b1", "b0")

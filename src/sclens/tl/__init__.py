@@ -3,18 +3,18 @@
 from typing import TYPE_CHECKING
 
 from .._lazy import lazy_attributes
-from ._alignment import feature_alignment
-from ._annotate import annotate_features, contrast
-from ._baseline import baseline_features
-from ._batch_steer import batch_steer
+from ._annotation._annotate import annotate_features, contrast
+from ._annotation._redundancy import term_redundancy
 from ._compare import compare_features
-from ._compare_runs import compare_runs
 from ._feature_space import feature_space
-from ._null import annotation_null
-from ._redundancy import term_redundancy
 from ._specificity import feature_specificity, seed_robustness
-from ._steer import steer
-from ._steer_towards import steer_towards
+from ._steering._batch_steer import batch_steer
+from ._steering._steer import steer
+from ._steering._steer_towards import steer_towards
+from ._trust._alignment import feature_alignment
+from ._trust._baseline import baseline_features
+from ._trust._compare_runs import compare_runs
+from ._trust._null import annotation_null
 
 if TYPE_CHECKING:
     from ._fit import encode, fit_sae

@@ -7,7 +7,7 @@ kernel may live in its own module).
 * A :class:`DEEngine` is built once per call on the expression and the contrasts' cell sets
   (``high`` / ``low``: cells x contrasts membership matrices), doing its fixed-cost work (one pass
   over the expression: size factors, dispersions, group sums); :meth:`DEEngine.test` then returns
-  the :class:`~sclens.tl._de_fast.DEResult` of a slice of contrasts.
+  the :class:`~sclens.tl._annotation._de_fast.DEResult` of a slice of contrasts.
 * An :class:`Enrichment` is built once per call on the gene sets and the options;
   :meth:`Enrichment.add` receives each slice's DE result and returns its kept terms (a long table)
   or keeps what it needs for :meth:`Enrichment.finish` (methods that run once on all contrasts).
@@ -58,7 +58,7 @@ class DEEngine:
 
 
 class FastNB(DEEngine):
-    """Batched negative-binomial Wald test (:mod:`sclens.tl._de_fast`)."""
+    """Batched negative-binomial Wald test (:mod:`sclens.tl._annotation._de_fast`)."""
 
     name = "fast"
 
@@ -79,7 +79,7 @@ class FastNB(DEEngine):
 
 
 class DESeq2(DEEngine):
-    """One pyDESeq2 run per contrast (:mod:`sclens.tl._de_deseq2`), the reference."""
+    """One pyDESeq2 run per contrast (:mod:`sclens.tl._annotation._de_deseq2`), the reference."""
 
     name = "deseq2"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._utils import sae_activations
+from ..._utils import sae_activations
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._docs import doc_params
-from .._network import GeneSetsLike, as_network
-from .._readers import sae_run, stored_annotation
-from .._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
-from ._annotate_core import clean_params
+from ..._docs import doc_params
+from ..._network import GeneSetsLike, as_network
+from ..._readers import sae_run, stored_annotation
+from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
+from .._annotation._annotate_core import clean_params
 from ._trust_utils import run_provenance
 
 logger = logging.getLogger("sclens")
@@ -186,7 +186,7 @@ def annotation_null(
       (mean number of features annotated under each null), ``summary``, ``seconds``, the arguments
       and ``sae_run_id``.
     """
-    from ._annotate import annotate_features
+    from .._annotation._annotate import annotate_features
 
     check_adata(adata)
     nulls = _check_nulls(nulls, n_permutations)

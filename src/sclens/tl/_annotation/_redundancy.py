@@ -14,10 +14,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._docs import doc_params
-from .._network import GeneSetsLike, as_network
-from .._readers import stored_annotation
-from .._utils import check_adata, update_features_table, writable
+from ..._docs import doc_params
+from ..._network import GeneSetsLike, as_network
+from ..._readers import stored_annotation
+from ..._utils import check_adata, update_features_table, writable
 from ._enrich import network_ic
 
 MIN_SIMILARITY = 0.2
@@ -142,7 +142,8 @@ def add_term_clusters(
 ) -> None:
     """Cluster the kept terms of ``adata.uns[annotation_key]`` and write labels to the features table.
 
-    ``gs``: the annotation's :class:`~sclens.tl._enrich.GeneSets` (its ``ic`` is each term's information content).
+    ``gs``: the annotation's :class:`~sclens.tl._annotation._enrich.GeneSets` (its ``ic``: each term's
+    information content).
     """
     run, ann = adata.uns[sae_key], adata.uns[annotation_key]
     terms = pd.Index(gs.terms["term"].astype(str))

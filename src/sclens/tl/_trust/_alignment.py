@@ -10,10 +10,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._docs import doc_params
-from .._utils import resolve_seed, sae_activations, update_features_table, writable
-from ._annotate_core import clean_params
-from ._specificity import _one_hot, _rank_auc
+from ..._docs import doc_params
+from ..._utils import resolve_seed, sae_activations, update_features_table, writable
+from .._annotation._annotate_core import clean_params
+from .._specificity import _one_hot, _rank_auc
 from ._trust_utils import as_list, obs_codes, run_provenance
 
 logger = logging.getLogger("sclens")

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._docs import doc_params
-from .._utils import get_rep, resolve_seed
+from ..._docs import doc_params
+from ..._utils import get_rep, resolve_seed
 from ._mixing import integration_scores
 from ._steer import doc_sae_key
 from ._steer_core import change_codes, check_features, steer_run

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .. import _provenance as provenance
-from .._utils import group_labels
+from ... import _provenance as provenance
+from ..._utils import group_labels
 
 
 def run_provenance(adata: AnnData, sae_key: str) -> dict[str, Any]:

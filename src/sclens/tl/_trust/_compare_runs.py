@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._docs import doc_params
-from .._provenance import check_table
-from .._readers import sae_run
-from .._utils import check_adata
+from ..._docs import doc_params
+from ..._provenance import check_table
+from ..._readers import sae_run
+from ..._utils import check_adata
 from ._trust_utils import as_list, features_table
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._settings import resolve_n_jobs
-from .._utils import progress
+from ..._settings import resolve_n_jobs
+from ..._utils import progress
 from ._engines import DE_ENGINES, FLAVORS, pick
 from ._enrich import collect
 
@@ -76,7 +76,7 @@ def run_contrasts(
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """DE + enrichment of every contrast (column of ``high`` / ``low``): kept terms and chosen DE tables.
 
-    The one runner of all engines (:mod:`sclens.tl._engines`): the DE engine is built once (its
+    The one runner of all engines (:mod:`sclens.tl._annotation._engines`): the DE engine is built once (its
     fixed-cost pass over the expression), then tests the contrasts in chunks of ``FEATURE_CHUNK``,
     each chunk handed to the enrichment method. ``top``: a list that receives, per chunk, the
     :func:`top_genes` table of the contrasts.

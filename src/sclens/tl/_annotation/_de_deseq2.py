@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._utils import progress
+from ..._utils import progress
 from ._de_fast import DEResult
 
 if TYPE_CHECKING:

@@ -11,11 +11,11 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .. import _provenance as provenance
-from .._compat import renamed_params
-from .._docs import doc_params
-from .._network import GeneSetsLike
-from .._utils import check_adata, check_key_added, group_labels, resolve_seed, update_features_table, writable
+from ... import _provenance as provenance
+from ..._compat import renamed_params
+from ..._docs import doc_params
+from ..._network import GeneSetsLike
+from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, update_features_table, writable
 from ._annotate_core import check_options, clean_params, feature_summary, run_contrasts
 from ._cellsets import cell_sets, resolve_features, resolve_within
 from ._de import Expression

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from .._utils import get_layer, progress
+from ..._utils import get_layer, progress
 from ._chunks import CHUNK, Rows, add_prods, block_stats, dask_block_stats, is_dask, local_stats, split_sums
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Expression:
     """Expression of ``adata``'s cells from ``layer`` / ``X`` counts or an scvi-tools ``model``.
 
     Counts may be in memory, backed (``read_h5ad(..., backed="r")``) or a dask array; they are
-    read in chunks of cells (:mod:`sclens.tl._chunks`) and never densified as a whole.
+    read in chunks of cells (:mod:`sclens.tl._annotation._chunks`) and never densified as a whole.
     """
 
     def __init__(self, adata: AnnData, *, layer: str | None = None, model: Any = None) -> None:
@@ -113,7 +113,7 @@ class Expression:
         """``(start, stop, block_stats)`` of every chunk of cells, its group sums added into ``acc``.
 
         Dask chunks are dask tasks returning their products; sparse chunks read here are added
-        straight into ``acc`` (:func:`~sclens.tl._chunks.local_stats`).
+        straight into ``acc`` (:func:`~sclens.tl._annotation._chunks.local_stats`).
         """
         if self.model is None and is_dask(self.rows.x):
             for start, stop, part in dask_block_stats(self.rows, mats, **kw):

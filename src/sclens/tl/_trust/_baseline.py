@@ -10,9 +10,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .. import _provenance as provenance
-from .._docs import doc_params
-from .._utils import as_dense_float32, check_adata, check_key_added, get_rep, resolve_seed, writable
+from ... import _provenance as provenance
+from ..._docs import doc_params
+from ..._utils import as_dense_float32, check_adata, check_key_added, get_rep, resolve_seed, writable
 
 logger = logging.getLogger("sclens")
 

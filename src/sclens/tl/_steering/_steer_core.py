@@ -17,10 +17,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .. import _provenance as provenance
-from .._readers import sae_run
-from .._utils import as_dense_float32, get_rep, sae_activations
-from ._cellsets import obs_mask
+from ... import _provenance as provenance
+from ..._readers import sae_run
+from ..._utils import as_dense_float32, get_rep, sae_activations
+from .._annotation._cellsets import obs_mask
 
 _PERCENTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 MODES = ("set", "add", "knockout")
@@ -190,7 +190,7 @@ def decode_pair(
 ) -> tuple[list[np.ndarray] | None, str]:
     """Expression of each embedding of the cells ``idx`` through ``model`` or ``decode`` (or ``None``)."""
     if model is not None:
-        from .._scvi import decode_scvi, scvi_cell_inputs
+        from ..._scvi import decode_scvi, scvi_cell_inputs
 
         inputs = scvi_cell_inputs(model, adata, idx, batch_size=batch_size)
         expr = [decode_scvi(model, e, inputs, library_size=library_size, batch_size=batch_size) for e in embeddings]
@@ -212,7 +212,7 @@ def check_decoder(adata: AnnData, model: Any, decode: Any) -> None:
         msg = "Pass either `model` or `decode`, not both."
         raise ValueError(msg)
     if model is not None:
-        from .._scvi import check_scvi_model
+        from ..._scvi import check_scvi_model
 
         check_scvi_model(model, adata)
 

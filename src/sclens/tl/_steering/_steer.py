@@ -9,8 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from anndata import AnnData
 
-from .._compat import renamed_params
-from .._docs import doc_params
+from ..._compat import renamed_params
+from ..._docs import doc_params
 from ._steer_core import (
     change_codes,
     check_decoder,

@@ -11,9 +11,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
-from .._docs import doc_params
-from .._network import GeneSetsLike
-from .._utils import resolve_seed
+from ..._docs import doc_params
+from ..._network import GeneSetsLike
+from ..._utils import resolve_seed
 from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
 from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, select_cells, steer_run
 
@@ -79,8 +79,8 @@ def target_markers(
 
 def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected_lfc: np.ndarray) -> dict[str, Any]:
     """DE of perturbed vs normal cells (``sl.tl.contrast``), and whether the target's markers go up."""
-    from .._network import as_network
-    from ._annotate import contrast
+    from ..._network import as_network
+    from .._annotation._annotate import contrast
 
     net = pd.DataFrame(
         {"source": "target_markers", "target": markers, "name": "markers of the target", "namespace": ""}

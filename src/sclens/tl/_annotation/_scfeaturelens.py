@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse, stats
 
-from .._stats import fdr_bh
+from ..._stats import fdr_bh
 from ._de_fast import DEResult
 from ._enrich import GeneSets
 

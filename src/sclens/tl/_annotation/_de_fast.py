@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, special, stats
 
-from .._stats import fdr_bh
+from ..._stats import fdr_bh
 
 PSEUDO = 0.5  # a group without any count is treated as holding half a count
 N_BINS = 16  # size-factor quantile bins used to evaluate the Fisher information

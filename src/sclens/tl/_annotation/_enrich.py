@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse, special
 
-from .._network import as_network
-from .._stats import fdr_bh
+from ..._network import as_network
+from ..._stats import fdr_bh
 from ._de_fast import DEResult
 
 RESULT_COLUMNS = [
@@ -47,7 +47,7 @@ class GeneSets:
 def network_ic(net: pd.DataFrame) -> pd.Series:
     """Return ``-ln(n_term / n_namespace)`` per term of a network made by ``as_network`` (index ``source``).
 
-    See :func:`sclens.tl._redundancy.information_content`; ``as_network`` dropped duplicate pairs, so
+    See :func:`sclens.tl._annotation._redundancy.information_content`; ``as_network`` dropped duplicate pairs, so
     a term's row count is its number of genes.
     """
     size = net["source"].value_counts(sort=False)

@@ -1,0 +1,1 @@
+"""Annotation internals: DE engines and kernels, cell sets, chunked count passes, enrichment, term redundancy."""

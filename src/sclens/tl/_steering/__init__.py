@@ -1,0 +1,1 @@
+"""Steering internals: change SAE codes, decode, score the perturbed cells."""

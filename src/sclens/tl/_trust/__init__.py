@@ -1,0 +1,1 @@
+"""Trust tools: alignment to labels, null controls, baselines, run comparison."""
