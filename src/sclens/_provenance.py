@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._compat import user_stacklevel
 from ._warnings import SclensWarning
 
 if TYPE_CHECKING:
@@ -108,5 +107,5 @@ def drop_stale(adata: AnnData, sae_key: str) -> None:
             f"The SAE run under {sae_key!r} was replaced; results derived from the old run were dropped: "
             f"{', '.join(dropped)}. Re-run the functions that made them.",
             StaleResultWarning,
-            stacklevel=user_stacklevel(4),  # drop_stale <- the writer's helper <- the public function <- the user
+            stacklevel=4,  # drop_stale <- the writer's helper <- the public function <- the user
         )

@@ -7,12 +7,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import features_table, result
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: str = "feature_space") -> AnnData:
     """Return the feature x GO-term space as an AnnData with one row per annotated SAE feature.

@@ -8,13 +8,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import annotation, annotation_results
 from .._utils import as_feature_list
 
 
-@renamed_params(feature="features", key="annotation_key")
 @doc_params()
 def feature_terms(adata: AnnData, *, features: int | Sequence[int], annotation_key: str = "sae_go") -> pd.DataFrame:
     """Return the terms kept for SAE features, best first.

@@ -11,7 +11,6 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import annotation
 from .._utils import as_feature_list
@@ -19,7 +18,6 @@ from ..get import feature_terms
 from ._utils import feature_title, finish, panels
 
 
-@renamed_params(feature="features", key="annotation_key")
 @doc_params()
 def enrichment(
     adata: AnnData,

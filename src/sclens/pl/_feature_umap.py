@@ -9,7 +9,6 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import result
 from ._utils import finish, new_or_given_ax
@@ -23,7 +22,6 @@ def concept_mask(space: dict, concept: str) -> np.ndarray:
     return np.asarray(mat[:, hit_terms].sum(axis=1)).ravel() > 0
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_umap(
     adata: AnnData,

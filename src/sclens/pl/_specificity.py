@@ -12,7 +12,6 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import features_table, result
 from ._utils import finish, new_or_given_ax
@@ -40,7 +39,6 @@ def specificity_matrix(adata: AnnData, sae_key: str, specificity_key: str, kinds
     return means.loc[order.index].T
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def specificity(
     adata: AnnData,

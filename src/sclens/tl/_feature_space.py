@@ -12,7 +12,6 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
 from .._readers import annotation_results, store_result
 from .._utils import check_key_added, writable
@@ -83,7 +82,6 @@ def _feature_categories(mat: sparse.csr_matrix, terms: pd.Index, table: pd.DataF
     return best
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_space(
     adata: AnnData,
@@ -195,7 +193,7 @@ def _check_n_neighbors(n: int, n_neighbors: int) -> int:
         warnings.warn(
             f"n_neighbors={n_neighbors} >= number of annotated features ({n}); using {n - 1}.",
             SclensWarning,
-            stacklevel=user_stacklevel(3),
+            stacklevel=3,
         )
         n_neighbors = n - 1
     return n_neighbors

@@ -11,7 +11,6 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse, stats
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import result, sae_run, store_result
 from .._stats import fdr_bh
@@ -137,7 +136,6 @@ def _classify(
     )  # fmt: skip
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def feature_specificity(
     adata: AnnData,

@@ -11,7 +11,6 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from ..._compat import renamed_params
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
 from ..._readers import store_result
@@ -59,7 +58,6 @@ DEMethod = Literal["fast", "deseq2"]
 Enrichment = Literal["ora", "ulm", "mlm", "gsea", "aucell"] | str
 
 
-@renamed_params(key="sae_key", within="cells")
 @doc_params(shared=_doc_shared)
 def annotate_features(
     adata: AnnData,
@@ -298,7 +296,6 @@ def _update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_
     )
 
 
-@renamed_params(group="groups")
 @doc_params(shared=_doc_shared)
 def contrast(
     adata: AnnData,

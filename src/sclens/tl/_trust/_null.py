@@ -29,7 +29,7 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
     kw = {k: params.get(k) for k in _PASSED}
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
-    cells = params.get("cells", params.get("within"))  # `within` before the vocabulary change
+    cells = params.get("cells")
     if isinstance(cells, Mapping):
         kw["cells"] = {k: list(np.atleast_1d(v)) for k, v in cells.items()} or None
     else:
