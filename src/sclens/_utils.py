@@ -339,19 +339,3 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def as_feature_list(features: Any, n_features: int | None = None) -> list[int]:
-    """``features`` (one number or a sequence) as a non-empty list of ints, range-checked when ``n_features``."""
-    feats = [features] if isinstance(features, (int, np.integer, str)) or np.ndim(features) == 0 else list(features)
-    if not feats:
-        msg = "features is empty; pass at least one feature index."
-        raise ValueError(msg)
-    if any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) for f in feats):
-        msg = f"features must be a feature number (an integer) or a sequence of them, got {features!r}."
-        raise TypeError(msg)
-    for f in feats:
-        if n_features is not None and not 0 <= f < n_features:
-            msg = f"feature {int(f)} is out of range: this SAE has {n_features} features (0..{n_features - 1})."
-            raise ValueError(msg)
-    return [int(f) for f in feats]

@@ -117,7 +117,7 @@ def test_copy_and_feature_errors(toy_annot):
     out = sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[0, 1], min_size=3, copy=True)
     assert "sae_go" in out.uns and "sae_go" not in toy_annot.uns
     assert "n_terms" not in toy_annot.uns["sae"]["features"]
-    with pytest.raises(KeyError, match=r"Unknown feature\(s\) \[99\]: SAE run 'sae' has features 0..18"):
+    with pytest.raises(ValueError, match=r"feature 99 is out of range: this SAE has 19 features \(0..18\)"):
         sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[0, 99])
     with pytest.raises(ValueError, match=r"Feature\(s\) \[18\] are dead"):
         sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", features=[18])

@@ -9,8 +9,8 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._features import resolve_features
 from .._readers import annotation, annotation_results
-from .._utils import as_feature_list
 
 
 @doc_params()
@@ -30,7 +30,7 @@ def feature_terms(adata: AnnData, *, features: int | Sequence[int], annotation_k
     annotated without terms. For a sequence of features, the tables one after another with a first
     column ``feature``. Raises a ``KeyError`` for a feature that was skipped or not annotated.
     """
-    feats = as_feature_list(features)
+    feats = resolve_features(features, None).tolist()
     res = annotation_results(adata, annotation_key, None)
     if isinstance(features, (int, np.integer)):
         return _one_feature(adata, res, int(features), annotation_key)

@@ -11,7 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._utils import as_feature_list, check_adata, sae_activations
+from .._features import resolve_features
+from .._utils import check_adata, sae_activations
 from ._utils import feature_title, finish, panels
 
 
@@ -76,7 +77,7 @@ def feature_activation(
     """
     check_adata(adata)
     act = sae_activations(adata, sae_key)
-    feats = as_feature_list(features, act.shape[1])
+    feats = resolve_features(features, act.shape[1]).tolist()
     coords = basis_coords(adata, basis)
     smallest, largest = float(size) / 15, float(size)
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(panel_size, panel_size))

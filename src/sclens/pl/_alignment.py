@@ -13,6 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
+from .._features import resolve_features
 from .._readers import result
 from ._utils import feature_title, finish, new_or_given_ax
 
@@ -99,7 +100,7 @@ def alignment(
     if features is None:
         wide = wide.loc[wide.max(axis=1).sort_values(ascending=False, kind="stable").index[: int(n_features)]]
     else:
-        feats = [int(f) for f in np.atleast_1d(features)]
+        feats = resolve_features(features, None).tolist()
         missing = [f for f in feats if f not in wide.index]
         if missing:
             msg = f"Features {missing} have no alignment scores (dead, or not in the table)."

@@ -15,27 +15,13 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._features import live_features, resolve_features
 from .._readers import features_table, result
 from .._utils import atomic_path, check_adata, resolve_seed, sae_activations
 from . import _atlas_data as data
 
 logger = logging.getLogger("sclens")
 STATIC = files("sclens.pl") / "_atlas_static"
-
-
-def _live_features(acts: Any, sae_key: str, table: pd.DataFrame, features: Any) -> np.ndarray:
-    n = acts.shape[1]
-    if features is not None:
-        feats = np.atleast_1d(np.asarray(features)).astype(int)
-        bad = feats[(feats < 0) | (feats >= n)]
-        if bad.size:
-            msg = f"features {bad.tolist()} out of range; the SAE run {sae_key!r} has {n} features."
-            raise ValueError(msg)
-        return np.unique(feats)
-    if "kind" in table:
-        kind = table["kind"].reindex([str(i) for i in range(n)]).fillna("dead").astype(str).to_numpy()
-        return np.flatnonzero(kind != "dead")
-    return np.flatnonzero(np.diff(acts.tocsc().indptr) > 0)
 
 
 def _steering_tables(steering: Mapping | None) -> dict[int, pd.DataFrame]:
@@ -81,7 +67,7 @@ def build_payload(
     table = pd.DataFrame() if table is None else table
     stored = _stored(adata, keys)
     annotation = stored["annotation"]
-    feats = _live_features(acts, sae_key, table, features)
+    feats = np.sort(resolve_features(features, acts.shape[1], live=live_features(acts)))
     cells = data.sample_cells(adata.n_obs, max_cells, seed)
     extra = data.extra_columns(table, columns, alignment=stored["alignment"])
     return {

@@ -12,8 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
+from .._features import resolve_features
 from .._readers import annotation
-from .._utils import as_feature_list
 from ..get import feature_terms
 from ._utils import feature_title, finish, panels
 
@@ -48,7 +48,7 @@ def enrichment(
     -------
     The figure when ``return_fig=True``, else ``None``.
     """
-    feats = as_feature_list(features)
+    feats = resolve_features(features, None).tolist()
     tables = [feature_terms(adata, features=f, annotation_key=annotation_key).head(int(n_terms)) for f in feats]
     height = 0.35 * max(max(len(t) for t in tables), 2) + 1.2
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(6, height))

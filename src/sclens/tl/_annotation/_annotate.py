@@ -16,7 +16,7 @@ from ..._network import GeneSetsLike
 from ..._readers import store_result
 from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, update_features_table, writable
 from ._annotate_core import check_options, feature_summary, run_contrasts
-from ._cellsets import cell_sets, resolve_features, resolve_within
+from ._cellsets import annotated_features, cell_sets, resolve_within
 from ._de import Expression
 from ._enrich import check_testable, gene_set_matrix
 from ._redundancy import add_term_clusters
@@ -196,7 +196,7 @@ def annotate_features(
             f"as many low cells per feature, so it needs at least {2 * int(min_high)} (in practice thousands)."
         )
         raise ValueError(msg)
-    acts, feats = resolve_features(adata, key=sae_key, features=features)
+    acts, feats = annotated_features(adata, key=sae_key, features=features)
     mask = resolve_within(adata, cells)
     expr = Expression(adata, layer=layer, model=model)
     gs = gene_set_matrix(gene_sets, adata.var_names, namespaces=["BP"] if flavor == "scfeaturelens" else None)

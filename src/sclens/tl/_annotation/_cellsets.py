@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ..._readers import features_table
+from ..._features import check_live, live_features, resolve_features
 from ..._utils import sae_activations
 
 if TYPE_CHECKING:
@@ -33,41 +33,17 @@ class CellSets:
     skipped: pd.DataFrame
 
 
-def resolve_features(adata: AnnData, *, key: str, features: Any) -> tuple[sparse.csc_matrix, np.ndarray]:
-    """Activations (cells x all features, CSC) and the requested feature numbers.
+def annotated_features(adata: AnnData, *, key: str, features: Any) -> tuple[sparse.csc_matrix, np.ndarray]:
+    """Activations (cells x all features, CSC) and the features to annotate, ascending.
 
-    ``features=None`` selects all features whose ``kind`` is not ``"dead"``; explicit dead or
-    out-of-range features raise.
+    :func:`sclens._features.resolve_features` (``None``: every live feature); explicitly named
+    dead features raise, as they have no high cells.
     """
     acts = sae_activations(adata, key).tocsc()
-    n_feat = acts.shape[1]
-    table = features_table(adata, key)
-    kind = None
-    if isinstance(table, pd.DataFrame) and "kind" in table.columns:
-        kind = pd.Series(table["kind"].astype(str).to_numpy(), index=table.index.astype(str))
-    if features is None:
-        feats = np.arange(n_feat)
-        if kind is not None:
-            feats = np.array([f for f in feats if kind.get(str(f), "live") != "dead"], dtype=int)
-        if feats.size == 0:
-            msg = f"All {n_feat} features of SAE run {key!r} are dead; nothing to annotate."
-            raise ValueError(msg)
-        return acts, feats
-    feats = np.atleast_1d(np.asarray(features))
-    if feats.dtype.kind not in "iu" and not all(isinstance(f, (int, np.integer)) for f in feats):
-        msg = f"features must be integers (feature numbers), got {features!r}."
-        raise TypeError(msg)
-    feats = feats.astype(int)
-    bad = feats[(feats < 0) | (feats >= n_feat)]
-    if bad.size:
-        msg = f"Unknown feature(s) {bad.tolist()}: SAE run {key!r} has features 0..{n_feat - 1}."
-        raise KeyError(msg)
-    if kind is not None:
-        dead = [int(f) for f in feats if kind.get(str(f), "live") == "dead"]
-        if dead:
-            msg = f"Feature(s) {dead} are dead (never active); leave them out of `features`."
-            raise ValueError(msg)
-    return acts, np.unique(feats)
+    live = live_features(acts)
+    feats = resolve_features(features, acts.shape[1], live=live)
+    check_live(feats, live)
+    return acts, np.sort(feats)
 
 
 def resolve_within(adata: AnnData, within: Any) -> np.ndarray | None:

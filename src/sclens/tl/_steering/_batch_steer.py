@@ -11,18 +11,19 @@ import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
+from ..._features import resolve_features
 from ..._readers import features_table, store_result
 from ..._utils import get_rep, resolve_seed
 from ._mixing import integration_scores
 from ._steer import doc_sae_key
-from ._steer_core import change_codes, check_features, steer_run
+from ._steer_core import change_codes, steer_run
 
 logger = logging.getLogger("sclens")
 
 
 def _batch_features(adata: AnnData, sae_key: str, features: Any, n_features: int) -> np.ndarray:
     if features is not None:
-        return check_features(features, n_features)
+        return resolve_features(features, n_features)
     table = features_table(adata, sae_key)
     if not isinstance(table, pd.DataFrame) or "batch_driven" not in table.columns:
         msg = (
@@ -34,7 +35,7 @@ def _batch_features(adata: AnnData, sae_key: str, features: Any, n_features: int
     if flagged.size == 0:
         msg = "No feature is flagged `batch_driven`: the SAE has no batch-aligned feature to steer."
         raise ValueError(msg)
-    return check_features([int(table.index[i]) for i in flagged], n_features)
+    return resolve_features([int(table.index[i]) for i in flagged], n_features)
 
 
 def _obs_column(adata: AnnData, key: str, what: str) -> np.ndarray:

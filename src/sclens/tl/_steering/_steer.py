@@ -10,10 +10,10 @@ import numpy as np
 from anndata import AnnData
 
 from ..._docs import doc_params
+from ..._features import resolve_features
 from ._steer_core import (
     change_codes,
     check_decoder,
-    check_features,
     decode_pair,
     paired_result,
     per_feature,
@@ -127,7 +127,7 @@ def steer(
       ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``).
     """
     run = steer_run(adata, sae_key)
-    feats = check_features(features, run.n_features)
+    feats = resolve_features(features, run.n_features)
     modes = per_feature(mode, feats.size, "mode")
     values = per_feature(value, feats.size, "value")
     factors = per_feature(factor, feats.size, "factor")

@@ -8,7 +8,7 @@ reconstruction error (the "error-preserving decode").
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,27 +85,6 @@ def select_cells(adata: AnnData, cells: Any, *, name: str = "cells") -> np.ndarr
         msg = f"`{name}={cells!r}` selects no cell; check the obs column and its values."
         raise ValueError(msg)
     return idx
-
-
-def check_features(features: Any, n_features: int) -> np.ndarray:
-    """``features`` (one index or a sequence) as a unique int array within range."""
-    arr = [features] if isinstance(features, (int, np.integer)) else features
-    if isinstance(features, (bool, str)) or not isinstance(arr, Iterable):
-        msg = f"features must be an integer feature index or a sequence of them, got {features!r}."
-        raise TypeError(msg)
-    arr = list(arr)
-    if not arr or any(isinstance(f, bool) or not isinstance(f, (int, np.integer)) for f in arr):
-        msg = f"features must be an integer feature index or a non-empty sequence of them, got {features!r}."
-        raise TypeError(msg)
-    out = np.asarray(arr, dtype=np.int64)
-    bad = out[(out < 0) | (out >= n_features)]
-    if bad.size:
-        msg = f"feature {int(bad[0])} is out of range: this SAE has {n_features} features (0..{n_features - 1})."
-        raise ValueError(msg)
-    if np.unique(out).size != out.size:
-        msg = f"features has duplicates: {arr}; give each feature once."
-        raise ValueError(msg)
-    return out
 
 
 def per_feature(arg: Any, n: int, name: str) -> list[Any]:

@@ -14,7 +14,7 @@ from anndata import AnnData
 from ..._docs import doc_params
 from ..._network import GeneSetsLike, as_network
 from ..._provenance import run_id
-from ..._readers import annotation, features_table, sae_run, store_result
+from ..._readers import annotation, sae_run, store_result
 from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
 
 logger = logging.getLogger("sclens")
@@ -53,10 +53,7 @@ def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
         light.X = adata.X
     else:
         light.layers[kw["layer"]] = adata.layers[kw["layer"]]
-    table = features_table(adata, sae_key)
-    light.uns["null"] = (
-        {"features": table[["kind"]].copy()} if isinstance(table, pd.DataFrame) and "kind" in table else {}
-    )
+    light.uns["null"] = {}
     return light
 
 
