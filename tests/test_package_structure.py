@@ -9,10 +9,13 @@ else keyword-only; inputs that name a stored run are ``sae_key`` / ``annotation_
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import typing
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import sclens as sl
@@ -144,3 +147,97 @@ def test_docstrings_filled(qualname, ns, func):
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
         assert name in documented, f"{qualname}: parameter {name!r} is not documented"
+
+
+# ---- storage structure: the one result layout, the readers, the features-table columns ----
+SRC = Path(sl.__file__).parent
+# the only modules that read `adata.uns` themselves, and why (everything else goes through sclens._readers)
+UNS_READERS = {
+    "_readers.py": "the readers",
+    "_provenance.py": "run ids; drops the results of a replaced run",
+    "_columns.py": "the one writer of the features table",
+    "_utils.py": "sae_activations / check_sae_keys: a run exists beside its activations",
+    "tl/_fit.py": "writes the SAE run; a re-encoded run keeps its results",
+    "tl/_trust/_baseline.py": "writes a baseline run",
+    "datasets/_pbmc.py": "reads scanpy's dataset, not a sclens result",
+}
+
+
+def _uns_reads(path: Path) -> list[int]:
+    """Lines of ``path`` that read ``<x>.uns`` (anything but storing into or deleting from ``<x>.uns[...]``)."""
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "uns":
+            parent = parents.get(node)
+            writes = isinstance(parent, ast.Subscript) and isinstance(parent.ctx, (ast.Store, ast.Del))
+            if not writes:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_reads_uns_outside_the_readers():
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in UNS_READERS or rel.startswith("sim/_simulate") or rel == "datasets/_toy.py":
+            continue
+        lines = _uns_reads(path)
+        if lines:
+            offenders[rel] = lines
+    assert not offenders, f"read `adata.uns` through sclens._readers (result, sae_run, annotation, ...): {offenders}"
+    for rel in UNS_READERS:
+        assert (SRC / rel).is_file(), f"UNS_READERS names {rel}, which does not exist"
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    """A toy AnnData through every tool that stores a result."""
+    from biology_fixtures import toy_with_sae
+
+    adata = toy_with_sae(n_cells=300)
+    adata.uns["sae"]["run_id"] = "run-1"
+    adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 2, "a", "b")
+    gs = adata.uns["toy"]["gene_sets"]
+    sl.tl.feature_specificity(adata, groupby="cell_type")
+    sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", min_size=3, high_quantile=0.9, n_low=100)
+    sl.tl.feature_alignment(adata, groupby="cell_type", technical="batch")
+    sl.tl.annotation_null(adata, gene_sets=gs, n_permutations=1, nulls=["cells"])
+    sl.tl.baseline_features(adata, use_rep="X_emb", method="pca", n_components=4)
+    return adata
+
+
+def test_every_derived_result_has_the_one_layout(pipeline):
+    from sclens._provenance import RUN_ENTRIES
+    from sclens._readers import RESULTS, result
+
+    adata = pipeline
+    run_id = adata.uns["sae"]["run_id"]
+    derived = {k: v for k, v in adata.uns["sae"].items() if k not in RUN_ENTRIES}
+    assert set(derived) == {"specificity", "alignment", "annotation_null"}
+    for key, value in derived.items():
+        assert set(value) == {*RESULTS[key].tables, "params"}, key
+        assert (value["params"]["sae_key"], value["params"]["sae_run_id"]) == ("sae", run_id), key
+        assert result(adata, key, key=key, parent="sae") is value
+    ann = adata.uns["sae_go"]
+    assert ann["params"]["sae_run_id"] == run_id and ann["run_id"] != run_id
+    assert adata.uns["sae"]["annotation_null"]["params"]["annotation_run_id"] == ann["run_id"]
+    for kind in RESULTS.values():  # every kind names a public tool that writes it
+        ns, name = kind.made_by.removeprefix("sl.").split(".")
+        assert name in getattr(sl, ns).__all__, kind.made_by
+
+
+def test_every_features_table_column_is_registered(pipeline):
+    from sclens._columns import column, markdown_table
+
+    for key in ("sae", "pca_baseline"):
+        table = pipeline.uns[key]["features"]
+        unregistered = [c for c in table.columns if column(c) is None]
+        assert not unregistered, f"features-table columns of {key!r} not in sclens._columns.COLUMNS: {unregistered}"
+        for name in table.columns.difference(["frequency", "mean_activation", "max_activation"] if key == "sae" else []):
+            spec = column(name)  # (the toy's SAE run is hand-built: its fit columns are float32)
+            expected = "object" if spec.dtype == "str" else spec.dtype
+            assert str(table[name].dtype) == expected, f"{key}: column {name!r} is {table[name].dtype}, not {expected}"
+    storage = (SRC.parents[1] / "docs" / "storage.md").read_text()
+    assert markdown_table() in storage, "docs/storage.md: regenerate the column table from sclens._columns"

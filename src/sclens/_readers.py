@@ -258,3 +258,16 @@ def annotation_results(adata: AnnData, annotation_key: str, namespaces: Sequence
             raise KeyError(msg)
         res = res[res["namespace"].astype(str).isin(namespaces)]
     return res
+
+
+def steering_info(adata: AnnData, steer_key: str = "steer") -> dict[str, Any]:
+    """Return ``adata.uns[steer_key]`` of an AnnData returned by ``sl.tl.steer`` / ``sl.tl.steer_towards``."""
+    check_adata(adata)
+    info = adata.uns.get(steer_key)
+    if not isinstance(info, Mapping) or "condition" not in adata.obs.columns or "features" not in info:
+        msg = (
+            f"This AnnData is not the output of `sl.tl.steer` / `sl.tl.steer_towards` (needs "
+            f"`uns[{steer_key!r}]` and `obs['condition']`); pass the returned AnnData and its `key_added`."
+        )
+        raise KeyError(msg)
+    return info

@@ -289,40 +289,6 @@ def check_sae_keys(adata: AnnData, key: str, *, need_uns: bool = True) -> None:
         raise ValueError(msg)
 
 
-def update_features_table(run: dict, columns: Any, *, n_features: int | None = None) -> None:
-    """Add or replace columns of ``run["features"]`` by name (the one writer of the features table).
-
-    ``run`` is an SAE run's ``uns`` entry; ``columns`` a DataFrame indexed by feature (``"0"`` ..
-    ``"F-1"``, any subset; rows not given keep their values, new columns get missing values there).
-    The table is copied before writing, so a table shared with another AnnData (e.g. a view's
-    parent) is never changed in place.
-    """
-    import pandas as pd
-
-    table = run.get("features")
-    if not isinstance(table, pd.DataFrame):
-        if n_features is None:
-            msg = "The SAE run has no features table; pass `n_features` to create one."
-            raise KeyError(msg)
-        table = pd.DataFrame(index=pd.Index([str(i) for i in range(n_features)]))
-    table = table.copy()
-    table.index = table.index.astype(str)
-    columns = columns.copy()
-    columns.index = columns.index.astype(str)
-    unknown = columns.index.difference(table.index)
-    if len(unknown):
-        msg = f"Features {list(unknown[:5])} are not in the SAE run's features table ({len(table)} features)."
-        raise KeyError(msg)
-    for col in columns.columns:
-        if col in table.columns and len(columns) == len(table):
-            table[col] = columns[col].reindex(table.index).to_numpy()
-        elif col in table.columns:
-            table.loc[columns.index, col] = columns[col].to_numpy()
-        else:
-            table[col] = columns[col].reindex(table.index)
-    run["features"] = table
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``, renamed to ``path`` only when the block succeeds.

@@ -16,8 +16,9 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._columns import COLUMNS, alignment_columns
+
 MAX_CELLS = 65535  # cell indices travel as uint16
-EXTRA_COLUMNS = ("n_term_clusters", "annotation_fdr")  # term clustering, null controls: shown when present
 
 
 def b64(a: np.ndarray) -> str:
@@ -94,18 +95,11 @@ def feature_rows(table: pd.DataFrame, features: np.ndarray, columns: list[str]) 
     return out
 
 
-def alignment_columns(alignment: Mapping) -> list[str]:
-    """Features-table columns written by the ``feature_alignment`` result ``alignment`` (empty: none)."""
+def extra_columns(table: pd.DataFrame, columns: Any, *, alignment: Mapping) -> list[str]:
+    """Columns marked ``atlas`` in the registry or written by the ``alignment`` result, and those asked."""
     params = alignment.get("params", {})
     scored = [str(c) for key in ("groupby", "technical") for c in np.atleast_1d(params.get(key, []))]
-    return [f"{c}_{s}" for c in scored for s in ("best", "auroc", "f1")] + (
-        ["batch_driven"] if np.size(params.get("technical", [])) else []
-    )
-
-
-def extra_columns(table: pd.DataFrame, columns: Any, *, alignment: Mapping) -> list[str]:
-    """Columns of the alignment result, term clustering and null controls present in the table, and those asked."""
-    shown = {*alignment_columns(alignment), *EXTRA_COLUMNS}
+    shown = {*alignment_columns(scored), *(c.name for c in COLUMNS if c.atlas)}
     found = [c for c in table.columns if c in shown]
     asked = [] if columns is None else [columns] if isinstance(columns, str) else list(columns)
     missing = [c for c in asked if c not in table.columns]

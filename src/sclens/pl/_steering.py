@@ -12,20 +12,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._utils import check_adata, resolve_seed
+from .._readers import steering_info
+from .._utils import resolve_seed
 from ._utils import finish, new_or_given_ax
-
-
-def _steer_info(adata: AnnData, steer_key: str) -> dict:
-    check_adata(adata)
-    info = adata.uns.get(steer_key)
-    if not isinstance(info, dict) or "condition" not in adata.obs.columns or "features" not in info:
-        msg = (
-            f"This AnnData is not the output of `sl.tl.steer` / `sl.tl.steer_towards` (needs "
-            f"`uns[{steer_key!r}]` and `obs['condition']`); pass the returned AnnData and its `key_added`."
-        )
-        raise KeyError(msg)
-    return info
 
 
 def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -33,7 +22,7 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
 
     Extra points: the target centroid of :func:`sclens.tl.steer_towards` (0 x 2 when absent).
     """
-    info = _steer_info(adata, steer_key)
+    info = steering_info(adata, steer_key)
     emb = np.asarray(adata.obsm[info["use_rep"]], dtype=np.float64)
     extra = np.asarray(info.get("target_centroid", np.zeros((0, emb.shape[1]))), dtype=np.float64).reshape(
         -1, emb.shape[1]
@@ -140,7 +129,7 @@ def steering(
     -------
     The figure when ``return_fig`` is ``True``, else ``None``.
     """
-    info = _steer_info(adata, steer_key)
+    info = steering_info(adata, steer_key)
     if kind not in ("embedding", "features"):
         msg = f"kind must be 'embedding' or 'features', got {kind!r}."
         raise ValueError(msg)

@@ -11,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._readers import sae_run
 from .._settings import logger
 from .._utils import as_dense_float32, check_adata, get_rep, progress, resolve_seed
 from ._recovery import live_features, per_variable_table, summarize
@@ -92,7 +93,7 @@ def sweep(
         light = AnnData(obs=pd.DataFrame(index=adata.obs_names.copy()), obsm={"X_emb": emb})
         tl.fit_sae(light, use_rep="X_emb", random_state=seed, key_added="sae", **fit_kwargs, **setting)
         acts = light.obsm["X_sae"].tocsr()
-        metrics = light.uns["sae"]["metrics"]
+        metrics = sae_run(light, "sae", need=("metrics",))["metrics"]
         live = live_features(acts)
         codes = as_dense_float32(acts[rows][:, live], name="SAE activations")
         table = summarize(per_variable_table(codes, targets_m, threshold, live).assign(method="sae"), threshold)

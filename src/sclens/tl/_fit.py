@@ -12,10 +12,11 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _provenance as provenance
+from .._columns import write_columns
 from .._docs import doc_params
 from .._readers import sae_run
 from .._settings import resolve_device, resolve_n_jobs
-from .._utils import check_adata, get_rep, resolve_seed, update_features_table, writable
+from .._utils import check_adata, get_rep, resolve_seed, writable
 from .._warnings import SclensWarning
 from ..sae import EvalResult, SparseAutoencoder
 from ._fit_checks import check_embedding, check_key, check_spread, warn_bad_fit
@@ -100,9 +101,9 @@ def _write(
     run = {"run_id": run_id, "params": params, "metrics": metrics, "weights": to_arrays(sae), **kept}
     if features is not fresh:  # the kept table of the same run
         run["features"] = features
-    else:
-        update_features_table(run, fresh, n_features=len(fresh))
     adata.uns[key] = run
+    if features is fresh:
+        write_columns(adata, key, fresh, writer="sl.tl.fit_sae", n_features=len(fresh))
 
 
 @doc_params(
@@ -270,9 +271,13 @@ def _same_run(adata: AnnData, key: str, ev: EvalResult, model: SparseAutoencoder
     return (sparse.csr_matrix(stored) != ev.activations).nnz == 0
 
 
-def _has_use_rep(adata: AnnData, key: str) -> bool:
-    run = adata.uns.get(key)
-    return isinstance(run, dict) and "use_rep" in run.get("params", {})
+def _stored_use_rep(adata: AnnData, key: str) -> dict[str, str]:
+    """``{"use_rep": ...}`` of the SAE run stored under ``key``, or ``{}`` when there is none."""
+    if key not in adata.uns:
+        return {}
+    run = sae_run(adata, key, need=())
+    params = run.get("params", {}) if isinstance(run, dict) else {}
+    return {"use_rep": params["use_rep"]} if "use_rep" in params else {}
 
 
 def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencoder, dict, dict]:
@@ -282,7 +287,7 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
     if sae is None:
         sae = adata
     # a bare model does not know its embedding: fall back on a run already stored under `key`
-    own = {"use_rep": adata.uns[key]["params"]["use_rep"]} if _has_use_rep(adata, key) else {}
+    own = _stored_use_rep(adata, key)
     if isinstance(sae, SparseAutoencoder):
         return sae.eval(), own, {}
     if isinstance(sae, (str, os.PathLike)):
@@ -290,8 +295,8 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
     if hasattr(sae, "uns") and hasattr(sae, "obsm"):
         run = sae_run(sae, key)
         model = from_arrays(dict(run["params"]), dict(run["weights"]), source=f"`uns[{key!r}]['weights']`")
-        params = dict(sae.uns[key].get("params", {}))
-        curves = {c: v for c, v in sae.uns[key].get("metrics", {}).items() if np.ndim(v) == 1}
+        params = dict(run.get("params", {}))
+        curves = {c: v for c, v in run.get("metrics", {}).items() if np.ndim(v) == 1}
         return model, params, curves
     msg = (
         f"sae must be None (use `adata.uns[{key!r}]`), a SparseAutoencoder, an AnnData holding a fitted "

@@ -11,10 +11,11 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse, stats
 
+from .._columns import write_columns
 from .._docs import doc_params
 from .._readers import result, sae_run, store_result
 from .._stats import fdr_bh
-from .._utils import check_key_added, group_labels, sae_activations, update_features_table, writable
+from .._utils import check_key_added, group_labels, sae_activations, writable
 
 logger = logging.getLogger("sclens")
 
@@ -243,10 +244,7 @@ def feature_specificity(
     counts = {k: int((kind == k).sum()) for k in ("local", "global", "dead")}
     logger.info("feature_specificity: %(local)d local, %(global)d global, %(dead)d dead features", counts)
     adata = writable(adata, copy=copy)
-    run = adata.uns[sae_key]
-    if isinstance(run.get("features"), pd.DataFrame) and len(run["features"]) != n_features:
-        del run["features"]  # a table of another SAE (e.g. after re-encoding) is replaced
-    update_features_table(run, feats, n_features=n_features)
+    write_columns(adata, sae_key, feats, writer="sl.tl.feature_specificity", n_features=n_features)
     store_result(
         adata, "specificity", key=key_added, parent=sae_key, tables={"group_means": means},
         params={"groupby": groupby, "method": method, "alpha": float(alpha), "min_effect": float(min_effect),

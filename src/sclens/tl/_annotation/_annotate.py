@@ -11,10 +11,11 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from ..._columns import write_columns
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
 from ..._readers import store_result
-from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, update_features_table, writable
+from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, writable
 from ._annotate_core import check_options, feature_summary, run_contrasts
 from ._cellsets import annotated_features, cell_sets, resolve_within
 from ._de import Expression
@@ -220,9 +221,8 @@ def annotate_features(
     top_table.index = top_table.index.astype(str)
 
     adata = writable(adata, copy=copy)
-    summary = feature_summary(results, feats)
-    summary.loc[[str(f) for f in sets.skipped["feature"]], "label"] = ""
-    _update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
+    write_columns(adata, sae_key, feature_summary(results, feats), writer="sl.tl.annotate_features",
+                  n_features=acts.shape[1])  # fmt: skip
     params = {
         "sae_key": sae_key, "features": feats, "layer": layer, "expression": expr.source,
         "high_quantile": high_quantile, "low_quantile": low_quantile, "n_low": int(n_low),
@@ -276,24 +276,6 @@ def _cells_param(cells: Any) -> Any:
     if cells is None or isinstance(cells, Mapping):
         return {k: np.asarray(v).astype(str) for k, v in (cells or {}).items()}
     return np.asarray(cells, dtype=bool)
-
-
-def _update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_features: int) -> None:
-    """``n_terms``, ``best_term``, ``label`` of the annotated features (0 / empty for the others)."""
-    cols = ["n_terms", "best_term", "label"]
-    full = pd.DataFrame(
-        {"n_terms": np.int64(0), "best_term": "", "label": ""}, index=[str(i) for i in range(n_features)]
-    )
-    table = adata.uns[key].get("features")
-    if isinstance(table, pd.DataFrame):
-        old = table.set_axis(table.index.astype(str)).reindex(full.index)
-        for col in cols:
-            if col in old.columns:
-                full[col] = old[col].where(old[col].notna(), full[col]).to_numpy()
-    full.loc[summary.index, cols] = summary[cols].to_numpy()
-    update_features_table(
-        adata.uns[key], full.astype({"n_terms": np.int64, "best_term": str, "label": str}), n_features=n_features
-    )
 
 
 @doc_params(shared=_doc_shared)

@@ -133,18 +133,13 @@ def top_genes(de: Any, ids: np.ndarray, genes: pd.Index, *, de_alpha: float, n_t
 
 
 def feature_summary(results: pd.DataFrame, features: np.ndarray) -> pd.DataFrame:
-    """``n_terms``, ``best_term`` and a short ``label`` (best term's name) per feature."""
+    """``n_terms`` and ``best_term`` per feature (``label`` is :func:`~._redundancy.feature_labels`')."""
     idx = pd.Index([str(int(f)) for f in features])
-    summary = pd.DataFrame({"n_terms": 0, "best_term": "", "label": ""}, index=idx)
+    summary = pd.DataFrame({"n_terms": 0, "best_term": ""}, index=idx)
     if len(results):
         counts = results.groupby("feature").size()
         first = results.groupby("feature").head(1).set_index("feature").loc[counts.index]
         keys = [str(f) for f in counts.index]  # one assignment per column: thousands of features
         summary.loc[keys, "n_terms"] = counts.to_numpy().astype(np.int64)
         summary.loc[keys, "best_term"] = first["term"].astype(str).to_numpy()
-        summary.loc[keys, "label"] = [_short(str(n)) for n in first["name"]]
-    return summary.astype({"n_terms": np.int64, "best_term": str, "label": str})
-
-
-def _short(name: str, width: int = 40) -> str:
-    return name if len(name) <= width else name[: width - 3].rstrip() + "..."
+    return summary.astype({"n_terms": np.int64, "best_term": str})

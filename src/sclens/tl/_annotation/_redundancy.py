@@ -14,10 +14,11 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from ..._columns import write_columns
 from ..._docs import doc_params
 from ..._network import GeneSetsLike, as_network
 from ..._readers import annotation, features_table
-from ..._utils import check_adata, update_features_table, writable
+from ..._utils import check_adata, writable
 from ._enrich import network_ic
 
 MIN_SIMILARITY = 0.2
@@ -145,19 +146,17 @@ def add_term_clusters(
     ``gs``: the annotation's :class:`~sclens.tl._annotation._enrich.GeneSets` (its ``ic``: each term's
     information content).
     """
-    run, ann = adata.uns[sae_key], adata.uns[annotation_key]
+    ann = annotation(adata, annotation_key)
     terms = pd.Index(gs.terms["term"].astype(str))
     ann["results"] = cluster_terms(ann["results"], gs.matrix, terms, gs.ic, min_similarity=min_similarity)
-    table = run["features"]
+    table = features_table(adata, sae_key, required=True)
     genes = top_genes_text(ann.get("top_genes"))
     cols = feature_labels(ann["results"], table, genes)
     cols["top_genes"] = genes.reindex(cols.index).fillna("").astype(str)
     done = ann["params"].get("features")
     if done is not None:  # features this annotation did not cover keep their values
-        rest = cols.index.difference(pd.Index([str(int(f)) for f in np.atleast_1d(done)]))
-        for col in cols.columns.intersection(table.columns):
-            cols.loc[rest, col] = table.loc[rest, col].to_numpy()
-    update_features_table(run, cols)
+        cols = cols.loc[[str(int(f)) for f in np.atleast_1d(done)]]
+    write_columns(adata, sae_key, cols, writer="sl.tl.term_redundancy")
     ann["params"]["min_similarity"] = float(min_similarity)
 
 
@@ -213,6 +212,7 @@ def term_redundancy(
     features_table(adata, sae_key, required=True)
     gs = gene_set_matrix(gene_sets, adata.var_names)
     adata = writable(adata, copy=copy)
-    adata.uns[annotation_key] = {**adata.uns[annotation_key], "params": dict(adata.uns[annotation_key]["params"])}
+    ann = annotation(adata, annotation_key)
+    adata.uns[annotation_key] = {**ann, "params": dict(ann["params"])}  # the copy's own dicts, not the original's
     add_term_clusters(adata, sae_key=sae_key, annotation_key=annotation_key, gs=gs, min_similarity=min_similarity)
     return adata if copy else None

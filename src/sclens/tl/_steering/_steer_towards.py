@@ -13,6 +13,7 @@ from scipy import stats
 
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
+from ..._readers import result
 from ..._utils import resolve_seed
 from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
 from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, select_cells, steer_run
@@ -96,11 +97,11 @@ def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected
         tested, groupby="condition", groups="perturbed", reference="normal", layer="counts", gene_sets=net,
         min_size=min(5, markers.size), key_added="contrast",
     )  # fmt: skip
-    out.uns["contrast"] = tested.uns["contrast"]
-    lfc = out.uns["contrast"]["de"]["log2fc"].to_numpy()
+    out.uns["contrast"] = tested_contrast = result(tested, "contrast", key="contrast")
+    lfc = tested_contrast["de"]["log2fc"].to_numpy()
     is_marker = out.var_names.isin(markers)
     ok = np.isfinite(lfc)
-    res = out.uns["contrast"]["results"]
+    res = tested_contrast["results"]
     hit = res[res["term"] == "target_markers"]
     return {
         "markers": markers,

@@ -10,9 +10,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from ..._columns import write_columns
 from ..._docs import doc_params
 from ..._readers import store_result
-from ..._utils import resolve_seed, sae_activations, update_features_table, writable
+from ..._utils import resolve_seed, sae_activations, writable
 from .._specificity import _one_hot, _rank_auc
 from ._trust_utils import as_list, obs_codes
 
@@ -203,8 +204,7 @@ def feature_alignment(
         logger.info("feature_alignment: %d of %d live features are batch-driven", int(driven.sum()), live.size)
 
     adata = writable(adata, copy=copy)
-    run = adata.uns[sae_key]
-    update_features_table(run, frame, n_features=n_features)
+    write_columns(adata, sae_key, frame, writer="sl.tl.feature_alignment", n_features=n_features)
     store_result(
         adata, "alignment", key=key_added, parent=sae_key, tables={"table": long},
         params={"groupby": bio, "technical": tech, "test_size": float(test_size),

@@ -11,6 +11,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from ... import _provenance as provenance
+from ..._columns import write_columns
 from ..._docs import doc_params
 from ..._utils import as_dense_float32, check_adata, check_key_added, get_rep, resolve_seed, writable
 
@@ -158,9 +159,11 @@ def baseline_features(
     if is_baseline:
         provenance.drop_stale(adata, key)
     adata.obsm[f"X_{key}"] = acts
-    adata.uns[key] = {
+    run = {
         "params": params, "metrics": metrics, "components": np.asarray(comps, dtype=np.float32),
-        "run_id": provenance.new_run_id(), "features": table,
+        "run_id": provenance.new_run_id(),
     }  # fmt: skip
+    adata.uns[key] = run
+    write_columns(adata, key, table, writer="sl.tl.baseline_features", n_features=len(table))
     logger.info("baseline_features: %s with %d components, FVU %.4f", method, k, fvu)
     return adata if copy else None

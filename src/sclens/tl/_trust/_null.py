@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from ..._columns import write_columns
 from ..._docs import doc_params
 from ..._network import GeneSetsLike, as_network
 from ..._provenance import run_id
-from ..._readers import annotation, sae_run, store_result
-from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
+from ..._readers import annotation, features_table, sae_run, store_result
+from ..._utils import check_adata, resolve_seed, sae_activations, writable
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
@@ -206,7 +207,7 @@ def annotation_null(
                 light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
                 sets = _permuted_network(measured, rng) if n == "genes" else gene_sets
                 annotate_features(light, gene_sets=sets, sae_key="null", key_added="null_go", **kw)
-                null_terms[n][r], null_p[n][r] = _per_feature(light.uns["null_go"]["results"], feats)
+                null_terms[n][r], null_p[n][r] = _per_feature(annotation(light, "null_go")["results"], feats)
     finally:
         logger.setLevel(level)
     seconds = time.perf_counter() - t0
@@ -228,11 +229,10 @@ def annotation_null(
     logger.info("annotation_null: %s", summary)
 
     adata = writable(adata, copy=copy)
-    run = adata.uns[sae_key]
     frame = pd.DataFrame({"null_terms": worst, "annotation_fdr": table["annotation_fdr"].to_numpy()},
                          index=[str(f) for f in feats])  # fmt: skip
-    if isinstance(run.get("features"), pd.DataFrame):
-        update_features_table(run, frame)
+    if features_table(adata, sae_key) is not None:
+        write_columns(adata, sae_key, frame, writer="sl.tl.annotation_null")
     store_result(
         adata, "annotation_null", key=key_added, parent=sae_key, tables={"table": table},
         params={"annotation_key": annotation_key, "annotation_run_id": run_id(adata, annotation_key), "nulls": nulls,
