@@ -241,3 +241,58 @@ def test_every_features_table_column_is_registered(pipeline):
             assert str(table[name].dtype) == expected, f"{key}: column {name!r} is {table[name].dtype}, not {expected}"
     storage = (SRC.parents[1] / "docs" / "storage.md").read_text()
     assert markdown_table() in storage, "docs/storage.md: regenerate the column table from sclens._columns"
+
+
+# ---- choices: every list of names comes from its registry ----
+def _registries() -> dict[str, set[str]]:
+    from sclens.sae._registry import _REGISTRY
+    from sclens.tl._annotation._engines import DE_ENGINES, ENRICHMENTS, FLAVORS
+    from sclens.tl._specificity import METHODS
+
+    builtin = {n for n, c in _REGISTRY.items() if c.__module__.startswith("sclens.")}  # tests register their own
+    return {"architecture": builtin, "de_method": set(DE_ENGINES), "enrichment": set(ENRICHMENTS),
+            "flavor": set(FLAVORS), "specificity method": set(METHODS)}  # fmt: skip
+
+
+def test_choices_match_the_registries():
+    from sclens._cli import build_parser
+    from sclens._cli._pipeline import choices
+    from sclens.tl._annotation._annotate import DEMethod
+    from sclens.tl._annotation._engines import de_methods
+    from sclens.tl._fit import Architecture
+
+    reg = _registries()
+    assert set(typing.get_args(Architecture)) == reg["architecture"]
+    assert list(typing.get_args(DEMethod)) == de_methods()
+    assert set(typing.get_args(typing.get_type_hints(sl.tl.annotate_features)["flavor"])) == reg["flavor"]
+    assert set(typing.get_args(typing.get_type_hints(sl.tl.feature_specificity)["method"])) == reg["specificity method"]
+    for doc in (sl.tl.fit_sae.__doc__, sl.sae.SAEConfig.__doc__):  # the docs name every architecture
+        assert all(f'``"{name}"``' in doc for name in reg["architecture"])
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    offered = {(cmd, a.dest): list(a.choices) for cmd, p in sub.items() for a in p._actions if a.choices}
+    assert offered == {
+        ("fit", "architecture"): choices()["fit", "architecture"], ("specificity", "method"): ["paper", "rank"],
+        ("annotate", "de_method"): de_methods(),
+    }  # fmt: skip
+    assert set(choices()["fit", "architecture"]) >= reg["architecture"]
+
+
+REGISTRY_TUPLES = {"METHODS"}  # a registry that is a plain tuple (feature_specificity's methods)
+
+
+def test_no_hand_written_list_of_registered_names():
+    """A list or tuple of two or more registered names in the source is a copy of a registry."""
+    names = set().union(*_registries().values())
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        literal_args = {id(n) for node in ast.walk(tree) if isinstance(node, ast.Subscript)
+                        and getattr(node.value, "id", "") == "Literal" for n in ast.walk(node.slice)}  # fmt: skip
+        literal_args |= {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                         and any(getattr(t, "id", "") in REGISTRY_TUPLES for t in node.targets)}  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.List, ast.Tuple, ast.Set)) and id(node) not in literal_args:
+                values = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                if len(values) == len(node.elts) >= 2 and len(set(values) & names) >= 2:
+                    offenders.append(f"{path.relative_to(SRC)}:{node.lineno} {values}")
+    assert not offenders, f"lists of registered names written by hand (read the registry instead): {offenders}"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import atomic_path
-from ._pipeline import REQUIRED, ConfigError, call, run_steps, validate
+from ._pipeline import REQUIRED, SCHEMA, ConfigError, call, choices, run_steps, validate
 
 logger = logging.getLogger("sclens")
 
@@ -49,18 +49,21 @@ def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     write(adata, out)
 
 
+def section(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """Return the config section ``name`` built from the command-line options (those named in :data:`SCHEMA`)."""
+    return {k: getattr(args, k) for k in SCHEMA[name] if hasattr(args, k)}
+
+
 def cmd_fit(args: argparse.Namespace) -> None:
-    keys = ("use_rep", "n_features", "k", "architecture", "n_epochs", "lr", "batch_size", "device", "key_added")
-    _steps(args, {"fit": {k: getattr(args, k) for k in keys}})
+    _steps(args, {"fit": section(args, "fit")})
 
 
 def cmd_specificity(args: argparse.Namespace) -> None:
-    _steps(args, {"specificity": {"groupby": args.groupby, "method": args.method, "sae_key": args.sae_key}})
+    _steps(args, {"specificity": section(args, "specificity")})
 
 
 def cmd_annotate(args: argparse.Namespace) -> None:
-    keys = ("gene_sets", "layer", "high_quantile", "n_low", "de_method", "alpha", "sae_key", "key_added")
-    kw = {k: getattr(args, k) for k in keys}
+    kw = section(args, "annotate")
     kw["namespaces"] = args.namespaces.split(",") if args.namespaces else None
     _steps(args, {"annotate": kw})
 
@@ -69,7 +72,7 @@ def cmd_atlas(args: argparse.Namespace) -> None:
     import sclens as sl
 
     adata = read(args.input)
-    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "max_cells", "title")}
+    kw = section(args, "atlas")
     path = call(sl.pl.atlas, adata, path=args.output, **kw)
     print(path)
 
@@ -147,7 +150,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--use-rep", required=True, help="obsm key of the embedding, e.g. X_scVI")
     p.add_argument("--n-features", type=int, help="SAE features (default: 16 x embedding dims)")
     p.add_argument("-k", "--k", type=int, help="active features per cell (TopK)")
-    p.add_argument("--architecture", help="topk, batchtopk, relu, vanilla")
+    p.add_argument("--architecture", choices=choices()["fit", "architecture"], help="default: topk")
     p.add_argument("--n-epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -158,7 +161,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("specificity", help="local / global features per cell group (sl.tl.feature_specificity)")
     _io(p)
     p.add_argument("--groupby", required=True, help="obs column with the cell groups, e.g. cell_type")
-    p.add_argument("--method", choices=["paper", "rank"])
+    p.add_argument("--method", choices=choices()["specificity", "method"])
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -169,7 +172,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--layer", help="layer with integer counts (default: X)")
     p.add_argument("--high-quantile", type=float)
     p.add_argument("--n-low", type=int)
-    p.add_argument("--de-method", choices=["fast", "deseq2"])
+    p.add_argument("--de-method", choices=choices()["annotate", "de_method"])
     p.add_argument("--alpha", type=float)
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--key-added", help="key of the annotation (default: sae_go)")

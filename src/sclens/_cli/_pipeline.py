@@ -54,6 +54,18 @@ REQUIRED = {"fit": ["use_rep"], "specificity": ["groupby"], "annotate": ["gene_s
 TOP_LEVEL = {"input": (str,), "output": (str,), "seed": (int,), **{s: (dict,) for s in SCHEMA}}
 
 
+def choices() -> dict[tuple[str, str], list[str]]:
+    """``(section, key) -> allowed values`` of the keys that are choices, read from the registries."""
+    from ..sae import available_architectures
+    from ..tl._annotation._engines import FLAVORS, de_methods
+    from ..tl._specificity import METHODS
+
+    return {
+        ("fit", "architecture"): available_architectures(), ("specificity", "method"): list(METHODS),
+        ("annotate", "de_method"): de_methods(), ("annotate", "flavor"): list(FLAVORS),
+    }  # fmt: skip
+
+
 class ConfigError(ValueError):
     """A config file that does not follow the schema."""
 
@@ -78,6 +90,10 @@ def _check_section(section: str, params: dict[str, Any]) -> None:
             raise ConfigError(msg)
     for key, value in params.items():
         _check_type(f"`{section}.{key}`", value, SCHEMA[section][key])
+        allowed = choices().get((section, key))
+        if allowed is not None and value not in allowed:
+            msg = f"`{section}.{key}` must be one of {allowed}, got {value!r}."
+            raise ConfigError(msg)
 
 
 def validate(config: Any, *, base: Path) -> dict[str, Any]:

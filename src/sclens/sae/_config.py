@@ -23,8 +23,9 @@ class SAEConfig:
     n_features
         Number of dictionary features (``F``, the SAE hidden size).
     architecture
-        Registered architecture name: ``"vanilla"``, ``"relu"``, ``"topk"`` or ``"batchtopk"``
-        (see :func:`sclens.sae.available_architectures`).
+        Registered architecture name: ``"topk"``, ``"batchtopk"``, ``"matryoshka_batchtopk"``,
+        ``"jumprelu"``, ``"relu"``, ``"vanilla"`` or one added with ``register_architecture``
+        (:func:`sclens.sae.available_architectures`).
     k
         Active features per cell for ``topk`` (per cell) and ``batchtopk`` (on average over a
         training batch); ignored by ``vanilla`` / ``relu``.

@@ -21,6 +21,9 @@ from .._warnings import SclensWarning
 from ..sae import EvalResult, SparseAutoencoder
 from ._fit_checks import check_embedding, check_key, check_spread, warn_bad_fit
 
+#: the built-in architectures (the registry ``sclens.sae.available_architectures`` is checked against it)
+Architecture = Literal["topk", "batchtopk", "matryoshka_batchtopk", "jumprelu", "relu", "vanilla"]
+
 logger = logging.getLogger("sclens")
 
 _doc_returns = """\
@@ -122,7 +125,7 @@ def fit_sae(
     use_rep: str,
     n_features: int | None = None,
     expansion_factor: int = 16,
-    architecture: Literal["topk", "batchtopk", "relu", "vanilla"] | str = "topk",
+    architecture: Architecture | str = "topk",
     k: int = 32,
     l1_weight: float = 1e-3,
     aux_k: int | None = None,
@@ -156,7 +159,8 @@ def fit_sae(
     expansion_factor
         Features per embedding dimension when ``n_features`` is ``None``.
     architecture
-        ``"topk"``, ``"batchtopk"``, ``"relu"`` or ``"vanilla"``, or the name of an architecture
+        ``"topk"``, ``"batchtopk"``, ``"matryoshka_batchtopk"``, ``"jumprelu"``, ``"relu"`` or
+        ``"vanilla"`` (:func:`sclens.sae.available_architectures`), or the name of an architecture
         added with :func:`sclens.sae.register_architecture`.
     k
         Active features per cell for ``topk`` / ``batchtopk`` (must be below ``n_features``).

@@ -19,7 +19,7 @@ from .._utils import check_key_added, group_labels, sae_activations, writable
 
 logger = logging.getLogger("sclens")
 
-_METHODS = ("paper", "rank")
+METHODS = ("paper", "rank")
 
 
 def _group_codes(adata: AnnData, groupby: str) -> tuple[np.ndarray, list[str]]:
@@ -206,8 +206,8 @@ def feature_specificity(
     * ``adata.uns[sae_key][key_added]['params']``: ``groupby``, ``method``, ``alpha``,
       ``min_effect``, the counts ``n_local``, ``n_global``, ``n_dead``, ``sae_key`` and ``sae_run_id``.
     """
-    if method not in _METHODS:
-        msg = f"method must be one of {_METHODS}, got {method!r}."
+    if method not in METHODS:
+        msg = f"method must be one of {METHODS}, got {method!r}."
         raise ValueError(msg)
     if not 0 < alpha < 1:
         msg = f"alpha must be between 0 and 1, got {alpha!r}."

@@ -19,6 +19,7 @@ from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, 
 from ._annotate_core import check_options, feature_summary, run_contrasts
 from ._cellsets import annotated_features, cell_sets, resolve_within
 from ._de import Expression
+from ._engines import FLAVORS
 from ._enrich import check_testable, gene_set_matrix
 from ._redundancy import add_term_clusters
 
@@ -200,13 +201,14 @@ def annotate_features(
     acts, feats = annotated_features(adata, key=sae_key, features=features)
     mask = resolve_within(adata, cells)
     expr = Expression(adata, layer=layer, model=model)
-    gs = gene_set_matrix(gene_sets, adata.var_names, namespaces=["BP"] if flavor == "scfeaturelens" else None)
-    if flavor == "sclens":
+    fl = FLAVORS[flavor]
+    gs = gene_set_matrix(gene_sets, adata.var_names, namespaces=fl.namespaces)
+    if fl.check_sizes:
         check_testable(gs, min_size=opt.min_size, max_size=opt.max_size)
     keep_de = _check_return_de(return_de, feats)
     sets = cell_sets(
         acts, feats, high_quantile=high_quantile, low_quantile=low_quantile, n_low=int(n_low),
-        min_high=int(min_high), mask=mask, seed=seed, strict=flavor == "scfeaturelens",
+        min_high=int(min_high), mask=mask, seed=seed, strict=fl.strict,
     )  # fmt: skip
     if len(sets.skipped):
         logger.warning(
@@ -227,8 +229,7 @@ def annotate_features(
         "sae_key": sae_key, "features": feats, "layer": layer, "expression": expr.source,
         "high_quantile": high_quantile, "low_quantile": low_quantile, "n_low": int(n_low),
         "min_high": int(min_high), "cells": _cells_param(cells),
-        "de_method": "welch" if flavor == "scfeaturelens" else de_method,
-        "enrichment": "binomial+mannwhitney" if flavor == "scfeaturelens" else enrichment,
+        "de_method": fl.de_method or de_method, "enrichment": fl.enrichment or enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "flavor": flavor, "random_state": seed,
         "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},

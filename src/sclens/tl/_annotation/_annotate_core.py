@@ -11,7 +11,7 @@ from scipy import sparse
 
 from ..._settings import resolve_n_jobs
 from ..._utils import progress
-from ._engines import DE_ENGINES, FLAVORS, pick
+from ._engines import FLAVORS, de_methods, pick
 from ._enrich import collect
 
 if TYPE_CHECKING:
@@ -37,12 +37,11 @@ class Options:
 
 def check_options(**kw: Any) -> Options:
     """Validate the shared DE / enrichment arguments."""
-    if kw["flavor"] not in ("sclens", *FLAVORS):
-        msg = f"flavor must be 'sclens' or 'scfeaturelens', got {kw['flavor']!r}."
+    if kw["flavor"] not in FLAVORS:
+        msg = f"flavor must be {' or '.join(map(repr, FLAVORS))}, got {kw['flavor']!r}."
         raise ValueError(msg)
-    de_methods = [name for name, cls in DE_ENGINES.items() if cls.public]
-    if kw["de_method"] not in de_methods:
-        msg = f"de_method must be {' or '.join(map(repr, de_methods))}, got {kw['de_method']!r}."
+    if kw["de_method"] not in de_methods():
+        msg = f"de_method must be {' or '.join(map(repr, de_methods()))}, got {kw['de_method']!r}."
         raise ValueError(msg)
     if not isinstance(kw["enrichment"], str) or not kw["enrichment"]:
         msg = f"enrichment must be 'ora' or a decoupler method name such as 'ulm', got {kw['enrichment']!r}."

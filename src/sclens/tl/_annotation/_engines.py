@@ -15,6 +15,7 @@ kernel may live in its own module).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -34,8 +35,32 @@ if TYPE_CHECKING:
 
 DE_ENGINES: dict[str, type[DEEngine]] = {}
 ENRICHMENTS: dict[str, type[Enrichment]] = {}
-#: ``flavor`` -> (DE engine, enrichment) it imposes; other flavors use ``de_method`` / ``enrichment``
-FLAVORS = {"scfeaturelens": ("welch", "binomial+mannwhitney")}
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """What a ``flavor`` of ``annotate_features`` fixes (``None``: the user's ``de_method`` / ``enrichment``).
+
+    ``namespaces``: GO namespaces it keeps; ``strict``: high cells strictly above the quantile (the
+    published tool); ``check_sizes``: refuse gene sets that no term of testable size is left in.
+    """
+
+    de_method: str | None = None
+    enrichment: str | None = None
+    namespaces: tuple[str, ...] | None = None
+    strict: bool = False
+    check_sizes: bool = True
+
+
+FLAVORS: dict[str, Flavor] = {
+    "sclens": Flavor(),
+    "scfeaturelens": Flavor("welch", "binomial+mannwhitney", ("BP",), strict=True, check_sizes=False),
+}
+
+
+def de_methods() -> list[str]:
+    """Names accepted as ``de_method=`` (engines only used by a flavor are not)."""
+    return [name for name, cls in DE_ENGINES.items() if cls.public]
 
 
 class DEEngine:
@@ -197,5 +222,6 @@ class Decoupler(Enrichment):
 
 def pick(opt: Options) -> tuple[type[DEEngine], type[Enrichment]]:
     """Return the DE engine and enrichment class for these options."""
-    de_name, enr_name = FLAVORS.get(opt.flavor, (opt.de_method, opt.enrichment))
+    flavor = FLAVORS[opt.flavor]
+    de_name, enr_name = flavor.de_method or opt.de_method, flavor.enrichment or opt.enrichment
     return DE_ENGINES[de_name], ENRICHMENTS.get(enr_name, Decoupler)

@@ -17,6 +17,7 @@ from ..._network import GeneSetsLike, as_network
 from ..._provenance import run_id
 from ..._readers import annotation, features_table, sae_run, store_result
 from ..._utils import check_adata, resolve_seed, sae_activations, writable
+from .._annotation._engines import FLAVORS, de_methods
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
@@ -35,9 +36,9 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
         kw["cells"] = {k: list(np.atleast_1d(v)) for k, v in cells.items()} or None
     else:
         kw["cells"] = None if cells is None or np.size(cells) == 0 else np.asarray(cells, dtype=bool)
-    sfl = params.get("flavor") == "scfeaturelens"
-    kw["de_method"] = "fast" if sfl else params["de_method"]
-    kw["enrichment"] = "ora" if sfl else params["enrichment"]
+    flavor = FLAVORS[str(params.get("flavor", "sclens"))]  # a flavor's engine is stored, not a de_method choice
+    kw["de_method"] = de_methods()[0] if flavor.de_method else params["de_method"]
+    kw["enrichment"] = "ora" if flavor.enrichment else params["enrichment"]
     if str(params.get("expression", "")).startswith("model:"):
         if model is None:
             msg = f"The annotation used {params['expression']!r}; pass the same scvi-tools model as `model=`."
