@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from ..._settings import resolve_n_jobs
 from ..._utils import progress
 from ._engines import FLAVORS, de_methods, pick
 from ._enrich import collect
+from ._types import Options
 
 if TYPE_CHECKING:
     from ._de import Expression
@@ -20,19 +20,6 @@ if TYPE_CHECKING:
 
 FEATURE_CHUNK = 128
 DE_COLUMNS = ["log2fc", "stat", "pvalue", "padj", "base_mean"]
-
-
-@dataclass
-class Options:
-    de_method: str
-    enrichment: str
-    flavor: str
-    alpha: float
-    de_alpha: float
-    min_log2fc: float
-    min_size: int
-    max_size: int | None
-    n_jobs: int
 
 
 def check_options(**kw: Any) -> Options:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..._utils import progress
-from ._de_fast import DEResult
+from ._types import DEResult
 
 if TYPE_CHECKING:
     from ._de import Expression

@@ -25,32 +25,14 @@ against pyDESeq2 with ``refit_cooks=False`` and 0.91 with Cook's replacement on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import sparse, special, stats
 
 from ..._stats import fdr_bh
+from ._types import DEResult
 
 PSEUDO = 0.5  # a group without any count is treated as holding half a count
 N_BINS = 16  # size-factor quantile bins used to evaluate the Fisher information
-
-
-@dataclass
-class DEResult:
-    """Per contrast (rows) x gene (columns) arrays; NaN where a gene was not tested."""
-
-    log2fc: np.ndarray
-    stat: np.ndarray
-    pvalue: np.ndarray
-    padj: np.ndarray
-    base_mean: np.ndarray
-    #: ratio of group means, set by engines whose enrichment needs it (Welch)
-    fc: np.ndarray | None = None
-
-    @property
-    def tested(self) -> np.ndarray:
-        return ~np.isnan(self.padj)
 
 
 def nb_dispersions(

@@ -7,7 +7,7 @@ kernel may live in its own module).
 * A :class:`DEEngine` is built once per call on the expression and the contrasts' cell sets
   (``high`` / ``low``: cells x contrasts membership matrices), doing its fixed-cost work (one pass
   over the expression: size factors, dispersions, group sums); :meth:`DEEngine.test` then returns
-  the :class:`~sclens.tl._annotation._de_fast.DEResult` of a slice of contrasts.
+  the :class:`~sclens.tl._annotation._de_DEResult` of a slice of contrasts.
 * An :class:`Enrichment` is built once per call on the gene sets and the options;
   :meth:`Enrichment.add` receives each slice's DE result and returns its kept terms (a long table)
   or keeps what it needs for :meth:`Enrichment.finish` (methods that run once on all contrasts).
@@ -25,11 +25,11 @@ from . import _de_fast as fast
 from . import _scfeaturelens as sfl
 from ._de_deseq2 import deseq2_engine
 from ._enrich import collect, decoupler_method, ora, up_genes
+from ._types import DEResult, Options
 
 if TYPE_CHECKING:
     from scipy import sparse
 
-    from ._annotate_core import Options
     from ._de import Expression
     from ._enrich import GeneSets
 
@@ -78,7 +78,7 @@ class DEEngine:
     def __init__(self, expr: Expression, high: sparse.csc_matrix, low: sparse.csc_matrix, opt: Options) -> None:
         self.expr, self.high, self.low, self.opt = expr, high, low, opt
 
-    def test(self, sl_: slice) -> fast.DEResult:  # pragma: no cover - interface
+    def test(self, sl_: slice) -> DEResult:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -95,7 +95,7 @@ class FastNB(DEEngine):
         onehot = fast.bin_onehot(bins, self.centres.size)
         self.nbin = [(m.T @ onehot).toarray() for m in (high, low)]
 
-    def test(self, sl_: slice) -> fast.DEResult:
+    def test(self, sl_: slice) -> DEResult:
         s = self.scan
         return fast.nb_wald(
             s.sums[0][sl_], s.sums[1][sl_], self.nbin[0][sl_], self.nbin[1][sl_], self.centres, self.disp,
@@ -112,7 +112,7 @@ class DESeq2(DEEngine):
         super().__init__(expr, high, low, opt)
         self.cells = [_members(m) for m in (high, low)]
 
-    def test(self, sl_: slice) -> fast.DEResult:
+    def test(self, sl_: slice) -> DEResult:
         return deseq2_engine(self.expr, self.cells[0][sl_], self.cells[1][sl_], n_jobs=self.opt.n_jobs)
 
 
@@ -127,7 +127,7 @@ class Welch(DEEngine):
         self.scan = expr.scan([high, low], squares=True)
         self.n = [np.diff(m.indptr) for m in (high, low)]
 
-    def test(self, sl_: slice) -> fast.DEResult:
+    def test(self, sl_: slice) -> DEResult:
         s = self.scan
         de, fc = sfl.welch(
             s.zsums[0][sl_], s.z2sums[0][sl_], self.n[0][sl_], s.zsums[1][sl_], s.z2sums[1][sl_], self.n[1][sl_]
@@ -156,7 +156,7 @@ class Enrichment:
     def __init__(self, gs: GeneSets, opt: Options, ids: np.ndarray, genes: pd.Index) -> None:
         self.gs, self.opt, self.ids, self.genes = gs, opt, ids, genes
 
-    def add(self, de: fast.DEResult, sl_: slice) -> pd.DataFrame | None:  # pragma: no cover - interface
+    def add(self, de: DEResult, sl_: slice) -> pd.DataFrame | None:  # pragma: no cover - interface
         """Kept terms of contrasts ``sl_`` (or ``None`` when the method waits for :meth:`finish`)."""
         raise NotImplementedError
 
@@ -212,7 +212,7 @@ class Decoupler(Enrichment):
     def finish(self):
         o = self.opt
         flag = np.where(self.tested, 0.0, np.nan)
-        de_all = fast.DEResult(flag, self.stat, flag, flag, flag)
+        de_all = DEResult(flag, self.stat, flag, flag, flag)
         names = [str(int(f)) for f in self.ids]
         res = decoupler_method(o.enrichment, de_all, self.study, self.gs, names, self.genes, min_size=o.min_size)
         with np.errstate(invalid="ignore"):

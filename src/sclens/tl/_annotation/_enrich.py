@@ -12,7 +12,7 @@ from scipy import sparse, special
 
 from ..._network import as_network
 from ..._stats import fdr_bh
-from ._de_fast import DEResult
+from ._types import DEResult
 
 RESULT_COLUMNS = [
     "feature",

@@ -15,8 +15,8 @@ import numpy as np
 from scipy import sparse, stats
 
 from ..._stats import fdr_bh
-from ._de_fast import DEResult
 from ._enrich import GeneSets
+from ._types import DEResult
 
 MIN_TERM, MAX_TERM = 10, 500
 PADJ_STRICT, P_FALLBACK = 1e-5, 0.05
