@@ -118,7 +118,7 @@ atlas: {path: atlas.html, basis: umap}
         ("input: a.h5ad\nannotate: {gene_sets: go-human, lyer: counts}\n", "unknown key(s) ['lyer'] in `annotate`"),
         ("input: a.h5ad\nannotate: {gene_sets: go-human, de_method: edger}\n",
          "`annotate.de_method` must be one of ['fast', 'deseq2'], got 'edger'."),
-        ("input: a.h5ad\nfit: {use_rep: X, architecture: topkk}\n", "`fit.architecture` must be one of ['batchtopk',"),
+        ("input: a.h5ad\nfit: {use_rep: X, architecture: topkk}\n", "`fit.architecture` must be one of ['topk', 'batchtopk',"),
         ("fit: {use_rep: X}\n", "the config needs `input: <file>.h5ad`."),
         ("- input\n", "the config must be a mapping of sections"),
         ("input: [unclosed\n", "is not valid YAML"),

@@ -55,15 +55,26 @@ TOP_LEVEL = {"input": (str,), "output": (str,), "seed": (int,), **{s: (dict,) fo
 
 
 def choices() -> dict[tuple[str, str], list[str]]:
-    """``(section, key) -> allowed values`` of the keys that are choices, read from the registries."""
-    from ..sae import available_architectures
-    from ..tl._annotation._engines import FLAVORS, de_methods
-    from ..tl._specificity import METHODS
+    """``(section, key) -> allowed values`` of the keys that are choices.
+
+    Read from the ``Literal`` types of the public functions, which ``tests/test_package_structure.py``
+    checks against the registries (SAE architectures, DE engines, flavors, specificity methods).
+    """
+    import typing
+
+    import sclens as sl
+
+    def literal(func: Any, name: str) -> list[str]:
+        hint = typing.get_type_hints(func)[name]
+        args = [a for arg in typing.get_args(hint) for a in (typing.get_args(arg) or [arg])]  # `Literal[...] | str`
+        return [a for a in args if isinstance(a, str)]
 
     return {
-        ("fit", "architecture"): available_architectures(), ("specificity", "method"): list(METHODS),
-        ("annotate", "de_method"): de_methods(), ("annotate", "flavor"): list(FLAVORS),
-    }  # fmt: skip
+        ("fit", "architecture"): literal(sl.tl.fit_sae, "architecture"),
+        ("specificity", "method"): literal(sl.tl.feature_specificity, "method"),
+        ("annotate", "de_method"): literal(sl.tl.annotate_features, "de_method"),
+        ("annotate", "flavor"): literal(sl.tl.annotate_features, "flavor"),
+    }
 
 
 class ConfigError(ValueError):
