@@ -96,3 +96,22 @@ def test_topk_sparse_backward_matches_autograd():
     g = torch.Generator().manual_seed(0)
     args = [torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True) for s in ((7, 5), (5, 12), (12,))]
     assert torch.autograd.gradcheck(lambda x, w, b: topk_encode(x, w, b, 4)[0], args)
+
+
+def test_architecture_options_are_validated_saved_and_reloaded(tmp_path):
+    """Per-architecture hyperparameters live in the config: defaults filled in, unknown ones refused, saved."""
+    from sclens.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+
+    cfg = SAEConfig(input_dim=4, n_features=8, architecture="jumprelu", architecture_options={"bandwidth": 0.05})
+    assert cfg.architecture_options == {"bandwidth": 0.05, "init_threshold": 0.5}
+    assert SAEConfig(input_dim=4, n_features=8, k=2, architecture="batchtopk").architecture_options == {"momentum": 0.99}
+    assert SAEConfig(input_dim=4, n_features=8, k=2).architecture_options == {}
+    with pytest.raises(ValueError, match=r"architecture_options \['bandwidth'\] are not options of architecture 'topk'"):
+        SAEConfig(input_dim=4, n_features=8, k=2, architecture_options={"bandwidth": 0.1})
+    model = SparseAutoencoder(cfg, seed=0)
+    assert model.arch.bandwidth == 0.05
+    save_sae(model, tmp_path / "m")
+    back = load_sae(tmp_path / "m")
+    assert back.arch.bandwidth == 0.05 and back.cfg.architecture_options == cfg.architecture_options
+    old = {k: v for k, v in cfg.to_dict().items() if k != "architecture_options"}  # saved before the field existed
+    assert SAEConfig.from_dict(old).architecture_options == {"bandwidth": 0.2, "init_threshold": 0.5}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +46,7 @@ class BatchTopK(Architecture):
     uses_k = True
     uses_auxk = True
     state = ("threshold",)
-    momentum: ClassVar[float] = 0.99
+    options: ClassVar[dict[str, Any]] = {"momentum": 0.99}
 
     def init_state(self, sae):
         sae.register_buffer("threshold", torch.tensor(-1.0))
@@ -96,7 +96,7 @@ class MatryoshkaBatchTopK(BatchTopK):
     """
 
     name = "matryoshka_batchtopk"
-    n_prefixes: ClassVar[int] = 4
+    options: ClassVar[dict[str, Any]] = {**BatchTopK.options, "n_prefixes": 4}
 
     def prefixes(self, n_features: int) -> list[int]:
         return sorted({max(n_features >> j, 1) for j in range(self.n_prefixes)})
@@ -158,8 +158,8 @@ class JumpReLU(Architecture):
     name = "jumprelu"
     uses_l1 = True
     state = ("log_threshold",)
-    bandwidth: ClassVar[float] = 0.2  # in units of the normalised input (mean squared norm = input_dim)
-    init_threshold: ClassVar[float] = 0.5
+    # bandwidth: in units of the normalised input (mean squared norm = input_dim)
+    options: ClassVar[dict[str, Any]] = {"bandwidth": 0.2, "init_threshold": 0.5}
 
     def init_state(self, sae):
         sae.log_threshold = nn.Parameter(torch.full((sae.n_features,), float(torch.tensor(self.init_threshold).log())))

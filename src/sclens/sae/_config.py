@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,11 @@ class SAEConfig:
         Input scaling during training: ``"none"``, ``"norm"`` (one scalar so that the mean squared
         norm of a centred cell equals ``input_dim``) or ``"std"`` (per dimension). Centring and
         scaling are folded into the weights after training, so the saved model reads raw inputs.
+    architecture_options
+        The architecture's own hyperparameters (``momentum`` of ``batchtopk``'s inference threshold,
+        ``n_prefixes`` of ``matryoshka_batchtopk``, ``bandwidth`` / ``init_threshold`` of
+        ``jumprelu``); unnamed ones take the architecture's defaults. Stored with the weights
+        (``cfg.json``, ``adata.uns[key]['params']``), so a reloaded model uses the same values.
     """
 
     input_dim: int
@@ -60,6 +65,7 @@ class SAEConfig:
     b_dec_init: str = "mean"
     center: bool = True
     scale: str = "norm"
+    architecture_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from ._registry import get_architecture
@@ -76,7 +82,9 @@ class SAEConfig:
         if self.n_features < 1:
             msg = f"n_features must be >= 1, got {self.n_features}; pass e.g. `n_features=16 * input_dim`."
             raise ValueError(msg)
-        arch = get_architecture(self.architecture)  # raises on unknown names
+        arch = get_architecture(self.architecture, self.architecture_options)  # raises on unknown names / options
+        given = {k: v.item() if hasattr(v, "item") else v for k, v in dict(self.architecture_options or {}).items()}
+        self.architecture_options = {**arch.options, **given}  # saved with the weights, defaults included
         if arch.uses_k and not 1 <= self.k < self.n_features:
             msg = (
                 f"k must satisfy 1 <= k < n_features for architecture {self.architecture!r}, got "

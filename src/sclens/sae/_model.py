@@ -75,7 +75,7 @@ class SparseAutoencoder(nn.Module):
     def __init__(self, cfg: SAEConfig, *, seed: int | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.arch = get_architecture(cfg.architecture)
+        self.arch = get_architecture(cfg.architecture, cfg.architecture_options)
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         w = torch.randn(cfg.n_features, cfg.input_dim, generator=gen)
         w /= w.norm(dim=1, keepdim=True).clamp_min(_EPS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -73,6 +73,9 @@ class Architecture:
     uses_l1: ClassVar[bool] = False  # `l1_weight` weighs `penalty`
     uses_auxk: ClassVar[bool] = False
     state: ClassVar[tuple[str, ...]] = ()
+    #: the architecture's own hyperparameters and their defaults (``SAEConfig.architecture_options``),
+    #: set as attributes of the instance
+    options: ClassVar[dict[str, Any]] = {}
 
     def init_state(self, sae: SparseAutoencoder) -> None:
         """Register the architecture's own buffers / parameters on ``sae``."""
@@ -121,12 +124,23 @@ def available_architectures() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_architecture(name: str) -> Architecture:
-    """Instantiate the registered architecture ``name``."""
+def get_architecture(name: str, options: dict[str, Any] | None = None) -> Architecture:
+    """Instantiate the registered architecture ``name`` with its ``options`` (defaults: ``cls.options``)."""
     if name not in _REGISTRY:
         msg = f"Unknown SAE architecture {name!r}; choose one of {available_architectures()}."
         raise ValueError(msg)
-    return _REGISTRY[name]()
+    cls = _REGISTRY[name]
+    unknown = sorted(set(options or {}) - set(cls.options))
+    if unknown:
+        msg = (
+            f"architecture_options {unknown} are not options of architecture {name!r}; "
+            f"its options: {sorted(cls.options) or 'none'}."
+        )
+        raise ValueError(msg)
+    arch = cls()
+    for key, value in {**cls.options, **(options or {})}.items():
+        setattr(arch, key, value)
+    return arch
 
 
 @register_architecture
