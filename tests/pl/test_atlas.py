@@ -68,7 +68,11 @@ def test_payload_round_trip(toy, tmp_path):
     t = d["terms"]["by_feature"]["2"][0]
     assert d["terms"]["ids"][t[0]] == first["term"]
     assert t[1] == pytest.approx(first["pvalue"], rel=1e-3)
-    assert [g[0] for g in d["genes"]["2"]] == toy.uns["sae_go"]["top_genes"].query("feature == 2")["gene"].tolist()
+    top = toy.uns["sae_go"]["top_genes"].query("feature == 2")
+    by_padj = top.sort_values(["padj", "log2fc"], ascending=[True, False], kind="stable")
+    assert [g[0] for g in d["genes"]["2"]] == by_padj["gene"].tolist()  # sorted by padj, as the card says
+    np.testing.assert_allclose([g[2] for g in d["genes"]["2"]], by_padj["padj"], rtol=5e-3)  # 3 digits
+    np.testing.assert_allclose([g[1] for g in d["genes"]["2"]], by_padj["log2fc"], rtol=5e-3)
     means = toy.uns["sae"]["specificity"]["group_means"].T
     assert d["spec"]["groups"] == list(means.columns)
     np.testing.assert_allclose(d["spec"]["by_feature"]["5"], means.loc["5"], rtol=1e-3)
@@ -89,13 +93,15 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     assert d["meta"]["columns"] == ["n_term_clusters", "align_auroc", "best_cell_type"]
     assert d["features"]["align_auroc"][0] == 0.5
     assert set(d["features"]["best_cell_type"]) == {"type_0"}
+    assert d["meta"]["labels"]["n_term_clusters"] == "term themes"
+    assert d["meta"]["labels"]["align_auroc"] == "align AUROC"
     # Jaccard neighbours: the closest feature shares the most terms
     res = ad.uns["sae_go"]["results"]
     sets = {f: set(g["term"]) for f, g in res.groupby("feature")}
-    near = d["near"]["by_feature"]["0"]
+    near = d["near"]["terms"]["0"]
     jac = {g: len(sets[0] & s) / len(sets[0] | s) for g, s in sets.items() if g != 0}
-    assert d["near"]["method"] == "jaccard"
     assert near[0][1] == pytest.approx(max(jac.values()), rel=1e-3)
+    assert jac[near[0][0]] == max(jac.values())
 
 
 def test_steering_tables(toy, tmp_path):

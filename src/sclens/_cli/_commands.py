@@ -69,7 +69,7 @@ def cmd_atlas(args: argparse.Namespace) -> None:
     import sclens as sl
 
     adata = read(args.input)
-    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "max_cells", "title")}
+    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "groupby", "max_cells", "title")}
     path = call(sl.pl.atlas, adata, path=args.output, **kw)
     print(path)
 
@@ -180,6 +180,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--annotation-key", help="key of the annotation (default: sae_go)")
     p.add_argument("--basis", help="embedding drawn (default: umap)")
+    p.add_argument("--groupby", help="obs column colouring the cells (default: the one specificity used)")
     p.add_argument("--max-cells", type=int, help="cells drawn (default: 20000)")
     p.add_argument("--title")
 

@@ -46,7 +46,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "feature_space": {"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)},
     "atlas": {
-        "path": (str,), "basis": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
+        "path": (str,), "basis": (str,), "groupby": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
         "title": (str,), "sae_key": (str,), "annotation_key": (str,),
     },
 }  # fmt: skip
