@@ -137,3 +137,58 @@ def test_size_budget_scaled():
     acts = sparse.csr_matrix((rng.random(n * k).astype(np.float32) + 0.01, cols, np.arange(0, n * k + 1, k)), (n, f))
     size = len(json.dumps(activations(acts, np.arange(n), np.arange(f))))
     assert size < 6e6, size
+
+
+def test_card_evidence(toy, tmp_path):
+    """Groups of the shown cells, trust evidence, skip reasons, the term rule and decoder neighbours."""
+    ad = toy.copy()
+    feats = ad.uns["sae"]["features"].copy()
+    feats["cell_type_best"] = "type_2"
+    feats["cell_type_auroc"] = 0.91234
+    feats["cell_type_f1"] = np.nan
+    feats["annotation_fdr"] = np.linspace(0, 0.5, len(feats))
+    feats["stability"] = 0.8
+    ad.uns["sae"]["features"] = feats
+    ad.uns["sae_go"]["skipped"] = pd.DataFrame({"feature": [5], "reason": ["too few high cells"], "n_high": [3],
+                                                "n_low": [200]})  # fmt: skip
+    w = np.random.default_rng(0).normal(size=(17, 6))
+    ad.uns["sae"]["weights"] = {"W_dec": w}
+    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html", max_cells=300, random_state=1))
+    cells = np.sort(np.random.default_rng(1).choice(ad.n_obs, size=300, replace=False))
+    assert d["groups"]["by"] == "cell_type"  # the groupby of feature_specificity
+    names = np.asarray(d["groups"]["names"])[_decode(d["groups"]["code"], "<u2")]
+    np.testing.assert_array_equal(names, ad.obs["cell_type"].astype(str).to_numpy()[cells])
+    assert len(d["groups"]["colors"]) == len(d["groups"]["names"]) == ad.obs["cell_type"].nunique()
+    assert d["trust"]["4"] == [
+        ["best match in obs['cell_type']", "type_2: AUROC 0.912", "sl.tl.feature_alignment"],
+        ["annotation null FDR", round(feats.loc["4", "annotation_fdr"], 3), "sl.tl.annotation_null"],
+        ["stability", 0.8, "stored in the features table"],
+    ]
+    assert d["skipped"] == {"5": "too few high cells (3 high, 200 low cells)"}
+    params = ad.uns["sae_go"]["params"]
+    assert d["meta"]["term_rule"] == (
+        f"over-representation of the genes up-regulated at DE padj < {params['de_alpha']}: "
+        f"term p < {params['alpha']}, not corrected across terms"
+    )
+    unit = w[:16] / np.linalg.norm(w[:16], axis=1, keepdims=True)
+    cos = unit @ unit.T
+    np.fill_diagonal(cos, -np.inf)
+    order = np.argsort(-cos[7], kind="stable")[:8]
+    assert [n[0] for n in d["near"]["decoder"]["7"]] == order.tolist()
+    np.testing.assert_allclose([n[1] for n in d["near"]["decoder"]["7"]], cos[7, order], rtol=5e-3)
+
+
+def test_groups_pooled_beyond_max(toy, tmp_path):
+    from sclens.pl._atlas_data import MAX_GROUPS
+
+    ad = toy.copy()
+    ad.obs["many"] = [f"g{i % 40:02d}" for i in range(ad.n_obs)]
+    ad.obs.loc[ad.obs_names[:20], "many"] = "g07"  # the largest group
+    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html", groupby="many"))
+    assert len(d["groups"]["names"]) == MAX_GROUPS and d["groups"]["names"][-1] == "other"
+    assert "g07" in d["groups"]["names"]
+    codes = _decode(d["groups"]["code"], "<u2")
+    shown = np.asarray(d["groups"]["names"])[codes]
+    kept = ad.obs["many"].isin(d["groups"]["names"]).to_numpy()
+    np.testing.assert_array_equal(shown[kept], ad.obs["many"].to_numpy()[kept])
+    assert (shown[~kept] == "other").all()

@@ -117,7 +117,10 @@ def term_rule(params: Mapping) -> str:
         return f"Mann-Whitney p \u2264 {alpha} and \u2265 1 up-regulated gene in the term (scFeatureLens; uncorrected)"
     method = str(params.get("enrichment", "ora"))
     if method == "ora":
-        return f"over-representation of up-regulated genes (padj < {params.get('de_alpha')}): p < {alpha}"
+        return (
+            f"over-representation of the genes up-regulated at DE padj < {params.get('de_alpha')}: "
+            f"term p < {alpha}, not corrected across terms"
+        )
     return f"decoupler {method} on the DE statistics: BH padj < {alpha} and score > 0"
 
 

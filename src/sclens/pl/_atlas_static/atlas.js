@@ -144,7 +144,8 @@
 
   // ---- card: tables -------------------------------------------------------------------------
   function table(head, body, cls) {
-    return el("table", { class: cls || "" }, [el("thead", {}, [el("tr", {}, head.map((h) => el("th", { text: h })))]),
+    const numeric = body.length ? body[0].map((v) => typeof v === "number") : [];
+    return el("table", { class: cls || "" }, [el("thead", {}, [el("tr", {}, head.map((h, k) => el("th", { text: h, class: numeric[k] ? "num" : "" })))]),
       el("tbody", {}, body.map((r) => el("tr", {}, r.map((v) => (v instanceof Node ? el("td", { class: "nowrap" }, [v]) : el("td", { class: typeof v === "number" ? "num" : "", text: fmt(v) }))))))]);
   }
   function bar(v, vmax) { return el("span", {}, [el("span", { class: "bar", style: "width:" + Math.round(60 * Math.max(v, 0) / (vmax || 1)) + "px" }), " " + fmt(v)]); }
