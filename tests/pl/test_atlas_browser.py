@@ -146,8 +146,10 @@ def test_card_tables_show_padj_rule_trust_and_neighbours(page):
     cells = driver.find_elements("css selector", "#card table.genes tbody tr:first-child td")
     assert cells[0].text == top["gene"].iloc[0]
     assert float(cells[2].text) == pytest.approx(top["padj"].iloc[0], rel=5e-2)
-    assert [e.text for e in driver.find_elements("css selector", "#card table.terms th")] == ["term", "name", "p", "padj"]
-    assert driver.find_element("css selector", "#card p.rule").text.startswith("Kept when: over-representation of the genes")
+    heads = [e.text for e in driver.find_elements("css selector", "#card table.terms th")]
+    assert heads == ["term", "name", "p", "padj"]
+    rule = driver.find_element("css selector", "#card p.rule").text
+    assert rule.startswith("Kept when: over-representation of the genes")
     trust = driver.find_element("css selector", "#card table.trust").text
     assert "type_1: AUROC 0.93" in trust and "annotation null FDR" in trust
     link = driver.find_element("css selector", "#card ul.near.decoder a")
