@@ -42,8 +42,9 @@ def feature_umap(
     """SAE features on the UMAP of their GO terms.
 
     Without ``concept`` the features are coloured by the most common first-level GO category of
-    their terms (title and legend name the categories); with ``concept`` the features having at least one term whose name contains the
-    word (case-insensitive) are dark and the others light.
+    their terms (the title counts the categories, the legend names them); with ``concept`` the
+    features having at least one term whose name contains the word (case-insensitive) are dark and
+    the others light.
 
     Parameters
     ----------
