@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import atomic_path
-from ._pipeline import REQUIRED, ConfigError, call, run_steps, validate
+from ._pipeline import REQUIRED, ConfigError, call, check_inputs, run_steps, validate
 
 logger = logging.getLogger("sclens")
 
@@ -45,6 +45,7 @@ def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     if not out.parent.exists():  # fail before the long step, not after it
         msg = f"Directory {str(out.parent)!r} does not exist; create it first."
         raise FileNotFoundError(msg)
+    check_inputs(adata, cfg)
     run_steps(adata, {"seed": args.seed, **cfg})
     write(adata, out)
 
@@ -100,6 +101,7 @@ def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
             msg = f"Directory {str(target.parent)!r} does not exist; create it first."
             raise FileNotFoundError(msg)
     adata = read(cfg["input"]) if adata is None else adata
+    check_inputs(adata, cfg)
     run_steps(adata, cfg)
     write(adata, output)
     if "atlas" in cfg:
