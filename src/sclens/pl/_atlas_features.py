@@ -143,24 +143,29 @@ def terms(results: pd.DataFrame | None, features: np.ndarray, max_terms: int) ->
 def genes(annotation: Mapping, features: np.ndarray, n_genes: int) -> dict[str, list]:
     """Per feature its top up-regulated genes as ``[gene, log2fc, padj]``, by padj then log2fc.
 
-    From ``top_genes`` (:func:`sclens.tl.annotate_features`), else from kept ``de`` tables.
+    The first ``n_genes`` of ``top_genes`` (:func:`sclens.tl.annotate_features`), else of the kept ``de``
+    tables (``log2fc > 0``, ``padj < 0.05``, by statistic).
     """
     keep = {int(f) for f in features}
-    tables: dict[int, pd.DataFrame] = {}
+    parts = []
     top = annotation.get("top_genes")
     if isinstance(top, pd.DataFrame) and not top.empty:
-        tables = {int(f): g.head(n_genes) for f, g in top[top["feature"].astype(int).isin(keep)].groupby("feature")}
+        parts.append(top[top["feature"].astype(int).isin(keep)].groupby("feature", sort=False).head(n_genes))
+    have = set(parts[0]["feature"].astype(int)) if parts else set()
     for f, de in (annotation.get("de") or {}).items():
-        if int(f) in keep and int(f) not in tables:
+        if int(f) in keep and int(f) not in have:
             up = de[(de["log2fc"] > 0) & (de["padj"] < 0.05)].sort_values("stat", ascending=False).head(n_genes)
-            tables[int(f)] = up.rename_axis("gene").reset_index()
-    out = {}
-    for f, g in tables.items():
-        g = g.assign(_q=g["padj"].fillna(1.0)).sort_values(["_q", "log2fc"], ascending=[True, False], kind="stable")
-        out[str(f)] = [
-            [str(n), round_(v, 3), round_(q, 3)] for n, v, q in zip(g["gene"], g["log2fc"], g["padj"], strict=True)
-        ]
-    return out
+            parts.append(up.rename_axis("gene").reset_index().assign(feature=int(f)))
+    if not parts:
+        return {}
+    g = pd.concat([p[["feature", "gene", "log2fc", "padj"]] for p in parts], ignore_index=True)
+    g = g.assign(feature=g["feature"].astype(int), _q=g["padj"].fillna(1.0), _l=-g["log2fc"])
+    g = g.sort_values(["feature", "_q", "_l"], kind="stable")
+    rows = [[str(n), round_(v, 3), round_(q, 3)] for n, v, q in zip(g["gene"], g["log2fc"], g["padj"], strict=True)]
+    starts = np.flatnonzero(np.r_[True, np.diff(g["feature"].to_numpy()) != 0])
+    ends = np.r_[starts[1:], len(g)]
+    ids = g["feature"].to_numpy()[starts]
+    return {str(f): rows[a:b] for f, a, b in zip(ids, starts, ends, strict=True)}
 
 
 def skipped(annotation: Mapping, table: pd.DataFrame, features: np.ndarray) -> dict[str, str]:
