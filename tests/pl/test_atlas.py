@@ -83,22 +83,24 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     feats = ad.uns["sae"]["features"].copy()
     feats["label"] = ""
     feats.loc["3", "label"] = "planted | gene_0001 | type_1"
-    feats["align_auroc"] = np.linspace(0.5, 1, len(feats))
-    feats["best_cell_type"] = "type_0"
     ad.uns["sae"]["features"] = feats
-    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html"))
+    sl.tl.feature_alignment(ad, groupby="cell_type", key_added="cell_types")
+    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html", alignment_key="cell_types"))
     assert d["features"]["label"][3] == "planted | gene_0001 | type_1"
     assert d["features"]["label"][4] == feats.loc["4", "best_term"]  # empty label: best term
-    # annotate_features' term themes, then the alignment-like columns
-    assert d["meta"]["columns"] == ["n_term_clusters", "align_auroc", "best_cell_type"]
-    assert d["features"]["align_auroc"][0] == 0.5
-    assert set(d["features"]["best_cell_type"]) == {"type_0"}
+    # annotate_features' term themes, then the columns of the alignment result named by alignment_key
+    assert d["meta"]["columns"] == ["n_term_clusters", "cell_type_best", "cell_type_auroc", "cell_type_f1"]
+    table = ad.uns["sae"]["features"]
+    assert d["features"]["cell_type_auroc"][0] == pytest.approx(table.loc["0", "cell_type_auroc"], rel=1e-3)
+    assert d["features"]["cell_type_best"][3] == table.loc["3", "cell_type_best"]
+    assert "cell_type_auroc" not in _payload(sl.pl.atlas(ad, tmp_path / "b.html"))["meta"]["columns"]
     assert d["meta"]["labels"]["n_term_clusters"] == "term themes"
-    assert d["meta"]["labels"]["align_auroc"] == "align AUROC"
+    assert d["meta"]["labels"]["cell_type_auroc"] == "cell type AUROC"
     # Jaccard neighbours: the closest feature shares the most terms
     res = ad.uns["sae_go"]["results"]
     sets = {f: set(g["term"]) for f, g in res.groupby("feature")}
-    near = d["near"]["terms"]["0"]
+    assert d["near"]["terms"]["method"] == "jaccard"
+    near = d["near"]["terms"]["by_feature"]["0"]
     jac = {g: len(sets[0] & s) / len(sets[0] | s) for g, s in sets.items() if g != 0}
     assert near[0][1] == pytest.approx(max(jac.values()), rel=1e-3)
     assert jac[near[0][0]] == max(jac.values())
@@ -142,6 +144,7 @@ def test_size_budget_scaled():
 def test_card_evidence(toy, tmp_path):
     """Groups of the shown cells, trust evidence, skip reasons, the term rule and decoder neighbours."""
     ad = toy.copy()
+    sl.tl.feature_alignment(ad, groupby="cell_type")
     feats = ad.uns["sae"]["features"].copy()
     feats["cell_type_best"] = "type_2"
     feats["cell_type_auroc"] = 0.91234

@@ -23,6 +23,7 @@ def page(tmp_path_factory, atlas_toy, chrome):
     adata = atlas_toy.copy()
     first = adata.obs["cell_type"].cat.categories[0]
     adata.obs["cell_type"] = adata.obs["cell_type"].cat.rename_categories({first: HOSTILE})
+    sl.tl.feature_alignment(adata, groupby="cell_type")  # the alignment columns shown, then set by hand
     feats = adata.uns["sae"]["features"].copy()
     feats["cell_type_best"], feats["cell_type_auroc"], feats["annotation_fdr"] = "type_1", 0.93, 0.01
     adata.uns["sae"]["features"] = feats

@@ -76,7 +76,7 @@ def test_annotation_of_another_run_refused(atlas_toy, tmp_path):
     ad = _two_runs(atlas_toy)
     path = tmp_path / "a.html"
     assert sl.pl.atlas(ad, path, max_cells=50) == path  # the annotation's own run
-    msg = r"`adata.uns\['sae_go'\]` was computed from SAE run aaaa, but `adata.uns\['sae2'\]` now holds run bbbb"
+    msg = r"`adata.uns\['sae_go'\]` annotates the SAE run 'sae', not 'sae2' \(run aaaa, not run bbbb\)"
     with pytest.raises(ValueError, match=msg):
         sl.pl.atlas(ad, tmp_path / "b.html", sae_key="sae2")
     ad.uns["sae"]["run_id"] = "cccc"  # refitted: the annotation is stale

@@ -5,7 +5,6 @@ Everything here is short lists rounded to a few significant digits, keyed by the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,12 +13,8 @@ import pandas as pd
 
 from ._atlas_data import round_
 
-# columns of feature_alignment / annotation_null / term clustering / stability shown when present
-EXTRA_COLUMNS = re.compile(
-    r"align|auroc|^f1|_f1$|_best$|precision|recall|batch_driven|n_term_clusters|annotation_fdr|stability"
-    r"|^best_(?!term$)",
-    flags=re.I,
-)
+# term clustering, null controls, stability: shown in the table when present (alignment: from its result)
+EXTRA_COLUMNS = ("n_term_clusters", "annotation_fdr", "stability")
 LABELS = {
     "n_term_clusters": "term themes", "batch_driven": "batch-driven", "annotation_fdr": "null FDR",
     "null_terms": "null terms", "stability": "stability",
@@ -37,9 +32,19 @@ def column_label(col: str) -> str:
     return col.replace("_", " ")
 
 
-def extra_columns(table: pd.DataFrame, columns: Any) -> list[str]:
-    """Alignment-like columns present in the table, plus those the user names."""
-    found = [c for c in table.columns if EXTRA_COLUMNS.search(str(c))]
+def alignment_columns(alignment: Mapping) -> list[str]:
+    """Features-table columns written by the ``feature_alignment`` result ``alignment`` (empty: none)."""
+    params = alignment.get("params", {})
+    scored = [str(c) for key in ("groupby", "technical") for c in np.atleast_1d(params.get(key, []))]
+    return [f"{c}_{s}" for c in scored for s in ("best", "auroc", "f1")] + (
+        ["batch_driven"] if np.size(params.get("technical", [])) else []
+    )
+
+
+def extra_columns(table: pd.DataFrame, columns: Any, *, aligned: list[str]) -> list[str]:
+    """Columns present of the alignment result (``aligned``), term clustering, nulls, stability; and those asked."""
+    shown = {*aligned, *EXTRA_COLUMNS}
+    found = [c for c in table.columns if c in shown]
     asked = [] if columns is None else [columns] if isinstance(columns, str) else list(columns)
     missing = [c for c in asked if c not in table.columns]
     if missing:
@@ -76,24 +81,25 @@ def feature_rows(table: pd.DataFrame, features: np.ndarray, columns: list[str]) 
     return out
 
 
-def trust(table: pd.DataFrame, features: np.ndarray) -> dict[str, list]:
+def trust(table: pd.DataFrame, features: np.ndarray, *, aligned: list[str]) -> dict[str, list]:
     """Per feature the stored evidence on how far to trust it: ``[what, value, where it comes from]`` rows.
 
-    Read from the features table: ``<obs>_best`` / ``_auroc`` / ``_f1`` and ``batch_driven``
-    (:func:`sclens.tl.feature_alignment`), ``annotation_fdr`` and ``null_terms``
+    Read from the features table: the ``aligned`` columns ``<obs>_best`` / ``_auroc`` / ``_f1`` and
+    ``batch_driven`` (:func:`sclens.tl.feature_alignment`), ``annotation_fdr`` and ``null_terms``
     (:func:`sclens.tl.annotation_null`), ``stability*`` columns; absent columns are left out.
     """
     t = table.reindex([str(f) for f in features])
-    aligned = [c[: -len("_best")] for c in t.columns if str(c).endswith("_best") and f"{c[:-5]}_auroc" in t]
+    groups = [c[: -len("_best")] for c in aligned if c.endswith("_best") and c in t and f"{c[:-5]}_auroc" in t]
+    driven = "batch_driven" in aligned and "batch_driven" in t
     out: dict[str, list] = {}
     for f, (_, row) in zip(features, t.iterrows(), strict=True):
         rows = []
-        for g in aligned:
+        for g in groups:
             auc, f1 = round_(row[f"{g}_auroc"], 3), round_(row.get(f"{g}_f1", np.nan), 3)
             if row[f"{g}_best"] not in ("", None) and auc is not None:
                 value = f"{row[f'{g}_best']}: AUROC {auc}" + (f", F1 {f1}" if f1 is not None else "")
                 rows.append([f"best match in obs['{g}']", value, "sl.tl.feature_alignment"])
-        if "batch_driven" in t and bool(row["batch_driven"]) and row["batch_driven"] == row["batch_driven"]:
+        if driven and pd.notna(row["batch_driven"]) and bool(row["batch_driven"]):
             rows.append(["batch-driven", "yes: a technical column matches it best", "sl.tl.feature_alignment"])
         for col, what in (("annotation_fdr", "annotation null FDR"), ("null_terms", "terms kept under the null")):
             if col in t and round_(row[col], 3) is not None:
@@ -183,16 +189,11 @@ def skipped(annotation: Mapping, table: pd.DataFrame, features: np.ndarray) -> d
     return out
 
 
-def specificity(run: Mapping, features: np.ndarray) -> dict[str, Any]:
-    """Mean activation per group (``feature_specificity``'s ``group_means``) of each shown feature."""
-    result = run.get("specificity")
-    if not isinstance(result, Mapping):  # written before specificity had its own key_added
-        result = {"group_means": run.get("group_means"), "params": run.get("specificity_params", {})}
-        means = result["group_means"]
-    else:  # stored groups x features
-        means = result.get("group_means")
-        means = means.T if isinstance(means, pd.DataFrame) else None
-    if not isinstance(means, pd.DataFrame) or means.empty:
+def specificity(result: Mapping, features: np.ndarray) -> dict[str, Any]:
+    """Mean activation per group (the ``feature_specificity`` result's ``group_means``) of each shown feature."""
+    means = result.get("group_means")
+    means = means.T if isinstance(means, pd.DataFrame) else None  # stored groups x features
+    if means is None or means.empty:
         return {"groups": [], "groupby": "", "by_feature": {}}
     m = means.reindex([str(f) for f in features])
     by = {str(f): [round_(v, 3) for v in row] for f, row in zip(features, m.to_numpy(), strict=True)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -38,19 +39,33 @@ def by_decoder(weights: Any, features: np.ndarray, n: int) -> dict[str, list]:
     return out
 
 
-def by_terms(results: pd.DataFrame | None, features: np.ndarray, n: int) -> dict[str, list]:
-    """Jaccard index of the kept term sets: each annotated shown feature's ``n`` closest (sharing >= 1 term)."""
+def by_terms(results: pd.DataFrame | None, space: Mapping, features: np.ndarray, n: int) -> dict[str, Any]:
+    """Closest features in GO-term terms: distance in the ``feature_space`` UMAP when given, else shared terms.
+
+    Shared terms: the Jaccard index of the kept term sets (only features sharing at least one term).
+    Returns ``{"method": "feature_space" | "jaccard" | "", "by_feature": {feature: [[other, similarity]]}}``.
+    """
+    if "umap" in space:
+        ids = np.asarray(space["features"]).astype(int)
+        shown = np.isin(ids, features)
+        ids, xy = ids[shown], np.asarray(space["umap"], dtype=np.float64)[shown]
+        out: dict[str, list] = {}
+        for start in range(0, ids.size, CHUNK):
+            block = np.arange(start, min(start + CHUNK, ids.size))
+            dist = np.sqrt(((xy[block, None, :] - xy[None, :, :]) ** 2).sum(-1))
+            out.update(_top(-dist, block, ids, n, positive=False))
+        return {"method": "feature_space", "by_feature": {k: [[j, -d] for j, d in v] for k, v in out.items()}}
     if not isinstance(results, pd.DataFrame) or results.empty or n < 1:
-        return {}
+        return {"method": "", "by_feature": {}}
     res = results[results["feature"].astype(int).isin(features)]
     ids, rows = np.unique(res["feature"].astype(int).to_numpy(), return_inverse=True)
     _, cols = np.unique(res["term"].astype(str).to_numpy(), return_inverse=True)
     mat = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(ids.size, cols.max() + 1 if cols.size else 0))
     mat.data[:] = 1.0  # a term listed twice counts once
     size = np.asarray(mat.sum(1)).ravel()
-    out: dict[str, list] = {}
+    out = {}
     for start in range(0, ids.size, CHUNK):
         block = np.arange(start, min(start + CHUNK, ids.size))
         inter = (mat[block] @ mat.T).toarray()
         out.update(_top(inter / np.maximum(size[block, None] + size - inter, 1), block, ids, n, positive=True))
-    return out
+    return {"method": "jaccard", "by_feature": out}

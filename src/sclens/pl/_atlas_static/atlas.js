@@ -211,7 +211,8 @@
     if (st) card.append(el("h3", { text: "Steering: terms of steered vs normal cells" }), table(["name", "term", "p"], st, "steer"));
     card.append(el("h3", { text: "Closest features" }),
       ...nearList("by decoder direction (cosine)", D.near.decoder[f] || [], "decoder"),
-      ...nearList("by shared GO terms (Jaccard index)", D.near.terms[f] || [], "terms"));
+      ...nearList(D.near.terms.method === "feature_space" ? "in GO-term space (distance in the feature-space UMAP)"
+        : "by shared GO terms (Jaccard index)", D.near.terms.by_feature[f] || [], "terms"));
     card.hidden = false;
     card.scrollTop = 0;
     if (card.getBoundingClientRect().top > window.innerHeight || card.getBoundingClientRect().bottom < 0) card.scrollIntoView();
