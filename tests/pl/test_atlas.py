@@ -165,14 +165,24 @@ def test_card_evidence(toy, tmp_path):
     assert d["trust"]["4"] == [
         ["best match in obs['cell_type']", "type_2: AUROC 0.912", "sl.tl.feature_alignment"],
         ["annotation null FDR", round(feats.loc["4", "annotation_fdr"], 3), "sl.tl.annotation_null"],
-        ["stability", 0.8, "stored in the features table"],
+        ["seed stability (|cos| of its match in a refit)", 0.8, "sl.tl.feature_stability"],
     ]
     assert d["skipped"] == {"5": "too few high cells (3 high, 200 low cells)"}
     params = ad.uns["sae_go"]["params"]
-    assert d["meta"]["term_rule"] == (
-        f"over-representation of the genes up-regulated at DE padj < {params['de_alpha']}: "
+    test = f"over-representation of the genes up-regulated at DE padj < {params['de_alpha']}"
+    kept_on_p = (ad.uns["sae_go"]["results"]["padj"] >= params["alpha"]).any()  # raw p < alpha kept them
+    rule = (
         f"term p < {params['alpha']}, not corrected across terms"
+        if kept_on_p
+        else (f"term padj < {params['alpha']} (BH within the feature)")
     )
+    assert d["meta"]["term_rule"] == f"{test}: {rule}"
+    from sclens.pl._atlas_features import term_rule
+
+    res = pd.DataFrame({"padj": [0.01, 0.2]})
+    assert term_rule({"alpha": 0.05, "de_alpha": 0.05}, res).endswith("term p < 0.05, not corrected across terms")
+    assert term_rule({"alpha": 0.05, "de_alpha": 0.05}, res[:1]).endswith("term padj < 0.05 (BH within the feature)")
+    assert term_rule({"flavor": "scfeaturelens", "alpha": 0.01}, res).startswith("Mann-Whitney p \u2264 0.01")
     unit = w[:16] / np.linalg.norm(w[:16], axis=1, keepdims=True)
     cos = unit @ unit.T
     np.fill_diagonal(cos, -np.inf)

@@ -105,7 +105,7 @@ def build_payload(
             "title": title, "sae_key": sae_key, "annotation_key": annotation_key, "n_cells": int(adata.n_obs),
             "n_features": int(acts.shape[1]), "n_live": int(feats.size), "columns": extra,
             "labels": {c: feat.column_label(c) for c in extra}, "sclens": _version(),
-            "term_rule": feat.term_rule(ann.get("params", {})),
+            "term_rule": feat.term_rule(ann.get("params", {}), ann.get("results")),
         },
         "features": feat.feature_rows(table, feats, extra),
         "cells": data.embedding(adata, key, cells),

@@ -19,6 +19,7 @@ LABELS = {
     "n_term_clusters": "term themes", "batch_driven": "batch-driven", "annotation_fdr": "null FDR",
     "null_terms": "null terms", "stability": "stability",
 }  # fmt: skip
+STABILITY = ("seed stability (|cos| of its match in a refit)", "sl.tl.feature_stability")
 SUFFIXES = (("_auroc", "AUROC"), ("_f1", "F1"), ("_best", "best match"))
 
 
@@ -106,28 +107,38 @@ def trust(table: pd.DataFrame, features: np.ndarray, *, aligned: list[str]) -> d
                 rows.append([what, round_(row[col], 3), "sl.tl.annotation_null"])
         for col in (c for c in t.columns if str(c).startswith("stability")):
             if round_(row[col], 3) is not None:
-                rows.append([column_label(str(col)), round_(row[col], 3), "stored in the features table"])
+                what, src = (
+                    STABILITY if col == "stability" else (column_label(str(col)), "stored in the features table")
+                )
+                rows.append([what, round_(row[col], 3), src])
         if rows:
             out[str(int(f))] = rows
     return out
 
 
-def term_rule(params: Mapping) -> str:
-    """Return the rule that kept a feature's terms, in words, from the annotation's ``params``."""
+def term_rule(params: Mapping, results: pd.DataFrame | None) -> str:
+    """Return the rule that kept a feature's terms, in words, from the annotation's ``params``.
+
+    For ``enrichment="ora"`` the kept ``results`` tell which p-value the threshold applied to: the
+    adjusted one (BH within the feature) when every kept term has ``padj < alpha``, else the raw one.
+    """
     if "term_rule" in params:
         return str(params["term_rule"])
-    alpha = params.get("alpha")
     if not params:
         return ""
+    alpha = params.get("alpha")
     if params.get("flavor") == "scfeaturelens":
         return f"Mann-Whitney p \u2264 {alpha} and \u2265 1 up-regulated gene in the term (scFeatureLens; uncorrected)"
     method = str(params.get("enrichment", "ora"))
-    if method == "ora":
-        return (
-            f"over-representation of the genes up-regulated at DE padj < {params.get('de_alpha')}: "
-            f"term p < {alpha}, not corrected across terms"
-        )
-    return f"decoupler {method} on the DE statistics: BH padj < {alpha} and score > 0"
+    if method != "ora":
+        return f"decoupler {method} on the DE statistics: BH padj < {alpha} and score > 0"
+    on_padj = isinstance(results, pd.DataFrame) and "padj" in results and bool((results["padj"] < alpha).all())
+    test = f"over-representation of the genes up-regulated at DE padj < {params.get('de_alpha')}"
+    return (
+        f"{test}: term padj < {alpha} (BH within the feature)"
+        if on_padj
+        else f"{test}: term p < {alpha}, not corrected across terms"
+    )
 
 
 def terms(results: pd.DataFrame | None, features: np.ndarray, max_terms: int) -> dict[str, Any]:
