@@ -147,6 +147,13 @@ def test_card_tables_show_padj_rule_trust_and_neighbours(page):
     cells = driver.find_elements("css selector", "#card table.genes tbody tr:first-child td")
     assert cells[0].text == top["gene"].iloc[0]
     assert float(cells[2].text) == pytest.approx(top["padj"].iloc[0], rel=5e-2)
+    layout = driver.execute_script(
+        "const th = document.querySelector('#card table.genes th');"
+        "const rows = [...document.querySelectorAll('#card table.genes tbody tr')].map(r => r.getBoundingClientRect().height);"
+        "return [getComputedStyle(th).position, Math.max(...rows), Math.min(...rows)]"
+    )
+    assert layout[0] == "static"  # the card's headers scroll with their rows, never float over them
+    assert layout[1] < 1.5 * layout[2]  # no value wraps onto a line of its own
     heads = [e.text for e in driver.find_elements("css selector", "#card table.terms th")]
     assert heads == ["term", "name", "p", "padj"]
     rule = driver.find_element("css selector", "#card p.rule").text
