@@ -16,10 +16,14 @@ CHUNK = 1024  # features compared at once (a CHUNK x shown-features block of sim
 
 def _top(sim: np.ndarray, rows: np.ndarray, ids: np.ndarray, n: int, *, positive: bool) -> dict[str, list]:
     """For each row of ``sim`` (rows = positions in ``ids``) its ``n`` most similar other ids."""
-    out: dict[str, list] = {}
     sim[np.arange(rows.size), rows] = -np.inf
-    for r, s in zip(rows, sim, strict=True):
-        order = np.argsort(-s, kind="stable")[:n]
+    n = min(n, sim.shape[1])
+    if n < 1:
+        return {str(int(ids[r])): [] for r in rows}
+    part = np.argpartition(-sim, n - 1, axis=1)[:, :n] if n < sim.shape[1] else np.tile(np.arange(n), (rows.size, 1))
+    out: dict[str, list] = {}
+    for r, s, cand in zip(rows, sim, part, strict=True):
+        order = cand[np.lexsort((cand, -s[cand]))]  # by similarity, then by position
         order = order[np.isfinite(s[order]) & ((s[order] > 0) | (not positive))]
         out[str(int(ids[r]))] = [[int(ids[j]), round_(s[j], 3)] for j in order]
     return out
@@ -30,7 +34,7 @@ def by_decoder(weights: Any, features: np.ndarray, n: int) -> dict[str, list]:
     w_dec = weights.get("W_dec") if isinstance(weights, dict) else None
     if w_dec is None or n < 1 or features.size < 2:
         return {}
-    w = np.asarray(w_dec, dtype=np.float64)[features]
+    w = np.asarray(w_dec, dtype=np.float32)[features]  # cosines are shown to 3 digits
     w = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     out: dict[str, list] = {}
     for start in range(0, features.size, CHUNK):
