@@ -21,7 +21,7 @@ OUT = Path(__file__).parents[1] / "docs" / "_static" / "atlas.png"
 
 
 def screenshot(html: Path, out: Path, *, gene: str = "CD79A") -> str:
-    """Search ``gene``, open the first matching feature's card, save the window; return what it shows (for the caption)."""
+    """Search ``gene``, open the first matching card, save the window; return what it shows (for the caption)."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1500,1000", "--hide-scrollbars"):
