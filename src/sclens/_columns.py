@@ -58,7 +58,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("{column}_best", (_ALIGN,), "str", "", "category of `obs[column]` with the highest AUROC"),
     Column("{column}_auroc", (_ALIGN,), "float64", np.nan, "that AUROC"),
     Column("{column}_f1", (_ALIGN,), "float64", np.nan, "held-out F1 for that category"),
-    Column("batch_driven", (_ALIGN,), "bool", fill=False, atlas=True,
+    Column("batch_driven", (_ALIGN,), "bool", fill=False,
            description="a technical column separates the feature better than any biological one"),
     Column("null_terms", (_NULL,), "float64", np.nan, "expected kept terms under the null (the larger null mean)"),
     Column("annotation_fdr", (_NULL,), "float64", np.nan, "permutation FDR of calling the feature annotated",

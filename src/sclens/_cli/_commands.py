@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import atomic_path
-from ._pipeline import REQUIRED, SCHEMA, ConfigError, call, choices, run_steps, validate
+from ._pipeline import REQUIRED, SCHEMA, ConfigError, call, check_choices, check_inputs, run_steps, validate
 
 logger = logging.getLogger("sclens")
 
@@ -45,13 +45,19 @@ def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     if not out.parent.exists():  # fail before the long step, not after it
         msg = f"Directory {str(out.parent)!r} does not exist; create it first."
         raise FileNotFoundError(msg)
+    check_inputs(adata, cfg)
     run_steps(adata, {"seed": args.seed, **cfg})
     write(adata, out)
 
 
 def section(args: argparse.Namespace, name: str) -> dict[str, Any]:
-    """Return the config section ``name`` built from the command-line options (those named in :data:`SCHEMA`)."""
-    return {k: getattr(args, k) for k in SCHEMA[name] if hasattr(args, k)}
+    """Return the config section ``name`` built from the command-line options (those named in :data:`SCHEMA`).
+
+    Choices are checked here, not by argparse, so that ``sclens --help`` does not import the tools.
+    """
+    kw = {k: getattr(args, k) for k in SCHEMA[name] if hasattr(args, k)}
+    check_choices(name, kw)
+    return kw
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
@@ -103,6 +109,7 @@ def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
             msg = f"Directory {str(target.parent)!r} does not exist; create it first."
             raise FileNotFoundError(msg)
     adata = read(cfg["input"]) if adata is None else adata
+    check_inputs(adata, cfg)
     run_steps(adata, cfg)
     write(adata, output)
     if "atlas" in cfg:
@@ -150,7 +157,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--use-rep", required=True, help="obsm key of the embedding, e.g. X_scVI")
     p.add_argument("--n-features", type=int, help="SAE features (default: 16 x embedding dims)")
     p.add_argument("-k", "--k", type=int, help="active features per cell (TopK)")
-    p.add_argument("--architecture", choices=choices()["fit", "architecture"], help="default: topk")
+    p.add_argument("--architecture", help="a registered architecture (sl.sae.available_architectures()); default: topk")
     p.add_argument("--n-epochs", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -161,7 +168,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("specificity", help="local / global features per cell group (sl.tl.feature_specificity)")
     _io(p)
     p.add_argument("--groupby", required=True, help="obs column with the cell groups, e.g. cell_type")
-    p.add_argument("--method", choices=choices()["specificity", "method"])
+    p.add_argument("--method", help="specificity rule of sl.tl.feature_specificity (default: paper)")
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -172,7 +179,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--layer", help="layer with integer counts (default: X)")
     p.add_argument("--high-quantile", type=float)
     p.add_argument("--n-low", type=int)
-    p.add_argument("--de-method", choices=choices()["annotate", "de_method"])
+    p.add_argument("--de-method", help="a DE engine of sl.tl.annotate_features (default: fast)")
     p.add_argument("--alpha", type=float)
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--key-added", help="key of the annotation (default: sae_go)")
@@ -183,6 +190,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--annotation-key", help="key of the annotation (default: sae_go)")
     p.add_argument("--basis", help="embedding drawn (default: umap)")
+    p.add_argument("--groupby", help="obs column colouring the cells (default: the one specificity used)")
     p.add_argument("--max-cells", type=int, help="cells drawn (default: 20000)")
     p.add_argument("--title")
 

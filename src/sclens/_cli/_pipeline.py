@@ -46,7 +46,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "feature_space": {"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)},
     "atlas": {
-        "path": (str,), "basis": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
+        "path": (str,), "basis": (str,), "groupby": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
         "title": (str,), "sae_key": (str,), "annotation_key": (str,),
     },
 }  # fmt: skip
@@ -54,8 +54,17 @@ REQUIRED = {"fit": ["use_rep"], "specificity": ["groupby"], "annotate": ["gene_s
 TOP_LEVEL = {"input": (str,), "output": (str,), "seed": (int,), **{s: (dict,) for s in SCHEMA}}
 
 
-def choices() -> dict[tuple[str, str], list[str]]:
-    """``(section, key) -> allowed values`` of the keys that are choices.
+# config keys that are choices -> the public function whose ``Literal`` type lists them
+CHOICE_SOURCES = {
+    ("fit", "architecture"): ("fit_sae", "architecture"),
+    ("specificity", "method"): ("feature_specificity", "method"),
+    ("annotate", "de_method"): ("annotate_features", "de_method"),
+    ("annotate", "flavor"): ("annotate_features", "flavor"),
+}
+
+
+def choices(keys: Any = None) -> dict[tuple[str, str], list[str]]:
+    """``(section, key) -> allowed values`` of the choice keys (``keys``: only those; imports only what they need).
 
     Read from the ``Literal`` types of the public functions, which ``tests/test_package_structure.py``
     checks against the registries (SAE architectures, DE engines, flavors, specificity methods).
@@ -64,17 +73,14 @@ def choices() -> dict[tuple[str, str], list[str]]:
 
     import sclens as sl
 
-    def literal(func: Any, name: str) -> list[str]:
-        hint = typing.get_type_hints(func)[name]
+    out = {}
+    for where in CHOICE_SOURCES if keys is None else [k for k in keys if k in CHOICE_SOURCES]:
+        func, name = CHOICE_SOURCES[where]
+        hint = typing.get_type_hints(getattr(sl.tl, func)).get(name)  # (a stand-in function in a test: none)
         args = [a for arg in typing.get_args(hint) for a in (typing.get_args(arg) or [arg])]  # `Literal[...] | str`
-        return [a for a in args if isinstance(a, str)]
-
-    return {
-        ("fit", "architecture"): literal(sl.tl.fit_sae, "architecture"),
-        ("specificity", "method"): literal(sl.tl.feature_specificity, "method"),
-        ("annotate", "de_method"): literal(sl.tl.annotate_features, "de_method"),
-        ("annotate", "flavor"): literal(sl.tl.annotate_features, "flavor"),
-    }
+        if any(isinstance(a, str) for a in args):
+            out[where] = [a for a in args if isinstance(a, str)]
+    return out
 
 
 class ConfigError(ValueError):
@@ -101,7 +107,13 @@ def _check_section(section: str, params: dict[str, Any]) -> None:
             raise ConfigError(msg)
     for key, value in params.items():
         _check_type(f"`{section}.{key}`", value, SCHEMA[section][key])
-        allowed = choices().get((section, key))
+    check_choices(section, params)
+
+
+def check_choices(section: str, params: dict[str, Any]) -> None:
+    """Refuse a value of a choice key that is not one of :func:`choices` (``None``: the default, accepted)."""
+    for key, value in params.items():
+        allowed = choices([(section, key)]).get((section, key)) if value is not None else None
         if allowed is not None and value not in allowed:
             msg = f"`{section}.{key}` must be one of {allowed}, got {value!r}."
             raise ConfigError(msg)
@@ -175,3 +187,31 @@ def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
         ann = kw.pop("annotation_key", None) or cfg.get("annotate", {}).get("key_added")
         keep = ("namespaces",) if "namespaces" in kw else ()
         call(sl.tl.feature_space, adata, annotation_key=ann, random_state=seed, keep_none=keep, **kw)
+
+
+def _need(section: str, key: str, value: Any, where: Any, what: str) -> None:
+    if value is not None and value not in where:
+        msg = (
+            f"`{section}.{key}`: {value!r} is not in the input's {what}; available: {sorted(map(str, where))}. "
+            "Nothing was computed."
+        )
+        raise ConfigError(msg)
+
+
+def check_inputs(adata: Any, cfg: dict[str, Any]) -> None:
+    """Check every step's inputs against the data before any step runs (a wrong name fails in seconds)."""
+    fit, spec, ann, atlas = (cfg.get(s, {}) for s in ("fit", "specificity", "annotate", "atlas"))
+    if "fit" in cfg and ":" not in fit["use_rep"]:  # "rna:X_scVI" (MuData) is checked by fit_sae
+        _need("fit", "use_rep", fit["use_rep"], adata.obsm, "obsm")
+    if "fit" not in cfg and any(s in cfg for s in ("specificity", "annotate", "atlas")):
+        key = spec.get("sae_key") or ann.get("sae_key") or atlas.get("sae_key") or "sae"
+        _need("fit", "key_added", f"X_{key}", adata.obsm, "obsm (an SAE run to read: add a `fit` section)")
+    _need("specificity", "groupby", spec.get("groupby"), adata.obs.columns, "obs columns")
+    _need("annotate", "layer", ann.get("layer"), adata.layers, "layers")
+    if "annotate" in cfg and not ann["gene_sets"].startswith("go-") and not Path(ann["gene_sets"]).is_file():
+        msg = f"`annotate.gene_sets`: {ann['gene_sets']!r} is not 'go-human' / 'go-mouse' and no such GMT file."
+        raise ConfigError(msg)
+    if "atlas" in cfg:
+        basis = atlas.get("basis", "umap")
+        _need("atlas", "basis", basis if basis in adata.obsm else f"X_{basis}", adata.obsm, "obsm")
+        _need("atlas", "groupby", atlas.get("groupby"), adata.obs.columns, "obs columns")
