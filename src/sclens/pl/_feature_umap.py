@@ -9,9 +9,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
-from .._readers import stored_space
+from .._readers import result
 from ._utils import finish, new_or_given_ax
 
 
@@ -23,7 +22,6 @@ def concept_mask(space: dict, concept: str) -> np.ndarray:
     return np.asarray(mat[:, hit_terms].sum(axis=1)).ravel() > 0
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_umap(
     adata: AnnData,
@@ -42,8 +40,9 @@ def feature_umap(
     """SAE features on the UMAP of their GO terms.
 
     Without ``concept`` the features are coloured by the most common first-level GO category of
-    their terms; with ``concept`` the features having at least one term whose name contains the
-    word (case-insensitive) are dark and the others light.
+    their terms (the title counts the categories, the legend names them); with ``concept`` the
+    features having at least one term whose name contains the word (case-insensitive) are dark and
+    the others light.
 
     Parameters
     ----------
@@ -66,7 +65,7 @@ def feature_umap(
     """
     import matplotlib.pyplot as plt
 
-    space = stored_space(adata, annotation_key, space_key)
+    space = result(adata, "feature_space", key=space_key, parent=annotation_key)
     coords = np.asarray(space["umap"], dtype=float)
     if concept is not None and (not isinstance(concept, str) or not concept):
         msg = f"concept must be a non-empty string, got {concept!r}."
@@ -86,6 +85,7 @@ def feature_umap(
             color = "0.8" if level == "unassigned" else cmap(i % cmap.N)
             sel = cats == level
             ax_.scatter(*coords[sel].T, s=size, color=color, label=level, linewidths=0)
+        ax_.set_title(f"first-level GO category ({len(levels)})")
         if legend:
             ax_.legend(frameon=False, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
     ax_.set_xlabel("UMAP1")
