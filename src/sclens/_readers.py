@@ -272,3 +272,8 @@ def steering_info(adata: AnnData, steer_key: str = "steer") -> dict[str, Any]:
         )
         raise KeyError(msg)
     return info
+
+
+def scanpy_colors(adata: AnnData, groupby: str) -> Any:
+    """Return scanpy's ``adata.uns[f"{groupby}_colors"]`` (``None`` when absent)."""
+    return adata.uns.get(f"{groupby}_colors")

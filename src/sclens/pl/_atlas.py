@@ -16,7 +16,7 @@ from anndata import AnnData
 
 from .._docs import doc_params
 from .._features import live_features, resolve_features
-from .._readers import annotation, features_table, result
+from .._readers import annotation, features_table, result, sae_run
 from .._utils import atomic_path, check_adata, resolve_seed, sae_activations
 from . import _atlas_data as data
 from . import _atlas_features as feat
@@ -48,7 +48,8 @@ def _stored(adata: AnnData, keys: Mapping[str, str]) -> dict[str, Any]:
     reader of it: one of another run, or of the run before a refit, is refused.
     """
     sae_key, ann_key = keys["sae_key"], keys["annotation_key"]
-    ann = annotation(adata, ann_key, sae_key=sae_key) if ann_key in adata.uns else {}
+    present = result(adata, "annotation", key=ann_key, missing_ok=True) is not None
+    ann = annotation(adata, ann_key, sae_key=sae_key) if present else {}
     if not ann:
         logger.info("atlas: no annotation under `adata.uns[%r]`; the page shows no GO terms.", ann_key)
     space = result(adata, "feature_space", key=keys["space_key"], parent=ann_key, missing_ok=True) if ann else {}
@@ -104,7 +105,7 @@ def build_payload(
         "spec": spec,
         "steer": feat.steering(_steering_tables(steering), feats, max_terms),
         "near": {
-            "decoder": near.by_decoder(adata.uns[sae_key].get("weights"), feats, n_neighbours),
+            "decoder": near.by_decoder(sae_run(adata, sae_key, need=()).get("weights"), feats, n_neighbours),
             "terms": near.by_terms(ann.get("results"), stored["space"], feats, n_neighbours),
         },
     }  # fmt: skip

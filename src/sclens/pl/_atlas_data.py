@@ -15,6 +15,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from .._readers import scanpy_colors
+
 MAX_CELLS = 65535  # cell indices travel as uint16
 MAX_GROUPS = 30  # groups coloured on the card; the smallest others are pooled as "other"
 NO_GROUP = 65535  # code of a cell without a group (NaN)
@@ -75,7 +77,7 @@ def _palette(adata: AnnData, groupby: str, categories: list[str], keep: np.ndarr
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    stored = adata.uns.get(f"{groupby}_colors")
+    stored = scanpy_colors(adata, groupby)
     if stored is not None and len(stored) == len(categories):
         return [to_hex(stored[i]) for i in keep]
     names = ["tab10"] if keep.size <= 10 else ["tab20", "tab20b"]

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._readers import steering_info
+from .._readers import features_table, steering_info
 from .._utils import resolve_seed
 from ._utils import finish, new_or_given_ax
 
@@ -79,7 +79,7 @@ def _feature_labels(labels: AnnData | Mapping[int, str] | None, sae_key: str) ->
     if labels is None:
         return {}
     if isinstance(labels, AnnData):
-        table = labels.uns.get(sae_key, {}).get("features") if isinstance(labels.uns.get(sae_key), dict) else None
+        table = features_table(labels, sae_key)
         if not isinstance(table, pd.DataFrame) or "label" not in table:
             msg = (
                 f"labels: `adata.uns[{sae_key!r}]['features']` has no 'label' column; "
