@@ -317,3 +317,14 @@ def test_default_width_capped_by_cells(toy):
     assert wide.obsm["X_sae"].shape[1] == 2 * d  # below the cap: expansion_factor * n_dims
     tiny = sl.tl.fit_sae(toy[:30].copy(), use_rep="X_emb", **{**fit, "n_epochs": 1, "k": 8}, copy=True)
     assert tiny.obsm["X_sae"].shape[1] == 16  # never fewer than 2 k
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_any_representable_scale_fits_like_unit_scale(toy, fitted, scale):
+    """Training normalises its input: an embedding at 1e-30 or 1e30 gives the unit-scale fit (issue 23)."""
+    adata = toy.copy()
+    adata.obsm["X_emb"] = (np.asarray(toy.obsm["X_emb"], dtype=np.float64) * scale).astype(np.float32)
+    sl.tl.fit_sae(adata, use_rep="X_emb", **FAST)
+    assert adata.uns["sae"]["metrics"]["fvu"] == pytest.approx(fitted.uns["sae"]["metrics"]["fvu"], rel=1e-3)
+    same = (adata.obsm["X_sae"] > 0) != (fitted.obsm["X_sae"] > 0)
+    assert same.nnz <= 0.01 * fitted.obsm["X_sae"].nnz

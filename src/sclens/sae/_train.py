@@ -63,10 +63,11 @@ def initialize_from_data(model: SparseAutoencoder, data: Any, *, seed: int = 0) 
         msg = f"The SAE expects inputs of width {cfg.input_dim} but the data has {stats.mean.shape[0]} columns."
         raise ValueError(msg)
     mean = stats.mean if cfg.center else np.zeros_like(stats.mean)
+    floor = 1e-12 * max(float(stats.var.max()), np.finfo(np.float64).tiny)  # relative: any input scale works
     if cfg.scale == "norm":
-        scale = np.full_like(stats.mean, np.sqrt(max(stats.var.sum() / cfg.input_dim, 1e-12)))
+        scale = np.full_like(stats.mean, np.sqrt(max(stats.var.sum() / cfg.input_dim, floor)))
     elif cfg.scale == "std":
-        scale = np.sqrt(np.maximum(stats.var, 1e-12))
+        scale = np.sqrt(np.maximum(stats.var, floor))
     else:
         scale = np.ones_like(stats.mean)
     if cfg.b_dec_init == "mean":
