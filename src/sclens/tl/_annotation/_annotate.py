@@ -230,7 +230,7 @@ def annotate_features(
         "enrichment": "binomial+mannwhitney" if flavor == "scfeaturelens" else enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "flavor": flavor, "random_state": seed, "sae_run_id": provenance.run_id(adata, sae_key),
-        "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
+        "gene_sets": gs.describe(),
     }  # fmt: skip
     adata.uns[key_added] = {
         "results": results,
@@ -381,7 +381,7 @@ def contrast(
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
         "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
-        "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
+        "gene_sets": gs.describe(),
     }  # fmt: skip
     adata.uns[key_added] = {
         "results": results.drop(columns="feature"),
