@@ -342,6 +342,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def all_or_nothing(adata: AnnData) -> Iterator[None]:
+    """Undo the block's changes to ``adata.uns`` (two levels deep) and ``adata.obsm`` if it raises.
+
+    Also on ``KeyboardInterrupt``: a writer that stores several entries (a run, its features table,
+    the results dropped as stale) leaves either all of them or the AnnData as it was.
+    """
+    nested = {k: v for k, v in adata.uns.items() if isinstance(v, dict)}
+    uns = {k: (dict(v) if k in nested else v) for k, v in adata.uns.items()}
+    obsm = dict(adata.obsm)
+    try:
+        yield
+    except BaseException:
+        for k in [k for k in adata.uns if k not in uns]:
+            del adata.uns[k]
+        for k, v in uns.items():
+            if k in nested:  # the same dict object, its entries as they were
+                nested[k].clear()
+                nested[k].update(v)
+                v = nested[k]
+            adata.uns[k] = v
+        for k in [k for k in adata.obsm if k not in obsm]:
+            del adata.obsm[k]
+        for k, v in obsm.items():
+            adata.obsm[k] = v
+        raise
+
+
 def as_feature_list(features: Any, n_features: int | None = None) -> list[int]:
     """``features`` (one number or a sequence) as a non-empty list of ints, range-checked when ``n_features``."""
     feats = [features] if isinstance(features, (int, np.integer, str)) or np.ndim(features) == 0 else list(features)

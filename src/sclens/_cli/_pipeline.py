@@ -129,10 +129,33 @@ def gene_sets(spec: str, *, namespaces: list[str] | None = None) -> Any:
     return sl.datasets.read_gmt(path)
 
 
-def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
-    """Run the configured steps in order on ``adata`` (in place)."""
+def check_inputs(adata: Any, cfg: dict[str, Any]) -> None:
+    """Refuse, before the first step runs, an obs column, layer or basis that a later step would miss."""
+    import inspect
+
     import sclens as sl
 
+    from .._utils import get_layer, group_labels
+
+    if "specificity" in cfg:
+        group_labels(adata, cfg["specificity"]["groupby"])
+    if cfg.get("annotate", {}).get("layer") is not None:
+        get_layer(adata, cfg["annotate"]["layer"])
+    default = inspect.signature(sl.pl.atlas).parameters["basis"].default
+    basis = cfg["atlas"].get("basis", default) if "atlas" in cfg else None
+    if basis is not None and f"X_{basis}" not in adata.obsm and basis not in adata.obsm:
+        msg = f"`atlas.basis` {basis!r}: `adata.obsm['X_{basis}']` not found; available: {list(adata.obsm)}."
+        raise KeyError(msg)
+
+
+def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
+    """Check every step's inputs, then run the configured steps in order on ``adata`` (in place)."""
+    import sclens as sl
+
+    check_inputs(adata, cfg)
+    sets = None
+    if "annotate" in cfg:  # read (and check) the gene sets before the long steps
+        sets = gene_sets(cfg["annotate"]["gene_sets"], namespaces=cfg["annotate"].get("namespaces"))
     seed = cfg.get("seed", 0)
     if "fit" in cfg:
         call(sl.tl.fit_sae, adata, random_state=seed, **cfg["fit"])
@@ -140,8 +163,7 @@ def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
     if "specificity" in cfg:
         call(sl.tl.feature_specificity, adata, **{"sae_key": sae_key, **cfg["specificity"]})
     if "annotate" in cfg:
-        kw = dict(cfg["annotate"])
-        sets = gene_sets(kw.pop("gene_sets"), namespaces=kw.pop("namespaces", None))
+        kw = {k: v for k, v in cfg["annotate"].items() if k not in ("gene_sets", "namespaces")}
         call(sl.tl.annotate_features, adata, gene_sets=sets, random_state=seed, **{"sae_key": sae_key, **kw})
     if "feature_space" in cfg:
         kw = dict(cfg["feature_space"])

@@ -15,7 +15,15 @@ from ... import _provenance as provenance
 from ..._compat import renamed_params
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
-from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, update_features_table, writable
+from ..._utils import (
+    all_or_nothing,
+    check_adata,
+    check_key_added,
+    group_labels,
+    resolve_seed,
+    update_features_table,
+    writable,
+)
 from ._annotate_core import check_options, clean_params, feature_summary, run_contrasts
 from ._cellsets import cell_sets, resolve_features, resolve_within
 from ._de import Expression
@@ -218,10 +226,8 @@ def annotate_features(
     )
     top_table.index = top_table.index.astype(str)
 
-    adata = writable(adata, copy=copy)
     summary = feature_summary(results, feats)
     summary.loc[[str(f) for f in sets.skipped["feature"]], "label"] = ""
-    _update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
     params = {
         "sae_key": sae_key, "features": feats, "layer": layer, "expression": expr.source,
         "high_quantile": high_quantile, "low_quantile": low_quantile, "n_low": int(n_low),
@@ -232,14 +238,17 @@ def annotate_features(
         "max_size": max_size, "flavor": flavor, "random_state": seed, "sae_run_id": provenance.run_id(adata, sae_key),
         "gene_sets": gs.describe(),
     }  # fmt: skip
-    adata.uns[key_added] = {
-        "results": results,
-        "skipped": sets.skipped,
-        "top_genes": top_table,
-        "params": clean_params(params),
-        **({"de": de_tables} if de_tables else {}),
-    }
-    add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
+    adata = writable(adata, copy=copy)
+    with all_or_nothing(adata):  # an error or Ctrl-C while storing leaves adata as it was
+        _update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
+        adata.uns[key_added] = {
+            "results": results,
+            "skipped": sets.skipped,
+            "top_genes": top_table,
+            "params": clean_params(params),
+            **({"de": de_tables} if de_tables else {}),
+        }
+        add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None
 
 

@@ -52,7 +52,7 @@ class GeneSets:
         return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
-        """The ``params["gene_sets"]`` entry of a result: attributes, sizes and :attr:`fingerprint`."""
+        """Return the ``params["gene_sets"]`` entry of a result: attributes, sizes and :attr:`fingerprint`."""
         return {**self.attrs, "n_sets": len(self.terms), "n_pairs": len(self.net), "fingerprint": self.fingerprint}
 
 
