@@ -64,7 +64,10 @@ class Rows:
         self.memory = in_memory(x)
         if self.memory:  # checked here, cheaply, once
             check_counts(x.data if sparse.issparse(x) else np.asarray(x), where, hint=hint)
-            x = sparse.csr_matrix(x) if not sparse.issparse(x) else x.tocsr()
+            if not sparse.issparse(x):  # scipy has no float16 sparse matrices
+                x = np.asarray(x)
+                x = sparse.csr_matrix(x.astype(np.float32) if x.dtype == np.float16 else x)
+            x = x.tocsr()
         elif is_dask(x) and len(x.chunks[1]) > 1:  # a task needs whole cells
             x = x.rechunk({1: -1})
         self.x = x
