@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import warnings
 import zlib
@@ -106,6 +107,10 @@ def get_layer(adata: AnnData, layer: str | None, *, what: str = "counts") -> Any
     return adata.layers[layer]
 
 
+#: longest line read from a text file (GMT / OBO / GAF), in characters: 16 Mi, about 1.5 million gene symbols
+MAX_LINE = 16 * 2**20
+
+
 class _TextFile:
     """Lines of a plain or gzip text file; decoding and gzip errors become ValueErrors naming the file."""
 
@@ -123,7 +128,18 @@ class _TextFile:
 
     def __iter__(self):
         try:
-            yield from self.fh
+            for lineno in itertools.count(1):
+                line = self.fh.readline(MAX_LINE + 1)  # never more than MAX_LINE characters in memory
+                if not line:
+                    return
+                if len(line) > MAX_LINE:
+                    msg = (
+                        f"Line {lineno} of {str(self.path)!r} is longer than {MAX_LINE:,} characters; a GMT, OBO "
+                        "or GAF line is far shorter (the largest gene sets hold tens of thousands of genes). "
+                        "The file is damaged or not a gene-set file."
+                    )
+                    raise ValueError(msg)
+                yield line
         except UnicodeDecodeError as e:
             msg = (
                 f"{str(self.path)!r} is not UTF-8 text (invalid byte at position {e.start}): it is binary or "

@@ -11,6 +11,7 @@ from .._utils import atomic_path
 from ._pipeline import REQUIRED, ConfigError, call, run_steps, validate
 
 logger = logging.getLogger("sclens")
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class OutputWritten(Exception):
@@ -94,10 +95,17 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not cfg_path.is_file():
         msg = f"config file {args.config!r} not found."
         raise FileNotFoundError(msg)
-    try:
-        raw = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError as err:
+    size = cfg_path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        msg = f"config {args.config!r} is {size:,} bytes; a config is a few lines (at most {MAX_CONFIG_BYTES:,} bytes)."
+        raise ConfigError(msg)
+    try:  # safe_load: YAML tags never build Python objects
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         msg = f"{args.config!r} is not valid YAML: {err}"
+        raise ConfigError(msg) from err
+    except RecursionError as err:
+        msg = f"{args.config!r} is nested too deeply to be a config (sections hold keys and values)."
         raise ConfigError(msg) from err
     cfg = validate(raw, base=cfg_path.resolve().parent)
     pipeline(cfg)
