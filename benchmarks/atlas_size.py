@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _results import save
 from anndata import AnnData
 from scipy import sparse
 
@@ -77,19 +78,12 @@ def main() -> None:
         path = sl.pl.atlas(adata, Path(tmp) / "atlas.html", max_terms=args.max_terms)
         seconds = time.perf_counter() - t0
         size = path.stat().st_size / 1e6
-    print("| cells | features | k | shown cells | terms/feature | size (MB) | build (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    shown = min(args.n_cells, 20_000)
-    cols = [
-        f"{args.n_cells:,}",
-        f"{args.n_features:,}",
-        args.k,
-        f"{shown:,}",
-        args.max_terms,
-        f"{size:.1f}",
-        f"{seconds:.1f}",
-    ]
-    print("| " + " | ".join(map(str, cols)) + " |")
+    row = {
+        "cells": args.n_cells, "features": args.n_features, "k": args.k, "shown cells": min(args.n_cells, 20_000),
+        "terms/feature": args.max_terms, "size (MB)": round(size, 1), "build (s)": round(seconds, 1),
+    }  # fmt: skip
+    save("atlas_size", [row], dataset="synthetic annotated AnnData (benchmarks/atlas_size.py:synthetic)",
+         params=vars(args))  # fmt: skip
 
 
 if __name__ == "__main__":

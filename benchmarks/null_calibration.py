@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _results import save
 from scipy import sparse, stats
 
 import sclens as sl
@@ -82,7 +83,8 @@ def main():
     ap.add_argument("--n-null", type=int, default=80, help="null features per seed")
     args = ap.parse_args()
     rows = [measure(args.seeds, args.n_null, w) for w in (None, 0.25, 1.0)]
-    print(pd.DataFrame(rows).to_string(index=False))
+    dataset = f"planted_and_null toy, seeds 0-{args.seeds - 1}, {args.n_null} null features per seed"
+    save("null_calibration", rows, dataset=dataset, params=vars(args))
 
 
 if __name__ == "__main__":
