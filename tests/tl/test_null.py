@@ -107,8 +107,8 @@ def test_gene_sets_must_be_the_annotations(nulled, tmp_path):
     back = anndata.read_h5ad(tmp_path / "a.h5ad")
     recorded = back.uns["sae_go"]["params"]["gene_sets"]["fingerprint"]
     assert recorded == nulled.uns["sae_go"]["params"]["gene_sets"]["fingerprint"] and len(recorded) == 64
-    before = back.uns["sae"]["annotation_null"].copy()
+    before = back.uns["sae"]["annotation_null"]["table"].copy()
     msg = r"gene_sets are not those of the annotation `adata.uns\['sae_go'\]`: 6 sets .* Pass the same `gene_sets`"
     with pytest.raises(ValueError, match=msg):
         sl.tl.annotation_null(back, gene_sets=some, n_permutations=1)
-    pd.testing.assert_frame_equal(back.uns["sae"]["annotation_null"], before)
+    pd.testing.assert_frame_equal(back.uns["sae"]["annotation_null"]["table"], before)
