@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import atomic_path
-from ._pipeline import REQUIRED, ConfigError, call, run_steps, validate
+from ._pipeline import REQUIRED, ConfigError, call, check_inputs, run_steps, validate
 
 logger = logging.getLogger("sclens")
 MAX_CONFIG_BYTES = 1 << 20
@@ -59,6 +59,7 @@ def write(adata: Any, path: str | Path) -> None:
 def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     out = check_output(args.output)  # fail before the long step, not after it
     adata = read(args.input)
+    check_inputs(adata, cfg)
     run_steps(adata, {"seed": args.seed, **cfg})
     write(adata, out)
 
@@ -83,7 +84,7 @@ def cmd_atlas(args: argparse.Namespace) -> None:
     import sclens as sl
 
     adata = read(args.input)
-    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "max_cells", "title")}
+    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "groupby", "max_cells", "title")}
     path = call(sl.pl.atlas, adata, path=args.output, **kw)
     print(path)
 
@@ -119,6 +120,7 @@ def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
     if "atlas" in cfg:
         check_output(cfg["atlas"]["path"], suffix=None)
     adata = read(cfg["input"]) if adata is None else adata
+    check_inputs(adata, cfg)
     run_steps(adata, cfg)
     write(adata, output)
     if "atlas" in cfg:
@@ -209,6 +211,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--annotation-key", help="key of the annotation (default: sae_go)")
     p.add_argument("--basis", help="embedding drawn (default: umap)")
+    p.add_argument("--groupby", help="obs column colouring the cells (default: the one specificity used)")
     p.add_argument("--max-cells", type=int, help="cells drawn (default: 20000)")
     p.add_argument("--title")
 
