@@ -55,7 +55,7 @@ def _config(tmp_path, h5ad, text: str) -> str:
         (["--device", "cuda"], "device='cuda' (argument `device` or `sclens.settings.device`) is not available"),
         (["-o", "{tmp}/out.txt"], "output '{tmp}/out.txt' must end with .h5ad."),
         (["-o", "{tmp}"], "output '{tmp}' must end with .h5ad."),
-        (["--use-rep", "X_nope"], "`adata.obsm['X_nope']` not found"),
+        (["--use-rep", "X_nope"], "`fit.use_rep`: 'X_nope' is not in the input's obsm"),
     ],
 )
 def test_fit_errors_before_training(h5ad, tmp_path, capsys, nothing_computed, monkeypatch, argv, message):
@@ -71,10 +71,10 @@ def test_fit_errors_before_training(h5ad, tmp_path, capsys, nothing_computed, mo
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("fit: {use_rep: X_emb}\nspecificity: {groupby: celltype}\n", "`adata.obs['celltype']` not found"),
-        ("fit: {use_rep: X_emb}\nannotate: {gene_sets: go-human, layer: raw}\n", "`adata.layers['raw']` not found"),
+        ("fit: {use_rep: X_emb}\nspecificity: {groupby: celltype}\n", "`specificity.groupby`: 'celltype' is not in"),
+        ("fit: {use_rep: X_emb}\nannotate: {gene_sets: go-human, layer: raw}\n", "`annotate.layer`: 'raw' is not in the input's layers"),
         ("fit: {use_rep: X_emb}\nannotate: {gene_sets: nope.gmt}\n", "no such GMT file"),
-        ("fit: {use_rep: X_emb}\natlas: {path: a.html, basis: tsne}\n", "`atlas.basis` 'tsne'"),
+        ("fit: {use_rep: X_emb}\natlas: {path: a.html, basis: tsne}\n", "`atlas.basis`: 'X_tsne' is not in the input's obsm"),
         ("fit: {use_rep: X_emb}\nspecificity: {groupby: n_counts}\n", "is numeric with"),
     ],
 )
@@ -111,12 +111,12 @@ def test_unexpected_error_one_line_and_debug_traceback(h5ad, tmp_path, capsys, m
     def bug(*args, **kwargs):
         raise RuntimeError("something sclens did not foresee")
 
-    monkeypatch.setattr(sl.tl, "feature_specificity", bug)
-    args = ["specificity", str(h5ad), "--groupby", "cell_type", "-o", str(tmp_path / "o.h5ad")]
+    monkeypatch.setattr(sl.tl, "fit_sae", bug)
+    args = ["fit", str(h5ad), "-o", str(tmp_path / "o.h5ad"), *FIT]
     assert main(["-q", *args]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        "sclens specificity: internal error: RuntimeError: something sclens did not foresee. This is a bug in "
+        "sclens fit: internal error: RuntimeError: something sclens did not foresee. This is a bug in "
         "sclens or a library it calls; run again with --debug for the traceback and report it."
     ]
     with pytest.raises(RuntimeError, match="did not foresee"):
@@ -129,7 +129,7 @@ def test_ctrl_c_exit_status_and_outputs(h5ad, tmp_path, capsys, monkeypatch):
 
     out = tmp_path / "o.h5ad"
     out.write_bytes(b"the old output")
-    monkeypatch.setattr(sl.tl, "feature_specificity", interrupted)
-    assert main(["-q", "specificity", str(h5ad), "--groupby", "cell_type", "-o", str(out)]) == 130
-    assert capsys.readouterr().err.strip() == "sclens specificity: interrupted; output files are as they were."
+    monkeypatch.setattr(sl.tl, "fit_sae", interrupted)
+    assert main(["-q", "fit", str(h5ad), "-o", str(out), *FIT]) == 130
+    assert capsys.readouterr().err.strip() == "sclens fit: interrupted; output files are as they were."
     assert out.read_bytes() == b"the old output"

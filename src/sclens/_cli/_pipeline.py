@@ -27,6 +27,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .._utils import group_labels
+
 logger = logging.getLogger("sclens")
 
 _NUM = (int, float)
@@ -170,6 +172,8 @@ def check_inputs(adata: Any, cfg: dict[str, Any]) -> None:
         key = spec.get("sae_key") or ann.get("sae_key") or atlas.get("sae_key") or "sae"
         _need("fit", "key_added", f"X_{key}", adata.obsm, "obsm (an SAE run to read: add a `fit` section)")
     _need("specificity", "groupby", spec.get("groupby"), adata.obs.columns, "obs columns")
+    if spec.get("groupby") is not None:  # a measurement (e.g. n_counts) is refused as a grouping
+        group_labels(adata, spec["groupby"])
     _need("annotate", "layer", ann.get("layer"), adata.layers, "layers")
     if "annotate" in cfg and not ann["gene_sets"].startswith("go-") and not Path(ann["gene_sets"]).is_file():
         msg = f"`annotate.gene_sets`: {ann['gene_sets']!r} is not 'go-human' / 'go-mouse' and no such GMT file."
