@@ -174,3 +174,16 @@ def test_annotation_same_dense_sparse_backed(adata, tmp_path_factory):
         assert (res is None) == (ref is None), f"{storage} and dense disagree on whether the call succeeds"
         if res is not None:
             pd.testing.assert_frame_equal(res, ref, check_dtype=False, obj=storage)
+
+
+@given(adata=datasets(), features=st.lists(st.integers(0, 8), min_size=1, max_size=3))
+def test_alignment_and_activation_plot(adata, features):
+    import matplotlib.pyplot as plt
+
+    out = check_contract(sl.tl.feature_alignment, adata, groupby="cell_type")
+    if out is not None:
+        table = out.uns["sae"]["alignment"]["table"]
+        assert table["auroc"].dropna().between(0, 1).all()
+    fig = check_contract(sl.pl.feature_activation, adata, features=features, basis="emb", return_fig=True)
+    plt.close("all")
+    assert fig is None or hasattr(fig, "savefig")
