@@ -2,12 +2,14 @@
 
 AnnData objects are drawn with dense / CSR / CSC X and layers, float16-64 and int dtypes, NaN / inf /
 negative values, zero or one cell, views, duplicated gene names, categorical labels with missing values
-and unused categories, and MuData. For each call: either it returns, or it raises a ``ValueError`` /
-``KeyError`` / ``TypeError`` whose message names one of the function's parameters or the AnnData field
-at fault, and the AnnData's fingerprint is unchanged. The annotation of the same counts is the same
+and unused categories, and MuData. Calls: ``tl.fit_sae``, ``tl.encode``, ``tl.feature_specificity``,
+``tl.annotate_features``, ``tl.contrast``, ``tl.baseline_features``, ``tl.feature_alignment``,
+``get.gene_coverage``, ``get.feature_terms``, ``pl.feature_activation``. For each call: either it returns,
+or it raises a ``ValueError`` / ``KeyError`` / ``TypeError`` whose message names one of the function's
+parameters or the AnnData field at fault, and the AnnData's fingerprint is unchanged. The annotation of the same counts is the same
 dense, CSR, CSC and backed.
 
-Example counts come from the hypothesis profile: ``ci`` (default, about a minute on 2 cores) or
+Example counts come from the hypothesis profile: ``ci`` (default, 10 per test) or
 ``long`` (``pytest --hypothesis-profile=long tests/test_properties.py``).
 """
 
