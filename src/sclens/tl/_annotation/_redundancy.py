@@ -51,11 +51,12 @@ def top_genes_text(table: Any, *, n: int = N_TOP_GENES) -> pd.Series:
 def _distance_kernel(ptr, idx, rows, count, start, out):  # pragma: no cover - compiled by numba
     """Condensed Jaccard distances between the gene sets ``rows`` (CSR ``ptr`` / ``idx``) into ``out``.
 
-    The terms of each gene are bucketed in increasing order; every pair ``a < b`` in a bucket counts
-    one shared gene at scipy's condensed index ``k a - a (a + 1) / 2 + b - a - 1``. Each entry then
-    becomes ``1 - shared / union`` (1 when both sets are empty), bit for bit the value computed from
-    the binary matrix's ``B @ B.T``. ``count`` and ``start`` (one entry per gene, 0 and -1) are
-    workspaces, left as found. Cost: the sum over genes of (terms holding the gene) squared.
+    The terms of each gene are bucketed in increasing order; then, term by term, each of its genes
+    adds one shared gene to the pairs with the later terms of the gene's bucket, all in the term's
+    own row of the condensed matrix (scipy's order: ``k a - a (a + 1) / 2 + b - a - 1``). Each
+    entry then becomes ``1 - shared / union`` (1 when both sets are empty), bit for bit the value
+    computed from the binary matrix's ``B @ B.T``. ``count`` and ``start`` (one entry per gene, 0
+    and -1) are workspaces, left as found. Cost: the sum over genes of (terms holding it) squared.
     """
     k = rows.size
     out[:] = 0.0
@@ -72,16 +73,16 @@ def _distance_kernel(ptr, idx, rows, count, start, out):  # pragma: no cover - c
                 start[g], cursor, count[g] = cursor, cursor + count[g], 0
             bucket[start[g] + count[g]] = a
             count[g] += 1
-    for a in range(k):
+    for a in range(k):  # `start[g]` now points at term `a` in the bucket of each of its genes
+        base = k * a - a * (a + 1) // 2 - a - 1
         for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
             g = idx[e]
-            s, c = start[g], count[g]
-            for x in range(s, s + c - 1):
-                t = bucket[x]
-                base = k * t - t * (t + 1) // 2 - t - 1
-                for y in range(x + 1, s + c):
-                    out[base + bucket[y]] += 1.0
-            count[g], start[g] = 0, -1  # done: later entries of the gene find an empty bucket
+            s = start[g]
+            for y in range(s + 1, s + count[g]):
+                out[base + bucket[y]] += 1.0
+            start[g], count[g] = s + 1, count[g] - 1
+            if count[g] == 0:
+                start[g] = -1
     p = 0
     for a in range(k):
         size_a = ptr[rows[a] + 1] - ptr[rows[a]]
