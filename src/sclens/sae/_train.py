@@ -353,7 +353,7 @@ def train_sae(
     ``"plain"`` to float rounding. ``step="cuda_graph"`` (one CUDA device) records that step once
     in a CUDA graph and replays it, which removes the launch overhead of its small kernels.
     ``topk_select="blocked"`` selects each cell's top ``k`` in two small passes (block maxima,
-    then candidates; exact, see :func:`sclens.sae.blocked_topk`) instead of over all features.
+    then the best blocks' entries; the exact values of ``torch.topk``) instead of over all features.
     ``precision="bf16-mixed"`` runs the matrix products under bfloat16 autocast with either step.
 
     Returns the training history: arrays of :data:`CURVES` and ``step`` (one point per epoch, or
