@@ -138,12 +138,14 @@ def test_step_options_checked():
         _fit(x, topk_select="approx")
     with pytest.raises(ValueError, match="step='cuda_graph' needs a CUDA device, got 'cpu'; use step='static'"):
         _fit(x, step="cuda_graph")
-    with pytest.raises(ValueError, match="cannot use precision='16-mixed'"):
-        _fit(x, step="static", precision="16-mixed")
     batchtopk = SparseAutoencoder(SAEConfig(input_dim=16, n_features=64, architecture="batchtopk", k=4)).arch
     with pytest.raises(ValueError, match="'batchtopk' keeps per-step state on the host"):
         step_module.check_step(
             "cuda_graph", "full", device=torch.device("cuda"), world_size=1, precision="32-true", arch=batchtopk
+        )
+    with pytest.raises(ValueError, match="cannot use precision='16-mixed'"):  # fp16 needs a GPU
+        step_module.check_step(
+            "static", "full", device=torch.device("cuda"), world_size=1, precision="16-mixed", arch=batchtopk
         )
     with pytest.raises(ValueError, match="use step='plain' with several devices"):
         step_module.check_step(
