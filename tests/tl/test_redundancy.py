@@ -164,7 +164,7 @@ def test_kernel_clusters_equal_the_reference_on_go():
     overlap = np.asarray((gs.matrix @ program.T).T)
     parts = []
     for f in range(120):
-        n = int(rng.choice([0, 1, 2, int(rng.poisson(40)), int(rng.poisson(300))]))
+        n = int(rng.choice([0, 1, 2, int(rng.poisson(40)), int(rng.poisson(150))]))
         top = np.argsort(-(overlap[f] + rng.random(terms.size) * 0.5), kind="stable")[:n]
         parts.append(pd.DataFrame({"feature": f, "term": terms[top], "pvalue": np.arange(n) * 1e-6}))
     res = pd.concat(parts, ignore_index=True)
