@@ -73,7 +73,7 @@ def capture(
 ) -> tuple[Callable[[], None], torch.Tensor]:  # pragma: no cover - needs a CUDA device
     """Record ``fn()`` in a CUDA graph without running it; returns the replay and ``fn``'s (static) output."""
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.device(device), torch.cuda.graph(graph):
         out = fn()
     return graph.replay, out
 
