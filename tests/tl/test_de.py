@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from anndata import AnnData
 from scipy import sparse, stats
@@ -291,3 +292,18 @@ def test_normalised_x_and_missing_layer_raise(toy_annot):
         sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="raw")
     with pytest.raises(ValueError, match="de_method must be 'fast' or 'deseq2'"):
         sl.tl.annotate_features(toy_annot, gene_sets=gs, layer="counts", de_method="edger")
+
+
+def test_size_factors_are_pydeseq2_poscounts():
+    """With the genes' mean log counts over the same cells, the size factors are pyDESeq2's ``poscounts``."""
+    from pydeseq2.dds import DeseqDataSet
+
+    rng = np.random.default_rng(3)
+    y = _nb(rng, rng.lognormal(0, 0.4, 80)[:, None] * rng.lognormal(0, 1.5, 60), 0.3)
+    y[:, :3] = 0  # genes without counts
+    ad = AnnData(sparse.csr_matrix(y.astype(np.float32)))
+    sf = Expression(ad).scan([sparse.csc_matrix((80, 1))]).size_factors
+    meta = pd.DataFrame({"condition": ["a", "b"] * 40}, index=[f"c{i}" for i in range(80)])
+    dds = DeseqDataSet(counts=pd.DataFrame(y, index=meta.index), metadata=meta, design="~condition", quiet=True)
+    dds.fit_size_factors(fit_type="poscounts")
+    np.testing.assert_allclose(sf, dds.obs["size_factors"].to_numpy(), rtol=1e-10)
