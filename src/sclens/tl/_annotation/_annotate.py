@@ -37,12 +37,11 @@ gene_sets
     columns such as :func:`sclens.datasets.go_gene_sets` returns, a dict of gene lists, or a GMT
     path. Its ``attrs`` (e.g. ``source``, ``release``) are recorded in the params.
 de_method
-    ``"fast"``: all contrasts in one batched negative-binomial Wald test (size factors from library
-    sizes; gene-wise dispersions estimated once over all cells by the method of moments and shrunk
-    towards a mean trend with DESeq2's MAP weight, which with thousands of cells keeps them close
-    to the gene-wise values; group means in closed form refined by one Newton step of the NB
-    likelihood, standard errors from the Fisher information; no outlier replacement; the docs'
-    Performance page compares it with pyDESeq2); ``"deseq2"``: one pyDESeq2 run per
+    ``"fast"``: all contrasts in one batched negative-binomial Wald test fitting pyDESeq2's model
+    (``poscounts`` size factors; each contrast's own dispersions, from within-group moments of its
+    high and low cells shrunk towards a per-contrast trend as DESeq2's MAP; pyDESeq2's group means
+    with their 0.5 floor, Wald test and independent filtering; no outlier replacement; the docs'
+    Differential expression page compares it with pyDESeq2); ``"deseq2"``: one pyDESeq2 run per
     contrast with DESeq2's single-cell settings (``~condition``, ``poscounts`` size factors, no
     Cook's outlier replacement), the reference.
 enrichment
