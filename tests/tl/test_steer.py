@@ -371,18 +371,6 @@ def test_add_clips_at_zero_and_knockout_only_touches_active_cells(toy):
     assert ko.uns["steer"]["amount"][0] == 0.0
 
 
-def test_old_parameter_names_warn_and_agree(toy):
-    new = steer(toy, features=3, cells={"cell_type": "type_2"}, sae_key="sae")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        old = steer(toy, feature=3, groups={"cell_type": "type_2"}, key="sae")
-    messages = sorted(str(w.message) for w in caught if w.category is FutureWarning)
-    assert [m.split("`")[1:4:2] for m in messages] == [["feature", "features"], ["groups", "cells"], ["key", "sae_key"]]
-    np.testing.assert_array_equal(old.obsm["X_emb"], new.obsm["X_emb"])
-    with pytest.raises(TypeError, match="got both `feature` \\(renamed\\) and `features`"):
-        steer(toy, feature=3, features=3)
-
-
 def test_several_features_bad_input(toy):
     with pytest.raises(ValueError, match="mode has 1 entries but 2 feature"):
         steer(toy, features=[2, 3], mode=["set"])
