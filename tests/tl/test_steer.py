@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import anndata as ad
 import numpy as np
 import pandas as pd
