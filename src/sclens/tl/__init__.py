@@ -7,7 +7,7 @@ from ._annotation._annotate import annotate_features, contrast
 from ._annotation._redundancy import term_redundancy
 from ._compare import compare_features
 from ._feature_space import feature_space
-from ._specificity import feature_specificity, seed_robustness
+from ._specificity import feature_specificity
 from ._steering._batch_steer import batch_steer
 from ._steering._steer import steer
 from ._steering._steer_towards import steer_towards
@@ -15,6 +15,7 @@ from ._trust._alignment import feature_alignment
 from ._trust._baseline import baseline_features
 from ._trust._compare_runs import compare_runs
 from ._trust._null import annotation_null
+from ._trust._stability import feature_stability
 
 if TYPE_CHECKING:
     from ._fit import encode, fit_sae
@@ -34,8 +35,8 @@ __all__ = [
     "feature_alignment",
     "feature_space",
     "feature_specificity",
+    "feature_stability",
     "fit_sae",
-    "seed_robustness",
     "steer",
     "steer_towards",
     "term_redundancy",
