@@ -15,6 +15,7 @@ from ._trust._alignment import feature_alignment
 from ._trust._baseline import baseline_features
 from ._trust._compare_runs import compare_runs
 from ._trust._null import annotation_null
+from ._trust._probing import sparse_probing
 from ._trust._stability import feature_stability
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "feature_specificity",
     "feature_stability",
     "fit_sae",
+    "sparse_probing",
     "steer",
     "steer_towards",
     "term_redundancy",
