@@ -11,6 +11,7 @@ from ._specificity import feature_specificity
 from ._steering._batch_steer import batch_steer
 from ._steering._steer import steer
 from ._steering._steer_towards import steer_towards
+from ._trust._absorption import feature_absorption
 from ._trust._alignment import feature_alignment
 from ._trust._baseline import baseline_features
 from ._trust._compare_runs import compare_runs
@@ -33,6 +34,7 @@ __all__ = [
     "compare_runs",
     "contrast",
     "encode",
+    "feature_absorption",
     "feature_alignment",
     "feature_space",
     "feature_specificity",
