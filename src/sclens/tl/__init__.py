@@ -15,6 +15,7 @@ from ._trust._absorption import feature_absorption
 from ._trust._alignment import feature_alignment
 from ._trust._baseline import baseline_features
 from ._trust._compare_runs import compare_runs
+from ._trust._evaluate import evaluate
 from ._trust._null import annotation_null
 from ._trust._probing import sparse_probing
 from ._trust._stability import feature_stability
@@ -34,6 +35,7 @@ __all__ = [
     "compare_runs",
     "contrast",
     "encode",
+    "evaluate",
     "feature_absorption",
     "feature_alignment",
     "feature_space",

@@ -1,0 +1,107 @@
+"""The scorecard of :func:`sclens.tl.evaluate`: probing curves, seed stability and absorption in one figure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from .._docs import doc_params
+from .._provenance import check_derived
+from .._readers import sub_result
+from ._utils import finish, panels
+
+
+def _probing(ax: Axes, result: Mapping) -> None:
+    summary = result["summary"]
+    for method, sub in summary.groupby("method", sort=False):
+        sub = sub.sort_values("k")
+        style = {"lw": 2.5, "color": "black"} if method == "sae" else {"lw": 1.2, "ls": "--"}
+        ax.plot(sub["k"], sub["balanced_accuracy"], marker="o", label=str(method), **style)
+    ax.set_xscale("log", base=2)
+    ks = sorted(summary["k"].unique())
+    ax.set_xticks(ks, [str(int(k)) for k in ks])
+    ax.set_ylim(0.45, 1.02)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    split = result["params"].get("split_by")
+    ax.set(xlabel="features per probe (k)", ylabel="held-out balanced accuracy",
+           title=f"sparse probing ({'held-out ' + str(split) if split else 'held-out cells'})")  # fmt: skip
+    ax.legend(frameon=False, fontsize=8)
+
+
+def _stability(ax: Axes, result: Mapping, features: pd.DataFrame) -> None:
+    values = features["stability"].dropna().to_numpy(dtype=float)
+    thr = float(result["params"]["threshold"])
+    ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0")
+    ax.axvline(thr, color="black", ls="--", lw=1)
+    share = float(result["params"]["share_reproduced"])
+    ax.set(xlabel="stability (|cos| of the match in a refit)", ylabel="live features",
+           title=f"seed stability: {100 * share:.0f}% reproduced")  # fmt: skip
+
+
+def _absorption(ax: Axes, result: Mapping) -> None:
+    res = result["results"]
+    labels = [f"{c}: {f}" for c, f in zip(res["coarse"], res["fine"], strict=True)]
+    y = np.arange(len(res))
+    ax.barh(y, res["silent_fraction"], color="#dddddd", label="coarse feature silent")
+    ax.barh(y, res["absorption_fraction"], color="#c44e52", label="... and a subtype feature fires")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set(xlabel="share of the subtype's cells", title="absorption along the label hierarchy")
+    ax.legend(frameon=False, fontsize=8)
+
+
+@doc_params()
+def evaluation(
+    adata: AnnData,
+    *,
+    sae_key: str = "sae",
+    evaluation_key: str = "evaluation",
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+    return_fig: bool = False,
+) -> Figure | None:
+    """Draw the scorecard of :func:`sclens.tl.evaluate`, one panel per measurement it holds.
+
+    Panels: sparse probing (held-out balanced accuracy against ``k`` for the SAE, thick, and each
+    baseline, dashed; chance 0.5 dotted), seed stability (histogram of the features' ``stability``,
+    the threshold dashed) and absorption (per subtype, the share of cells where the coarse feature is
+    silent, and where a subtype feature fires instead). Panels whose tool did not run are left out.
+
+    Parameters
+    ----------
+    {adata}
+    {sae_key}
+    evaluation_key
+        Name of the scorecard in ``adata.uns[sae_key]`` (the ``key_added`` of :func:`sclens.tl.evaluate`).
+    {plot}
+
+    Returns
+    -------
+    The figure when ``return_fig=True``, else ``None``.
+    """
+    card = sub_result(adata, sae_key, evaluation_key, made_by="sl.tl.evaluate", run_param="sae_key")
+    what = f"The scorecard `adata.uns[{sae_key!r}][{evaluation_key!r}]`"
+    check_derived(adata, card, sae_key=sae_key, what=what, rerun=f"sl.tl.evaluate(adata, sae_key={sae_key!r}, ...)")
+    run = adata.uns[sae_key]
+    keys = dict(card["params"].get("results", {}))
+    draw = [name for name in ("probing", "stability", "absorption") if name in keys and keys[name] in run]
+    if not draw:
+        msg = f"{what} holds no probing, stability or absorption result to draw; rerun `sl.tl.evaluate`."
+        raise KeyError(msg)
+    fig, axes = panels(len(draw), ax, ncols=len(draw), panel_size=(4.2, 3.4))
+    for name, panel in zip(draw, axes, strict=True):
+        if name == "probing":
+            _probing(panel, run[keys[name]])
+        elif name == "stability":
+            _stability(panel, run[keys[name]], run["features"])
+        else:
+            _absorption(panel, run[keys[name]])
+    return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)
