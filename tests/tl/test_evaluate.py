@@ -39,7 +39,11 @@ def test_scorecard_repeats_the_tools(scored):
     assert card.loc["cell_type_median_auroc", "value"] == pytest.approx(best_auc.median())
     params = run["evaluation"]["params"]
     assert params["sae_run_id"] == "run-1"
-    assert dict(params["results"]) == {"probing": "probing", "absorption": "absorption", "alignment": "alignment"}
+    assert set(params["results"]) == {"probing", "absorption", "alignment", "spurious"}
+    spurious = run["spurious"]["params"]
+    assert card.loc["technical_drop", "value"] == spurious["technical_drop"]
+    assert card.loc["technical_drop", "baseline"] == spurious["random_technical_drop"]
+    assert card.loc["technical_drop", "value"] < 0.1  # random donors: no feature carries them
     assert "batch_driven" in run["features"]
     assert "X_rep" not in scored.obsm  # the tools ran on a light copy
 
@@ -54,6 +58,7 @@ def test_scorecard_survives_h5ad_and_is_drawn(scored, tmp_path):
     titles = [a.get_title() for a in fig.axes]
     assert titles[0].startswith("sparse probing (held-out donor)")
     assert titles[1] == "absorption along the label hierarchy"
+    assert titles[2] == "removing the technical features"
     back.uns["sae"]["run_id"] = "run-2"
     with pytest.raises(ValueError, match="computed from SAE run run-1"):
         sl.pl.evaluation(back)

@@ -1,4 +1,4 @@
-"""The scorecard of :func:`sclens.tl.evaluate`: probing curves, seed stability and absorption in one figure."""
+"""The scorecard of :func:`sclens.tl.evaluate`: probing, seed stability, absorption and batch removal."""
 
 from __future__ import annotations
 
@@ -57,6 +57,21 @@ def _absorption(ax: Axes, result: Mapping) -> None:
     ax.legend(frameon=False, fontsize=8)
 
 
+def _spurious(ax: Axes, result: Mapping) -> None:
+    res = result["results"].set_index("ablation")
+    p = result["params"]
+    random = res[res.index.str.startswith("random_")]
+    cols = ["technical_accuracy", "groupby_accuracy"]
+    bars = {"none": res.loc["none", cols], "chosen": res.loc["chosen", cols], "random (mean)": random[cols].mean()}
+    x = np.arange(2)
+    for i, (name, values) in enumerate(bars.items()):
+        ax.bar(x + (i - 1) * 0.27, values.to_numpy(dtype=float), width=0.27, label=name)
+    ax.set_xticks(x, [str(p["technical"]), str(p["groupby"])])
+    ax.set_ylim(0, 1.02)
+    ax.set(ylabel="held-out balanced accuracy", title="removing the technical features")
+    ax.legend(frameon=False, fontsize=8, title="ablated", title_fontsize=8)
+
+
 @doc_params()
 def evaluation(
     adata: AnnData,
@@ -73,7 +88,9 @@ def evaluation(
     Panels: sparse probing (held-out balanced accuracy against ``k`` for the SAE, thick, and each
     baseline, dashed; chance 0.5 dotted), seed stability (histogram of the features' ``stability``,
     the threshold dashed) and absorption (per subtype, the share of cells where the coarse feature is
-    silent, and where a subtype feature fires instead). Panels whose tool did not run are left out.
+    silent, and where a subtype feature fires instead) and spurious-correlation removal (the two
+    probes' accuracies with nothing, the technical features and random features ablated). Panels
+    whose tool did not run are left out.
 
     Parameters
     ----------
@@ -92,9 +109,9 @@ def evaluation(
     check_derived(adata, card, sae_key=sae_key, what=what, rerun=f"sl.tl.evaluate(adata, sae_key={sae_key!r}, ...)")
     run = adata.uns[sae_key]
     keys = dict(card["params"].get("results", {}))
-    draw = [name for name in ("probing", "stability", "absorption") if name in keys and keys[name] in run]
+    draw = [n for n in ("probing", "stability", "absorption", "spurious") if n in keys and keys[n] in run]
     if not draw:
-        msg = f"{what} holds no probing, stability or absorption result to draw; rerun `sl.tl.evaluate`."
+        msg = f"{what} holds no probing, stability, absorption or spurious result to draw; rerun `sl.tl.evaluate`."
         raise KeyError(msg)
     fig, axes = panels(len(draw), ax, ncols=len(draw), panel_size=(4.2, 3.4))
     for name, panel in zip(draw, axes, strict=True):
@@ -102,6 +119,8 @@ def evaluation(
             _probing(panel, run[keys[name]])
         elif name == "stability":
             _stability(panel, run[keys[name]], run["features"])
-        else:
+        elif name == "absorption":
             _absorption(panel, run[keys[name]])
+        else:
+            _spurious(panel, run[keys[name]])
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

@@ -18,6 +18,7 @@ from ._trust._compare_runs import compare_runs
 from ._trust._evaluate import evaluate
 from ._trust._null import annotation_null
 from ._trust._probing import sparse_probing
+from ._trust._spurious import spurious_removal
 from ._trust._stability import feature_stability
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
     "feature_stability",
     "fit_sae",
     "sparse_probing",
+    "spurious_removal",
     "steer",
     "steer_towards",
     "term_redundancy",

@@ -17,6 +17,7 @@ from .._annotation._annotate_core import clean_params
 from ._absorption import _coarse_of, feature_absorption
 from ._alignment import feature_alignment
 from ._probing import BASELINES, sparse_probing
+from ._spurious import spurious_removal
 from ._stability import feature_stability
 from ._trust_utils import as_list, obs_codes, run_provenance
 
@@ -102,6 +103,13 @@ def _rows(run: Mapping, keys: Mapping[str, str], groupby: str, split_by: str | N
         rows.append(_row("mean_absorption", run[keys["absorption"]]["params"]["mean_absorption"], meaning))
     if "alignment" in keys:
         rows += _alignment_rows(run[keys["alignment"]], run["features"])
+    if "spurious" in keys:
+        p = run[keys["spurious"]]["params"]
+        what = f"held-out balanced accuracy lost when the {len(p['features'])} technical features are ablated"
+        rows.append(_row("technical_drop", p["technical_drop"], f"`{p['technical']}` {what}",
+                         p["random_technical_drop"], "random features"))  # fmt: skip
+        rows.append(_row("groupby_drop", p["groupby_drop"], f"`{p['groupby']}` {what} (lower is better)",
+                         p["random_groupby_drop"], "random features"))  # fmt: skip
     return rows + _null_rows(run.get("annotation_null_params"))
 
 
@@ -131,6 +139,9 @@ def evaluate(
     * :func:`sparse_probing` of ``groupby`` (held-out ``split_by`` groups) against ``baselines``;
     * :func:`feature_absorption` of ``groupby`` along ``coarse`` (when given);
     * :func:`feature_alignment` of ``groupby`` (and ``technical``);
+    * with ``technical``: :func:`spurious_removal` of the features flagged ``batch_driven`` (the top 5
+      by technical AUROC when none or more than half of the live features are flagged), first
+      technical column;
 
     then writes one scorecard, a row per metric with the baseline it should beat and what it means,
     adding the annotation rate next to its null when :func:`annotation_null` has run. The tools work
@@ -170,7 +181,7 @@ def evaluate(
     * ``adata.uns[sae_key][key_added]['params']``: the arguments, ``results`` (tool name -> key of its
       result in the run), ``sae_key`` and ``sae_run_id``;
     * the results of the tools run: ``adata.uns[sae_key]['stability']``, ``['probing']``,
-      ``['absorption']``, ``['alignment']`` and ``['alignment_params']``, and their features-table
+      ``['absorption']``, ``['alignment']``, ``['alignment_params']`` and ``['spurious']``, and their features-table
       columns (``stability``, ``{{groupby}}_best`` / ``_auroc`` / ``_f1``, ``batch_driven``).
     """
     run = sae_run(adata, sae_key, need=(), activations=True)
@@ -193,6 +204,13 @@ def evaluate(
         keys["absorption"] = "absorption"
     feature_alignment(light, groupby=groupby, technical=tech or None, sae_key=sae_key, random_state=seed)
     keys["alignment"] = "alignment"
+    if tech:
+        flagged = np.flatnonzero(light.uns[sae_key]["features"]["batch_driven"].to_numpy(dtype=bool))
+        live = int((np.diff(light.obsm[f"X_{sae_key}"].tocsc().indptr) > 0).sum())
+        chosen = flagged if 0 < flagged.size <= live // 2 else None  # else the top 5 by technical AUROC
+        spurious_removal(light, groupby=groupby, technical=tech[0], sae_key=sae_key, features=chosen,
+                         random_state=seed, key_added="spurious")  # fmt: skip
+        keys["spurious"] = "spurious"
     if n_seeds and is_sae:  # the costly part last: n_seeds more fits
         feature_stability(light, sae_key=sae_key, n_seeds=n_seeds, fit_kwargs=fit_kwargs, key_added="stability")
         keys["stability"] = "stability"
