@@ -12,8 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._provenance import check_derived
-from .._readers import sub_result
+from .._readers import result
 from ._utils import finish, panels
 
 
@@ -72,6 +71,9 @@ def _spurious(ax: Axes, result: Mapping) -> None:
     ax.legend(frameon=False, fontsize=8, title="ablated", title_fontsize=8)
 
 
+_PANELS = {"probing": _probing, "stability": _stability, "absorption": _absorption, "spurious": _spurious}
+
+
 @doc_params()
 def evaluation(
     adata: AnnData,
@@ -104,23 +106,20 @@ def evaluation(
     -------
     The figure when ``return_fig=True``, else ``None``.
     """
-    card = sub_result(adata, sae_key, evaluation_key, made_by="sl.tl.evaluate", run_param="sae_key")
-    what = f"The scorecard `adata.uns[{sae_key!r}][{evaluation_key!r}]`"
-    check_derived(adata, card, sae_key=sae_key, what=what, rerun=f"sl.tl.evaluate(adata, sae_key={sae_key!r}, ...)")
-    run = adata.uns[sae_key]
+    card = result(adata, "evaluation", key=evaluation_key, parent=sae_key)
     keys = dict(card["params"].get("results", {}))
-    draw = [n for n in ("probing", "stability", "absorption", "spurious") if n in keys and keys[n] in run]
+    found = {n: result(adata, n, key=str(keys[n]), parent=sae_key, missing_ok=True) for n in _PANELS if n in keys}
+    draw = [n for n in _PANELS if found.get(n) is not None]
     if not draw:
-        msg = f"{what} holds no probing, stability, absorption or spurious result to draw; rerun `sl.tl.evaluate`."
+        msg = (
+            f"`adata.uns[{sae_key!r}][{evaluation_key!r}]` names no probing, stability, absorption or spurious result "
+            f"that is still stored; rerun `sl.tl.evaluate(adata, groupby=..., sae_key={sae_key!r})`."
+        )
         raise KeyError(msg)
     fig, axes = panels(len(draw), ax, ncols=len(draw), panel_size=(4.2, 3.4))
     for name, panel in zip(draw, axes, strict=True):
-        if name == "probing":
-            _probing(panel, run[keys[name]])
-        elif name == "stability":
-            _stability(panel, run[keys[name]], run["features"])
-        elif name == "absorption":
-            _absorption(panel, run[keys[name]])
+        if name == "stability":
+            _stability(panel, found[name], adata.uns[sae_key]["features"])
         else:
-            _spurious(panel, run[keys[name]])
+            _PANELS[name](panel, found[name])
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

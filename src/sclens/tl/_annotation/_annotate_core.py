@@ -148,18 +148,3 @@ def feature_summary(results: pd.DataFrame, features: np.ndarray) -> pd.DataFrame
 
 def _short(name: str, width: int = 40) -> str:
     return name if len(name) <= width else name[: width - 3].rstrip() + "..."
-
-
-def clean_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Drop ``None`` values and turn lists into arrays so the dict survives ``write_h5ad``."""
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if v is None:
-            continue
-        if isinstance(v, dict):
-            out[k] = clean_params(v)
-        elif isinstance(v, (list, tuple)):
-            out[k] = np.asarray(v)
-        else:
-            out[k] = v
-    return out

@@ -11,11 +11,10 @@ from anndata import AnnData
 from scipy import sparse
 
 from ..._docs import doc_params
-from ..._readers import sae_run
+from ..._readers import sae_run, store_result
 from ..._utils import check_key_added, sae_activations, writable
-from .._annotation._annotate_core import clean_params
 from .._specificity import _one_hot, _rank_auc
-from ._trust_utils import obs_codes, run_provenance
+from ._trust_utils import obs_codes
 
 logger = logging.getLogger("sclens")
 
@@ -159,11 +158,9 @@ def feature_absorption(
     logger.info("feature_absorption: %.1f%% of the cells of %d coarse types absorbed", 100 * mean,
                 results["coarse"].nunique())  # fmt: skip
     adata = writable(adata, copy=copy)
-    adata.uns[sae_key][key_added] = {
-        "results": results,
-        "params": clean_params({
-            **run_provenance(adata, sae_key), "fine": fine, "coarse": coarse if isinstance(coarse, str) else "mapping",
-            "min_auroc": float(min_auroc), "mean_absorption": mean,
-        }),
-    }  # fmt: skip
+    store_result(
+        adata, "absorption", key=key_added, parent=sae_key, tables={"results": results},
+        params={"fine": fine, "coarse": coarse if isinstance(coarse, str) else "mapping", "min_auroc": float(min_auroc),
+                "mean_absorption": mean},
+    )  # fmt: skip
     return adata if copy else None

@@ -9,8 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
-from ..._provenance import check_derived, check_table
-from ..._readers import sae_run
+from ..._readers import result, sae_run
 from ..._utils import check_adata
 from ._trust_utils import as_list, features_table
 
@@ -26,11 +25,9 @@ def _median(x: pd.Series) -> float:
 
 def _scorecard(adata: AnnData, key: str, evaluation_key: str) -> dict[str, float]:
     """Return the metrics of the run's :func:`evaluate` scorecard, when it has one (a stale one is refused)."""
-    card = adata.uns[key].get(evaluation_key)
-    if not isinstance(card, dict) or "scorecard" not in card:
+    card = result(adata, "evaluation", key=evaluation_key, parent=key, missing_ok=True)
+    if card is None:
         return {}
-    check_derived(adata, card, sae_key=key, what=f"`adata.uns[{key!r}][{evaluation_key!r}]`",
-                  rerun=f"sl.tl.evaluate(adata, sae_key={key!r}, ...)")  # fmt: skip
     table = card["scorecard"]
     return dict(zip(table["metric"].astype(str), table["value"].astype(float), strict=True))
 
@@ -57,15 +54,15 @@ def _row(adata: AnnData, key: str, alignment_key: str, null_key: str, min_auroc:
             row["median_term_clusters"] = _median(
                 feats.loc[live & (feats["n_terms"] > 0), "n_term_clusters"].astype(float)
             )
-    null = run.get(f"{null_key}_params")
-    if isinstance(null, dict):
-        check_table(adata, key, null_key, rerun=f"sl.tl.annotation_null(adata, sae_key={key!r}, ...)")
+    null = result(adata, "annotation_null", key=null_key, parent=key, missing_ok=True)
+    if null is not None:
+        null = null["params"]
         rates = [v for k, v in null.items() if k.startswith("null_") and k.endswith("_annotated")]
         row["annotated_fraction_in_features_tested"] = null["n_annotated"] / max(null["n_features"], 1)
         row["null_annotated_fraction"] = max(float(r) for r in rates) / max(null["n_features"], 1)
-    table = run.get(alignment_key)
-    if isinstance(table, pd.DataFrame):
-        check_table(adata, key, alignment_key, rerun=f"sl.tl.feature_alignment(adata, sae_key={key!r}, ...)")
+    alignment = result(adata, "alignment", key=alignment_key, parent=key, missing_ok=True)
+    if alignment is not None:
+        table = alignment["table"]
         for col, sub in table.groupby("groupby", sort=False):
             best = sub.groupby("feature")["auroc"].max()
             row[f"{col}_median_auroc"] = _median(best)
@@ -97,9 +94,9 @@ def compare_runs(
     sae_keys
         Runs to compare, e.g. ``["sae", "ica", "pca"]``.
     alignment_key
-        Name of the :func:`feature_alignment` table in each run.
+        Name of the :func:`feature_alignment` result in each run.
     null_key
-        Name of the :func:`annotation_null` table in each run.
+        Name of the :func:`annotation_null` result in each run.
     evaluation_key
         Name of the :func:`evaluate` scorecard in each run: its metrics become columns.
     min_auroc

@@ -11,15 +11,14 @@ import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
-from ..._readers import sae_run
+from ..._readers import result, sae_run, store_result
 from ..._utils import check_key_added, get_rep, resolve_seed, writable
-from .._annotation._annotate_core import clean_params
 from ._absorption import _coarse_of, feature_absorption
 from ._alignment import feature_alignment
 from ._probing import BASELINES, sparse_probing
 from ._spurious import spurious_removal
 from ._stability import feature_stability
-from ._trust_utils import as_list, obs_codes, run_provenance
+from ._trust_utils import as_list, obs_codes
 
 logger = logging.getLogger("sclens")
 
@@ -71,10 +70,11 @@ def _alignment_rows(long: pd.DataFrame, feats: pd.DataFrame) -> list[dict[str, A
     return rows
 
 
-def _null_rows(null: Any) -> list[dict[str, Any]]:
+def _null_rows(null: Mapping | None) -> list[dict[str, Any]]:
     """Return the annotation rate of :func:`annotation_null` next to its largest null rate."""
-    if not isinstance(null, Mapping) or "n_annotated" not in null:
+    if null is None:
         return []
+    null = null["params"]
     n = max(int(null["n_features"]), 1)
     rates = {k[5:-10]: float(v) / n for k, v in null.items() if k.startswith("null_") and k.endswith("_annotated")}
     worst = max(rates, key=rates.get)
@@ -82,7 +82,7 @@ def _null_rows(null: Any) -> list[dict[str, Any]]:
     return [_row("annotated_fraction", null["n_annotated"] / n, meaning, rates[worst], f"null_{worst}")]
 
 
-def _rows(run: Mapping, keys: Mapping[str, str], groupby: str, split_by: str | None) -> list[dict[str, Any]]:
+def _rows(run: Mapping, keys: Mapping[str, str], groupby: str, split_by: str | None, null: Mapping | None):
     """Scorecard rows read from the results the tools wrote into the run."""
     metrics = run.get("metrics", {})
     meanings = {"fvu": "embedding variance the features leave unexplained (lower is better)",
@@ -102,7 +102,7 @@ def _rows(run: Mapping, keys: Mapping[str, str], groupby: str, split_by: str | N
         )
         rows.append(_row("mean_absorption", run[keys["absorption"]]["params"]["mean_absorption"], meaning))
     if "alignment" in keys:
-        rows += _alignment_rows(run[keys["alignment"]], run["features"])
+        rows += _alignment_rows(run[keys["alignment"]]["table"], run["features"])
     if "spurious" in keys:
         p = run[keys["spurious"]]["params"]
         what = f"held-out balanced accuracy lost when the {len(p['features'])} technical features are ablated"
@@ -110,7 +110,7 @@ def _rows(run: Mapping, keys: Mapping[str, str], groupby: str, split_by: str | N
                          p["random_technical_drop"], "random features"))  # fmt: skip
         rows.append(_row("groupby_drop", p["groupby_drop"], f"`{p['groupby']}` {what} (lower is better)",
                          p["random_groupby_drop"], "random features"))  # fmt: skip
-    return rows + _null_rows(run.get("annotation_null_params"))
+    return rows + _null_rows(null)
 
 
 @doc_params()
@@ -127,6 +127,7 @@ def evaluate(
     baselines: Sequence[str] = BASELINES,
     fit_kwargs: dict[str, Any] | None = None,
     random_state: int | None = 0,
+    null_key: str = "annotation_null",
     key_added: str = "evaluation",
     copy: bool = False,
 ) -> AnnData | None:
@@ -144,7 +145,7 @@ def evaluate(
       technical column;
 
     then writes one scorecard, a row per metric with the baseline it should beat and what it means,
-    adding the annotation rate next to its null when :func:`annotation_null` has run. The tools work
+    adding the annotation rate next to its null when :func:`annotation_null` has run (``null_key``). The tools work
     on a light copy (obs columns, embedding, activations): ``adata`` is written only when all succeed.
 
     Parameters
@@ -168,6 +169,8 @@ def evaluate(
     fit_kwargs
         Passed to :func:`feature_stability` (settings that replace the stored run's).
     {random_state}
+    null_key
+        Name of the :func:`annotation_null` result in the run, read when present.
     key_added
         Name of the scorecard in ``adata.uns[sae_key]``.
     {copy}
@@ -181,7 +184,7 @@ def evaluate(
     * ``adata.uns[sae_key][key_added]['params']``: the arguments, ``results`` (tool name -> key of its
       result in the run), ``sae_key`` and ``sae_run_id``;
     * the results of the tools run: ``adata.uns[sae_key]['stability']``, ``['probing']``,
-      ``['absorption']``, ``['alignment']``, ``['alignment_params']`` and ``['spurious']``, and their features-table
+      ``['absorption']``, ``['alignment']`` and ``['spurious']``, and their features-table
       columns (``stability``, ``{{groupby}}_best`` / ``_auroc`` / ``_f1``, ``batch_driven``).
     """
     run = sae_run(adata, sae_key, need=(), activations=True)
@@ -193,6 +196,7 @@ def evaluate(
     if coarse is not None:
         _coarse_of(adata, obs_codes(adata, groupby)[1], groupby, coarse)
     seed = resolve_seed(random_state)
+    null = result(adata, "annotation_null", key=null_key, parent=sae_key, missing_ok=True)
     is_sae = run.get("params", {}).get("source") == "fit_sae"
     light = _light(adata, sae_key, list(dict.fromkeys(columns)))
     keys: dict[str, str] = {}
@@ -215,21 +219,19 @@ def evaluate(
         feature_stability(light, sae_key=sae_key, n_seeds=n_seeds, fit_kwargs=fit_kwargs, key_added="stability")
         keys["stability"] = "stability"
     scored = light.uns[sae_key]
-    card = pd.DataFrame(_rows(scored, keys, groupby, split_by), columns=COLUMNS)
+    card = pd.DataFrame(_rows(scored, keys, groupby, split_by, null), columns=COLUMNS)
     card.index = card.index.astype(str)
     logger.info("evaluate:\n%s", card[["metric", "value", "baseline"]].to_string(index=False))
 
     adata = writable(adata, copy=copy)
     target = adata.uns[sae_key]
-    for name in [*keys.values(), "alignment_params", "features"]:
+    for name in [*keys.values(), "features"]:
         target[name] = scored[name]
-    target[key_added] = {
-        "scorecard": card,
-        "params": clean_params({
-            **run_provenance(adata, sae_key), "groupby": groupby, "split_by": split_by, "technical": tech,
-            "coarse": coarse if isinstance(coarse, str) or coarse is None else "mapping", "n_seeds": int(n_seeds),
-            "k": [int(v) for v in np.atleast_1d(k)], "baselines": as_list(baselines, "baselines"),
-            "random_state": seed, "results": dict(keys),
-        }),
-    }  # fmt: skip
+    store_result(
+        adata, "evaluation", key=key_added, parent=sae_key, tables={"scorecard": card},
+        params={"groupby": groupby, "split_by": split_by, "technical": tech, "n_seeds": int(n_seeds),
+                "coarse": coarse if isinstance(coarse, str) or coarse is None else "mapping",
+                "k": [int(v) for v in np.atleast_1d(k)], "baselines": as_list(baselines, "baselines"),
+                "random_state": seed, "results": dict(keys)},
+    )  # fmt: skip
     return adata if copy else None

@@ -12,11 +12,10 @@ from anndata import AnnData
 from scipy import sparse
 
 from ..._docs import doc_params
-from ..._readers import sae_run
+from ..._readers import sae_run, store_result
 from ..._utils import as_dense_float32, check_key_added, get_rep, resolve_seed, sae_activations, writable
-from .._annotation._annotate_core import clean_params
 from ._baseline import _fit as fit_baseline
-from ._trust_utils import as_list, obs_codes, run_provenance
+from ._trust_utils import as_list, obs_codes
 
 logger = logging.getLogger("sclens")
 
@@ -206,12 +205,10 @@ def sparse_probing(
     test_groups = sorted({split_names[g] for g in np.unique(split_codes[test])}) if split_by is not None else None
 
     adata = writable(adata, copy=copy)
-    adata.uns[sae_key][key_added] = {
-        "results": results, "summary": summary,
-        "params": clean_params({
-            **run_provenance(adata, sae_key), "groupby": groupby, "split_by": split_by, "k": ks,
-            "baselines": baselines, "test_size": float(test_size), "random_state": seed,
-            "n_test": int(test.sum()), "test_groups": test_groups,
-        }),
-    }  # fmt: skip
+    store_result(
+        adata, "probing", key=key_added, parent=sae_key, tables={"results": results, "summary": summary},
+        params={"groupby": groupby, "split_by": split_by, "k": ks, "baselines": baselines,
+                "test_size": float(test_size), "random_state": seed, "n_test": int(test.sum()),
+                "test_groups": test_groups},
+    )  # fmt: skip
     return adata if copy else None

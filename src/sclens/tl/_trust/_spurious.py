@@ -11,12 +11,11 @@ from anndata import AnnData
 from scipy import sparse
 
 from ..._docs import doc_params
-from ..._readers import sae_run
+from ..._readers import sae_run, store_result
 from ..._utils import as_feature_list, check_key_added, resolve_seed, sae_activations, writable
-from .._annotation._annotate_core import clean_params
 from .._specificity import _one_hot, _rank_auc
 from ._probing import held_out_split
-from ._trust_utils import obs_codes, run_provenance
+from ._trust_utils import obs_codes
 
 logger = logging.getLogger("sclens")
 
@@ -157,15 +156,15 @@ def spurious_removal(
                 results.iloc[0, 2], results.iloc[1, 2], results.iloc[0, 2] - rand["technical_accuracy"].mean(),
                 groupby, results.iloc[0, 3], results.iloc[1, 3])  # fmt: skip
     adata = writable(adata, copy=copy)
-    adata.uns[sae_key][key_added] = {
-        "results": results,
-        "params": clean_params({
-            **run_provenance(adata, sae_key), "groupby": groupby, "technical": technical, "features": chosen,
+    store_result(
+        adata, "spurious", key=key_added, parent=sae_key, tables={"results": results},
+        params={
+            "groupby": groupby, "technical": technical, "features": chosen,
             "technical_drop": float(drop.iloc[0]["technical_accuracy"]),
             "groupby_drop": float(drop.iloc[0]["groupby_accuracy"]),
             "random_technical_drop": float(rand["technical_accuracy"].mean()) if len(rand) else np.nan,
             "random_groupby_drop": float(rand["groupby_accuracy"].mean()) if len(rand) else np.nan,
             "pvalue": float(pvalue), "n_random": int(n_random), "test_size": float(test_size), "random_state": seed,
-        }),
-    }  # fmt: skip
+        },
+    )  # fmt: skip
     return adata if copy else None

@@ -13,11 +13,9 @@ from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 from ..._docs import doc_params
-from ..._readers import sae_run
+from ..._readers import sae_run, store_result
 from ..._utils import as_dense_float32, check_key_added, get_rep, progress, update_features_table, writable
-from .._annotation._annotate_core import clean_params
 from .._specificity import _group_codes, feature_specificity
-from ._trust_utils import run_provenance
 
 logger = logging.getLogger("sclens")
 
@@ -196,15 +194,15 @@ def feature_stability(
     adata = writable(adata, copy=copy)
     run = adata.uns[sae_key]
     update_features_table(run, pd.DataFrame({"stability": stability}, index=index), n_features=ref.shape[0])
-    run[key_added] = {
+    tables = {
         "seeds": pd.DataFrame.from_dict(rows, orient="index"),
         "matched_cosine": pd.DataFrame(cosine, index=index, columns=cols),
         "matched_feature": pd.DataFrame(matched, index=index, columns=cols),
-        "params": clean_params({
-            **run_provenance(adata, sae_key), "seeds": np.asarray(seeds, dtype=np.int64),
-            "threshold": float(threshold), "share_reproduced": share,
-            "median_stability": float(np.median(stability[live])) if live.any() else np.nan,
-            "n_live": int(live.sum()), "groupby": groupby, "fit_kwargs": dict(fit_kwargs or {}),
-        }),
-    }  # fmt: skip
+    }
+    store_result(
+        adata, "stability", key=key_added, parent=sae_key, tables=tables,
+        params={"seeds": np.asarray(seeds, dtype=np.int64), "threshold": float(threshold), "share_reproduced": share,
+                "median_stability": float(np.median(stability[live])) if live.any() else np.nan,
+                "n_live": int(live.sum()), "groupby": groupby, "fit_kwargs": dict(fit_kwargs or {})},
+    )  # fmt: skip
     return adata if copy else None
