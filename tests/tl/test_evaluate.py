@@ -35,7 +35,7 @@ def test_scorecard_repeats_the_tools(scored):
     assert card.loc["probing_k2", "value"] >= 0.9  # the planted codes are the cell types' programs
     assert card.loc["mean_absorption", "value"] == run["absorption"]["params"]["mean_absorption"]
     assert "share_reproduced" not in card.index  # the planted run was not trained by fit_sae: nothing to refit
-    best_auc = run["alignment"].query("groupby == 'cell_type'").groupby("feature")["auroc"].max()
+    best_auc = run["alignment"]["table"].query("groupby == 'cell_type'").groupby("feature")["auroc"].max()
     assert card.loc["cell_type_median_auroc", "value"] == pytest.approx(best_auc.median())
     params = run["evaluation"]["params"]
     assert params["sae_run_id"] == "run-1"
