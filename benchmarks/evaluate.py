@@ -37,6 +37,7 @@ OUT = Path(__file__).parent / "results" / "evaluate_pbmc.md"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-seeds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--configs", nargs="+", default=["topk:64:8", "topk:256:16", "batchtopk:256:16", "topk:256:4"])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -70,8 +71,8 @@ def main() -> None:
     table = table.reindex(columns=COLUMNS)
     text = table.to_markdown(floatfmt=".3f")
     print(text)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(
         "# Scorecard on PBMC (700 cells, 50 PCs, `bulk_labels`)\n\n"
         f"`OMP_NUM_THREADS=1 python benchmarks/evaluate.py --n-seeds {args.n_seeds} --configs "
         f"{' '.join(args.configs)}` (shared 2-core machine, loaded; seconds include the refits).\n"

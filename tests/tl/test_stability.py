@@ -37,7 +37,7 @@ def fitted(one_thread):
     """A 20-feature TopK SAE on toy data whose 16 planted atoms are nearly orthogonal (48 dims), 2 refits."""
     adata = sl.datasets.toy(n_cells=600, random_state=2, n_dims=48, noise=0.02)
     sl.tl.fit_sae(adata, use_rep="X_emb", n_features=20, k=4, n_epochs=80, batch_size=64, lr=3e-3, random_state=0)
-    sl.tl.feature_stability(adata, n_seeds=2, groupby="cell_type")
+    sl.tl.feature_stability(adata, n_seeds=2, groupby="cell_type", consensus_key="consensus")
     return adata
 
 
@@ -63,6 +63,23 @@ def test_planted_features_are_stable_and_the_others_are_not(fitted):
     np.testing.assert_allclose(np.median(cos, axis=1), stability)
 
 
+def test_consensus_keeps_the_reproduced_features(fitted):
+    run, cons = fitted.uns["sae"], fitted.uns["consensus"]
+    stability = run["features"]["stability"].to_numpy()
+    ref_ids = cons["features"]["reference_feature"].to_numpy()
+    np.testing.assert_array_equal(ref_ids, np.flatnonzero(stability >= 0.9))
+    assert cons["params"]["consensus_of"] == "sae"
+    assert fitted.obsm["X_consensus"].shape == (fitted.n_obs, ref_ids.size)
+    w_cons, w_ref = unit_rows(cons["weights"]["W_dec"]), unit_rows(run["weights"]["W_dec"][ref_ids])
+    assert (np.einsum("fd,fd->f", w_cons, w_ref) >= 0.9).all()  # each stands for its reference feature
+    atoms = unit_rows(fitted.uns["toy"]["atoms"])
+    ref_truth = np.abs(w_ref @ atoms.T).max(axis=1)
+    cons_truth = np.abs(w_cons @ atoms.T).max(axis=1)
+    assert np.median(cons_truth) >= np.median(ref_truth) - 0.005  # averaging the seeds does not blur the atoms
+    assert (cons_truth >= 0.95).mean() >= 0.9
+    assert cons["metrics"]["fvu"] < 0.5  # the reproduced features still reconstruct most of the embedding
+
+
 def test_stability_survives_h5ad(fitted, tmp_path):
     fitted.write_h5ad(tmp_path / "a.h5ad")
     back = ad.read_h5ad(tmp_path / "a.h5ad")
@@ -79,6 +96,8 @@ def test_stability_refuses_what_it_cannot_refit(fitted):
         sl.tl.feature_stability(adata, fit_kwargs={"random_state": 3})
     with pytest.raises(ValueError, match="threshold must be in"):
         sl.tl.feature_stability(adata, threshold=0)
+    with pytest.raises(ValueError, match="consensus_key='sae' would replace the run it is made from"):
+        sl.tl.feature_stability(adata, consensus_key="sae")
     with pytest.raises(ValueError, match="No seeds to refit with"):
         sl.tl.feature_stability(adata, seeds=[])
     with pytest.raises(KeyError, match=r"`adata.obs\['batch'\]` not found"):

@@ -16,6 +16,7 @@ from ..._docs import doc_params
 from ..._readers import sae_run, store_result
 from ..._utils import as_dense_float32, check_key_added, get_rep, progress, update_features_table, writable
 from .._specificity import _group_codes, feature_specificity
+from ._consensus import consensus_weights
 
 logger = logging.getLogger("sclens")
 
@@ -79,6 +80,51 @@ def _seed_row(fitted: AnnData, groupby: str | None) -> dict[str, float]:
     return row
 
 
+def _store_consensus(adata: AnnData, sae_key: str, key: str, weights: dict, keep: np.ndarray) -> None:
+    """Encode the cells with the consensus SAE and store it as the run ``key``."""
+    from ...sae import from_arrays
+    from .._fit import encode
+
+    params = dict(adata.uns[sae_key]["params"])
+    n_keep = int(keep.sum())
+    if params.get("architecture") in ("topk", "batchtopk") and n_keep <= int(params.get("k", 0)):
+        logger.warning("feature_stability: only %d features reproduced (k=%s); no consensus SAE stored.", n_keep,
+                       params.get("k"))  # fmt: skip
+        return
+    model = from_arrays({**params, "n_features": n_keep}, weights, source="the consensus weights")
+    encode(adata, sae=model, use_rep=str(params["use_rep"]), key_added=key)
+    cons = adata.uns[key]
+    cons["params"]["consensus_of"] = sae_key
+    ids = pd.DataFrame({"reference_feature": np.flatnonzero(keep).astype(np.int64)}, index=cons["features"].index)
+    update_features_table(cons, ids)
+
+
+def _check(adata: AnnData, sae_key: str, params: dict, *, seeds, n_seeds, threshold, groupby, key_added, consensus_key):
+    """Refuse what cannot be refitted before any training; return the seeds."""
+    if params.get("source") != "fit_sae" or "use_rep" not in params:
+        msg = (
+            f"`adata.uns[{sae_key!r}]` was not trained by `sl.tl.fit_sae` here (source "
+            f"{params.get('source')!r}); feature_stability refits it with other seeds, so fit it with "
+            f"`sl.tl.fit_sae(adata, use_rep=..., key_added={sae_key!r})` first."
+        )
+        raise ValueError(msg)
+    if not 0 < threshold <= 1:
+        msg = f"threshold must be in (0, 1], got {threshold!r}."
+        raise ValueError(msg)
+    check_key_added(key_added, reserved={"features": "the SAE run's features table", "params": "the run's params"})
+    if consensus_key is not None and consensus_key == sae_key:
+        msg = f"consensus_key={consensus_key!r} would replace the run it is made from; pass another key."
+        raise ValueError(msg)
+    base_seed = int(params.get("random_state", 0))
+    seeds = [base_seed + i for i in range(1, int(n_seeds) + 1)] if seeds is None else [int(s) for s in seeds]
+    if not seeds:
+        msg = "No seeds to refit with; pass n_seeds >= 1 or a non-empty `seeds`."
+        raise ValueError(msg)
+    if groupby is not None:
+        _group_codes(adata, groupby)  # fail before any training
+    return seeds
+
+
 @doc_params()
 def feature_stability(
     adata: AnnData,
@@ -89,6 +135,7 @@ def feature_stability(
     threshold: float = 0.9,
     groupby: str | None = None,
     fit_kwargs: dict[str, Any] | None = None,
+    consensus_key: str | None = None,
     key_added: str = "stability",
     copy: bool = False,
 ) -> AnnData | None:
@@ -124,6 +171,10 @@ def feature_stability(
     fit_kwargs
         Settings of :func:`sclens.tl.fit_sae` that replace the stored ones (e.g. ``trainer_kwargs``,
         ``device``, ``n_jobs``; or ``n_epochs`` for a quick, less faithful check).
+    consensus_key
+        Also store the consensus SAE under this key: the features with ``stability >= threshold``,
+        each averaged with its matches in the refits that reproduce it (``|cosine| >= threshold``,
+        same sign), applied to the cells with :func:`encode`. ``None``: no consensus.
     key_added
         Name of the result in ``adata.uns[sae_key]``.
     {copy}
@@ -139,30 +190,17 @@ def feature_stability(
     * ``adata.uns[sae_key][key_added]['matched_cosine']`` and ``['matched_feature']``: DataFrames
       features x seeds with each feature's matched ``|cosine|`` and matched refit feature (-1: none);
     * ``adata.uns[sae_key][key_added]['params']``: ``seeds``, ``threshold``, ``share_reproduced``,
-      ``median_stability``, ``n_live``, ``groupby``, the overrides, ``sae_key`` and ``sae_run_id``.
+      ``median_stability``, ``n_live``, ``groupby``, the overrides, ``sae_key`` and ``sae_run_id``;
+    * with ``consensus_key``: an SAE run ``adata.obsm['X_' + consensus_key]``, ``adata.uns[consensus_key]``
+      as written by :func:`encode`, its params with ``consensus_of`` (``sae_key``) and its features table
+      with ``reference_feature`` (the feature of ``sae_key`` it stands for).
     """
     from .._fit import fit_sae
 
     run = sae_run(adata, sae_key, arrays=("W_dec",), activations=True)
     params = dict(run["params"])
-    if params.get("source") != "fit_sae" or "use_rep" not in params:
-        msg = (
-            f"`adata.uns[{sae_key!r}]` was not trained by `sl.tl.fit_sae` here (source "
-            f"{params.get('source')!r}); feature_stability refits it with other seeds, so fit it with "
-            f"`sl.tl.fit_sae(adata, use_rep=..., key_added={sae_key!r})` first."
-        )
-        raise ValueError(msg)
-    if not 0 < threshold <= 1:
-        msg = f"threshold must be in (0, 1], got {threshold!r}."
-        raise ValueError(msg)
-    check_key_added(key_added, reserved={"features": "the SAE run's features table", "params": "the run's params"})
-    base_seed = int(params.get("random_state", 0))
-    seeds = [base_seed + i for i in range(1, int(n_seeds) + 1)] if seeds is None else [int(s) for s in seeds]
-    if not seeds:
-        msg = "No seeds to refit with; pass n_seeds >= 1 or a non-empty `seeds`."
-        raise ValueError(msg)
-    if groupby is not None:
-        _group_codes(adata, groupby)  # fail before any training
+    seeds = _check(adata, sae_key, params, seeds=seeds, n_seeds=n_seeds, threshold=threshold, groupby=groupby,
+                   key_added=key_added, consensus_key=consensus_key)  # fmt: skip
     kw = refit_kwargs(params, fit_kwargs)
     light = AnnData(obs=adata.obs[[groupby]].copy() if groupby else pd.DataFrame(index=adata.obs_names.copy()))
     light.obsm["X_rep"] = as_dense_float32(get_rep(adata, params["use_rep"]))
@@ -171,11 +209,12 @@ def feature_stability(
 
     cosine = np.zeros((ref.shape[0], len(seeds)))
     matched = np.full((ref.shape[0], len(seeds)), -1, dtype=np.int64)
-    rows = {}
+    rows, weights = {}, [dict(run["weights"])]
     for j, seed in enumerate(progress(seeds, desc="feature_stability", unit="seed")):
         fitted = fit_sae(light, use_rep="X_rep", random_state=seed, key_added="sae", copy=True, **kw)
         other_live = np.diff(sparse.csr_matrix(fitted.obsm["X_sae"]).tocsc().indptr) > 0
         matched[:, j], cosine[:, j] = match_decoders(ref, fitted.uns["sae"]["weights"]["W_dec"], other_live)
+        weights.append(dict(fitted.uns["sae"]["weights"]))
         row = _seed_row(fitted, groupby)
         row["share_reproduced"] = float((cosine[live, j] >= threshold).mean()) if live.any() else np.nan
         row["median_cosine"] = float(np.median(cosine[live, j])) if live.any() else np.nan
@@ -185,6 +224,7 @@ def feature_stability(
         )
     stability = np.where(live, np.median(cosine, axis=1), np.nan)
     share = float((stability[live] >= threshold).mean()) if live.any() else np.nan
+    keep = live & (stability >= threshold)
     logger.info(
         "feature_stability: %.0f%% of %d live features reproduced at |cos| >= %g", 100 * share, live.sum(), threshold
     )
@@ -205,4 +245,8 @@ def feature_stability(
                 "median_stability": float(np.median(stability[live])) if live.any() else np.nan,
                 "n_live": int(live.sum()), "groupby": groupby, "fit_kwargs": dict(fit_kwargs or {})},
     )  # fmt: skip
+    if consensus_key is not None:
+        _store_consensus(
+            adata, sae_key, consensus_key, consensus_weights(weights, matched, cosine, keep, threshold), keep
+        )
     return adata if copy else None
