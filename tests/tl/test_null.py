@@ -96,7 +96,7 @@ def test_errors(nulled):
 
 
 def test_direction_activations_fire_as_often_as_the_features():
-    from sclens.tl._trust._null import direction_activations
+    from sclens.tl._trust._directions import direction_activations
 
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(500, 8))

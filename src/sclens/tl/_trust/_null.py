@@ -10,21 +10,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse
 
 from ..._docs import doc_params
 from ..._network import GeneSetsLike, as_network
 from ..._provenance import run_id
 from ..._readers import annotation, features_table, sae_run, store_result
-from ..._utils import (
-    as_dense_float32,
-    check_adata,
-    get_rep,
-    resolve_seed,
-    sae_activations,
-    update_features_table,
-    writable,
-)
+from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
+from ._directions import direction_activations, embedding_of
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
@@ -87,31 +79,6 @@ def _permuted_network(measured: tuple[pd.DataFrame, pd.Index, np.ndarray], rng: 
     return net
 
 
-def direction_activations(emb: np.ndarray, frequency: np.ndarray, columns: np.ndarray, n_features: int,
-                          rng: np.random.Generator) -> sparse.csr_matrix:  # fmt: skip
-    """Random unit directions of the embedding, one per column, thresholded to fire as often as that feature.
-
-    ``frequency``: the firing frequency of each of ``columns`` (features of an ``n_features``-wide SAE).
-    Direction ``j`` activates ``max(e . u_j - t_j, 0)`` (cells x directions, centred embedding ``e``),
-    with ``t_j`` the projection's ``1 - frequency_j`` quantile, so the same number of cells fire.
-    """
-    n = emb.shape[0]
-    centred = emb - emb.mean(axis=0)
-    blocks = []
-    for start in range(0, columns.size, 256):
-        cols = columns[start : start + 256]
-        u = rng.normal(size=(cols.size, emb.shape[1]))
-        proj = centred @ (u / np.linalg.norm(u, axis=1, keepdims=True)).T
-        n_on = np.rint(frequency[start : start + 256] * n).astype(np.int64)
-        cut = -np.sort(-proj, axis=0)[np.clip(n_on, 1, n) - 1, np.arange(cols.size)]
-        act = np.where((proj >= cut) & (n_on > 0), proj - cut + 1e-6, 0.0)
-        blocks.append(sparse.csr_matrix(act.astype(np.float32)))
-    place = sparse.csr_matrix(
-        (np.ones(columns.size), (np.arange(columns.size), columns)), shape=(columns.size, n_features)
-    )
-    return (sparse.hstack(blocks).tocsr() @ place).astype(np.float32).tocsr()
-
-
 def _per_feature(results: pd.DataFrame, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kept terms and best (smallest) p-value per feature (``padj`` for decoupler methods; 1 without terms)."""
     col = "pvalue" if results["pvalue"].notna().any() or results.empty else "padj"
@@ -136,18 +103,6 @@ def empirical_fdr(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
     order = np.argsort(-observed, kind="stable")
     fdr[order] = np.minimum.accumulate(fdr[order])
     return fdr
-
-
-def _trained_on(adata: AnnData, sae_key: str) -> str:
-    """Return the embedding an SAE run was trained on (needed by the random-direction null)."""
-    use_rep = adata.uns[sae_key].get("params", {}).get("use_rep")
-    if use_rep is None:
-        msg = (
-            f"`adata.uns[{sae_key!r}]['params']` does not name the embedding it was trained on (`use_rep`); "
-            "the 'directions' null draws random directions of it. Drop 'directions' from `nulls`."
-        )
-        raise ValueError(msg)
-    return str(use_rep)
 
 
 def _check_nulls(nulls: Any, n_permutations: int) -> list[str]:
@@ -254,7 +209,7 @@ def annotation_null(
     measured = _measured_network(gene_sets, adata.var_names) if "genes" in nulls else None
     observed, observed_p = _per_feature(ann["results"], feats)
     if "directions" in nulls:
-        emb = as_dense_float32(get_rep(adata, _trained_on(adata, sae_key))).astype(np.float64)
+        emb = embedding_of(adata, sae_key)
         freq = np.diff(acts.tocsc().indptr)[feats] / adata.n_obs
 
     t0, level = time.perf_counter(), logger.level
