@@ -38,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-seeds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--configs", nargs="+", default=["topk:64:8", "topk:256:16", "batchtopk:256:16", "topk:256:4"])
+    parser.add_argument(
+        "--configs", nargs="+", default=["topk:32:4", "topk:64:8", "topk:256:16", "batchtopk:256:16", "topk:256:4"]
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     logging.getLogger("sclens").setLevel(logging.ERROR)

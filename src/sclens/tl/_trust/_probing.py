@@ -89,8 +89,27 @@ def _matrices(adata: AnnData, sae_key: str, run: dict, baselines: list[str], see
             raise ValueError(msg)
         emb = as_dense_float32(get_rep(adata, str(use_rep))).astype(np.float64)
         for name in baselines:
-            mats[name] = emb if name == "embedding" else fit_baseline(emb, name, emb.shape[1], seed)[0]
+            mats[name] = emb if name == "embedding" else _decomposition(emb, name, seed)
     return mats
+
+
+def _decomposition(emb: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """PCA / ICA scores of the embedding; an ICA that stops at its iteration limit is logged, not warned."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        scores = fit_baseline(emb, method, emb.shape[1], seed)[0]
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            logger.info(
+                "sparse_probing: the %s baseline stopped at its iteration limit (used as it is).", method.upper()
+            )
+        else:  # anything else is passed on
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return scores
 
 
 @doc_params()
