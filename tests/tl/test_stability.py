@@ -69,6 +69,7 @@ def test_consensus_keeps_the_reproduced_features(fitted):
     ref_ids = cons["features"]["reference_feature"].to_numpy()
     np.testing.assert_array_equal(ref_ids, np.flatnonzero(stability >= 0.9))
     assert cons["params"]["consensus_of"] == "sae"
+    assert run["stability"]["params"]["consensus"] == f"stored under 'consensus' ({ref_ids.size} features)"
     assert fitted.obsm["X_consensus"].shape == (fitted.n_obs, ref_ids.size)
     w_cons, w_ref = unit_rows(cons["weights"]["W_dec"]), unit_rows(run["weights"]["W_dec"][ref_ids])
     assert (np.einsum("fd,fd->f", w_cons, w_ref) >= 0.9).all()  # each stands for its reference feature

@@ -80,23 +80,31 @@ def _seed_row(fitted: AnnData, groupby: str | None) -> dict[str, float]:
     return row
 
 
-def _store_consensus(adata: AnnData, sae_key: str, key: str, weights: dict, keep: np.ndarray) -> None:
-    """Encode the cells with the consensus SAE and store it as the run ``key``."""
+def _store_consensus(adata: AnnData, sae_key: str, key: str, runs: list, matched, cosine, keep, threshold) -> str:
+    """Encode the cells with the consensus SAE, store it as the run ``key`` and say so (or why it was not)."""
     from ...sae import from_arrays
     from .._fit import encode
 
     params = dict(adata.uns[sae_key]["params"])
     n_keep = int(keep.sum())
-    if params.get("architecture") in ("topk", "batchtopk") and n_keep <= int(params.get("k", 0)):
-        logger.warning("feature_stability: only %d features reproduced (k=%s); no consensus SAE stored.", n_keep,
-                       params.get("k"))  # fmt: skip
-        return
-    model = from_arrays({**params, "n_features": n_keep}, weights, source="the consensus weights")
+    top_k = params.get("architecture") in ("topk", "batchtopk")
+    if n_keep == 0 or (top_k and n_keep <= int(params.get("k", 0))):
+        note = f"not stored: {n_keep} feature(s) reproduced" + (f", not more than k={params.get('k')}" if top_k else "")
+        logger.warning("feature_stability: consensus %s.", note)
+        return note
+    weights = consensus_weights(runs, matched, cosine, keep, threshold)
+    try:
+        model = from_arrays({**params, "n_features": n_keep}, weights, source="the consensus weights")
+    except ValueError as e:  # an architecture whose settings do not fit the smaller width
+        note = f"not stored: {e}"
+        logger.warning("feature_stability: consensus %s", note)
+        return note
     encode(adata, sae=model, use_rep=str(params["use_rep"]), key_added=key)
     cons = adata.uns[key]
     cons["params"]["consensus_of"] = sae_key
     ids = pd.DataFrame({"reference_feature": np.flatnonzero(keep).astype(np.int64)}, index=cons["features"].index)
     update_features_table(cons, ids)
+    return f"stored under {key!r} ({n_keep} features)"
 
 
 def _check(adata: AnnData, sae_key: str, params: dict, *, seeds, n_seeds, threshold, groupby, key_added, consensus_key):
@@ -190,7 +198,8 @@ def feature_stability(
     * ``adata.uns[sae_key][key_added]['matched_cosine']`` and ``['matched_feature']``: DataFrames
       features x seeds with each feature's matched ``|cosine|`` and matched refit feature (-1: none);
     * ``adata.uns[sae_key][key_added]['params']``: ``seeds``, ``threshold``, ``share_reproduced``,
-      ``median_stability``, ``n_live``, ``groupby``, the overrides, ``sae_key`` and ``sae_run_id``;
+      ``median_stability``, ``n_live``, ``groupby``, the overrides, ``consensus`` (with ``consensus_key``:
+      where it was stored, or why not), ``sae_key`` and ``sae_run_id``;
     * with ``consensus_key``: an SAE run ``adata.obsm['X_' + consensus_key]``, ``adata.uns[consensus_key]``
       as written by :func:`encode`, its params with ``consensus_of`` (``sae_key``) and its features table
       with ``reference_feature`` (the feature of ``sae_key`` it stands for).
@@ -239,14 +248,14 @@ def feature_stability(
         "matched_cosine": pd.DataFrame(cosine, index=index, columns=cols),
         "matched_feature": pd.DataFrame(matched, index=index, columns=cols),
     }
+    consensus = None
+    if consensus_key is not None:
+        consensus = _store_consensus(adata, sae_key, consensus_key, weights, matched, cosine, keep, threshold)
     store_result(
         adata, "stability", key=key_added, parent=sae_key, tables=tables,
         params={"seeds": np.asarray(seeds, dtype=np.int64), "threshold": float(threshold), "share_reproduced": share,
                 "median_stability": float(np.median(stability[live])) if live.any() else np.nan,
-                "n_live": int(live.sum()), "groupby": groupby, "fit_kwargs": dict(fit_kwargs or {})},
+                "n_live": int(live.sum()), "groupby": groupby, "fit_kwargs": dict(fit_kwargs or {}),
+                "consensus": consensus},
     )  # fmt: skip
-    if consensus_key is not None:
-        _store_consensus(
-            adata, sae_key, consensus_key, consensus_weights(weights, matched, cosine, keep, threshold), keep
-        )
     return adata if copy else None
