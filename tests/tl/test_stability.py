@@ -37,7 +37,7 @@ def fitted(one_thread):
     """A 20-feature TopK SAE on toy data whose 16 planted atoms are nearly orthogonal (48 dims), 2 refits."""
     adata = sl.datasets.toy(n_cells=600, random_state=2, n_dims=48, noise=0.02)
     sl.tl.fit_sae(adata, use_rep="X_emb", n_features=20, k=4, n_epochs=80, batch_size=64, lr=3e-3, random_state=0)
-    sl.tl.feature_stability(adata, n_seeds=2, groupby="cell_type", consensus_key="consensus")
+    sl.tl.feature_stability(adata, n_seeds=2, groupby="cell_type", consensus="consensus")
     return adata
 
 
@@ -97,8 +97,8 @@ def test_stability_refuses_what_it_cannot_refit(fitted):
         sl.tl.feature_stability(adata, fit_kwargs={"random_state": 3})
     with pytest.raises(ValueError, match="threshold must be in"):
         sl.tl.feature_stability(adata, threshold=0)
-    with pytest.raises(ValueError, match="consensus_key='sae' would replace the run it is made from"):
-        sl.tl.feature_stability(adata, consensus_key="sae")
+    with pytest.raises(ValueError, match="consensus='sae' would replace the run it is made from"):
+        sl.tl.feature_stability(adata, consensus="sae")
     with pytest.raises(ValueError, match="No seeds to refit with"):
         sl.tl.feature_stability(adata, seeds=[])
     with pytest.raises(KeyError, match=r"`adata.obs\['batch'\]` not found"):

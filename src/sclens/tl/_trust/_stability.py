@@ -107,7 +107,7 @@ def _store_consensus(adata: AnnData, sae_key: str, key: str, runs: list, matched
     return f"stored under {key!r} ({n_keep} features)"
 
 
-def _check(adata: AnnData, sae_key: str, params: dict, *, seeds, n_seeds, threshold, groupby, key_added, consensus_key):
+def _check(adata: AnnData, sae_key: str, params: dict, *, seeds, n_seeds, threshold, groupby, key_added, consensus):
     """Refuse what cannot be refitted before any training; return the seeds."""
     if params.get("source") != "fit_sae" or "use_rep" not in params:
         msg = (
@@ -120,8 +120,8 @@ def _check(adata: AnnData, sae_key: str, params: dict, *, seeds, n_seeds, thresh
         msg = f"threshold must be in (0, 1], got {threshold!r}."
         raise ValueError(msg)
     check_key_added(key_added, reserved={"features": "the SAE run's features table", "params": "the run's params"})
-    if consensus_key is not None and consensus_key == sae_key:
-        msg = f"consensus_key={consensus_key!r} would replace the run it is made from; pass another key."
+    if consensus is not None and consensus == sae_key:
+        msg = f"consensus={consensus!r} would replace the run it is made from; pass another key."
         raise ValueError(msg)
     base_seed = int(params.get("random_state", 0))
     seeds = [base_seed + i for i in range(1, int(n_seeds) + 1)] if seeds is None else [int(s) for s in seeds]
@@ -143,7 +143,7 @@ def feature_stability(
     threshold: float = 0.9,
     groupby: str | None = None,
     fit_kwargs: dict[str, Any] | None = None,
-    consensus_key: str | None = None,
+    consensus: str | None = None,
     key_added: str = "stability",
     copy: bool = False,
 ) -> AnnData | None:
@@ -179,8 +179,8 @@ def feature_stability(
     fit_kwargs
         Settings of :func:`sclens.tl.fit_sae` that replace the stored ones (e.g. ``trainer_kwargs``,
         ``device``, ``n_jobs``; or ``n_epochs`` for a quick, less faithful check).
-    consensus_key
-        Also store the consensus SAE under this key: the features with ``stability >= threshold``,
+    consensus
+        Key under which to also store a consensus SAE: the features with ``stability >= threshold``,
         each averaged with its matches in the refits that reproduce it (``|cosine| >= threshold``,
         same sign), applied to the cells with :func:`encode`. ``None``: no consensus.
     key_added
@@ -198,9 +198,9 @@ def feature_stability(
     * ``adata.uns[sae_key][key_added]['matched_cosine']`` and ``['matched_feature']``: DataFrames
       features x seeds with each feature's matched ``|cosine|`` and matched refit feature (-1: none);
     * ``adata.uns[sae_key][key_added]['params']``: ``seeds``, ``threshold``, ``share_reproduced``,
-      ``median_stability``, ``n_live``, ``groupby``, the overrides, ``consensus`` (with ``consensus_key``:
+      ``median_stability``, ``n_live``, ``groupby``, the overrides, ``consensus`` (when asked:
       where it was stored, or why not), ``sae_key`` and ``sae_run_id``;
-    * with ``consensus_key``: an SAE run ``adata.obsm['X_' + consensus_key]``, ``adata.uns[consensus_key]``
+    * with ``consensus``: an SAE run ``adata.obsm['X_' + consensus]``, ``adata.uns[consensus]``
       as written by :func:`encode`, its params with ``consensus_of`` (``sae_key``) and its features table
       with ``reference_feature`` (the feature of ``sae_key`` it stands for).
     """
@@ -209,7 +209,7 @@ def feature_stability(
     run = sae_run(adata, sae_key, arrays=("W_dec",), activations=True)
     params = dict(run["params"])
     seeds = _check(adata, sae_key, params, seeds=seeds, n_seeds=n_seeds, threshold=threshold, groupby=groupby,
-                   key_added=key_added, consensus_key=consensus_key)  # fmt: skip
+                   key_added=key_added, consensus=consensus)  # fmt: skip
     kw = refit_kwargs(params, fit_kwargs)
     light = AnnData(obs=adata.obs[[groupby]].copy() if groupby else pd.DataFrame(index=adata.obs_names.copy()))
     light.obsm["X_rep"] = as_dense_float32(get_rep(adata, params["use_rep"]))
@@ -248,14 +248,14 @@ def feature_stability(
         "matched_cosine": pd.DataFrame(cosine, index=index, columns=cols),
         "matched_feature": pd.DataFrame(matched, index=index, columns=cols),
     }
-    consensus = None
-    if consensus_key is not None:
-        consensus = _store_consensus(adata, sae_key, consensus_key, weights, matched, cosine, keep, threshold)
+    note = None
+    if consensus is not None:
+        note = _store_consensus(adata, sae_key, consensus, weights, matched, cosine, keep, threshold)
     store_result(
         adata, "stability", key=key_added, parent=sae_key, tables=tables,
         params={"seeds": np.asarray(seeds, dtype=np.int64), "threshold": float(threshold), "share_reproduced": share,
                 "median_stability": float(np.median(stability[live])) if live.any() else np.nan,
                 "n_live": int(live.sum()), "groupby": groupby, "fit_kwargs": dict(fit_kwargs or {}),
-                "consensus": consensus},
+                "consensus": note},
     )  # fmt: skip
     return adata if copy else None
