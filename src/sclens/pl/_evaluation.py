@@ -89,7 +89,7 @@ def evaluation(
 
     Panels: sparse probing (held-out balanced accuracy against ``k`` for the SAE, thick, and each
     baseline, dashed; chance 0.5 dotted), seed stability (histogram of the features' ``stability``,
-    the threshold dashed) and absorption (per subtype, the share of cells where the coarse feature is
+    the threshold dashed), absorption (per subtype, the share of cells where the coarse feature is
     silent, and where a subtype feature fires instead) and spurious-correlation removal (the two
     probes' accuracies with nothing, the technical features and random features ablated). Panels
     whose tool did not run are left out.
