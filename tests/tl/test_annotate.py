@@ -27,12 +27,15 @@ def test_planted_programs_fast(toy_annot_copy):
     control = res[res["feature"] == N_PROG]
     assert not control["term"].str.startswith("program_").any()
     assert table.loc[str(N_PROG), "n_terms"] == len(control)
-    # tiny feature skipped and recorded, dead feature left out by features=None
-    skipped = ad.uns["sae_go"]["skipped"]
-    assert skipped["feature"].tolist() == [N_PROG + 1]
-    assert skipped["reason"].iloc[0] == "high set has 4 cells (< min_high=10)"
+    # the tiny feature (active in 4 cells) is tested on all 4; the dead feature left out by features=None
+    assert ad.uns["sae_go"]["skipped"].empty
+    assert table.loc[str(N_PROG + 1), ["n_high", "skip_reason"]].tolist() == [4, ""]
+    assert table.loc["0", "n_high"] == 15 and table.loc["0", "n_low"] == 1000  # 1 % of 1,500 cells
     assert (ad.uns["sae_go"]["params"]["features"] == np.arange(N_PROG + 2)).all()
-    assert (res["pvalue"] < 0.01).all()
+    # the default rule: BH-adjusted p < 0.05 within each feature; the best term's padj in the table
+    assert (res["padj"] < 0.05).all() and ad.uns["sae_go"]["params"]["alpha"] == 0.05
+    best = res.groupby("feature").head(1).set_index("feature")["padj"]
+    np.testing.assert_array_equal(table.loc[best.index.astype(str), "best_padj"], best.to_numpy())
     assert list(res.columns[:4]) == ["feature", "term", "name", "namespace"]
 
 

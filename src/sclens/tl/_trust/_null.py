@@ -16,6 +16,7 @@ from ..._network import GeneSetsLike, as_network
 from ..._readers import sae_run, stored_annotation
 from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
 from .._annotation._annotate_core import clean_params
+from .._annotation._predicted import predictor
 from ._trust_utils import run_provenance
 
 logger = logging.getLogger("sclens")
@@ -39,8 +40,9 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
     kw["de_method"] = "fast" if sfl else params["de_method"]
     kw["enrichment"] = "ora" if sfl else params["enrichment"]
     if str(params.get("expression", "")).startswith("model:"):
+        model = params.get("model_layer", model)  # stored predictions are read again from their layer
         if model is None:
-            msg = f"The annotation used {params['expression']!r}; pass the same scvi-tools model as `model=`."
+            msg = f"The annotation used {params['expression']!r}; pass the same model (or callable) as `model=`."
             raise ValueError(msg)
         kw["model"] = model
     return kw
@@ -167,7 +169,8 @@ def annotation_null(
     n_permutations
         Permutations per null.
     model
-        The scvi-tools model, when the annotation used a model's predicted expression.
+        The model (scvi-tools model or callable) when the annotation used a model's predicted
+        expression; predictions stored in a layer are read from it again without it.
     {random_state}
     key_added
         Name of the per-feature table in ``adata.uns[sae_key]``.
@@ -198,6 +201,8 @@ def annotation_null(
     acts = sae_activations(adata, sae_key)
     rng = np.random.default_rng(resolve_seed(random_state))
     light = _light(adata, sae_key, kw)
+    if kw.get("model") is not None:  # predictions of the real cells, whatever the light copy lacks
+        kw["model"] = predictor(adata, kw["model"])[0]
     measured = _measured_network(gene_sets, adata.var_names) if "genes" in nulls else None
     observed, observed_p = _per_feature(ann["results"], feats)
 
