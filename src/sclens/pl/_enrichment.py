@@ -32,7 +32,11 @@ def enrichment(
     save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
-    """Dot plot of a feature's top terms: x = -log10 p-value, size = genes in overlap, colour = padj.
+    """Dot plot of a feature's top terms: x = -log10 of the p-value the terms were kept on, size = genes in overlap.
+
+    The x axis is the BH-adjusted p-value within the feature (the default rule, ``padj < alpha``;
+    a dashed line marks ``alpha``), or the raw p-value for ``flavor="scfeaturelens"``, whose rule it
+    is; the colour is always ``-log10 padj``.
 
     Parameters
     ----------
@@ -55,18 +59,22 @@ def enrichment(
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(6, height))
     params = adata.uns[annotation_key].get("params", {})
     sae_key = str(params.get("sae_key", params.get("key", "sae")))
+    raw = params.get("flavor") == "scfeaturelens"
+    alpha = None if raw or "alpha" not in params else float(params["alpha"])
     for f, terms, ax_ in zip(feats, tables, axes, strict=True):
-        _draw(fig, ax_, f, terms, title=feature_title(adata, sae_key, f))
+        _draw(fig, ax_, f, terms, title=feature_title(adata, sae_key, f), raw=raw, alpha=alpha)
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)
 
 
-def _draw(fig: Figure, ax: Axes, feature: int, terms: pd.DataFrame, *, title: str) -> None:
+def _draw(
+    fig: Figure, ax: Axes, feature: int, terms: pd.DataFrame, *, title: str, raw: bool, alpha: float | None
+) -> None:
     if len(terms) == 0:
         ax.text(0.5, 0.5, f"feature {feature}: no term kept", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    p = terms["pvalue"].to_numpy(float)
-    p = np.where(np.isnan(p), terms["padj"].to_numpy(float), p)
+    padj = terms["padj"].to_numpy(float)
+    p = np.where(np.isnan(terms["pvalue"].to_numpy(float)), padj, terms["pvalue"].to_numpy(float)) if raw else padj
     x = -np.log10(np.maximum(p, 1e-300))
     y = np.arange(len(terms))[::-1]
     sc = ax.scatter(
@@ -75,6 +83,8 @@ def _draw(fig: Figure, ax: Axes, feature: int, terms: pd.DataFrame, *, title: st
     )  # fmt: skip
     labels = [f"{n} ({t})" if n != t else t for t, n in zip(terms.index, terms["name"], strict=True)]
     ax.set_yticks(y, labels)
-    ax.set_xlabel("-log10 p-value")
+    ax.set_xlabel("-log10 p-value" if raw else "-log10 padj (BH within the feature)")
+    if alpha is not None:
+        ax.axvline(-np.log10(alpha), color="0.5", linestyle="--", linewidth=0.8)
     ax.set_title(title)
     fig.colorbar(sc, ax=ax, label="-log10 padj")
