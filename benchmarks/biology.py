@@ -30,6 +30,7 @@ Run: ``OMP_NUM_THREADS=1 python benchmarks/biology.py --label after`` (writes
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from pathlib import Path
 
@@ -127,13 +128,17 @@ def biology_table(adata, *, annotation_key: str, null_key: str | None, vocab: di
             right += bool(set(terms) & vocab[cell_type])
             markers += bool(set(genes) & set(MARKERS[cell_type]))
             passing += fdr is not None and f in fdr.index and bool(fdr[f] < 0.05)
-        share = (lambda k: f"{k}/{n} ({k / n:.0%})" if n else "-")  # noqa: E731
+        share = functools.partial(_share, n=n)
         rows.append({
             "cell type": cell_type, "cells": int((adata.obs["cell_type"] == cell_type).sum()), "local": n,
             "annotated": share(annotated), "right GO (top-10)": share(right),
             "markers (top-20 DE)": share(markers), "FDR<0.05": share(passing) if fdr is not None else "n/a",
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _share(k: int, *, n: int) -> str:
+    return f"{k}/{n} ({k / n:.0%})" if n else "-"
 
 
 def null_line(adata, null_key: str) -> str:
@@ -172,7 +177,7 @@ def run(*, n_epochs: int = 200, n_permutations: int = 3, cache: Path | None = No
                 model=kw.get("model"),
             )  # fmt: skip
             line = null_line(adata, null_key)
-        except Exception as err:  # noqa: BLE001 - the "before" engine fails on the model path; report it
+        except Exception as err:  # the "before" engine fails on the model path: report it
             line = f"null failed: {type(err).__name__}: {' '.join(str(err).split())[:160]}"
             null_key = None
         table = biology_table(adata, annotation_key=key, null_key=null_key, vocab=vocab)

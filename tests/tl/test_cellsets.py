@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,7 +118,7 @@ def test_cli_help_shows_the_api_defaults(capsys):
         assert flag in out and f"(default: {value})" in out
 
 
-def test_features_table_records_sets_and_reasons(toy_annot):
+def test_features_table_records_sets_and_reasons(toy_annot, tmp_path):
     ad = toy_annot.copy()
     gs = ad.uns["toy"]["gene_sets"]
     a = ad.obsm["X_sae"].toarray()
@@ -129,5 +130,7 @@ def test_features_table_records_sets_and_reasons(toy_annot):
     assert table.loc["17", "skip_reason"] == "active in 1 selected cell(s); a group needs at least 2"
     assert table.loc["17", ["n_terms", "label", "n_high"]].tolist() == [0, "", 1]
     assert table.loc["0", "skip_reason"] == "" and table.loc["0", "n_high"] == 15
-    back = pd.DataFrame(table)  # the new columns have h5ad-writable dtypes
-    assert back["skip_reason"].map(type).eq(str).all() and back["best_padj"].dtype == np.float64
+    ad.write_h5ad(tmp_path / "a.h5ad")
+    back = anndata.read_h5ad(tmp_path / "a.h5ad").uns["sae"]["features"]
+    cols = ["n_terms", "best_term", "best_padj", "n_high", "n_low", "skip_reason", "label"]
+    pd.testing.assert_frame_equal(back[cols], table[cols], check_dtype=False)
