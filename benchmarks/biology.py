@@ -112,7 +112,7 @@ def biology_table(adata, *, annotation_key: str, null_key: str | None, vocab: di
     ann = adata.uns[annotation_key]
     res, top = ann["results"], ann["top_genes"]
     fdr = (
-        adata.uns["sae"][null_key].set_index("feature")["annotation_fdr"]
+        adata.uns["sae"][null_key]["table"].set_index("feature")["annotation_fdr"]
         if null_key is not None and null_key in adata.uns["sae"]
         else None
     )
@@ -145,7 +145,7 @@ def null_line(adata, null_key: str) -> str:
     """Features annotated under each null, out of all features."""
     if null_key not in adata.uns["sae"]:
         return "null: not run"
-    p = adata.uns["sae"][f"{null_key}_params"]
+    p = adata.uns["sae"][null_key]["params"]
     n = int(p["n_features"])
     parts = [f"observed {int(p['n_annotated'])}/{n}"]
     for null in ("cells", "genes"):

@@ -551,7 +551,7 @@ def test_stale_results_refused(annotated):
         sl.tl.feature_space(adata)
     stale_space = {"params": {"sae_run_id": stale["params"]["sae_run_id"]}}
     adata.uns["sae_go"] = {**stale, "feature_space": stale_space}
-    with pytest.raises(ValueError, match=r"then `sl.tl.feature_space"):
+    with pytest.raises(ValueError, match=r"stale\. Re-run `sl.tl.annotate_features"):
         sl.get.feature_space(adata)
     with pytest.raises(ValueError, match="stale"):
         sl.pl.feature_umap(adata, show=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from pathlib import Path
 
 import pytest
 
@@ -54,7 +53,6 @@ ADDS_COLUMNS_ONLY = {"tl.term_redundancy": "adds columns to the annotation's res
 CHOICES = {"architecture", "de_method", "enrichment", "flavor", "method", "loss", "likelihood", "x_distribution",
            "preset", "source", "organism"}  # fmt: skip
 TYPED = {"features", "gene_sets", "cells", "groups", "reference", "return_de", "categories"}
-CHANGELOG = Path(__file__).parents[1] / "CHANGELOG.md"
 
 
 def _public_functions():
@@ -132,22 +130,6 @@ def test_vocabulary(qualname, ns, func):
         assert name not in ("feature", "group", "within", "colors"), f"{qualname}: {name!r} is not in the vocabulary"
     if "copy" in sig.parameters and qualname not in ADDS_COLUMNS_ONLY:
         assert "key_added" in sig.parameters, f"{qualname} writes to the AnnData: it needs `key_added`"
-
-
-@pytest.mark.parametrize(("qualname", "ns", "func"), FUNCS, ids=[f[0] for f in FUNCS])
-def test_renamed_params_listed(qualname, ns, func):
-    """Old names keep working for one release and are listed in the CHANGELOG as `old` -> `new`."""
-    renamed = getattr(func, "__renamed_params__", {})
-    params = inspect.signature(func).parameters
-    changelog = CHANGELOG.read_text()
-    for old, new in renamed.items():
-        assert new in params and old not in params, (
-            f"{qualname}: renamed {old!r} -> {new!r} but the signature disagrees"
-        )
-        entry = f"`{old}` -> `{new}`"
-        assert re.search(rf"`{re.escape(qualname)}`:[^\n]*{re.escape(entry)}", changelog), (
-            f"CHANGELOG.md does not list {entry}"
-        )
 
 
 @pytest.mark.parametrize(("qualname", "ns", "func"), FUNCS, ids=[f[0] for f in FUNCS])

@@ -2,9 +2,10 @@
 
 Every SAE run written by :func:`sclens.tl.fit_sae` / :func:`sclens.tl.encode` carries a unique
 ``adata.uns[sae_key]['run_id']`` (a uuid4 hex string, survives ``write_h5ad``). Every result
-derived from a run records it as ``sae_run_id`` (annotation: ``uns[annotation_key]['params']
-['sae_run_id']``; tables inside the run, e.g. specificity: their params dict). Readers call
-:func:`check_run_id`; writers of a new run call :func:`drop_stale` first.
+derived from a run records it as ``sae_run_id`` in its ``params`` (see :mod:`sclens._readers`, the
+one layout); an annotation carries its own ``run_id`` too, recorded as ``annotation_run_id``.
+Readers call :func:`check_run_id` (through :func:`sclens._readers.result`); writers of a new SAE
+run call :func:`drop_stale` first.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._compat import user_stacklevel
 from ._warnings import SclensWarning
 
 if TYPE_CHECKING:
@@ -33,9 +33,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def run_id(adata: AnnData, sae_key: str = "sae") -> str | None:
-    """Return the run id of ``adata.uns[sae_key]`` (``None`` for a missing run or one written before run ids)."""
-    run = adata.uns.get(sae_key)
+def run_id(adata: AnnData, key: str | None = "sae") -> str | None:
+    """Return the run id of ``adata.uns[key]`` (an SAE run or an annotation; ``None`` when absent)."""
+    run = adata.uns.get(key) if key is not None else None
     if not isinstance(run, Mapping) or "run_id" not in run:
         return None
     return str(run["run_id"])
@@ -53,21 +53,22 @@ def recorded_run_id(result: Any) -> str | None:
     return None
 
 
-def check_run_id(adata: AnnData, *, sae_key: str, recorded: str | None, what: str, rerun: str) -> None:
-    """Refuse a derived result whose recorded run id is not the current run's.
+def check_run_id(adata: AnnData, *, key: str, recorded: Any, what: str, rerun: str, run: str = "SAE") -> None:
+    """Refuse a derived result whose recorded run id is not that of the run now in ``adata.uns[key]``.
 
-    ``what`` names the result (``"`adata.uns['sae_go']`"``), ``rerun`` the call that recomputes it.
-    Results without a recorded id (written before run ids existed) are accepted.
+    ``what`` names the result (``"`adata.uns['sae_go']`"``), ``rerun`` the call that recomputes it,
+    ``run`` the kind of run (``"SAE"``, ``"annotation"``). Results without a recorded id (written
+    before run ids existed) are accepted.
     """
     if recorded is None:
         return
-    current = run_id(adata, sae_key)
+    recorded, current = str(recorded), run_id(adata, key)
     if current == recorded:
         return
-    now = f"run {current}" if current is not None else "no SAE run"
+    now = f"run {current}" if current is not None else f"no {run} run"
     msg = (
-        f"{what} was computed from SAE run {recorded}, but `adata.uns[{sae_key!r}]` now holds {now} "
-        f"(the SAE was refitted or replaced); its results are stale. Re-run `{rerun}`."
+        f"{what} was computed from {run} run {recorded}, but `adata.uns[{key!r}]` now holds {now} "
+        f"(it was re-run or replaced); the result is stale. Re-run `{rerun}`."
     )
     raise ValueError(msg)
 
@@ -80,20 +81,6 @@ def _sae_key_of(result: Mapping) -> str | None:
         if name in params:
             return str(params[name])
     return None
-
-
-def check_derived(
-    adata: AnnData, result: Any, *, what: str, rerun: str, sae_key: str | None = None, recorded: Any = None
-) -> None:
-    """:func:`check_run_id` for a derived result dict; its SAE key is read from its params unless given.
-
-    ``recorded`` is where the run id is recorded when not in ``result`` itself (e.g. a nested result's params).
-    """
-    if not isinstance(result, Mapping):
-        return
-    sae_key = sae_key if sae_key is not None else (_sae_key_of(result) or "sae")
-    rec = recorded_run_id(recorded if recorded is not None else result)
-    check_run_id(adata, sae_key=sae_key, recorded=rec, what=what, rerun=rerun)
 
 
 def drop_stale(adata: AnnData, sae_key: str) -> None:
@@ -120,14 +107,5 @@ def drop_stale(adata: AnnData, sae_key: str) -> None:
             f"The SAE run under {sae_key!r} was replaced; results derived from the old run were dropped: "
             f"{', '.join(dropped)}. Re-run the functions that made them.",
             StaleResultWarning,
-            stacklevel=user_stacklevel(4),  # drop_stale <- the writer's helper <- the public function <- the user
+            stacklevel=4,  # drop_stale <- the writer's helper <- the public function <- the user
         )
-
-
-def check_table(adata: AnnData, sae_key: str, name: str, *, rerun: str) -> None:
-    """Refuse ``adata.uns[sae_key][name]`` when its params record another SAE run than the current one."""
-    params = adata.uns[sae_key].get(f"{name}_params")
-    check_run_id(
-        adata, sae_key=sae_key, recorded=recorded_run_id({"params": params}),
-        what=f"`adata.uns[{sae_key!r}][{name!r}]`", rerun=rerun,
-    )  # fmt: skip

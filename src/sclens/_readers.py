@@ -1,9 +1,24 @@
-"""Checked readers of the results the tools store in ``adata.uns`` (shared by ``tl``, ``get`` and ``pl``)."""
+"""The one layout of stored results and its checked readers (shared by ``tl``, ``get`` and ``pl``).
+
+Every result a tool stores is a dict of tables and a ``params`` dict::
+
+    adata.uns[parent][key_added] = {<tables>..., "params": {..., "sae_run_id": ..., "annotation_run_id": ...}}
+
+Results derived from an SAE run (specificity, alignment, annotation nulls) live inside the run
+(``parent`` = its ``sae_key``), the feature space inside the annotation (``parent`` = its
+``annotation_key``); an annotation is a top-level entry (no parent) that records the SAE run it
+came from and carries its own ``run_id``. :data:`RESULTS` names every kind of result, the tool that
+writes it and the tables it holds; :func:`store_result` writes one and :func:`result` reads one
+back, refusing a result whose recorded run ids no longer match (with the call to re-run).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from . import _provenance as provenance
 from ._utils import check_adata, check_sae_keys
@@ -11,6 +26,142 @@ from ._utils import check_adata, check_sae_keys
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
+
+
+@dataclass(frozen=True)
+class ResultKind:
+    """One kind of stored result: the tool that writes it, where it lives and what it holds.
+
+    ``parent``: the parameter of ``made_by`` naming the entry it lives in (``"sae_key"``,
+    ``"annotation_key"``), or ``None`` for a top-level entry; ``tables``: its entries besides
+    ``params`` that every reader may rely on; ``args``: the required arguments, for the message
+    that says what to re-run; ``is_run``: it carries its own ``run_id`` (recorded by the results
+    derived from it).
+    """
+
+    made_by: str
+    parent: str | None
+    tables: tuple[str, ...]
+    args: str = ""
+    is_run: bool = False
+
+
+# every kind of stored result: the structure test checks each tool writes its kind in this layout
+RESULTS: dict[str, ResultKind] = {
+    "annotation": ResultKind("sl.tl.annotate_features", None, ("results",), "gene_sets=...", is_run=True),
+    "specificity": ResultKind("sl.tl.feature_specificity", "sae_key", ("group_means",), "groupby=..."),
+    "alignment": ResultKind("sl.tl.feature_alignment", "sae_key", ("table",), "groupby=..."),
+    "annotation_null": ResultKind("sl.tl.annotation_null", "sae_key", ("table",), "gene_sets=..."),
+    "feature_space": ResultKind("sl.tl.feature_space", "annotation_key", ("features", "umap", "category")),
+    "contrast": ResultKind("sl.tl.contrast", None, ("results", "de"), "groupby=..., groups=..., gene_sets=..."),
+    "batch_steer": ResultKind("sl.tl.batch_steer", None, ("scores", "features", "clamped_to"), "batch_key=..."),
+}
+
+
+def clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop ``None`` values and turn lists into arrays so the dict survives ``write_h5ad``."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if v is None:
+            continue
+        if isinstance(v, Mapping):
+            out[k] = clean_params(v)
+        elif isinstance(v, (list, tuple)):
+            out[k] = np.asarray(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _where(key: str, parent: str | None) -> str:
+    return f"`adata.uns[{parent!r}][{key!r}]`" if parent is not None else f"`adata.uns[{key!r}]`"
+
+
+def _rerun(kind: ResultKind, key: str, parent: str | None) -> str:
+    parts = ["adata", kind.args, f"{kind.parent}={parent!r}" if kind.parent is not None else "", f"key_added={key!r}"]
+    return f"{kind.made_by}({', '.join(p for p in parts if p)})"
+
+
+def provenance_params(adata: AnnData, kind: str, *, parent: str | None, sae_key: str | None = None) -> dict[str, Any]:
+    """Return the run ids a new result of ``kind`` under ``parent`` records (``sae_key``: for top-level results)."""
+    spec = RESULTS[kind]
+    if spec.parent == "annotation_key":
+        ann = adata.uns[parent]["params"]
+        out = {"annotation_key": parent, "annotation_run_id": provenance.run_id(adata, parent)}
+        out.update({k: ann[k] for k in ("sae_key", "sae_run_id") if k in ann})
+    else:
+        key = parent if spec.parent == "sae_key" else sae_key
+        out = {"sae_key": key, "sae_run_id": provenance.run_id(adata, key)} if key is not None else {}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def store_result(
+    adata: AnnData, kind: str, *, key: str, parent: str | None, tables: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Write ``{**tables, "params": {**params, <run ids>}}`` as ``adata.uns[parent][key]`` (the one layout).
+
+    For ``parent=None`` (a top-level result) ``params`` must name its ``sae_key``; a kind that is a run
+    (the annotation) gets a fresh ``run_id``. Returns what was stored.
+    """
+    spec = RESULTS[kind]
+    missing = set(spec.tables) - set(tables)
+    if missing or "params" in tables:  # a programming error in the writer, not a user error
+        msg = f"store_result({kind!r}): tables must be {spec.tables} without 'params', got {sorted(tables)}."
+        raise RuntimeError(msg)
+    ids = provenance_params(adata, kind, parent=parent, sae_key=params.get("sae_key"))
+    value = {**tables, "params": clean_params({**params, **ids})}
+    if spec.is_run:
+        value["run_id"] = provenance.new_run_id()
+    holder = adata.uns if parent is None else adata.uns[parent]
+    holder.pop(f"{key}_params", None)  # the params beside the table in the layout before this one
+    holder[key] = value
+    return value
+
+
+def result(
+    adata: AnnData, kind: str, *, key: str, parent: str | None = None, missing_ok: bool = False
+) -> dict[str, Any] | None:
+    """``adata.uns[parent][key]`` (``adata.uns[key]`` for a top-level kind) after checks.
+
+    It must exist (``missing_ok``: ``None`` when it does not), be in the one layout with every
+    table of ``kind``, and its recorded ``sae_run_id`` / ``annotation_run_id`` must be those of the
+    runs stored now; otherwise a ``KeyError`` / ``ValueError`` says which call to re-run. Results
+    without recorded ids (written before run ids existed) are accepted.
+    """
+    check_adata(adata)
+    spec = RESULTS[kind]
+    where, rerun = _where(key, parent), _rerun(spec, key, parent)
+    if spec.parent == "annotation_key" and parent in adata.uns:  # a stale annotation: re-run it first
+        result(adata, "annotation", key=parent)
+    holder = adata.uns if parent is None else adata.uns.get(parent)
+    value = holder.get(key) if isinstance(holder, Mapping) else None
+    if value is None and missing_ok:
+        return None
+    if value is None:
+        msg = f"{where} not found; run `{rerun}` first."
+        raise KeyError(msg)
+    params = value.get("params") if isinstance(value, Mapping) else None
+    missing = [t for t in spec.tables if t not in value] if isinstance(value, Mapping) else list(spec.tables)
+    if not isinstance(params, Mapping) or missing:
+        lacks = "a 'params' dict" if not isinstance(params, Mapping) else f"the table(s) {missing}"
+        msg = (
+            f"{where} is a {type(value).__name__} without {lacks}: it was written by another tool or by an "
+            f"earlier sclens version in another layout. Re-run `{rerun}`."
+        )
+        raise ValueError(msg)
+    check_ids(adata, params, what=where, rerun=rerun, sae_key=parent if spec.parent == "sae_key" else "sae")
+    return value
+
+
+def check_ids(adata: AnnData, params: Mapping[str, Any], *, what: str, rerun: str, sae_key: str = "sae") -> None:
+    """Refuse a result whose recorded ``sae_run_id`` / ``annotation_run_id`` is not the current run's."""
+    sae_key = str(params.get("sae_key", params.get("key", sae_key)))
+    provenance.check_run_id(adata, key=sae_key, recorded=params.get("sae_run_id"), what=what, rerun=rerun)
+    if "annotation_run_id" in params:
+        ann_key = str(params.get("annotation_key", "sae_go"))
+        provenance.check_run_id(
+            adata, key=ann_key, recorded=params["annotation_run_id"], what=what, rerun=rerun, run="annotation"
+        )
 
 
 def sae_run(
@@ -66,21 +217,36 @@ def sae_run(
     return run
 
 
-def annotation_results(adata: AnnData, annotation_key: str, namespaces: Sequence[str] | None) -> pd.DataFrame:
-    """``adata.uns[annotation_key]['results']`` restricted to ``namespaces``, after checks."""
-    check_adata(adata)
-    key = annotation_key
-    if not isinstance(adata.uns.get(key), Mapping) or "results" not in adata.uns[key]:
+def features_table(adata: AnnData, sae_key: str = "sae", *, required: bool = False) -> pd.DataFrame | None:
+    """Return the features table ``adata.uns[sae_key]['features']`` (``None`` when absent, unless ``required``)."""
+    run = adata.uns.get(sae_key)
+    table = run.get("features") if isinstance(run, Mapping) else None
+    if table is None and required:
         msg = (
-            f"No feature annotation under `adata.uns[{key!r}]['results']`; run "
-            f"`sl.tl.annotate_features(adata, gene_sets=..., key_added={key!r})` first."
+            f"`adata.uns[{sae_key!r}]['features']` not found; run `sl.tl.fit_sae(adata, ..., key_added={sae_key!r})` "
+            "(or pass the `sae_key` of the SAE run)."
         )
         raise KeyError(msg)
-    provenance.check_derived(
-        adata, adata.uns[key], what=f"The annotation `adata.uns[{key!r}]`",
-        rerun=f"sl.tl.annotate_features(adata, gene_sets=..., key_added={key!r})",
-    )  # fmt: skip
-    res = adata.uns[key]["results"]
+    return table
+
+
+def annotation(adata: AnnData, annotation_key: str = "sae_go", *, sae_key: str | None = None) -> dict[str, Any]:
+    """Return the annotation ``adata.uns[annotation_key]`` (:func:`result`), of the SAE run ``sae_key`` if given."""
+    ann = result(adata, "annotation", key=annotation_key)
+    made_from = str(ann["params"].get("sae_key", "sae"))
+    if sae_key is not None and made_from != sae_key:
+        msg = (
+            f"`adata.uns[{annotation_key!r}]` annotates the SAE run {made_from!r}, not {sae_key!r}; pass "
+            f"sae_key={made_from!r} or re-run `sl.tl.annotate_features(adata, gene_sets=..., sae_key={sae_key!r})`."
+        )
+        raise ValueError(msg)
+    return ann
+
+
+def annotation_results(adata: AnnData, annotation_key: str, namespaces: Sequence[str] | None) -> pd.DataFrame:
+    """``adata.uns[annotation_key]['results']`` restricted to ``namespaces``, after checks."""
+    key = annotation_key
+    res = annotation(adata, key)["results"]
     missing = {"feature", "term"} - set(res.columns)
     if missing:
         msg = f"`adata.uns[{key!r}]['results']` lacks column(s) {sorted(missing)}; rerun `sl.tl.annotate_features`."
@@ -92,48 +258,3 @@ def annotation_results(adata: AnnData, annotation_key: str, namespaces: Sequence
             raise KeyError(msg)
         res = res[res["namespace"].astype(str).isin(namespaces)]
     return res
-
-
-def sub_result(adata: AnnData, run_key: str, entry: str, *, made_by: str, run_param: str) -> Any:
-    """``adata.uns[run_key][entry]``, written by ``made_by`` (e.g. ``sl.tl.feature_space``) with ``key_added=entry``.
-
-    ``run_param`` names ``made_by``'s parameter that selects ``run_key`` (``sae_key``, ``annotation_key``).
-    """
-    check_adata(adata)
-    run = adata.uns.get(run_key)
-    if not isinstance(run, Mapping) or entry not in run:
-        msg = (
-            f"`adata.uns[{run_key!r}][{entry!r}]` not found; run "
-            f"`{made_by}(adata, {run_param}={run_key!r}, key_added={entry!r})` first."
-        )
-        raise KeyError(msg)
-    return run[entry]
-
-
-def stored_space(adata: AnnData, annotation_key: str, space_key: str = "feature_space") -> dict:
-    """``adata.uns[annotation_key][space_key]`` after checking it exists and matches the current SAE run."""
-    run_key = annotation_key
-    space = sub_result(adata, run_key, space_key, made_by="sl.tl.feature_space", run_param="annotation_key")
-    provenance.check_derived(
-        adata, adata.uns[run_key], what=f"The feature space `adata.uns[{run_key!r}][{space_key!r}]`",
-        rerun=f"sl.tl.annotate_features(..., key_added={run_key!r})` then "
-        f"`sl.tl.feature_space(adata, annotation_key={run_key!r}, key_added={space_key!r})",
-        recorded=space.get("params") if isinstance(space, Mapping) else None,
-    )  # fmt: skip
-    return space
-
-
-def stored_annotation(
-    adata: AnnData, annotation_key: str, *, sae_key: str, need: Sequence[str] = ("results",), purpose: str = ""
-) -> Mapping:
-    """``adata.uns[annotation_key]`` after checks: it holds ``need`` and belongs to the current SAE run ``sae_key``.
-
-    ``purpose`` is appended to the message when it is missing (e.g. ``": the null repeats that annotation"``).
-    """
-    ann = adata.uns.get(annotation_key)
-    rerun = f"sl.tl.annotate_features(adata, gene_sets=..., key_added={annotation_key!r})"
-    if not isinstance(ann, Mapping) or any(k not in ann for k in need):
-        msg = f"`adata.uns[{annotation_key!r}]` not found; run `sl.tl.annotate_features(adata, gene_sets=...)` first"
-        raise KeyError(msg + (purpose or "."))
-    provenance.check_derived(adata, ann, sae_key=sae_key, what=f"`adata.uns[{annotation_key!r}]`", rerun=rerun)
-    return ann

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from ._compat import user_stacklevel
 from ._settings import settings
 
 if TYPE_CHECKING:
@@ -180,7 +179,7 @@ def writable(adata: AnnData, *, copy: bool = False) -> AnnData:
         warnings.warn(
             "Received a view of an AnnData; making it an actual AnnData so its parent is not changed.",
             ImplicitModificationWarning,
-            stacklevel=user_stacklevel(3),
+            stacklevel=3,
         )
         adata._init_as_actual(adata.copy())
     return adata

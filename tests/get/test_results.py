@@ -33,5 +33,5 @@ def test_feature_terms_errors(annotated):
         sl.get.feature_terms(annotated, features=17)
     with pytest.raises(KeyError, match="Feature 5 was not annotated under annotation_key 'sae_go'"):
         sl.get.feature_terms(annotated, features=5)
-    with pytest.raises(KeyError, match=r"No feature annotation under `adata.uns\['go'\]\['results'\]`"):
+    with pytest.raises(KeyError, match=r"`adata.uns\['go'\]` not found; run `sl.tl.annotate_features"):
         sl.get.feature_terms(annotated, features=1, annotation_key="go")

@@ -79,16 +79,17 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     feats = ad.uns["sae"]["features"].copy()
     feats["label"] = ""
     feats.loc["3", "label"] = "planted | gene_0001 | type_1"
-    feats["align_auroc"] = np.linspace(0.5, 1, len(feats))
-    feats["best_cell_type"] = "type_0"
     ad.uns["sae"]["features"] = feats
-    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html"))
+    sl.tl.feature_alignment(ad, groupby="cell_type", key_added="cell_types")
+    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html", alignment_key="cell_types"))
     assert d["features"]["label"][3] == "planted | gene_0001 | type_1"
     assert d["features"]["label"][4] == feats.loc["4", "best_term"]  # empty label: best term
-    # annotate_features' term themes, then the alignment-like columns
-    assert d["meta"]["columns"] == ["n_term_clusters", "align_auroc", "best_cell_type"]
-    assert d["features"]["align_auroc"][0] == 0.5
-    assert set(d["features"]["best_cell_type"]) == {"type_0"}
+    # annotate_features' term themes, then the columns of the alignment result named by alignment_key
+    assert d["meta"]["columns"] == ["n_term_clusters", "cell_type_best", "cell_type_auroc", "cell_type_f1"]
+    table = ad.uns["sae"]["features"]
+    assert d["features"]["cell_type_auroc"][0] == pytest.approx(table.loc["0", "cell_type_auroc"], rel=1e-3)
+    assert d["features"]["cell_type_best"][3] == table.loc["3", "cell_type_best"]
+    assert "cell_type_auroc" not in _payload(sl.pl.atlas(ad, tmp_path / "b.html"))["meta"]["columns"]
     # Jaccard neighbours: the closest feature shares the most terms
     res = ad.uns["sae_go"]["results"]
     sets = {f: set(g["term"]) for f, g in res.groupby("feature")}

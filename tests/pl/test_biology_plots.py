@@ -131,7 +131,7 @@ def test_steering_several_features_and_target(toy):
     assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(
         np.asarray(ax1.collections[1].get_offsets()).mean(0) - star[0]
     )
-    with pytest.warns(FutureWarning, match="`colors` was renamed to `palette`"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colors'"):  # never released: no shim
         steering(out, colors=("red", "blue"), ax=ax2)
     with pytest.raises(ValueError, match="kind must be 'embedding' or 'features'"):
         steering(out, kind="pca", ax=ax2)

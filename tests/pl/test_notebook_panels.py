@@ -28,7 +28,9 @@ ad.uns["sae_go"] = {
         "namespace": "BP", "n_overlap": 5, "set_size": 20, "n_de": 30, "odds_ratio": 3.0,
         "pvalue": [1e-6, 1e-5, 1e-4] * 2, "padj": [1e-5, 1e-4, 1e-3] * 2,
     }),
-    "feature_space": {"umap": rng.normal(size=(n, 2)), "category": np.repeat(["immune", "metabolic", "signal"], 10)},
+    "params": {},
+    "feature_space": {"features": np.arange(n), "umap": rng.normal(size=(n, 2)),
+                      "category": np.repeat(["immune", "metabolic", "signal"], 10), "params": {}},
 }
 """
 UMAP_PANELS = """\

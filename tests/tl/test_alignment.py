@@ -40,7 +40,7 @@ def test_planted_feature_aligns_to_its_cell_type(planted):
     assert table.loc["18", "cell_type_best"] == "type_1"
     assert table.loc["18", "cell_type_auroc"] > 0.95
     assert table.loc["18", "cell_type_f1"] > 0.95  # held-out, threshold chosen on the training cells
-    long = planted.uns["sae"]["alignment"]
+    long = planted.uns["sae"]["alignment"]["table"]
     others = long[(long["feature"] == 18) & (long["groupby"] == "cell_type") & (long["category"] != "type_1")]
     assert (others["auroc"] < 0.5).all()
     # a planted local program (feature 2 = program of type_1, active in 60% of its cells) is aligned to it
@@ -91,7 +91,7 @@ def test_batch_driven_rule_on_planted_batch_and_cell_type_features():
 def test_auroc_equals_sklearn_and_scores_are_consistent(planted):
     from sklearn.metrics import roc_auc_score
 
-    long = planted.uns["sae"]["alignment"]
+    long = planted.uns["sae"]["alignment"]["table"]
     act = planted.obsm["X_sae"].toarray()
     for f, cat in [(3, "type_2"), (9, "type_0"), (19, "b")]:
         col = "batch" if cat == "b" else "cell_type"
@@ -104,11 +104,11 @@ def test_auroc_equals_sklearn_and_scores_are_consistent(planted):
 
 
 def test_params_round_trip_and_plot(planted, tmp_path):
-    params = planted.uns["sae"]["alignment_params"]
+    params = planted.uns["sae"]["alignment"]["params"]
     assert params["sae_run_id"] == "run-1" and params["n_test"] == 180
     planted.write_h5ad(tmp_path / "a.h5ad")
     back = ad_.read_h5ad(tmp_path / "a.h5ad")
-    pd.testing.assert_frame_equal(back.uns["sae"]["alignment"], planted.uns["sae"]["alignment"], check_dtype=False)
+    pd.testing.assert_frame_equal(back.uns["sae"]["alignment"]["table"], planted.uns["sae"]["alignment"]["table"], check_dtype=False)
     assert back.uns["sae"]["features"]["batch_driven"].dtype == bool
     fig = sl.pl.alignment(planted, groupby="cell_type", n_features=10, return_fig=True)
     ax = fig.axes[0]
@@ -118,10 +118,10 @@ def test_params_round_trip_and_plot(planted, tmp_path):
 
 def test_seeded_split_is_reproducible(planted):
     again = sl.tl.feature_alignment(planted, groupby="cell_type", technical="batch", copy=True)
-    pd.testing.assert_frame_equal(again.uns["sae"]["alignment"], planted.uns["sae"]["alignment"])
+    pd.testing.assert_frame_equal(again.uns["sae"]["alignment"]["table"], planted.uns["sae"]["alignment"]["table"])
     other = sl.tl.feature_alignment(planted, groupby="cell_type", random_state=1, copy=True)
     assert not np.allclose(
-        other.uns["sae"]["alignment"]["f1"], planted.uns["sae"]["alignment"].query("groupby == 'cell_type'")["f1"]
+        other.uns["sae"]["alignment"]["table"]["f1"], planted.uns["sae"]["alignment"]["table"].query("groupby == 'cell_type'")["f1"]
     )
 
 

@@ -198,7 +198,7 @@ def test_any_model_callable_or_layer_same_engine_and_null(scvi_toy):
     sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="scvi", model=model, n_permutations=1, key_added="n1")
     sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="layer", n_permutations=1, key_added="n2")
     for key in ("n1", "n2"):
-        assert ad.uns["sae"][key]["feature"].tolist() == [0, 1, 2]
+        assert ad.uns["sae"][key]["table"]["feature"].tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match=r"used 'model:scvi_predict'; pass the same model \(or callable\)"):
         sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="fn", n_permutations=1)
 

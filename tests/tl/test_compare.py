@@ -79,7 +79,8 @@ def test_shared_and_unique_terms(annotated):
 
 def test_bad_input(annotated):
     bare = toy_with_sae(n_cells=50)
-    with pytest.raises(KeyError, match=r"No feature annotation under `adata.uns\['sae_go'\]\['results'\]`"):
+    no_annotation = r"`adata.uns\['sae_go'\]` not found; run `sl.tl.annotate_features\(adata, gene_sets=\.\.\., key_added='sae_go'\)`"
+    with pytest.raises(KeyError, match=no_annotation):
         compare_features(annotated, bare)
     with pytest.raises(TypeError, match="adata_b must be an AnnData"):
         compare_features(annotated, annotated.uns["sae_go"]["results"])

@@ -90,7 +90,8 @@ def test_features_level_anndata_round_trip(annotated, tmp_path):
 def test_bad_input(annotated):
     adata, cats = annotated
     bare = toy_with_sae(n_cells=50)
-    with pytest.raises(KeyError, match=r"No feature annotation under `adata.uns\['sae_go'\]\['results'\]`"):
+    no_annotation = r"`adata.uns\['sae_go'\]` not found; run `sl.tl.annotate_features\(adata, gene_sets=\.\.\., key_added='sae_go'\)`"
+    with pytest.raises(KeyError, match=no_annotation):
         feature_space(bare)
     with pytest.raises(
         KeyError, match=r"run `sl.tl.feature_space\(adata, annotation_key='sae_go', key_added='feature_space'\)` first"

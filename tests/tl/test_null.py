@@ -53,7 +53,7 @@ def test_default_thresholds_meet_null_target():
 
 
 def test_planted_programs_annotated_with_low_fdr(nulled):
-    table = nulled.uns["sae"]["annotation_null"].set_index("feature")
+    table = nulled.uns["sae"]["annotation_null"]["table"].set_index("feature")
     planted = table.loc[range(N_PLANTED)]
     assert (planted["observed_terms"] > 0).mean() >= 0.95
     assert (planted["annotation_fdr"] < 0.05).all(), planted["annotation_fdr"].tolist()
@@ -66,11 +66,11 @@ def test_independent_features_and_permuted_activations_meet_null_target(nulled):
 
     Measured: 0 of 48 annotated, 0 under permuted activations and 0.5 of 64 under permuted gene labels.
     """
-    table = nulled.uns["sae"]["annotation_null"].set_index("feature")
+    table = nulled.uns["sae"]["annotation_null"]["table"].set_index("feature")
     random = table.loc[range(N_PLANTED, N_PLANTED + N_RANDOM)]
     assert (random["observed_terms"] > 0).mean() <= 0.05
     assert (random["annotation_fdr"] < 0.05).mean() <= 0.05
-    params = nulled.uns["sae"]["annotation_null_params"]
+    params = nulled.uns["sae"]["annotation_null"]["params"]
     assert params["null_cells_annotated"] / (N_PLANTED + N_RANDOM) <= 0.05
     assert params["null_genes_annotated"] / (N_PLANTED + N_RANDOM) <= 0.05
     assert params["summary"].startswith(f"annotated features: observed {params['n_annotated']} vs null ")

@@ -7,12 +7,10 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._compat import renamed_params
 from .._docs import doc_params
-from .._readers import stored_space
+from .._readers import features_table, result
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: str = "feature_space") -> AnnData:
     """Return the feature x GO-term space as an AnnData with one row per annotated SAE feature.
@@ -32,7 +30,7 @@ def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: 
     """
     from anndata import AnnData
 
-    space = stored_space(adata, annotation_key, space_key)
+    space = result(adata, "feature_space", key=space_key, parent=annotation_key)
     feats = np.asarray(space["features"], dtype=np.int64)
     obs = pd.DataFrame(
         {
@@ -42,9 +40,7 @@ def feature_space(adata: AnnData, *, annotation_key: str = "sae_go", space_key: 
         },
         index=feats.astype(str),
     )
-    params = adata.uns[annotation_key].get("params", {})
-    sae_key = str(params.get("sae_key", params.get("key", "sae")))
-    table = adata.uns.get(sae_key, {}).get("features") if isinstance(adata.uns.get(sae_key), dict) else None
+    table = features_table(adata, str(space["params"].get("sae_key", "sae")))
     if isinstance(table, pd.DataFrame):
         for col in ("kind", "top_group", "label"):
             if col in table.columns:

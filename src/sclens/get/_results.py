@@ -8,13 +8,11 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._compat import renamed_params
 from .._docs import doc_params
-from .._readers import annotation_results
+from .._readers import annotation, annotation_results
 from .._utils import as_feature_list
 
 
-@renamed_params(feature="features", key="annotation_key")
 @doc_params()
 def feature_terms(adata: AnnData, *, features: int | Sequence[int], annotation_key: str = "sae_go") -> pd.DataFrame:
     """Return the terms kept for SAE features, best first.
@@ -43,9 +41,10 @@ def feature_terms(adata: AnnData, *, features: int | Sequence[int], annotation_k
 
 
 def _one_feature(adata: AnnData, res: pd.DataFrame, feature: int, key: str) -> pd.DataFrame:
-    params = adata.uns[key].get("params", {})
+    ann = annotation(adata, key)
+    params = ann["params"]
     annotated = set(map(int, params.get("features", []))) if "features" in params else None
-    skipped = adata.uns[key].get("skipped")
+    skipped = ann.get("skipped")
     if isinstance(skipped, pd.DataFrame) and feature in set(skipped["feature"].astype(int)):
         reason = skipped.loc[skipped["feature"].astype(int) == feature, "reason"].iloc[0]
         msg = f"Feature {feature} was skipped by annotate_features: {reason}."

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from anndata import AnnData
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import sae_run
 from ..sae import SparseAutoencoder
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def sae(adata: AnnData, *, sae_key: str = "sae") -> SparseAutoencoder:
     """Rebuild the sparse autoencoder stored by :func:`sclens.tl.fit_sae` (also after ``read_h5ad``).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +10,6 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
 from .._utils import as_feature_list, check_adata, sae_activations
 from ._utils import feature_title, finish, panels
@@ -34,7 +32,6 @@ def basis_coords(adata: AnnData, basis: str) -> np.ndarray:
     raise KeyError(msg)
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def feature_activation(
     adata: AnnData,
@@ -81,14 +78,7 @@ def feature_activation(
     act = sae_activations(adata, sae_key)
     feats = as_feature_list(features, act.shape[1])
     coords = basis_coords(adata, basis)
-    if isinstance(size, tuple):  # (smallest, largest) before the vocabulary change
-        warnings.warn(
-            "feature_activation(): `size` is now one float (the largest point size); a (min, max) tuple "
-            "stops working in the next release.", FutureWarning, stacklevel=user_stacklevel(2),
-        )  # fmt: skip
-        smallest, largest = float(size[0]), float(size[1])
-    else:
-        smallest, largest = float(size) / 15, float(size)
+    smallest, largest = float(size) / 15, float(size)
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(panel_size, panel_size))
     for f, ax_ in zip(feats, axes, strict=False):
         a = np.asarray(act[:, f].toarray()).ravel()

@@ -13,8 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._provenance import check_table
-from .._utils import check_adata
+from .._readers import result
 from ._utils import feature_title, finish, new_or_given_ax
 
 
@@ -22,19 +21,10 @@ def alignment_matrix(
     adata: AnnData, *, sae_key: str, alignment_key: str, groupby: str | Sequence[str] | None, metric: str
 ) -> pd.DataFrame:
     """Features x categories matrix of ``metric`` from the long alignment table."""
-    check_adata(adata)
-    run = adata.uns.get(sae_key)
-    if not isinstance(run, dict) or not isinstance(run.get(alignment_key), pd.DataFrame):
-        msg = (
-            f"`adata.uns[{sae_key!r}][{alignment_key!r}]` not found; run "
-            f"`sl.tl.feature_alignment(adata, groupby=..., sae_key={sae_key!r})` first."
-        )
-        raise KeyError(msg)
     if metric not in ("auroc", "f1", "precision", "recall"):
         msg = f"metric must be 'auroc', 'f1', 'precision' or 'recall', got {metric!r}."
         raise ValueError(msg)
-    check_table(adata, sae_key, alignment_key, rerun=f"sl.tl.feature_alignment(adata, sae_key={sae_key!r}, ...)")
-    long = run[alignment_key]
+    long = result(adata, "alignment", key=alignment_key, parent=sae_key)["table"]
     present = list(dict.fromkeys(long["groupby"].astype(str)))
     cols = present if groupby is None else ([groupby] if isinstance(groupby, str) else list(groupby))
     missing = [c for c in cols if c not in present]

@@ -15,6 +15,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._docs import doc_params
+from .._readers import features_table, result
 from .._utils import atomic_path, check_adata, resolve_seed, sae_activations
 from . import _atlas_data as data
 
@@ -37,14 +38,11 @@ def _live_features(acts: Any, sae_key: str, table: pd.DataFrame, features: Any) 
     return np.flatnonzero(np.diff(acts.tocsc().indptr) > 0)
 
 
-def _steering_tables(run: dict, steering: Mapping | None) -> dict[int, pd.DataFrame]:
-    """Kept terms of steered vs normal cells per feature, from ``run['steering']`` and ``steering``."""
+def _steering_tables(steering: Mapping | None) -> dict[int, pd.DataFrame]:
+    """Kept terms of steered vs normal cells per feature, from ``steering``."""
     out: dict[int, pd.DataFrame] = {}
-    stored = run.get("steering")
-    if isinstance(stored, pd.DataFrame) and {"feature", "term"} <= set(stored.columns):
-        out.update({int(f): g for f, g in stored.groupby("feature")})
     for f, value in (steering or {}).items():
-        table = value.uns.get("contrast", {}).get("results") if isinstance(value, AnnData) else value
+        table = result(value, "contrast", key="contrast")["results"] if isinstance(value, AnnData) else value
         if not isinstance(table, pd.DataFrame) or "term" not in table:
             msg = (
                 f"steering[{f!r}] must be a DataFrame of kept terms with a 'term' column (e.g. "
@@ -55,20 +53,37 @@ def _steering_tables(run: dict, steering: Mapping | None) -> dict[int, pd.DataFr
     return out
 
 
+def _stored(adata: AnnData, keys: Mapping[str, str]) -> dict[str, Any]:
+    """Return the results the page reads, each through :func:`sclens._readers.result` (``{}`` when absent)."""
+    sae_key, ann_key = keys["sae_key"], keys["annotation_key"]
+    annotation = result(adata, "annotation", key=ann_key, missing_ok=True) or {}
+    if not annotation:
+        logger.info("atlas: no annotation under `adata.uns[%r]`; the page shows no GO terms.", ann_key)
+    space = result(adata, "feature_space", key=keys["space_key"], parent=ann_key, missing_ok=True) if annotation else {}
+    return {
+        "annotation": annotation, "space": space or {},
+        "specificity": result(adata, "specificity", key=keys["specificity_key"], parent=sae_key, missing_ok=True) or {},
+        "alignment": result(adata, "alignment", key=keys["alignment_key"], parent=sae_key, missing_ok=True) or {},
+    }  # fmt: skip
+
+
 def build_payload(
-    adata: AnnData, *, sae_key: str, annotation_key: str, basis: str, features: Any, columns: Any,
+    adata: AnnData, *, keys: Mapping[str, str], basis: str, features: Any, columns: Any,
     steering: Mapping | None, max_cells: int, max_terms: int, n_genes: int, n_neighbours: int, seed: int, title: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """Everything the page shows, as a JSON-able dict (see :mod:`sclens.pl._atlas_data`)."""
-    run = adata.uns.get(sae_key, {})
+    """Everything the page shows, as a JSON-able dict (see :mod:`sclens.pl._atlas_data`).
+
+    ``keys``: ``sae_key``, ``annotation_key``, ``specificity_key``, ``alignment_key``, ``space_key``.
+    """
+    sae_key, annotation_key = keys["sae_key"], keys["annotation_key"]
     acts = sae_activations(adata, sae_key)  # also a clear error when the run is missing
-    table = run.get("features", pd.DataFrame())
-    annotation = adata.uns.get(annotation_key, {}) if isinstance(adata.uns.get(annotation_key), dict) else {}
-    if not annotation:
-        logger.info("atlas: no annotation under `adata.uns[%r]`; the page shows no GO terms.", annotation_key)
+    table = features_table(adata, sae_key)
+    table = pd.DataFrame() if table is None else table
+    stored = _stored(adata, keys)
+    annotation = stored["annotation"]
     feats = _live_features(acts, sae_key, table, features)
     cells = data.sample_cells(adata.n_obs, max_cells, seed)
-    extra = data.extra_columns(table, columns)
+    extra = data.extra_columns(table, columns, alignment=stored["alignment"])
     return {
         "meta": {
             "title": title, "sae_key": sae_key, "annotation_key": annotation_key, "n_cells": int(adata.n_obs),
@@ -80,9 +95,9 @@ def build_payload(
         "act": data.activations(acts, cells, feats),
         "terms": data.terms(annotation.get("results"), feats, max_terms),
         "genes": data.genes(annotation, feats, n_genes),
-        "spec": data.specificity(run, feats),
-        "steer": data.steering(_steering_tables(run, steering), feats, max_terms),
-        "near": data.neighbours(annotation, feats, n_neighbours),
+        "spec": data.specificity(stored["specificity"], feats),
+        "steer": data.steering(_steering_tables(steering), feats, max_terms),
+        "near": data.neighbours(annotation.get("results"), stored["space"], feats, n_neighbours),
     }  # fmt: skip
 
 
@@ -120,6 +135,9 @@ def atlas(
     *,
     sae_key: str = "sae",
     annotation_key: str = "sae_go",
+    specificity_key: str = "specificity",
+    alignment_key: str = "alignment",
+    space_key: str = "feature_space",
     basis: str = "umap",
     features: int | Sequence[int] | None = None,
     columns: str | list[str] | None = None,
@@ -154,19 +172,27 @@ def atlas(
         Key of the SAE run: activations in ``adata.obsm[f"X_{{sae_key}}"]``, features table in
         ``adata.uns[sae_key]['features']``.
     annotation_key
-        Key of the annotation (:func:`sclens.tl.annotate_features`); GO terms, top genes and the
-        feature space (:func:`sclens.tl.feature_space`) are read from ``adata.uns[annotation_key]``.
+        Key of the annotation (:func:`sclens.tl.annotate_features`); GO terms and top genes are read
+        from ``adata.uns[annotation_key]``.
+    specificity_key
+        Key of the :func:`sclens.tl.feature_specificity` result in ``adata.uns[sae_key]`` (mean
+        activation per group); left out when absent.
+    alignment_key
+        Key of the :func:`sclens.tl.feature_alignment` result in ``adata.uns[sae_key]``: the
+        features-table columns of the label columns it scored are shown; left out when absent.
+    space_key
+        Key of the :func:`sclens.tl.feature_space` result in ``adata.uns[annotation_key]`` (closest
+        features by UMAP distance; without it, by the Jaccard similarity of the term sets).
     basis
         Embedding drawn: ``adata.obsm[f"X_{{basis}}"]`` (or ``adata.obsm[basis]``).
     features
         Features listed; ``None``: every feature whose ``kind`` is not ``"dead"``.
     columns
-        Extra columns of the features table shown in the table (alignment columns are added
-        automatically).
+        Extra columns of the features table shown in the table (the columns of the alignment,
+        term clustering and null controls are added automatically).
     steering
         ``{{feature: kept terms}}`` of steered vs normal cells: a DataFrame such as
         ``steered.uns['contrast']['results']`` or the steered AnnData after :func:`sclens.tl.contrast`.
-        A long table ``adata.uns[sae_key]['steering']`` with a ``feature`` column is read too.
     max_cells
         Cells drawn in the scatter plots (a seeded sample); at most 65,535.
     max_terms
@@ -187,8 +213,12 @@ def atlas(
     if not 1 <= int(max_cells) <= data.MAX_CELLS:
         msg = f"max_cells must be between 1 and {data.MAX_CELLS}, got {max_cells!r}."
         raise ValueError(msg)
+    keys = {
+        "sae_key": sae_key, "annotation_key": annotation_key, "specificity_key": specificity_key,
+        "alignment_key": alignment_key, "space_key": space_key,
+    }  # fmt: skip
     payload = build_payload(
-        adata, sae_key=sae_key, annotation_key=annotation_key, basis=basis, features=features, columns=columns,
+        adata, keys=keys, basis=basis, features=features, columns=columns,
         steering=steering, max_cells=int(max_cells), max_terms=int(max_terms), n_genes=int(n_genes),
         n_neighbours=int(n_neighbours), seed=resolve_seed(random_state), title=title or f"sclens atlas: {sae_key}",
     )  # fmt: skip

@@ -8,7 +8,6 @@ maximum), everything else as short lists rounded to a few significant digits.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,11 +17,7 @@ from anndata import AnnData
 from scipy import sparse
 
 MAX_CELLS = 65535  # cell indices travel as uint16
-# columns of feature_alignment / term clustering shown when present
-EXTRA_COLUMNS = re.compile(
-    r"align|auroc|^f1|_f1$|_best$|precision|recall|batch_driven|n_term_clusters|annotation_fdr|^best_(?!term$)",
-    flags=re.I,
-)
+EXTRA_COLUMNS = ("n_term_clusters", "annotation_fdr")  # term clustering, null controls: shown when present
 
 
 def b64(a: np.ndarray) -> str:
@@ -99,9 +94,19 @@ def feature_rows(table: pd.DataFrame, features: np.ndarray, columns: list[str]) 
     return out
 
 
-def extra_columns(table: pd.DataFrame, columns: Any) -> list[str]:
-    """Alignment-like columns present in the table, plus those the user names."""
-    found = [c for c in table.columns if EXTRA_COLUMNS.search(str(c))]
+def alignment_columns(alignment: Mapping) -> list[str]:
+    """Features-table columns written by the ``feature_alignment`` result ``alignment`` (empty: none)."""
+    params = alignment.get("params", {})
+    scored = [str(c) for key in ("groupby", "technical") for c in np.atleast_1d(params.get(key, []))]
+    return [f"{c}_{s}" for c in scored for s in ("best", "auroc", "f1")] + (
+        ["batch_driven"] if np.size(params.get("technical", [])) else []
+    )
+
+
+def extra_columns(table: pd.DataFrame, columns: Any, *, alignment: Mapping) -> list[str]:
+    """Columns of the alignment result, term clustering and null controls present in the table, and those asked."""
+    shown = {*alignment_columns(alignment), *EXTRA_COLUMNS}
+    found = [c for c in table.columns if c in shown]
     asked = [] if columns is None else [columns] if isinstance(columns, str) else list(columns)
     missing = [c for c in asked if c not in table.columns]
     if missing:
@@ -141,16 +146,11 @@ def genes(annotation: dict, features: np.ndarray, n_genes: int) -> dict[str, lis
     return out
 
 
-def specificity(run: dict, features: np.ndarray) -> dict[str, Any]:
-    """Mean activation per group (``feature_specificity``'s ``group_means``) of each shown feature."""
-    result = run.get("specificity")
-    if not isinstance(result, Mapping):  # written before specificity had its own key_added
-        result = {"group_means": run.get("group_means"), "params": run.get("specificity_params", {})}
-        means = result["group_means"]
-    else:  # stored groups x features
-        means = result.get("group_means")
-        means = means.T if isinstance(means, pd.DataFrame) else None
-    if not isinstance(means, pd.DataFrame) or means.empty:
+def specificity(result: Mapping, features: np.ndarray) -> dict[str, Any]:
+    """Mean activation per group (the ``feature_specificity`` result's ``group_means``) of each shown feature."""
+    means = result.get("group_means")
+    means = means.T if isinstance(means, pd.DataFrame) else None  # stored groups x features
+    if means is None or means.empty:
         return {"groups": [], "groupby": "", "by_feature": {}}
     m = means.reindex([str(f) for f in features])
     by = {str(f): [_round(v, 3) for v in row] for f, row in zip(features, m.to_numpy(), strict=True)}
@@ -171,11 +171,9 @@ def steering(tables: dict[int, pd.DataFrame], features: np.ndarray, n_rows: int)
     return out
 
 
-def _similarity_rows(annotation: dict) -> tuple[np.ndarray, Any, str]:
+def _similarity_rows(results: pd.DataFrame | None, space: Mapping) -> tuple[np.ndarray, Any, str]:
     """Feature ids and a function ``i -> similarity of feature i to every feature`` (higher is closer)."""
-    space = annotation.get("feature_space")
-    results = annotation.get("results")
-    if isinstance(space, dict) and "umap" in space:
+    if "umap" in space:
         ids = np.asarray(space["features"]).astype(int)
         xy = np.asarray(space["umap"], dtype=np.float64)
         return ids, lambda i: -np.sqrt(((xy - xy[i]) ** 2).sum(1)), "feature_space"
@@ -193,9 +191,9 @@ def _similarity_rows(annotation: dict) -> tuple[np.ndarray, Any, str]:
     return np.zeros(0, int), None, ""
 
 
-def neighbours(annotation: dict, features: np.ndarray, n_neighbours: int) -> dict[str, Any]:
-    """Closest features in GO-term space: ``feature_space`` UMAP distance if present, else Jaccard of term sets."""
-    ids, similarity, method = _similarity_rows(annotation)
+def neighbours(results: pd.DataFrame | None, space: Mapping, features: np.ndarray, n_neighbours: int) -> dict[str, Any]:
+    """Closest features in GO-term space: UMAP distance in ``space`` if given, else Jaccard of term sets."""
+    ids, similarity, method = _similarity_rows(results, space)
     shown = np.isin(ids, features)
     by: dict[str, list] = {}
     for i in np.flatnonzero(shown):

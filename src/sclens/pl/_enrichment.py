@@ -11,14 +11,13 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
+from .._readers import annotation
 from .._utils import as_feature_list
 from ..get import feature_terms
 from ._utils import feature_title, finish, panels
 
 
-@renamed_params(feature="features", key="annotation_key")
 @doc_params()
 def enrichment(
     adata: AnnData,
@@ -57,8 +56,8 @@ def enrichment(
     tables = [feature_terms(adata, features=f, annotation_key=annotation_key).head(int(n_terms)) for f in feats]
     height = 0.35 * max(max(len(t) for t in tables), 2) + 1.2
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(6, height))
-    params = adata.uns[annotation_key].get("params", {})
-    sae_key = str(params.get("sae_key", params.get("key", "sae")))
+    params = annotation(adata, annotation_key)["params"]
+    sae_key = str(params.get("sae_key", "sae"))
     raw = params.get("flavor") == "scfeaturelens"
     alpha = None if raw or "alpha" not in params else float(params["alpha"])
     for f, terms, ax_ in zip(feats, tables, axes, strict=True):

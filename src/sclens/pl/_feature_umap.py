@@ -9,9 +9,8 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
-from .._readers import stored_space
+from .._readers import result
 from ._utils import finish, new_or_given_ax
 
 
@@ -23,7 +22,6 @@ def concept_mask(space: dict, concept: str) -> np.ndarray:
     return np.asarray(mat[:, hit_terms].sum(axis=1)).ravel() > 0
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_umap(
     adata: AnnData,
@@ -66,7 +64,7 @@ def feature_umap(
     """
     import matplotlib.pyplot as plt
 
-    space = stored_space(adata, annotation_key, space_key)
+    space = result(adata, "feature_space", key=space_key, parent=annotation_key)
     coords = np.asarray(space["umap"], dtype=float)
     if concept is not None and (not isinstance(concept, str) or not concept):
         msg = f"concept must be a non-empty string, got {concept!r}."

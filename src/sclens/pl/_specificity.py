@@ -12,17 +12,16 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
-from .._readers import sub_result
+from .._readers import features_table, result
 from ._utils import finish, new_or_given_ax
 
 
 def specificity_matrix(adata: AnnData, sae_key: str, specificity_key: str, kinds: Sequence[str]) -> pd.DataFrame:
     """Return groups x features mean activations of the chosen kinds, features ordered by group then effect."""
-    result = sub_result(adata, sae_key, specificity_key, made_by="sl.tl.feature_specificity", run_param="sae_key")
-    means: pd.DataFrame = result["group_means"].T  # stored groups x features
-    feats = adata.uns[sae_key]["features"]
+    stored = result(adata, "specificity", key=specificity_key, parent=sae_key)
+    means: pd.DataFrame = stored["group_means"].T  # stored groups x features
+    feats = features_table(adata, sae_key, required=True)
     groups = list(means.columns)
     sel = feats[feats["kind"].isin(list(kinds))]
     if sel.empty:
@@ -40,7 +39,6 @@ def specificity_matrix(adata: AnnData, sae_key: str, specificity_key: str, kinds
     return means.loc[order.index].T
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def specificity(
     adata: AnnData,
@@ -94,7 +92,7 @@ def specificity(
         ax_.set_xticks(range(values.shape[1]), labels=list(mat.columns), rotation=90, fontsize=6)
     else:
         ax_.set_xticks([])
-    kind = adata.uns[sae_key]["features"]["kind"].reindex(mat.columns).to_numpy()
+    kind = features_table(adata, sae_key, required=True)["kind"].reindex(mat.columns).to_numpy()
     n_local = int((kind == "local").sum())
     if 0 < n_local < values.shape[1]:
         ax_.axvline(n_local - 0.5, color="white", linewidth=1.5)

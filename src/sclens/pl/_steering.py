@@ -11,7 +11,6 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._utils import check_adata, resolve_seed
 from ._utils import finish, new_or_given_ax
@@ -96,7 +95,6 @@ def _features(ax: Axes, info: dict, *, max_features: int, palette) -> None:
     ax.set_xlabel("mean activation change of the steered cells")
 
 
-@renamed_params(colors="palette")
 @doc_params()
 def steering(
     adata: AnnData,

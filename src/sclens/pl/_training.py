@@ -10,7 +10,6 @@ from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import sae_run
 from ._utils import finish
@@ -43,7 +42,6 @@ def _summary(run_metrics) -> str:
     return text + (f"; best held-out FVU {best:.3g}" if np.isfinite(best) else "")
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def training(
     adata: AnnData,

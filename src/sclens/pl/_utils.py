@@ -79,8 +79,9 @@ def feature_title(adata: object, sae_key: str, feature: int, *, width: int = 40,
 
     import pandas as pd
 
-    run = getattr(adata, "uns", {}).get(sae_key)
-    table = run.get("features") if isinstance(run, dict) else None
+    from .._readers import features_table
+
+    table = features_table(adata, sae_key) if hasattr(adata, "uns") else None
     label = ""
     if isinstance(table, pd.DataFrame) and "label" in table.columns:
         label = str(table["label"].get(str(int(feature)), "") or "")

@@ -9,7 +9,6 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._stats import fdr_bh
 from .._utils import as_dense_float32, check_adata, get_layer, resolve_seed, sae_activations
@@ -37,7 +36,6 @@ def _row_scores(pseudo: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, ...]
     return hit, n_true, n_pseudo, recall, precision, accuracy
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def connectivity_recovery(
     adata: AnnData,

@@ -10,7 +10,6 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._settings import logger
 from .._utils import as_dense_float32, check_adata, get_layer, resolve_seed, sae_activations
@@ -86,7 +85,6 @@ def _baseline_codes(y: np.ndarray, method: str, n_components: int, seed: int) ->
     return codes
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def recovery(
     adata: AnnData,

@@ -12,7 +12,6 @@ from anndata import AnnData
 from scipy import sparse, stats
 from scipy.optimize import linear_sum_assignment
 
-from .._compat import renamed_params
 from .._docs import doc_params
 from .._readers import annotation_results
 from ._feature_space import binary_matrix
@@ -20,7 +19,6 @@ from ._feature_space import binary_matrix
 logger = logging.getLogger("sclens")
 
 
-@renamed_params(key_a="annotation_key_a", key_b="annotation_key_b")
 @doc_params()
 def compare_features(
     adata_a: AnnData,

@@ -12,10 +12,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from .. import _provenance as provenance
-from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
-from .._readers import annotation_results
+from .._readers import annotation_results, store_result
 from .._utils import check_key_added, writable
 from .._warnings import SclensWarning
 from ..datasets import GeneOntology
@@ -84,7 +82,6 @@ def _feature_categories(mat: sparse.csr_matrix, terms: pd.Index, table: pd.DataF
     return best
 
 
-@renamed_params(key="annotation_key")
 @doc_params()
 def feature_space(
     adata: AnnData,
@@ -139,7 +136,8 @@ def feature_space(
       namespace, ``terms_per_feature_mean``, ``_sem``, ``_min``, ``_max``;
     * ``top_terms``: DataFrame of the ``n_top_terms`` most frequent terms (``term``, ``name``,
       ``namespace``, ``n_features``);
-    * ``params``.
+    * ``params``: the arguments, ``annotation_key`` and ``annotation_run_id``, and the annotation's
+      ``sae_key`` and ``sae_run_id``.
 
     :func:`sclens.get.feature_space` returns all of it as a features-level AnnData.
     """
@@ -165,7 +163,7 @@ def feature_space(
         summary["terms_per_feature_sem"],
     )
     adata = writable(adata, copy=copy)
-    adata.uns[key][key_added] = {
+    tables = {
         "features": feats.astype(np.int64),
         "umap": coords,
         "category": category.astype(str),
@@ -176,16 +174,13 @@ def feature_space(
         "matrix": mat,
         "summary": summary,
         "top_terms": top_terms,
-        "params": {
-            "namespaces": np.asarray(list(namespaces) if namespaces is not None else [], dtype=str),
-            "n_neighbors": int(n_neighbors),
-            "min_dist": float(min_dist),
-            "spread": float(spread),
-            "metric": metric,
-            "random_state": int(random_state),
-            **({"sae_run_id": rid} if (rid := provenance.recorded_run_id(adata.uns[key])) is not None else {}),
-        },
     }
+    params = {
+        "namespaces": np.asarray(list(namespaces) if namespaces is not None else [], dtype=str),
+        "n_neighbors": int(n_neighbors), "min_dist": float(min_dist), "spread": float(spread), "metric": metric,
+        "random_state": int(random_state),
+    }  # fmt: skip
+    store_result(adata, "feature_space", key=key_added, parent=key, tables=tables, params=params)
     return adata if copy else None
 
 
@@ -198,7 +193,7 @@ def _check_n_neighbors(n: int, n_neighbors: int) -> int:
         warnings.warn(
             f"n_neighbors={n_neighbors} >= number of annotated features ({n}); using {n - 1}.",
             SclensWarning,
-            stacklevel=user_stacklevel(3),
+            stacklevel=3,
         )
         n_neighbors = n - 1
     return n_neighbors

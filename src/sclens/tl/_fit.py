@@ -12,7 +12,6 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _provenance as provenance
-from .._compat import renamed_params, user_stacklevel
 from .._docs import doc_params
 from .._readers import sae_run
 from .._settings import resolve_device, resolve_n_jobs
@@ -301,7 +300,6 @@ def _resolve_source(adata: AnnData, key: str, sae: Any) -> tuple[SparseAutoencod
     raise TypeError(msg)
 
 
-@renamed_params(key="key_added")
 @doc_params(
     returns=_doc_returns.format(key="key_added", extra=" on these cells (training curves copied from the source)")
 )
@@ -359,7 +357,7 @@ def encode(
             "embedding of the same width from another model gives meaningless activations. Encode the "
             "embedding the SAE was trained on (for query data: the same model's latent space).",
             SclensWarning,
-            stacklevel=user_stacklevel(2),
+            stacklevel=2,
         )
     ev = evaluate(model.cpu(), x, batch_size=batch_size, return_activations=True)
     params = {**params, **model.cfg.to_dict(), "use_rep": use_rep, "source": "encode"}

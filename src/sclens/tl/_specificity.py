@@ -11,9 +11,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse, stats
 
-from .. import _provenance as provenance
-from .._compat import renamed_params
 from .._docs import doc_params
+from .._readers import result, sae_run, store_result
 from .._stats import fdr_bh
 from .._utils import check_key_added, group_labels, sae_activations, update_features_table, writable
 
@@ -137,7 +136,6 @@ def _classify(
     )  # fmt: skip
 
 
-@renamed_params(key="sae_key")
 @doc_params()
 def feature_specificity(
     adata: AnnData,
@@ -205,7 +203,7 @@ def feature_specificity(
       activations (index: group names, columns: feature ids as strings; groups are rows so that
       names such as ``"CD4+/CD25 T Reg"`` can be written to h5ad);
     * ``adata.uns[sae_key][key_added]['params']``: ``groupby``, ``method``, ``alpha``,
-      ``min_effect`` and the counts ``n_local``, ``n_global``, ``n_dead``.
+      ``min_effect``, the counts ``n_local``, ``n_global``, ``n_dead``, ``sae_key`` and ``sae_run_id``.
     """
     if method not in _METHODS:
         msg = f"method must be one of {_METHODS}, got {method!r}."
@@ -217,7 +215,6 @@ def feature_specificity(
     check_key_added(key_added, reserved={k: f"the SAE run's `{k}`" for k in own})
     act = sae_activations(adata, sae_key)
     codes, groups = _group_codes(adata, groupby)
-    rid = provenance.run_id(adata, sae_key)
     if min_effect is None:
         min_effect = 0.6 if method == "rank" else 0.0
     n_features = act.shape[1]
@@ -250,14 +247,11 @@ def feature_specificity(
     if isinstance(run.get("features"), pd.DataFrame) and len(run["features"]) != n_features:
         del run["features"]  # a table of another SAE (e.g. after re-encoding) is replaced
     update_features_table(run, feats, n_features=n_features)
-    run[key_added] = {
-        "group_means": means,
-        "params": {
-            "groupby": groupby, "method": method, "alpha": float(alpha), "min_effect": float(min_effect),
-            **({"sae_run_id": rid} if rid is not None else {}),
-            **{f"n_{k}": v for k, v in counts.items()},
-        },
-    }  # fmt: skip
+    store_result(
+        adata, "specificity", key=key_added, parent=sae_key, tables={"group_means": means},
+        params={"groupby": groupby, "method": method, "alpha": float(alpha), "min_effect": float(min_effect),
+                **{f"n_{k}": v for k, v in counts.items()}},
+    )  # fmt: skip
     return adata if copy else None
 
 
@@ -314,9 +308,9 @@ def seed_robustness(
     for seed in seeds:
         fitted = fit_sae(light, use_rep="X_rep", random_state=int(seed), key_added="sae", copy=True, **fit_kwargs)
         feature_specificity(fitted, groupby=groupby, method=method)
-        params = fitted.uns["sae"]["specificity"]["params"]
+        params = result(fitted, "specificity", key="specificity", parent="sae")["params"]
         act = fitted.obsm["X_sae"]
-        fvu = fitted.uns["sae"].get("metrics", {}).get("fvu", np.nan)
+        fvu = sae_run(fitted, "sae", need=()).get("metrics", {}).get("fvu", np.nan)
         rows[str(seed)] = {
             "n_features": int(act.shape[1]),
             "n_live": int(act.shape[1] - params["n_dead"]),

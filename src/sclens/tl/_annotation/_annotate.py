@@ -11,12 +11,11 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from ... import _provenance as provenance
-from ..._compat import renamed_params
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
+from ..._readers import store_result
 from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, writable
-from ._annotate_core import check_options, clean_params, feature_summary, run_contrasts, update_feature_table
+from ._annotate_core import check_options, feature_summary, run_contrasts, update_feature_table
 from ._cellsets import MIN_CELLS, cell_sets, check_cell_set_args, resolve_features, resolve_within, skip_message
 from ._de import Expression
 from ._enrich import check_testable, gene_set_matrix
@@ -61,7 +60,6 @@ DEMethod = Literal["fast", "deseq2"]
 Enrichment = Literal["ora", "ulm", "mlm", "gsea", "aucell"] | str
 
 
-@renamed_params(key="sae_key", within="cells")
 @doc_params(shared=_doc_shared)
 def annotate_features(
     adata: AnnData,
@@ -184,7 +182,10 @@ def annotate_features(
       ``flavor="scfeaturelens"``; ``mean_log2fc`` of the term's tested genes for ORA, used to
       break ties of saturated p-values), sorted by feature and p-value;
     * ``adata.uns[key_added]['skipped']``: ``feature``, ``reason``, ``n_high``, ``n_low``;
-    * ``adata.uns[key_added]['params']``: the arguments, gene-set attributes and sizes;
+    * ``adata.uns[key_added]['params']``: the arguments, gene-set attributes and sizes, ``sae_key``
+      and ``sae_run_id``;
+    * ``adata.uns[key_added]['run_id']``: a unique id of this annotation, recorded as
+      ``annotation_run_id`` by the results derived from it (:func:`feature_space`, :func:`annotation_null`);
     * ``adata.uns[key_added]['top_genes']``: each annotated feature's up to 20 most up-regulated genes
       (``log2fc > 0``, ``padj < de_alpha``), by Wald (Welch for ``flavor="scfeaturelens"``)
       statistic: ``feature``, ``gene``, ``log2fc``, ``padj``;
@@ -245,16 +246,16 @@ def annotate_features(
         "de_method": "welch" if flavor == "scfeaturelens" else de_method,
         "enrichment": "binomial+mannwhitney" if flavor == "scfeaturelens" else enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
-        "max_size": max_size, "flavor": flavor, "random_state": seed, "sae_run_id": provenance.run_id(adata, sae_key),
+        "max_size": max_size, "flavor": flavor, "random_state": seed,
         "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
     }  # fmt: skip
-    adata.uns[key_added] = {
+    tables = {
         "results": results,
         "skipped": sets.skipped,
         "top_genes": top_table,
-        "params": clean_params(params),
         **({"de": de_tables} if de_tables else {}),
     }
+    store_result(adata, "annotation", key=key_added, parent=None, tables=tables, params=params)
     add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None
 
@@ -283,7 +284,6 @@ def _cells_param(cells: Any) -> Any:
     return np.asarray(cells, dtype=bool)
 
 
-@renamed_params(group="groups")
 @doc_params(shared=_doc_shared)
 def contrast(
     adata: AnnData,
@@ -373,11 +373,8 @@ def contrast(
         "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
         "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
     }  # fmt: skip
-    adata.uns[key_added] = {
-        "results": results.drop(columns="feature"),
-        "de": de["0"],
-        "params": clean_params(params),
-    }
+    tables = {"results": results.drop(columns="feature"), "de": de["0"]}
+    store_result(adata, "contrast", key=key_added, parent=None, tables=tables, params=params)
     return adata if copy else None
 
 

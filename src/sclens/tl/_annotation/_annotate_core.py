@@ -181,18 +181,3 @@ def update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_f
                 full[col] = old[col].where(old[col].notna(), full[col]).to_numpy()
     full.loc[summary.index, cols] = summary[cols].to_numpy()
     update_features_table(adata.uns[key], full.astype(_DTYPES), n_features=n_features)
-
-
-def clean_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Drop ``None`` values and turn lists into arrays so the dict survives ``write_h5ad``."""
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if v is None:
-            continue
-        if isinstance(v, dict):
-            out[k] = clean_params(v)
-        elif isinstance(v, (list, tuple)):
-            out[k] = np.asarray(v)
-        else:
-            out[k] = v
-    return out

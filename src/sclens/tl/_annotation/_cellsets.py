@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ..._readers import features_table
 from ..._utils import sae_activations
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def resolve_features(adata: AnnData, *, key: str, features: Any) -> tuple[sparse
     """
     acts = sae_activations(adata, key).tocsc()
     n_feat = acts.shape[1]
-    table = adata.uns[key].get("features") if isinstance(adata.uns[key], dict) else None
+    table = features_table(adata, key)
     kind = None
     if isinstance(table, pd.DataFrame) and "kind" in table.columns:
         kind = pd.Series(table["kind"].astype(str).to_numpy(), index=table.index.astype(str))

@@ -16,7 +16,7 @@ from scipy import sparse
 
 from ..._docs import doc_params
 from ..._network import GeneSetsLike, as_network
-from ..._readers import stored_annotation
+from ..._readers import annotation, features_table
 from ..._utils import check_adata, update_features_table, writable
 from ._enrich import network_ic
 
@@ -208,10 +208,8 @@ def term_redundancy(
     if not 0 < min_similarity <= 1:
         msg = f"min_similarity must be in (0, 1], got {min_similarity!r}."
         raise ValueError(msg)
-    stored_annotation(adata, annotation_key, sae_key=sae_key)
-    if not isinstance(adata.uns.get(sae_key), dict) or "features" not in adata.uns[sae_key]:
-        msg = f"`adata.uns[{sae_key!r}]['features']` not found; pass the SAE run the annotation was made from."
-        raise KeyError(msg)
+    annotation(adata, annotation_key, sae_key=sae_key)
+    features_table(adata, sae_key, required=True)
     gs = gene_set_matrix(gene_sets, adata.var_names)
     adata = writable(adata, copy=copy)
     adata.uns[annotation_key] = {**adata.uns[annotation_key], "params": dict(adata.uns[annotation_key]["params"])}

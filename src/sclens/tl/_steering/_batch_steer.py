@@ -11,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
+from ..._readers import features_table, store_result
 from ..._utils import get_rep, resolve_seed
 from ._mixing import integration_scores
 from ._steer import doc_sae_key
@@ -22,7 +23,7 @@ logger = logging.getLogger("sclens")
 def _batch_features(adata: AnnData, sae_key: str, features: Any, n_features: int) -> np.ndarray:
     if features is not None:
         return check_features(features, n_features)
-    table = adata.uns[sae_key].get("features")
+    table = features_table(adata, sae_key)
     if not isinstance(table, pd.DataFrame) or "batch_driven" not in table.columns:
         msg = (
             f"No `batch_driven` column in `adata.uns[{sae_key!r}]['features']`; run "
@@ -123,9 +124,11 @@ def batch_steer(
     )  # fmt: skip
     params = {"batch_key": batch_key, "sae_key": sae_key, "use_rep": run.use_rep, "n_neighbors": n_neighbors}
     params.update({"label_key": label_key} if label_key else {})
-    params.update({"sae_run_id": run.run_id} if run.run_id is not None else {})
     adata = adata.copy() if copy else adata
     adata.obsm[name] = x_new.astype(np.float32)
-    adata.uns[key_added] = {"scores": scores, "features": feats, "clamped_to": mean, "params": params}
+    store_result(
+        adata, "batch_steer", key=key_added, parent=None,
+        tables={"scores": scores, "features": feats, "clamped_to": mean}, params=params,
+    )  # fmt: skip
     logger.info("batch_steer: %d features; scores\n%s", feats.size, scores.to_string())
     return adata if copy else None

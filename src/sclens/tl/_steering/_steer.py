@@ -9,7 +9,6 @@ from typing import Any, Literal
 import numpy as np
 from anndata import AnnData
 
-from ..._compat import renamed_params
 from ..._docs import doc_params
 from ._steer_core import (
     change_codes,
@@ -67,7 +66,6 @@ def steer_params(run, *, sae_key: str, idx: np.ndarray, decoder: str) -> dict[st
     return out
 
 
-@renamed_params(feature="features", groups="cells", key="sae_key")
 @doc_params(sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns)
 def steer(
     adata: AnnData,

@@ -11,10 +11,10 @@ from anndata import AnnData
 from scipy import sparse
 
 from ..._docs import doc_params
+from ..._readers import store_result
 from ..._utils import resolve_seed, sae_activations, update_features_table, writable
-from .._annotation._annotate_core import clean_params
 from .._specificity import _one_hot, _rank_auc
-from ._trust_utils import as_list, obs_codes, run_provenance
+from ._trust_utils import as_list, obs_codes
 
 logger = logging.getLogger("sclens")
 
@@ -152,19 +152,19 @@ def feature_alignment(
         Fraction of cells held out to report precision, recall and F1.
     {random_state}
     key_added
-        Name of the long table in ``adata.uns[sae_key]``.
+        Name of the result in ``adata.uns[sae_key]``.
     {copy}
 
     Returns
     -------
     ``None``, or a copy when ``copy=True``; sets
 
-    * ``adata.uns[sae_key][key_added]``: long table, one row per live feature x column x category,
-      columns ``feature``, ``groupby``, ``category``, ``n_cells``, ``auroc``, ``threshold``,
-      ``precision``, ``recall``, ``f1``;
+    * ``adata.uns[sae_key][key_added]['table']``: long table, one row per live feature x column x
+      category, columns ``feature``, ``groupby``, ``category``, ``n_cells``, ``auroc``,
+      ``threshold``, ``precision``, ``recall``, ``f1``;
     * ``adata.uns[sae_key]['features']`` columns ``{{column}}_best`` (category of highest AUROC),
       ``{{column}}_auroc`` and ``{{column}}_f1`` per column, and ``batch_driven`` with ``technical``;
-    * ``adata.uns[sae_key][f'{{key_added}}_params']``: the arguments and ``sae_run_id``.
+    * ``adata.uns[sae_key][key_added]['params']``: the arguments, ``sae_key`` and ``sae_run_id``.
     """
     bio, tech = as_list(groupby, "groupby"), as_list(technical, "technical")
     if not bio:
@@ -205,9 +205,9 @@ def feature_alignment(
     adata = writable(adata, copy=copy)
     run = adata.uns[sae_key]
     update_features_table(run, frame, n_features=n_features)
-    run[key_added] = long
-    run[f"{key_added}_params"] = clean_params({
-        **run_provenance(adata, sae_key), "groupby": bio, "technical": tech, "test_size": float(test_size),
-        "random_state": resolve_seed(random_state), "n_test": int(test.sum()), "levels": LEVELS,
-    })  # fmt: skip
+    store_result(
+        adata, "alignment", key=key_added, parent=sae_key, tables={"table": long},
+        params={"groupby": bio, "technical": tech, "test_size": float(test_size),
+                "random_state": resolve_seed(random_state), "n_test": int(test.sum()), "levels": LEVELS},
+    )  # fmt: skip
     return adata if copy else None

@@ -9,8 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
-from ..._provenance import check_table
-from ..._readers import sae_run
+from ..._readers import result, sae_run
 from ..._utils import check_adata
 from ._trust_utils import as_list, features_table
 
@@ -46,15 +45,15 @@ def _row(adata: AnnData, key: str, alignment_key: str, null_key: str, min_auroc:
             row["median_term_clusters"] = _median(
                 feats.loc[live & (feats["n_terms"] > 0), "n_term_clusters"].astype(float)
             )
-    null = run.get(f"{null_key}_params")
-    if isinstance(null, dict):
-        check_table(adata, key, null_key, rerun=f"sl.tl.annotation_null(adata, sae_key={key!r}, ...)")
+    null = result(adata, "annotation_null", key=null_key, parent=key, missing_ok=True)
+    if null is not None:
+        null = null["params"]
         rates = [v for k, v in null.items() if k.startswith("null_") and k.endswith("_annotated")]
         row["annotated_fraction_in_features_tested"] = null["n_annotated"] / max(null["n_features"], 1)
         row["null_annotated_fraction"] = max(float(r) for r in rates) / max(null["n_features"], 1)
-    table = run.get(alignment_key)
-    if isinstance(table, pd.DataFrame):
-        check_table(adata, key, alignment_key, rerun=f"sl.tl.feature_alignment(adata, sae_key={key!r}, ...)")
+    alignment = result(adata, "alignment", key=alignment_key, parent=key, missing_ok=True)
+    if alignment is not None:
+        table = alignment["table"]
         for col, sub in table.groupby("groupby", sort=False):
             best = sub.groupby("feature")["auroc"].max()
             row[f"{col}_median_auroc"] = _median(best)
@@ -85,9 +84,9 @@ def compare_runs(
     sae_keys
         Runs to compare, e.g. ``["sae", "ica", "pca"]``.
     alignment_key
-        Name of the :func:`feature_alignment` table in each run.
+        Name of the :func:`feature_alignment` result in each run.
     null_key
-        Name of the :func:`annotation_null` table in each run.
+        Name of the :func:`annotation_null` result in each run.
     min_auroc
         AUROC at which a category counts as captured by some feature (``*_covered``).
 

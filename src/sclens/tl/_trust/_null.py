@@ -13,11 +13,10 @@ from anndata import AnnData
 
 from ..._docs import doc_params
 from ..._network import GeneSetsLike, as_network
-from ..._readers import sae_run, stored_annotation
+from ..._provenance import run_id
+from ..._readers import annotation, features_table, sae_run, store_result
 from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
-from .._annotation._annotate_core import clean_params
 from .._annotation._predicted import predictor
-from ._trust_utils import run_provenance
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
@@ -31,7 +30,7 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
     kw = {k: params.get(k) for k in _PASSED}
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
-    cells = params.get("cells", params.get("within"))  # `within` before the vocabulary change
+    cells = params.get("cells")
     if isinstance(cells, Mapping):
         kw["cells"] = {k: list(np.atleast_1d(v)) for k, v in cells.items()} or None
     else:
@@ -56,7 +55,7 @@ def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
         light.X = adata.X
     else:
         light.layers[kw["layer"]] = adata.layers[kw["layer"]]
-    table = adata.uns[sae_key].get("features")
+    table = features_table(adata, sae_key)
     light.uns["null"] = (
         {"features": table[["kind"]].copy()} if isinstance(table, pd.DataFrame) and "kind" in table else {}
     )
@@ -173,29 +172,28 @@ def annotation_null(
         expression; predictions stored in a layer are read from it again without it.
     {random_state}
     key_added
-        Name of the per-feature table in ``adata.uns[sae_key]``.
+        Name of the result in ``adata.uns[sae_key]``.
     {copy}
 
     Returns
     -------
     ``None``, or a copy when ``copy=True``; sets
 
-    * ``adata.uns[sae_key][key_added]``: one row per annotated feature: ``feature``,
+    * ``adata.uns[sae_key][key_added]['table']``: one row per annotated feature: ``feature``,
       ``observed_terms``, ``null_{{null}}_terms`` (mean kept terms under each null),
       ``null_{{null}}_annotated`` (fraction of permutations with at least one term), ``annotation_fdr``;
     * ``adata.uns[sae_key]['features']`` columns ``null_terms`` (the larger null mean) and
       ``annotation_fdr``;
-    * ``adata.uns[sae_key][f'{{key_added}}_params']``: ``n_annotated`` (observed), ``null_{{null}}_annotated``
-      (mean number of features annotated under each null), ``summary``, ``seconds``, the arguments
-      and ``sae_run_id``.
+    * ``adata.uns[sae_key][key_added]['params']``: ``n_annotated`` (observed), ``null_{{null}}_annotated``
+      (mean number of features annotated under each null), ``summary``, ``seconds``, the arguments,
+      ``sae_key``, ``sae_run_id`` and ``annotation_run_id``.
     """
     from .._annotation._annotate import annotate_features
 
     check_adata(adata)
     nulls = _check_nulls(nulls, n_permutations)
     sae_run(adata, sae_key, need=(), activations=True)
-    purpose = ": the null repeats that annotation with the same arguments."
-    ann = stored_annotation(adata, annotation_key, sae_key=sae_key, need=("params", "results"), purpose=purpose)
+    ann = annotation(adata, annotation_key, sae_key=sae_key)
     kw = _annotation_args(ann["params"], model)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
@@ -243,11 +241,11 @@ def annotation_null(
                          index=[str(f) for f in feats])  # fmt: skip
     if isinstance(run.get("features"), pd.DataFrame):
         update_features_table(run, frame)
-    run[key_added] = table
-    run[f"{key_added}_params"] = clean_params({
-        **run_provenance(adata, sae_key), "annotation_key": annotation_key, "nulls": nulls,
-        "n_permutations": int(n_permutations), "random_state": resolve_seed(random_state),
-        "n_features": int(feats.size),
-        "n_annotated": n_obs, **counts, "summary": summary, "seconds": float(seconds),
-    })  # fmt: skip
+    store_result(
+        adata, "annotation_null", key=key_added, parent=sae_key, tables={"table": table},
+        params={"annotation_key": annotation_key, "annotation_run_id": run_id(adata, annotation_key), "nulls": nulls,
+                "n_permutations": int(n_permutations), "random_state": resolve_seed(random_state),
+                "n_features": int(feats.size), "n_annotated": n_obs, **counts, "summary": summary,
+                "seconds": float(seconds)},
+    )  # fmt: skip
     return adata if copy else None

@@ -8,14 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ... import _provenance as provenance
 from ..._utils import group_labels
-
-
-def run_provenance(adata: AnnData, sae_key: str) -> dict[str, Any]:
-    """``sae_key`` and, when the run has one, its ``sae_run_id``, for the params of a derived result."""
-    run_id = provenance.run_id(adata, sae_key)
-    return {"sae_key": sae_key, **({"sae_run_id": run_id} if run_id is not None else {})}
 
 
 def obs_codes(adata: AnnData, column: str) -> tuple[np.ndarray, list[str]]:
