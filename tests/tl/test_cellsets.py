@@ -134,3 +134,14 @@ def test_features_table_records_sets_and_reasons(toy_annot, tmp_path):
     back = anndata.read_h5ad(tmp_path / "a.h5ad").uns["sae"]["features"]
     cols = ["n_terms", "best_term", "best_padj", "n_high", "n_low", "skip_reason", "label"]
     pd.testing.assert_frame_equal(back[cols], table[cols], check_dtype=False)
+
+
+def test_quantile_with_zeros_matches_numpy():
+    from sclens.tl._annotation._cellsets import _quantile_with_zeros
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        v = np.sort(rng.gamma(1, 1, rng.integers(1, 50)))
+        n_zero, q = int(rng.integers(0, 100)), rng.random()
+        ref = np.quantile(np.concatenate([np.zeros(n_zero), v]), q)
+        assert _quantile_with_zeros(v, n_zero, q) == pytest.approx(ref, rel=1e-12, abs=1e-12)

@@ -144,7 +144,7 @@ def cell_sets(
         nz_cells, nz_vals = nz_cells[sel], nz_vals[sel]
         order = np.argsort(-nz_vals, kind="stable")  # most active first
         if low_quantile is None:  # quantile over all selected cells, zeros included (they are the low pool)
-            thr = _quantile_with_zeros(nz_vals, n_sel - nz_cells.size, high_quantile)
+            thr = _quantile_with_zeros(nz_vals[order[::-1]], n_sel - nz_cells.size, high_quantile)
         else:
             thr = float(np.quantile(nz_vals, high_quantile)) if nz_cells.size else 0.0
         n_above = int((nz_vals > thr).sum() if strict else (nz_vals >= thr).sum())
@@ -178,12 +178,11 @@ def cell_sets(
     )
 
 
-def _quantile_with_zeros(values: np.ndarray, n_zero: int, q: float) -> float:
-    """``np.quantile`` (linear) of ``values`` (all positive) padded with ``n_zero`` zeros, without the padding."""
-    n = n_zero + values.size
-    if values.size == 0:
+def _quantile_with_zeros(v: np.ndarray, n_zero: int, q: float) -> float:
+    """``np.quantile`` (linear) of the sorted positive ``v`` padded with ``n_zero`` zeros, without the padding."""
+    n = n_zero + v.size
+    if v.size == 0:
         return 0.0
-    v = np.sort(values)
     pos = q * (n - 1)
     lo = int(np.floor(pos))
     at_lo, at_hi = (0.0 if i < n_zero else float(v[i - n_zero]) for i in (lo, min(lo + 1, n - 1)))
@@ -203,7 +202,7 @@ def _skip_reason(n_high: int, n_low: int, *, n_active: int, low_quantile: float 
 
 
 def check_cell_set_args(*, high_quantile: float, low_quantile: float | None, n_low: int, min_high: int) -> None:
-    """Refuse quantiles outside (0, 1), ``n_low < 1`` and ``min_high < MIN_CELLS``."""
+    """Refuse quantiles outside (0, 1) and ``n_low`` or ``min_high`` below :data:`MIN_CELLS`."""
     for name, q in (("high_quantile", high_quantile), ("low_quantile", low_quantile)):
         if q is not None and not 0 < q < 1:
             msg = f"{name} must be in (0, 1), got {q!r}."
