@@ -1,40 +1,43 @@
-"""Benchmark of sl.tl.annotate_features: fast engine on 1,000 features vs pyDESeq2 on a sample.
+"""Benchmark of sl.tl.annotate_features: speed of the fast engine, and its agreement with pyDESeq2 on real cells.
 
-50,000 cells x 2,000 genes of negative-binomial counts with 100 planted programs (15 genes each);
-1,000 live SAE features = noisy copies of the program codes (10 per program). Gene sets: the
-100 program sets plus ~10,000 random sets with GO-like sizes (synthetic; the planted sets are
-known, so recovery can be scored). If ``sl.datasets.go_gene_sets`` exists, the fast engine is
-also timed against GO BP+MF with the genes renamed to GO gene symbols.
+Speed: 50,000 cells x 2,000 genes of negative-binomial counts with 100 planted programs (15 genes
+each); 1,000 live SAE features = noisy copies of the program codes (10 per program). Gene sets: the
+100 program sets plus ~10,000 random sets with GO-like sizes (synthetic; the planted sets are known,
+so recovery can be scored). Stored in ``results/annotate_speed.md``.
 
-Run: ``python benchmarks/annotate.py [--n-cells 50000] [--deseq2 10] [--compare-only]``
+Agreement (``--deseq2``, issue 20): ``sl.datasets.immune559_counts()`` (559 real immune cells, 9,810
+genes), PCA of log-normalised counts, leiden clusters, ``fit_sae`` with its defaults,
+``feature_specificity`` by cluster; the 2 most specific local features of every cluster and every
+20th global feature. Both engines get the same high / low cells (``high_quantile=0.95``); per
+feature: Spearman correlation of the Wald statistics over all genes both tested and over genes with
+pyDESeq2 base mean >= 0.5, Jaccard index of the genes at ``padj < 0.05`` and of the GO terms kept by
+ORA of the up-regulated genes (BH ``padj < 0.05``, and the paper's raw ``p < 0.01``). pyDESeq2 takes
+about a minute per feature on a loaded machine: ``--cache`` keeps its tables between runs. Stored in
+``results/deseq2_agreement_<label>.md``; the engine before issue 20 was measured by running this
+script with the ``main`` branch's ``src`` first on ``PYTHONPATH`` (``--label before``).
 
-Fast engine vs pyDESeq2 (issue 11): ``--compare-only --n-cells 3000 --n-genes 1000 --deseq2 10``
-prints, per feature (median [min] over features), the Spearman correlation of Wald statistics with
-pyDESeq2's and the Jaccard index of up-regulated genes and kept terms, for the engine and for its
-Wald kernel fed with pyDESeq2's size factors, dispersions and log2 fold changes one at a time
-(``ablate``). Result (docs/performance.md): the Wald gap is the dispersion estimator (moments vs NB
-maximum likelihood: 0.936 -> 0.976-0.979); the kept-terms gap is the raw ``p < 0.01`` rule over
-10,000 random sets, which pyDESeq2's independent filtering alone moves by a median 21 %.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/annotate.py [--n-cells 50000] [--deseq2 --cache /tmp/deseq2.pkl]``
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import resource
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse, special, stats
+from scipy import sparse, stats
 
 import sclens as sl
-from sclens._stats import fdr_bh
 from sclens.tl._annotation import _de_fast as fast
 from sclens.tl._annotation._cellsets import cell_sets, resolve_features
 from sclens.tl._annotation._de import Expression
-from sclens.tl._annotation._de_deseq2 import deseq2_fit
 from sclens.tl._annotation._enrich import gene_set_matrix, ora, up_genes
 
 
@@ -87,182 +90,173 @@ def timed(fn):
     return dt, peak
 
 
-COMBINATIONS = [  # (size factors, dispersions) plugged into the fast engine's Wald kernel
-    ("fast", "fast (MAP weight, default)"),
-    ("fast", "fast, fixed weight 0.25 (before)"),
-    ("fast", "fast gene-wise (weight 1)"),
-    ("pyDESeq2", "fast (MAP weight, default)"),
-    ("fast", "pyDESeq2 MAP"),
-    ("fast", "pyDESeq2 gene-wise"),
-    ("pyDESeq2", "pyDESeq2 MAP"),
-    ("fast", "per-contrast moments"),
-    ("pyDESeq2", "per-contrast moments"),
-    ("fast", "NB maximum likelihood on all cells"),
-]
-FAST_WEIGHTS = {"fast (MAP weight, default)": None, "fast, fixed weight 0.25 (before)": 0.25,
-                "fast gene-wise (weight 1)": 1.0}  # fmt: skip
+RESULTS = Path(__file__).parent / "results"
+AGREEMENT_KW = {"high_quantile": 0.95, "n_low": 1000, "min_high": 10}  # the cell sets of both engines
 
 
-def kernel_wald(counts, n_high, size_factors, dispersions):
-    """The fast engine's Wald kernel (``nb_wald``) on one contrast with the given size factors and dispersions."""
-    bins, centres = fast.size_bins(size_factors)
-    nbin = [np.bincount(b, minlength=centres.size)[None, :].astype(float) for b in (bins[:n_high], bins[n_high:])]
-    y = [counts[:n_high], counts[n_high:]]
-    s = [size_factors[:n_high, None], size_factors[n_high:, None]]
-    return fast.nb_wald(y[0].sum(0)[None], y[1].sum(0)[None], nbin[0], nbin[1], centres, np.asarray(dispersions),
-                        (s[0] * y[0]).sum(0)[None], (s[1] * y[1]).sum(0)[None])  # fmt: skip
+def immune_sae():
+    """immune559 (real cells, raw counts): PCA of log-normalised counts, leiden clusters, ``fit_sae`` defaults."""
+    import scanpy as sc
+
+    adata = sl.datasets.immune559_counts()
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    sc.pp.pca(adata, n_comps=30, random_state=0)
+    sc.pp.neighbors(adata, random_state=0)
+    sc.tl.leiden(adata, resolution=1.0, random_state=0, flavor="igraph", n_iterations=2)
+    sl.tl.fit_sae(adata, use_rep="X_pca")
+    sl.tl.feature_specificity(adata, groupby="leiden")
+    return adata
 
 
-def contrast_moments(counts, n_high, size_factors):
-    """Gene-wise dispersions by the method of moments around each group's mean, on the contrast's cells only."""
-    num, den = 0.0, 0.0
-    for y, s in ((counts[:n_high], size_factors[:n_high, None]), (counts[n_high:], size_factors[n_high:, None])):
-        m = s * (y.sum(0) / s.sum())
-        num = num + ((y - m) ** 2 - m).sum(0)
-        den = den + (m**2).sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.clip(np.where(den > 0, num / den, 10.0), 1e-8, 10.0)
+def pick_features(adata):
+    """The 2 most specific local features of every leiden cluster and every 20th global one (by frequency)."""
+    ft = adata.uns["sae"]["features"]
+    local = ft[ft["kind"] == "local"].sort_values("effect", ascending=False).groupby("top_group").head(2)
+    glob = ft[ft["kind"] == "global"].sort_values("frequency").iloc[::20]
+    return sorted(int(i) for i in [*local.index, *glob.index]), set(map(int, local.index))
 
 
-def nb_ml_dispersions(counts, size_factors, n_iter=40):
-    """Gene-wise NB maximum-likelihood dispersions on dense counts (all cells, one mean per gene).
+def deseq2_tables(adata, feats, cache, *, only_cached=False):
+    """pyDESeq2's DE tables (the reference engine, ``de_method="deseq2"``) of ``feats``, cached by cell sets.
 
-    Golden-section search of the profile log-likelihood over ``log alpha`` in ``[-9, 2.3]``, all genes
-    at once; ``mu = sum(y) / sum(s)``. Dense: for this benchmark only.
+    ``only_cached``: leave out the features whose table is not in the cache yet.
     """
-    y = np.asarray(counts, dtype=np.float64)
-    m = size_factors[:, None] * (y.sum(0) / size_factors.sum())[None, :]
+    from sclens.tl._annotation._de_deseq2 import deseq2_one
 
-    def loglik(log_alpha):
-        r = np.exp(-log_alpha)[None, :]
-        return (special.gammaln(y + r) - special.gammaln(r) + r * np.log(r / (r + m)) + y * np.log(m / (r + m))).sum(0)
+    acts, f = resolve_features(adata, key="sae", features=feats)
+    sets = cell_sets(acts, f, low_quantile=None, mask=None, seed=0, **AGREEMENT_KW)
+    store = pd.read_pickle(cache) if cache and Path(cache).exists() else {}
+    expr, out = Expression(adata, layer="counts"), {}
+    for j, feat in enumerate(sets.features):
+        hi, lo = sets.high[:, j].indices, sets.low[:, j].indices
+        key = (int(feat), hashlib.sha1(np.concatenate([hi, [-1], lo]).tobytes()).hexdigest())
+        if key not in store and only_cached:
+            continue
+        if key not in store:
+            t0 = time.perf_counter()
+            store[key] = deseq2_one(expr.dense(np.concatenate([hi, lo]), integer=True), hi.size, adata.var_names)
+            print(f"pyDESeq2 feature {feat}: {time.perf_counter() - t0:.0f} s", flush=True)
+            if cache:
+                pd.to_pickle(store, cache)
+        out[str(int(feat))] = store[key]
+    return out
 
-    lo, hi = np.full(y.shape[1], -9.0), np.full(y.shape[1], np.log(10.0))
-    g = (np.sqrt(5) - 1) / 2
-    for _ in range(n_iter):
-        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        left = loglik(a) > loglik(b)
-        hi, lo = np.where(left, b, hi), np.where(left, lo, a)
-    return np.exp((lo + hi) / 2)
+
+def as_result(table):
+    cols = ("log2FoldChange", "stat", "pvalue", "padj", "baseMean")
+    arrays = [table[c].to_numpy(dtype=float)[None] for c in cols]
+    arrays[3] = np.where(np.isfinite(arrays[2]) & np.isnan(arrays[3]), 1.0, arrays[3])  # as de_method="deseq2"
+    return fast.DEResult(*arrays)
 
 
-def kept_terms(de, gsm, rule):
-    """Terms ORA keeps for one contrast: raw ``p < 0.01`` (the default) or BH ``padj < 0.01``."""
+def kept_terms(de, gsm):
+    """Kept terms of one contrast at the default rule (ORA of up genes, BH padj < 0.05) and the paper's raw p < 0.01."""
     res = ora(up_genes(de, de_alpha=0.05, min_log2fc=1.0), de.tested, gsm, min_size=5, max_size=None)
-    return set(np.flatnonzero(res["pvalue" if rule == "p" else "padj"][:, 0] < 0.01))
+    return {
+        rule: set(np.flatnonzero(res[col][:, 0] < cut))
+        for rule, col, cut in (("bh", "padj", 0.05), ("p", "pvalue", 0.01))
+    }
+
+
+def agreement(label, cache, *, only_cached=False):
+    """Fast engine vs pyDESeq2 on real cells: the same high / low cells, ``return_de`` of both engines."""
+    adata = immune_sae()
+    feats, local = pick_features(adata)
+    go = sl.datasets.go_gene_sets("human")
+    t0 = time.perf_counter()
+    sl.tl.annotate_features(adata, gene_sets=go, layer="counts", features=feats, return_de=feats, key_added="fast",
+                            **AGREEMENT_KW)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    ref = deseq2_tables(adata, feats, cache, only_cached=only_cached)
+    gsm = gene_set_matrix(go, adata.var_names)
+    rows = []
+    for f, table in ref.items():
+        a, b = adata.uns["fast"]["de"][f], table.reindex(adata.var_names)
+        de_a = fast.DEResult(
+            *(a[c].to_numpy(dtype=float)[None] for c in ("log2fc", "stat", "pvalue", "padj", "base_mean"))
+        )
+        de_b = as_result(b)
+        ok = np.isfinite(de_a.stat[0]) & np.isfinite(de_b.stat[0])
+        hi_mean = ok & (de_b.base_mean[0] >= 0.5)
+        sig_a, sig_b = de_a.padj[0] < 0.05, de_b.padj[0] < 0.05
+        terms_a, terms_b = kept_terms(de_a, gsm), kept_terms(de_b, gsm)
+        rows.append({
+            "feature": int(f), "kind": "local" if int(f) in local else "global",
+            "Spearman all": stats.spearmanr(de_a.stat[0, ok], de_b.stat[0, ok]).statistic,
+            "Spearman base mean>=0.5": stats.spearmanr(de_a.stat[0, hi_mean], de_b.stat[0, hi_mean]).statistic,
+            "padj<0.05 fast": int(sig_a.sum()), "padj<0.05 pyDESeq2": int(sig_b.sum()),
+            "Jaccard padj<0.05": jaccard(set(np.flatnonzero(sig_a)), set(np.flatnonzero(sig_b))),
+            "terms fast": len(terms_a["bh"]), "terms pyDESeq2": len(terms_b["bh"]),
+            "Jaccard terms BH<0.05": jaccard(terms_a["bh"], terms_b["bh"]),
+            "Jaccard terms p<0.01": jaccard(terms_a["p"], terms_b["p"]),
+        })  # fmt: skip
+    per_feature = pd.DataFrame(rows)
+    metrics = [c for c in per_feature.columns if c.startswith(("Spearman", "Jaccard"))]
+    summary = pd.DataFrame({
+        "metric": metrics,
+        "median": [per_feature[c].median() for c in metrics],
+        "min": [per_feature[c].min() for c in metrics],
+    })  # fmt: skip
+    head = (f"# Fast engine vs pyDESeq2 on real cells ({label})\n\n`python benchmarks/annotate.py --deseq2 --label "
+            f"{label}`: immune559 ({adata.n_obs} cells x {adata.n_vars} genes), {len(ref)} SAE features "
+            f"({per_feature['kind'].eq('local').sum()} local), fast engine {seconds:.1f} s.\n\n")  # fmt: skip
+    text = (
+        head
+        + summary.to_markdown(index=False, floatfmt=".3f")
+        + "\n\n"
+        + per_feature.to_markdown(index=False, floatfmt=".3f")
+        + "\n"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"deseq2_agreement_{label}.md").write_text(text)
+    print(text)
 
 
 def jaccard(a, b):
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
-def ablate(adata, gs, sample):
-    """Which modelling choice separates the fast engine from pyDESeq2: plug pyDESeq2's pieces into the fast kernel.
-
-    Per feature: the same high / low cells as ``annotate_features``; pyDESeq2 (``deseq2_fit``, the
-    reference engine's settings) gives the reference statistics, its ``poscounts`` size factors and its
-    gene-wise / MAP (final) dispersions; the fast engine's size factors are library sizes over all
-    cells and its dispersions come from all cells (``nb_dispersions``).
-    """
-    expr = Expression(adata, layer="counts")
-    scan = expr.scan([sparse.csc_matrix((adata.n_obs, 1))])
-    moments = (scan.z_mean, scan.z_var, scan.size_factors)
-    disp = {k: fast.nb_dispersions(*moments, weight=w) for k, w in FAST_WEIGHTS.items()}
-    all_counts = expr.dense(np.arange(adata.n_obs), integer=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        disp["NB maximum likelihood on all cells"] = nb_ml_dispersions(all_counts, scan.size_factors)
-    acts, feats = resolve_features(adata, key="sae", features=sample)
-    sets = cell_sets(acts, feats, high_quantile=0.99, low_quantile=None, n_low=1000, min_high=10, mask=None, seed=0)
-    gsm = gene_set_matrix(gs, adata.var_names)
-    scores = {c: [] for c in [("engine", "engine"), *COMBINATIONS]}
-    for j in range(len(sets.features)):
-        hi, lo = sets.high[:, j].indices, sets.low[:, j].indices
-        idx = np.concatenate([hi, lo])
-        counts = expr.dense(idx, integer=True).astype(np.float64)
-        ds = deseq2_fit(counts.astype(np.int64), hi.size, pd.Index(expr.var_names))
-        ref_df = ds.results_df.reindex(expr.var_names)
-        padj = np.where(ref_df["pvalue"].notna() & ref_df["padj"].isna(), 1.0, ref_df["padj"])
-        ref = fast.DEResult(*(np.asarray(v, float)[None] for v in (ref_df["log2FoldChange"], ref_df["stat"],
-                            ref_df["pvalue"], padj, ref_df["baseMean"])))  # fmt: skip
-        sf = {"fast": scan.size_factors[idx], "pyDESeq2": ds.dds.obs["size_factors"].to_numpy()}
-        disp_p = {"pyDESeq2 MAP": ds.dds.var["dispersions"].to_numpy(),
-                  "pyDESeq2 gene-wise": ds.dds.var["genewise_dispersions"].to_numpy()}  # fmt: skip
-        per_contrast = {s_name: contrast_moments(counts, hi.size, v) for s_name, v in sf.items()}
-        engine = adata.uns["fast_s"]["de"][str(int(sets.features[j]))]
-        cols = ("log2fc", "stat", "pvalue", "padj", "base_mean")
-        results = {("engine", "engine"): fast.DEResult(*(engine[c].to_numpy()[None] for c in cols))}
-        for s_name, d_name in COMBINATIONS:
-            d = per_contrast[s_name] if d_name == "per-contrast moments" else {**disp, **disp_p}[d_name]
-            results[(s_name, d_name)] = kernel_wald(counts, hi.size, sf[s_name], d)
-        best = results[("pyDESeq2", "pyDESeq2 MAP")]  # ... with pyDESeq2's log2 fold changes (full IRLS fit)
-        results[("pyDESeq2", "pyDESeq2 MAP + its log2FC")] = fast.DEResult(
-            ref.log2fc, best.stat, best.pvalue, best.padj, best.base_mean
-        )
-        # pyDESeq2's own statistics with plain BH over all tested genes (no independent filtering)
-        plain = fast.DEResult(ref.log2fc, ref.stat, ref.pvalue, fdr_bh(ref.pvalue), ref.base_mean)
-        results[("pyDESeq2 itself", "BH without independent filtering")] = plain
-        up_ref = up_genes(ref, de_alpha=0.05, min_log2fc=1.0)[0]
-        keep_ref = {r: kept_terms(ref, gsm, r) for r in ("p", "bh")}
-        for c, de in results.items():
-            ok = np.isfinite(de.stat[0]) & np.isfinite(ref.stat[0])
-            rho = stats.spearmanr(de.stat[0, ok], ref.stat[0, ok]).statistic
-            up = up_genes(de, de_alpha=0.05, min_log2fc=1.0)[0]
-            jac_up = (up & up_ref).sum() / max((up | up_ref).sum(), 1)
-            scores.setdefault(c, []).append(
-                (rho, jac_up, *(jaccard(kept_terms(de, gsm, r), keep_ref[r]) for r in ("p", "bh")))
-            )
-    out = []
-    for (s_name, d_name), vals in scores.items():
-        v = np.asarray(vals)
-        fmt = [f"{np.median(v[:, k]):.3f} [{v[:, k].min():.3f}]" for k in range(v.shape[1])]
-        out.append((s_name, d_name, *fmt))
-    columns = ["size factors", "dispersions", "Spearman", "Jaccard up genes", "Jaccard p<0.01", "Jaccard BH<0.01"]
-    return pd.DataFrame(out, columns=columns)
+def speed(n_cells, n_genes):
+    """Seconds and traced peak memory of the fast engine on 250 and 1,000 simulated features."""
+    t0 = time.perf_counter()
+    adata, gs, prog_of = simulate(n_cells, n_genes)
+    print(f"simulated {adata.n_obs} cells x {adata.n_vars} genes, {adata.obsm['X_sae'].shape[1]} features, "
+          f"{gs['source'].nunique()} gene sets in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    rows = []
+    for n_feat in (250, 1000):
+        feats = list(range(n_feat))
+        dt, peak = timed(lambda f=feats: sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", features=f))
+        rows.append(("fast", n_cells, n_feat, dt, dt / n_feat, peak))
+    top = adata.uns["sae_go"]["results"].groupby("feature")["term"].first()
+    recovered = np.mean([top.get(f) == f"program_{prog_of[f]:03d}" for f in range(1000)])
+    table = pd.DataFrame(rows, columns=["engine", "cells", "features", "total_s", "s_per_feature", "peak_traced_MiB"])
+    threads, load = os.environ.get("OMP_NUM_THREADS", "all"), os.getloadavg()[0]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    text = (
+        f"`python benchmarks/annotate.py --n-cells {n_cells} --n-genes {n_genes}` ({threads} BLAS threads, "
+        f"load average {load:.1f} at the end)\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n\n"
+        f"peak RSS {peak:.0f} MiB; planted program is the top term for {recovered:.1%} of 1,000 features\n"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "annotate_speed.md").write_text(text)
+    print(text)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-cells", type=int, default=50_000)
     ap.add_argument("--n-genes", type=int, default=2_000)
-    ap.add_argument("--deseq2", type=int, default=10, help="features run through pyDESeq2")
-    ap.add_argument("--compare-only", action="store_true", help="only the fast vs pyDESeq2 comparison")
+    ap.add_argument("--deseq2", action="store_true", help="agreement with pyDESeq2 on real cells (immune559)")
+    ap.add_argument("--skip-speed", action="store_true", help="only the agreement")
+    ap.add_argument("--label", default="after", help="name of the agreement's results file")
+    ap.add_argument("--cache", default=None, help="pickle of pyDESeq2's tables (reused across runs)")
+    ap.add_argument("--only-cached", action="store_true", help="only the features pyDESeq2 has already run on")
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    adata, gs, prog_of = simulate(args.n_cells, args.n_genes)
-    print(f"simulated {adata.n_obs} cells x {adata.n_vars} genes, {adata.obsm['X_sae'].shape[1]} features, "
-          f"{gs['source'].nunique()} gene sets in {time.perf_counter() - t0:.1f} s")  # fmt: skip
-    rows = []
-    for n_feat in () if args.compare_only else (250, 1000):
-        feats = list(range(n_feat))
-        dt, peak = timed(lambda f=feats: sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", features=f))
-        rows.append(("fast", n_feat, dt, dt / n_feat, peak))
-    if not args.compare_only:
-        res = adata.uns["sae_go"]["results"]
-        top = res.groupby("feature")["term"].first()
-        recovered = np.mean([top.get(f) == f"program_{prog_of[f]:03d}" for f in range(1000)])
-    sample = list(range(args.deseq2))
-    kw = {"gene_sets": gs, "layer": "counts", "features": sample, "return_de": sample}
-    sl.tl.annotate_features(adata, **kw, key_added="fast_s")
-    if not args.compare_only:
-        dt, peak = timed(lambda: sl.tl.annotate_features(adata, **kw, de_method="deseq2", key_added="deseq2_s"))
-        rows.append(("deseq2", len(sample), dt, dt / len(sample), peak))
-    ablation = ablate(adata, gs, sample)
-    if hasattr(sl.datasets, "go_gene_sets") and not args.compare_only:
-        go = sl.datasets.go_gene_sets()
-        go = go[go["namespace"].isin(["BP", "MF"])]
-        symbols = pd.Index(sorted(go["target"].astype(str).unique())[: adata.n_vars])
-        adata.var_names = symbols
-        dt, peak = timed(lambda: sl.tl.annotate_features(adata, gene_sets=go, layer="counts", key_added="go"))
-        rows.append(("fast, GO BP+MF", 1000, dt, dt / 1000, peak))
-    table = pd.DataFrame(rows, columns=["engine", "features", "total_s", "s_per_feature", "peak_traced_MiB"])
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    print(f"fast vs pyDESeq2 on {len(sample)} features, {adata.n_obs} cells x {adata.n_vars} genes "
-          "(Spearman of Wald statistics and Jaccard of kept terms per feature, median [min]):")  # fmt: skip
-    print(ablation.to_string(index=False))
-    if not args.compare_only:
-        print(f"planted program is the top term for {recovered:.1%} of 1,000 features (fast)")
-        print(f"speed-up vs the paper's ~30 s per feature: {30 / rows[1][3]:.0f}x")
+    if not args.skip_speed:
+        speed(args.n_cells, args.n_genes)
+    if args.deseq2:
+        agreement(args.label, args.cache, only_cached=args.only_cached)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from sclens._cli import main as sclens
 OUT = Path(__file__).parents[1] / "docs" / "_static" / "atlas.png"
 
 
-def screenshot(html: Path, out: Path, *, gene: str = "CD79A") -> None:
+def screenshot(html: Path, out: Path, *, gene: str = "CD79A") -> str:
+    """Search ``gene``, open the first matching card, save the window; return what it shows (for the caption)."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1500,1000", "--hide-scrollbars"):
@@ -33,8 +34,11 @@ def screenshot(html: Path, out: Path, *, gene: str = "CD79A") -> None:
         rows[0].click()
         time.sleep(0.5)
         driver.save_screenshot(str(out))
+        count = driver.find_element("id", "count").text
+        card = driver.find_element("css selector", "#card h2").text
     finally:
         driver.quit()
+    return f"search {gene!r}: {count}; card: {card}"
 
 
 if __name__ == "__main__":
@@ -45,5 +49,5 @@ if __name__ == "__main__":
         demo = args.demo_dir or Path(tmp)
         if not (demo / "atlas.html").exists():
             sclens(["-q", "demo", "-o", str(demo)])
-        screenshot(demo / "atlas.html", OUT)
-    print(OUT)
+        shown = screenshot(demo / "atlas.html", OUT)
+    print(f"{OUT}\n{shown}  <- the caption and alt text in docs/atlas.md must say this")

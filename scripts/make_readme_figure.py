@@ -28,11 +28,11 @@ def strongest_local(group: str) -> int:
 
 
 b, mono = strongest_local("CD19+ B"), strongest_local("CD14+ Monocyte")
-fig = plt.figure(figsize=(12, 7), layout="constrained")
+fig = plt.figure(figsize=(13, 7.5), layout="constrained")
 grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.6])
 for row, feature in enumerate((b, mono)):
     sl.pl.feature_activation(adata, features=feature, basis="umap", ax=fig.add_subplot(grid[row, 0]))
-    sl.pl.enrichment(adata, feature=feature, n_terms=6, ax=fig.add_subplot(grid[row, 1]))
+    sl.pl.enrichment(adata, features=feature, n_terms=6, ax=fig.add_subplot(grid[row, 1]))
 out = Path("docs/_static/quickstart.png")
 out.parent.mkdir(parents=True, exist_ok=True)
 fig.savefig(out, dpi=90)

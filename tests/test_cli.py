@@ -132,6 +132,32 @@ def test_run_config_errors(tmp_path, capsys, text, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
 
 
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("specificity: {groupby: celltype}", "`specificity.groupby`: 'celltype' is not in the input's obs columns"),
+        ("annotate: {gene_sets: go-human, layer: raw}", "`annotate.layer`: 'raw' is not in the input's layers"),
+        ("annotate: {gene_sets: nope.gmt}", "nope.gmt' is not 'go-human' / 'go-mouse' and no such GMT file"),
+        ("atlas: {path: a.html, basis: tsne}", "`atlas.basis`: 'X_tsne' is not in the input's obsm"),
+        ("atlas: {path: a.html, groupby: celltype}", "`atlas.groupby`: 'celltype' is not in the input's obs columns"),
+    ],
+)
+def test_run_checks_inputs_before_training(files, tmp_path, capsys, monkeypatch, section, message):
+    """A wrong name in any step fails before the SAE is trained, and nothing is written."""
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit_sae ran before the inputs were checked")
+
+    monkeypatch.setattr(sl.tl, "fit_sae", no_training)
+    (tmp_path / "in.h5ad").write_bytes((files / "in.h5ad").read_bytes())
+    cfg = _config(tmp_path / "c.yaml", f"input: in.h5ad\nfit: {{use_rep: X_emb}}\n{section}\n")
+    assert main(["-q", "run", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Nothing was computed" in err or "GMT" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "in.h5ad"]
+
+
 def test_bad_input_and_no_half_written_output(files, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.h5ad"
     assert main(["-q", "specificity", str(files / "fit.h5ad"), "--groupby", "cell_typ", "-o", str(out)]) == 1

@@ -48,3 +48,10 @@ def test_docs_build_without_warnings(tmp_path):
         page = (tmp_path / "html" / "notebooks" / f"{nb.stem}.html").read_text()
         assert n_figures > 0, f"{nb.name} is stored without figures; run `python scripts/execute_tutorials.py`"
         assert page.count("<img") >= n_figures, f"{nb.stem}.html shows {page.count('<img')} of {n_figures} figures"
+    # offline: no page loads anything from another host (MathJax is served from _static/mathjax)
+    remote = re.compile(r"<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", flags=re.I)
+    pages = sorted((tmp_path / "html").rglob("*.html"))
+    loading = [p.relative_to(tmp_path / "html").as_posix() for p in pages if remote.search(p.read_text())]
+    assert loading == [], f"pages that load external URLs: {loading}"
+    assert (tmp_path / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert 'src="_static/mathjax/tex-chtml.js"' in (tmp_path / "html" / "steering.html").read_text()

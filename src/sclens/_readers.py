@@ -235,8 +235,9 @@ def annotation(adata: AnnData, annotation_key: str = "sae_go", *, sae_key: str |
     ann = result(adata, "annotation", key=annotation_key)
     made_from = str(ann["params"].get("sae_key", "sae"))
     if sae_key is not None and made_from != sae_key:
+        ids = f" (run {ann['params'].get('sae_run_id', 'unknown')}, not run {provenance.run_id(adata, sae_key)})"
         msg = (
-            f"`adata.uns[{annotation_key!r}]` annotates the SAE run {made_from!r}, not {sae_key!r}; pass "
+            f"`adata.uns[{annotation_key!r}]` annotates the SAE run {made_from!r}, not {sae_key!r}{ids}; pass "
             f"sae_key={made_from!r} or re-run `sl.tl.annotate_features(adata, gene_sets=..., sae_key={sae_key!r})`."
         )
         raise ValueError(msg)

@@ -68,7 +68,11 @@ def test_payload_round_trip(toy, tmp_path):
     t = d["terms"]["by_feature"]["2"][0]
     assert d["terms"]["ids"][t[0]] == first["term"]
     assert t[1] == pytest.approx(first["pvalue"], rel=1e-3)
-    assert [g[0] for g in d["genes"]["2"]] == toy.uns["sae_go"]["top_genes"].query("feature == 2")["gene"].tolist()
+    top = toy.uns["sae_go"]["top_genes"].query("feature == 2")
+    by_padj = top.sort_values(["padj", "log2fc"], ascending=[True, False], kind="stable")
+    assert [g[0] for g in d["genes"]["2"]] == by_padj["gene"].tolist()  # sorted by padj, as the card says
+    np.testing.assert_allclose([g[2] for g in d["genes"]["2"]], by_padj["padj"], rtol=5e-3)  # 3 digits
+    np.testing.assert_allclose([g[1] for g in d["genes"]["2"]], by_padj["log2fc"], rtol=5e-3)
     means = toy.uns["sae"]["specificity"]["group_means"].T
     assert d["spec"]["groups"] == list(means.columns)
     np.testing.assert_allclose(d["spec"]["by_feature"]["5"], means.loc["5"], rtol=1e-3)
@@ -90,13 +94,16 @@ def test_label_column_preferred_and_neighbours(toy, tmp_path):
     assert d["features"]["cell_type_auroc"][0] == pytest.approx(table.loc["0", "cell_type_auroc"], rel=1e-3)
     assert d["features"]["cell_type_best"][3] == table.loc["3", "cell_type_best"]
     assert "cell_type_auroc" not in _payload(sl.pl.atlas(ad, tmp_path / "b.html"))["meta"]["columns"]
+    assert d["meta"]["labels"]["n_term_clusters"] == "term themes"
+    assert d["meta"]["labels"]["cell_type_auroc"] == "cell type AUROC"
     # Jaccard neighbours: the closest feature shares the most terms
     res = ad.uns["sae_go"]["results"]
     sets = {f: set(g["term"]) for f, g in res.groupby("feature")}
-    near = d["near"]["by_feature"]["0"]
+    assert d["near"]["terms"]["method"] == "jaccard"
+    near = d["near"]["terms"]["by_feature"]["0"]
     jac = {g: len(sets[0] & s) / len(sets[0] | s) for g, s in sets.items() if g != 0}
-    assert d["near"]["method"] == "jaccard"
     assert near[0][1] == pytest.approx(max(jac.values()), rel=1e-3)
+    assert jac[near[0][0]] == max(jac.values())
 
 
 def test_steering_tables(toy, tmp_path):
@@ -132,3 +139,69 @@ def test_size_budget_scaled():
     acts = sparse.csr_matrix((rng.random(n * k).astype(np.float32) + 0.01, cols, np.arange(0, n * k + 1, k)), (n, f))
     size = len(json.dumps(activations(acts, np.arange(n), np.arange(f))))
     assert size < 6e6, size
+
+
+def test_card_evidence(toy, tmp_path):
+    """Groups of the shown cells, trust evidence, skip reasons, the term rule and decoder neighbours."""
+    ad = toy.copy()
+    sl.tl.feature_alignment(ad, groupby="cell_type")
+    feats = ad.uns["sae"]["features"].copy()
+    feats["cell_type_best"] = "type_2"
+    feats["cell_type_auroc"] = 0.91234
+    feats["cell_type_f1"] = np.nan
+    feats["annotation_fdr"] = np.linspace(0, 0.5, len(feats))
+    feats["stability"] = 0.8
+    ad.uns["sae"]["features"] = feats
+    ad.uns["sae_go"]["skipped"] = pd.DataFrame({"feature": [5], "reason": ["too few high cells"], "n_high": [3],
+                                                "n_low": [200]})  # fmt: skip
+    w = np.random.default_rng(0).normal(size=(17, 6))
+    ad.uns["sae"]["weights"] = {"W_dec": w}
+    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html", max_cells=300, random_state=1))
+    cells = np.sort(np.random.default_rng(1).choice(ad.n_obs, size=300, replace=False))
+    assert d["groups"]["by"] == "cell_type"  # the groupby of feature_specificity
+    names = np.asarray(d["groups"]["names"])[_decode(d["groups"]["code"], "<u2")]
+    np.testing.assert_array_equal(names, ad.obs["cell_type"].astype(str).to_numpy()[cells])
+    assert len(d["groups"]["colors"]) == len(d["groups"]["names"]) == ad.obs["cell_type"].nunique()
+    assert d["trust"]["4"] == [
+        ["best match in obs['cell_type']", "type_2: AUROC 0.912", "sl.tl.feature_alignment"],
+        ["annotation null FDR", round(feats.loc["4", "annotation_fdr"], 3), "sl.tl.annotation_null"],
+        ["seed stability (|cos| of its match in a refit)", 0.8, "sl.tl.feature_stability"],
+    ]
+    assert d["skipped"] == {"5": "too few high cells (3 high, 200 low cells)"}
+    params = ad.uns["sae_go"]["params"]
+    test = f"over-representation of the genes up-regulated at DE padj < {params['de_alpha']}"
+    kept_on_p = (ad.uns["sae_go"]["results"]["padj"] >= params["alpha"]).any()  # raw p < alpha kept them
+    rule = (
+        f"term p < {params['alpha']}, not corrected across terms"
+        if kept_on_p
+        else (f"term padj < {params['alpha']} (BH within the feature)")
+    )
+    assert d["meta"]["term_rule"] == f"{test}: {rule}"
+    from sclens.pl._atlas_features import term_rule
+
+    res = pd.DataFrame({"padj": [0.01, 0.2]})
+    assert term_rule({"alpha": 0.05, "de_alpha": 0.05}, res).endswith("term p < 0.05, not corrected across terms")
+    assert term_rule({"alpha": 0.05, "de_alpha": 0.05}, res[:1]).endswith("term padj < 0.05 (BH within the feature)")
+    assert term_rule({"flavor": "scfeaturelens", "alpha": 0.01}, res).startswith("Mann-Whitney p \u2264 0.01")
+    unit = w[:16] / np.linalg.norm(w[:16], axis=1, keepdims=True)
+    cos = unit @ unit.T
+    np.fill_diagonal(cos, -np.inf)
+    order = np.argsort(-cos[7], kind="stable")[:8]
+    assert [n[0] for n in d["near"]["decoder"]["7"]] == order.tolist()
+    np.testing.assert_allclose([n[1] for n in d["near"]["decoder"]["7"]], cos[7, order], rtol=5e-3)
+
+
+def test_groups_pooled_beyond_max(toy, tmp_path):
+    from sclens.pl._atlas_data import MAX_GROUPS
+
+    ad = toy.copy()
+    ad.obs["many"] = [f"g{i % 40:02d}" for i in range(ad.n_obs)]
+    ad.obs.loc[ad.obs_names[:20], "many"] = "g07"  # the largest group
+    d = _payload(sl.pl.atlas(ad, tmp_path / "a.html", groupby="many"))
+    assert len(d["groups"]["names"]) == MAX_GROUPS and d["groups"]["names"][-1] == "other"
+    assert "g07" in d["groups"]["names"]
+    codes = _decode(d["groups"]["code"], "<u2")
+    shown = np.asarray(d["groups"]["names"])[codes]
+    kept = ad.obs["many"].isin(d["groups"]["names"]).to_numpy()
+    np.testing.assert_array_equal(shown[kept], ad.obs["many"].to_numpy()[kept])
+    assert (shown[~kept] == "other").all()

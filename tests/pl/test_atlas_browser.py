@@ -8,16 +8,44 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import sclens as sl
 
+HOSTILE = "<!--<script>"
+
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, atlas_toy, chrome):
-    path = sl.pl.atlas(atlas_toy, tmp_path_factory.mktemp("atlas") / "atlas.html", basis="umap")
+    """The toy's atlas with a hostile group name, a skipped feature, trust columns and decoder weights."""
+    adata = atlas_toy.copy()
+    first = adata.obs["cell_type"].cat.categories[0]
+    adata.obs["cell_type"] = adata.obs["cell_type"].cat.rename_categories({first: HOSTILE})
+    sl.tl.feature_alignment(adata, groupby="cell_type")  # the alignment columns shown, then set by hand
+    feats = adata.uns["sae"]["features"].copy()
+    feats["cell_type_best"], feats["cell_type_auroc"], feats["annotation_fdr"] = "type_1", 0.93, 0.01
+    adata.uns["sae"]["features"] = feats
+    adata.uns["sae"]["weights"] = {"W_dec": np.random.default_rng(0).normal(size=(17, 4))}
+    ann = adata.uns["sae_go"] = dict(adata.uns["sae_go"])
+    ann["skipped"] = pd.DataFrame({"feature": [15], "reason": ["too few high cells"]})
+    ann["results"] = ann["results"].query("feature != 15")
+    ann["top_genes"] = ann["top_genes"].query("feature != 15")
+    path = sl.pl.atlas(adata, tmp_path_factory.mktemp("atlas") / "atlas.html", basis="umap", groupby="cell_type")
     chrome.get(path.resolve().as_uri())
-    return chrome, atlas_toy
+    return chrome, adata
+
+
+def _search(driver, text: str) -> None:
+    driver.execute_script(
+        "const b = document.getElementById('search'); b.value = arguments[0]; b.dispatchEvent(new Event('input'))", text
+    )
+
+
+def _open(driver, feature: int) -> None:
+    driver.execute_script("location.hash = arguments[0]", f"feature-{feature}")
+    time.sleep(0.2)
 
 
 def _visible_features(driver) -> list[int]:
@@ -55,9 +83,7 @@ def test_gene_search_filters_rows(page):
     assert sorted(_visible_features(driver)) == sorted(
         res.loc[res["name"].str.contains("program_03"), "feature"].unique()
     )
-    driver.execute_script(
-        "const b = document.getElementById('search'); b.value = ''; b.dispatchEvent(new Event('input'))"
-    )
+    _search(driver, "")
     assert len(_visible_features(driver)) == 16
 
 
@@ -82,9 +108,94 @@ def test_card_renders_scatter_and_terms(page):
     assert rows[0].find_elements("tag name", "td")[0].text == res.loc[res["feature"] == 4, "term"].iloc[0]
     genes = driver.find_elements("css selector", "#card table.genes tbody tr")
     assert len(genes) == (adata.uns["sae_go"]["top_genes"]["feature"] == 4).sum()
-    link = driver.find_element("css selector", "#card ul.near a")
+    link = driver.find_element("css selector", "#card ul.near.terms a")
     target = link.get_attribute("href").rsplit("-", 1)[1]
     link.click()
     time.sleep(0.2)
     assert f"Feature {target}" in driver.find_element("css selector", "#card h2").text
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_no_external_request(page):
+    driver, _ = page
+    urls = driver.execute_script(
+        "return [...performance.getEntriesByType('resource').map(e => e.name), "
+        "...[...document.querySelectorAll('[src],[href]')].map(e => e.getAttribute('src') || e.getAttribute('href'))]"
+    )
+    assert [u for u in urls if not u.startswith(("#", "data:", "file:"))] == []
+
+
+def test_hostile_label_renders_rows_and_legend(page):
+    driver, adata = page
+    _search(driver, "")
+    assert len(_visible_features(driver)) == 16  # the label did not swallow the data script
+    _open(driver, 4)
+    legend = [e.text for e in driver.find_elements("css selector", "#card .group-legend li")]
+    assert legend == [str(c) for c in adata.obs["cell_type"].cat.categories]
+    assert legend[0] == HOSTILE
+    assert driver.find_element("css selector", "#card figure canvas#groups").is_displayed()
+    ticks = [e.text for e in driver.find_elements("css selector", "#card .colorbar .ticks span")]
+    assert ticks[0] == "0" and float(ticks[-1]) == pytest.approx(adata.obsm["X_sae"][:, 4].max(), rel=5e-3)
+
+
+def test_card_tables_show_padj_rule_trust_and_neighbours(page):
+    driver, adata = page
+    _open(driver, 4)
+    heads = [e.text for e in driver.find_elements("css selector", "#card table.genes th")]
+    assert heads == ["gene", "log2FC", "padj"]
+    top = adata.uns["sae_go"]["top_genes"].query("feature == 4").sort_values("padj", kind="stable")
+    cells = driver.find_elements("css selector", "#card table.genes tbody tr:first-child td")
+    assert cells[0].text == top["gene"].iloc[0]
+    assert float(cells[2].text) == pytest.approx(top["padj"].iloc[0], rel=5e-2)
+    layout = driver.execute_script(
+        "const th = document.querySelector('#card table.genes th');"
+        "const rows = [...document.querySelectorAll('#card table.genes tbody tr')].map(r => r.getBoundingClientRect().height);"
+        "return [getComputedStyle(th).position, Math.max(...rows), Math.min(...rows)]"
+    )
+    assert layout[0] == "static"  # the card's headers scroll with their rows, never float over them
+    assert layout[1] < 1.5 * layout[2]  # no value wraps onto a line of its own
+    heads = [e.text for e in driver.find_elements("css selector", "#card table.terms th")]
+    assert heads == ["term", "name", "p", "padj"]
+    rule = driver.find_element("css selector", "#card p.rule").text
+    assert rule.startswith("Kept when: over-representation of the genes")
+    trust = driver.find_element("css selector", "#card table.trust").text
+    assert "type_1: AUROC 0.93" in trust and "annotation null FDR" in trust
+    link = driver.find_element("css selector", "#card ul.near.decoder a")
+    target = link.get_attribute("href").rsplit("-", 1)[1]
+    link.click()
+    time.sleep(0.2)
+    assert driver.find_element("css selector", "#card h2").text.startswith(f"Feature {target}")
+    _open(driver, 15)
+    assert [e.text for e in driver.find_elements("css selector", "#card p.skipped")] == [
+        "Not annotated: too few high cells."
+    ] * 2  # in place of the genes and of the terms
+
+
+def test_no_match_message_and_card_closing(page):
+    driver, _ = page
+    _open(driver, 4)
+    assert driver.find_element("id", "card").is_displayed()
+    _search(driver, "zzz-no-such-thing")
+    assert _visible_features(driver) == []
+    empty = driver.find_element("id", "empty")
+    assert empty.is_displayed() and empty.text.startswith("No feature matches \u201czzz-no-such-thing\u201d")
+    assert not driver.find_element("id", "card").is_displayed()  # its feature was filtered out
+    _search(driver, "")
+    assert not driver.find_element("id", "empty").is_displayed()
+
+
+def test_readable_at_900_px(page):
+    driver, _ = page
+    driver.set_window_size(900, 900)
+    try:
+        _open(driver, 4)
+        widths = driver.execute_script(
+            "const l = document.getElementById('list');"
+            "return [l.scrollWidth, l.clientWidth, document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+        heads = [e.text for e in driver.find_elements("css selector", "#features th")]
+        assert "term themes" in heads and "n_term_clusters" not in heads
+        assert "cell type AUROC" in heads
+    finally:
+        driver.set_window_size(1400, 900)

@@ -104,7 +104,15 @@ def test_steering_pca(toy, tmp_path):
     d = np.asarray(pert) - np.asarray(normal)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     np.testing.assert_allclose(np.abs(d @ d[0]), 1.0, atol=1e-5)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["normal", "perturbed"]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["normal", "perturbed"]
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # beside the data, not over it
+    points = np.vstack([normal, pert])
+    lo, hi = np.array(ax.get_xlim()), np.array(ax.get_ylim())
+    span = np.array([lo[1] - lo[0], hi[1] - hi[0]])
+    assert (points.min(0) - np.array([lo[0], hi[0]]) > 0.05 * span).all()  # a margin at the frame
+    assert (np.array([lo[1], hi[1]]) - points.max(0) > 0.05 * span).all()
     check_image(fig, "steering.png", tmp_path)
 
 
@@ -119,7 +127,26 @@ def test_steering_several_features_and_target(toy):
     widths = sorted(p.get_width() for p in ax.patches)
     np.testing.assert_allclose(widths, sorted(out.uns["steer"]["mean_change"]), rtol=1e-6)
     assert ax.get_title() == "3 features steered (add, knockout, set)"
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "feature 0 (knockout)",
+        "feature 3 (add)",
+        "feature 2 (set)",
+    ]
     plt.close(fig)
+    from anndata import AnnData
+
+    table = toy.uns["sae"]["features"].assign(label="")
+    table.loc["2", "label"] = "B cell receptor signaling pathway | CD79A, MS4A1"
+    source = AnnData(uns={"sae": {"features": table}})
+    fig = steering(out, kind="features", labels=source, return_fig=True)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks[-1] == "B cell receptor signaling pathway...\n(feature 2, set)"  # the label, shortened
+    assert ticks[0] == "feature 0 (knockout)"  # no label stored
+    fig = steering(out, kind="features", labels={3: "interferon response"}, return_fig=True)
+    assert fig.axes[0].get_yticklabels()[1].get_text() == "interferon response\n(feature 3, add)"
+    plt.close("all")
+    with pytest.raises(KeyError, match="has no 'label' column; run `sl.tl.annotate_features`"):
+        steering(out, kind="features", labels=toy)
     towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
     _, (ax1, ax2) = plt.subplots(1, 2)
     assert steering(towards, steer_key="steer_towards", ax=ax1) is None
@@ -169,6 +196,7 @@ def test_feature_umap_categories(space, tmp_path):
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["cellular process", "metabolic process"]
+    assert ax.get_title() == "first-level GO category (2)"
     assert [len(c.get_offsets()) for c in ax.collections] == [8, 8]
     check_image(fig, "feature_umap.png", tmp_path)
 

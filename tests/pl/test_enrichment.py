@@ -33,3 +33,40 @@ def test_enrichment_plot():
     titles = [a.get_title() for a in two.axes if a.get_visible() and a.get_title()]
     assert [t.split(":")[0] for t in titles] == ["feature 2", "feature 3"]
     plt.close("all")
+
+
+def test_enrichment_long_names_readable():
+    """Long GO names wrap to two lines, the largest dot stays inside the axes, a legend gives dot sizes."""
+    import numpy as np
+
+    from sclens.pl._enrichment import LABEL_WIDTH, SIZE_BASE, SIZE_PER_GENE
+
+    ad = toy_sae(n_cells=800, n_genes=300, random_state=0)
+    sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3, high_quantile=0.98,
+                            features=[2], alpha=0.5)  # fmt: skip
+    res = ad.uns["sae_go"]["results"]
+    res.loc[res.index[0], "name"] = (
+        "positive regulation of transcription by RNA polymerase II in response to stress " * 2
+    )
+    fig = sl.pl.enrichment(ad, features=2, n_terms=5, return_fig=True)
+    ax = fig.axes[0]
+    label = ax.get_yticklabels()[0].get_text()
+    lines = label.split("\n")
+    assert len(lines) == 2
+    assert max(len(line) for line in lines) <= LABEL_WIDTH
+    assert lines[1].endswith("...")
+    fig.canvas.draw()
+    dots = ax.collections[0]
+    x_max = dots.get_offsets()[:, 0].max()
+    radius_px = np.sqrt(dots.get_sizes().max()) / 2 * fig.dpi / 72
+    right_px = ax.transData.transform((x_max, 0))[0] + radius_px
+    assert right_px < ax.get_window_extent().x1  # not clipped at the right edge
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "genes in overlap"
+    overlap = sl.get.feature_terms(ad, features=2).head(5)["n_overlap"]
+    sizes = [int(t.get_text()) for t in legend.get_texts()]
+    assert sizes[0] == overlap.min()
+    assert sizes[-1] == overlap.max()
+    handle_sizes = [h.get_sizes()[0] for h in legend.legend_handles]
+    np.testing.assert_allclose(handle_sizes, [SIZE_BASE + SIZE_PER_GENE * n for n in sizes])
+    plt.close("all")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import atomic_path
-from ._pipeline import REQUIRED, ConfigError, call, run_steps, validate
+from ._pipeline import REQUIRED, ConfigError, call, check_inputs, run_steps, validate
 
 logger = logging.getLogger("sclens")
 
@@ -45,6 +45,7 @@ def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     if not out.parent.exists():  # fail before the long step, not after it
         msg = f"Directory {str(out.parent)!r} does not exist; create it first."
         raise FileNotFoundError(msg)
+    check_inputs(adata, cfg)
     run_steps(adata, {"seed": args.seed, **cfg})
     write(adata, out)
 
@@ -73,7 +74,7 @@ def cmd_atlas(args: argparse.Namespace) -> None:
     import sclens as sl
 
     adata = read(args.input)
-    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "max_cells", "title")}
+    kw = {k: getattr(args, k) for k in ("sae_key", "annotation_key", "basis", "groupby", "max_cells", "title")}
     path = call(sl.pl.atlas, adata, path=args.output, **kw)
     print(path)
 
@@ -104,6 +105,7 @@ def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
             msg = f"Directory {str(target.parent)!r} does not exist; create it first."
             raise FileNotFoundError(msg)
     adata = read(cfg["input"]) if adata is None else adata
+    check_inputs(adata, cfg)
     run_steps(adata, cfg)
     write(adata, output)
     if "atlas" in cfg:
@@ -207,6 +209,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--annotation-key", help="key of the annotation (default: sae_go)")
     p.add_argument("--basis", help="embedding drawn (default: umap)")
+    p.add_argument("--groupby", help="obs column colouring the cells (default: the one specificity used)")
     p.add_argument("--max-cells", type=int, help="cells drawn (default: 20000)")
     p.add_argument("--title")
 

@@ -46,7 +46,7 @@ SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "feature_space": {"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)},
     "atlas": {
-        "path": (str,), "basis": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
+        "path": (str,), "basis": (str,), "groupby": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
         "title": (str,), "sae_key": (str,), "annotation_key": (str,),
     },
 }  # fmt: skip
@@ -148,3 +148,31 @@ def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
         ann = kw.pop("annotation_key", None) or cfg.get("annotate", {}).get("key_added")
         keep = ("namespaces",) if "namespaces" in kw else ()
         call(sl.tl.feature_space, adata, annotation_key=ann, random_state=seed, keep_none=keep, **kw)
+
+
+def _need(section: str, key: str, value: Any, where: Any, what: str) -> None:
+    if value is not None and value not in where:
+        msg = (
+            f"`{section}.{key}`: {value!r} is not in the input's {what}; available: {sorted(map(str, where))}. "
+            "Nothing was computed."
+        )
+        raise ConfigError(msg)
+
+
+def check_inputs(adata: Any, cfg: dict[str, Any]) -> None:
+    """Check every step's inputs against the data before any step runs (a wrong name fails in seconds)."""
+    fit, spec, ann, atlas = (cfg.get(s, {}) for s in ("fit", "specificity", "annotate", "atlas"))
+    if "fit" in cfg and ":" not in fit["use_rep"]:  # "rna:X_scVI" (MuData) is checked by fit_sae
+        _need("fit", "use_rep", fit["use_rep"], adata.obsm, "obsm")
+    if "fit" not in cfg and any(s in cfg for s in ("specificity", "annotate", "atlas")):
+        key = spec.get("sae_key") or ann.get("sae_key") or atlas.get("sae_key") or "sae"
+        _need("fit", "key_added", f"X_{key}", adata.obsm, "obsm (an SAE run to read: add a `fit` section)")
+    _need("specificity", "groupby", spec.get("groupby"), adata.obs.columns, "obs columns")
+    _need("annotate", "layer", ann.get("layer"), adata.layers, "layers")
+    if "annotate" in cfg and not ann["gene_sets"].startswith("go-") and not Path(ann["gene_sets"]).is_file():
+        msg = f"`annotate.gene_sets`: {ann['gene_sets']!r} is not 'go-human' / 'go-mouse' and no such GMT file."
+        raise ConfigError(msg)
+    if "atlas" in cfg:
+        basis = atlas.get("basis", "umap")
+        _need("atlas", "basis", basis if basis in adata.obsm else f"X_{basis}", adata.obsm, "obsm")
+        _need("atlas", "groupby", atlas.get("groupby"), adata.obs.columns, "obs columns")

@@ -54,8 +54,8 @@ def enrichment(
     """
     feats = as_feature_list(features)
     tables = [feature_terms(adata, features=f, annotation_key=annotation_key).head(int(n_terms)) for f in feats]
-    height = 0.35 * max(max(len(t) for t in tables), 2) + 1.2
-    fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(6, height))
+    height = 0.45 * max(max(len(t) for t in tables), 2) + 1.4
+    fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(7.5, height))
     params = annotation(adata, annotation_key)["params"]
     sae_key = str(params.get("sae_key", "sae"))
     raw = params.get("flavor") == "scfeaturelens"
@@ -63,6 +63,18 @@ def enrichment(
     for f, terms, ax_ in zip(feats, tables, axes, strict=True):
         _draw(fig, ax_, f, terms, title=feature_title(adata, sae_key, f), raw=raw, alpha=alpha)
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)
+
+
+SIZE_BASE, SIZE_PER_GENE = 20.0, 15.0  # dot area = SIZE_BASE + SIZE_PER_GENE * genes in overlap
+LABEL_WIDTH = 38  # characters per line of a term label (at most two lines)
+
+
+def term_label(term: str, name: str) -> str:
+    """``name (term)`` wrapped to two lines of :data:`LABEL_WIDTH` characters, shortened with ``...``."""
+    import textwrap
+
+    text = f"{name} ({term})" if name != term else term
+    return "\n".join(textwrap.wrap(text, LABEL_WIDTH, max_lines=2, placeholder="..."))
 
 
 def _draw(
@@ -76,14 +88,22 @@ def _draw(
     p = np.where(np.isnan(terms["pvalue"].to_numpy(float)), padj, terms["pvalue"].to_numpy(float)) if raw else padj
     x = -np.log10(np.maximum(p, 1e-300))
     y = np.arange(len(terms))[::-1]
+    overlap = terms["n_overlap"].to_numpy(float)
     sc = ax.scatter(
-        x, y, s=20 + 15 * terms["n_overlap"].to_numpy(float), c=-np.log10(np.maximum(terms["padj"], 1e-300)),
-        cmap="viridis", edgecolors="k", linewidths=0.3,
+        x, y, s=SIZE_BASE + SIZE_PER_GENE * overlap, c=-np.log10(np.maximum(terms["padj"], 1e-300)),
+        cmap="viridis", edgecolors="k", linewidths=0.3, clip_on=False,
     )  # fmt: skip
-    labels = [f"{n} ({t})" if n != t else t for t, n in zip(terms.index, terms["name"], strict=True)]
-    ax.set_yticks(y, labels)
+    ax.set_yticks(y, [term_label(t, n) for t, n in zip(terms.index, terms["name"], strict=True)], fontsize=8)
+    ax.set_ylim(-0.7, len(terms) - 0.3)
+    ax.set_xlim(0, x.max() * 1.15 + 0.3)  # room for the largest dot at the right
     ax.set_xlabel("-log10 p-value" if raw else "-log10 padj (BH within the feature)")
     if alpha is not None:
         ax.axvline(-np.log10(alpha), color="0.5", linestyle="--", linewidth=0.8)
     ax.set_title(title)
-    fig.colorbar(sc, ax=ax, label="-log10 padj")
+    fig.colorbar(sc, ax=ax, label="-log10 padj", shrink=0.8)
+    sizes = np.unique(np.quantile(overlap, [0, 0.5, 1]).round().astype(int))
+    handles = [
+        ax.scatter([], [], s=SIZE_BASE + SIZE_PER_GENE * n, c="0.6", edgecolors="k", linewidths=0.3) for n in sizes
+    ]
+    ax.legend(handles, [str(n) for n in sizes], title="genes in overlap", loc="lower right", ncols=len(sizes),
+              fontsize=8, title_fontsize=8, framealpha=0.9, borderaxespad=0.3)  # fmt: skip

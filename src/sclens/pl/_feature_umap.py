@@ -40,8 +40,9 @@ def feature_umap(
     """SAE features on the UMAP of their GO terms.
 
     Without ``concept`` the features are coloured by the most common first-level GO category of
-    their terms; with ``concept`` the features having at least one term whose name contains the
-    word (case-insensitive) are dark and the others light.
+    their terms (the title counts the categories, the legend names them); with ``concept`` the
+    features having at least one term whose name contains the word (case-insensitive) are dark and
+    the others light.
 
     Parameters
     ----------
@@ -84,6 +85,7 @@ def feature_umap(
             color = "0.8" if level == "unassigned" else cmap(i % cmap.N)
             sel = cats == level
             ax_.scatter(*coords[sel].T, s=size, color=color, label=level, linewidths=0)
+        ax_.set_title(f"first-level GO category ({len(levels)})")
         if legend:
             ax_.legend(frameon=False, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
     ax_.set_xlabel("UMAP1")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -76,21 +77,45 @@ def _embedding(ax: Axes, adata: AnnData, info: dict, steer_key: str, *, max_pair
     ax.scatter(*coords[perturbed].T, s=size, c=palette[1], label="perturbed", linewidths=0, zorder=3)
     if extra.shape[0]:
         ax.scatter(*extra.T, s=12 * size, c="tab:red", marker="*", label="target centroid", zorder=4)
+    ax.margins(0.08)  # no marker cut by the frame
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(frameon=False, loc="best")
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
 
 
-def _features(ax: Axes, info: dict, *, max_features: int, palette) -> None:
+def _feature_labels(labels: AnnData | Mapping[int, str] | None, sae_key: str) -> Mapping[int, str]:
+    """``{feature: label}`` from the steered run's AnnData (its features table) or as given."""
+    if labels is None:
+        return {}
+    if isinstance(labels, AnnData):
+        table = labels.uns.get(sae_key, {}).get("features") if isinstance(labels.uns.get(sae_key), dict) else None
+        if not isinstance(table, pd.DataFrame) or "label" not in table:
+            msg = (
+                f"labels: `adata.uns[{sae_key!r}]['features']` has no 'label' column; "
+                "run `sl.tl.annotate_features` on the AnnData that was steered, or pass {feature: label}."
+            )
+            raise KeyError(msg)
+        return {int(k): str(v) for k, v in table["label"].dropna().items() if str(v) and str(k).isdigit()}
+    return {int(k): str(v) for k, v in labels.items()}
+
+
+def _bar_label(feature: int, mode: str, label: str, width: int = 36) -> str:
+    if not label:
+        return f"feature {feature} ({mode})"
+    short = label if len(label) <= width else label[: width - 3] + "..."
+    return f"{short}\n(feature {feature}, {mode})"
+
+
+def _features(ax: Axes, info: dict, *, max_features: int, palette, names: Mapping[int, str]) -> None:
     feats = np.atleast_1d(info["features"])
     change = np.atleast_1d(np.asarray(info["mean_change"], dtype=float))
     modes = np.atleast_1d(info["mode"]).astype(str)
     order = np.argsort(-np.abs(change), kind="stable")[:max_features][::-1]
-    labels = [f"{feats[i]} ({modes[i]})" for i in order]
+    labels = [_bar_label(int(feats[i]), modes[i], names.get(int(feats[i]), "")) for i in order]
     ax.barh(np.arange(order.size), change[order], color=[palette[1] if c >= 0 else palette[0] for c in change[order]])
-    ax.set_yticks(np.arange(order.size), labels)
+    ax.set_yticks(np.arange(order.size), labels, fontsize=8)
     ax.axvline(0, color="0.5", linewidth=0.8)
     ax.set_xlabel("mean activation change of the steered cells")
 
@@ -104,6 +129,7 @@ def steering(
     max_pairs: int = 200,
     max_features: int = 30,
     palette: Sequence[str] = ("black", "tab:blue"),
+    labels: AnnData | Mapping[int, str] | None = None,
     size: float = 12.0,
     random_state: int = 0,
     ax: Axes | None = None,
@@ -129,6 +155,10 @@ def steering(
         With ``kind="features"``: at most this many features, the largest changes.
     palette
         Colours of the normal and perturbed points (bars: decreases and increases).
+    labels
+        With ``kind="features"``: biological labels of the bars, from the AnnData that was steered
+        (the ``label`` column of its ``uns[sae_key]['features']``, written by
+        :func:`sclens.tl.annotate_features`) or as ``{{feature: label}}``; ``None``: feature numbers only.
     size
         Marker size.
     {random_state}
@@ -148,7 +178,9 @@ def steering(
         msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
         raise ValueError(msg)
     n_feat = np.atleast_1d(info["features"]).size
-    fig, ax_ = new_or_given_ax(ax, figsize=(4, 4) if kind == "embedding" else (4, 1 + 0.25 * min(n_feat, max_features)))
+    names = _feature_labels(labels, str(info.get("sae_key", "sae")))
+    size_fig = (5.2, 4) if kind == "embedding" else (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features))
+    fig, ax_ = new_or_given_ax(ax, figsize=size_fig, layout="constrained")
     if kind == "embedding":
         _embedding(
             ax_,
@@ -161,6 +193,6 @@ def steering(
             seed=resolve_seed(random_state),
         )
     else:
-        _features(ax_, info, max_features=max_features, palette=palette)
+        _features(ax_, info, max_features=max_features, palette=palette, names=names)
     ax_.set_title(_title(info, kind))
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

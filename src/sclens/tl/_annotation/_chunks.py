@@ -100,41 +100,79 @@ class Rows:
         return self._read(self.x[start:stop])
 
 
-def block_stats(
-    y: Any, members: list[sparse.csc_matrix], *, squares: bool, weighted: bool, where: str | None = None
-) -> dict[str, Any]:
+def size_factors(y: sparse.csr_matrix, log_means: np.ndarray | None) -> np.ndarray:
+    """Raw size factor of every cell (row) of a canonical CSR chunk, before scaling to geometric mean 1.
+
+    ``log_means`` ``None``: the library size. Otherwise DESeq2's ``poscounts``: ``exp(median_j(log y_ij -
+    log_means_j))`` over the cell's positive counts of genes with ``log_means_j > 0`` (all its positive
+    counts when it has none there); ``log_means`` is the gene-wise mean of ``log y`` with zeros as 0.
+    """
+    lib = np.asarray(y.sum(axis=1)).ravel()
+    if log_means is None:
+        return lib
+    return np.exp(_row_medians()(y.indptr, y.indices, np.log(np.maximum(y.data, 1e-300)), log_means))
+
+
+@functools.cache
+def _row_medians():
+    """Return the kernel: per CSR row, the median of ``logy - log_means[gene]`` over usable genes, compiled by numba."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(indptr, indices, logy, log_means):  # pragma: no cover - compiled
+        out = np.zeros(indptr.size - 1)
+        for i in range(indptr.size - 1):
+            a, b = indptr[i], indptr[i + 1]
+            buf = np.empty(b - a)
+            k = 0
+            for ii in range(a, b):
+                if log_means[indices[ii]] > 0:
+                    buf[k] = logy[ii] - log_means[indices[ii]]
+                    k += 1
+            if k == 0:  # no gene of the reference set: all positive counts
+                for ii in range(a, b):
+                    buf[k] = logy[ii] - log_means[indices[ii]]
+                    k += 1
+            out[i] = np.median(buf[:k]) if k else -np.inf  # no counts: size factor 0
+        return out
+
+    return kernel
+
+
+def _values(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw size factors of a chunk and the stored values of ``y``, ``y / s`` and ``(y / s)^2`` (3 x nnz)."""
+    if not y.has_canonical_format:
+        y = y.copy()
+        y.sum_duplicates()
+    sf = size_factors(y, log_means)
+    z = y.data * np.repeat(1.0 / np.maximum(sf, 1e-12), np.diff(y.indptr))
+    return sf, np.vstack([y.data, z, z * z])
+
+
+def block_stats(y: Any, members: list[sparse.csc_matrix], *, log_means: np.ndarray | None, where: str | None = None):
     """Partial sums of one chunk of cells ``y`` (cells x genes; a dask task for dask input).
 
     ``members``: each membership matrix's columns for these cells (contrasts x cells). Returns the
-    cells' library sizes ``lib``, ``zl1`` / ``zl2`` (column sums of ``y / library`` and its square)
-    and per membership the products ``prods[j]`` (``None`` when no cell of the chunk is a member),
-    named by :func:`split_sums`: sums of ``y`` and, when ``weighted``, of ``library * y`` (stacked
-    rows), then when ``squares`` the sums of ``y / library`` and of its square; sparse for counts.
-    ``where`` set: ``y`` is read here and checked to hold counts (out-of-core chunks).
+    cells' raw size factors ``sf`` (:func:`size_factors`) and per membership ``prods[j]`` (``None`` when
+    no cell of the chunk is a member): the sums of ``y``, ``y / sf`` and ``(y / sf)^2`` over each
+    contrast's cells (3 arrays, contrasts x genes). ``where`` set: ``y`` is read here and checked to hold
+    counts (out-of-core chunks).
     """
+    y = as_csr(y)
     if where is not None:
-        y = as_csr(y)
         check_counts(y.data, where)
-    ly = np.asarray(y.sum(axis=1)).ravel()
-    inv = 1.0 / np.maximum(ly, 1e-12)
-    yl = sparse.diags(inv) @ y if sparse.issparse(y) else y * inv[:, None]
-    yl2 = yl.multiply(yl) if sparse.issparse(yl) else yl * yl
-    rights = [y, yl, yl2] if squares else [y]
-    prods: list[Any] = []
-    for block in members:
-        block = block.tocsr()  # CSR @ CSR: SciPy would otherwise convert the whole chunk to CSC
-        if weighted:  # library-weighted membership rows: no copy of the expression chunk
-            block = sparse.vstack([block, block @ sparse.diags(ly)], format="csr")
-        prods.append([block @ r for r in rights] if block.nnz else None)
-    return {"lib": ly, "zl1": _colsum(yl), "zl2": _colsum(yl2), "prods": prods}
+    sf, vals = _values(y, log_means)
+    ys = [sparse.csr_matrix((v, y.indices, y.indptr), shape=y.shape) for v in vals]
+    prods = [[b.tocsr() @ r for r in ys] if b.nnz else None for b in members]
+    return {"sf": sf, "prods": prods}
 
 
 def local_stats(
-    y: sparse.csr_matrix, members: list[sparse.csc_matrix], acc: list[np.ndarray], *, squares: bool, weighted: bool
+    y: sparse.csr_matrix, members: list[sparse.csc_matrix], acc: list[np.ndarray], *, log_means: np.ndarray | None
 ) -> dict[str, Any]:
     """:func:`block_stats` of a CSR chunk read in this process, its group sums added straight into ``acc``.
 
-    ``acc``: per membership, the ``(rights, rows, genes)`` sums :func:`block_stats` would return as
+    ``acc``: per membership, the ``(3, contrasts, genes)`` sums :func:`block_stats` would return as
     ``prods``. No per-chunk product is formed: at atlas scale a chunk's product with the high cells is
     nearly dense (every feature has some high cells in every chunk), so forming it sparse and then
     adding it costs more than adding each stored count once per membership (:func:`_group_sums`).
@@ -142,36 +180,29 @@ def local_stats(
     if not y.has_canonical_format:
         y = y.copy()
         y.sum_duplicates()
-    ly = np.asarray(y.sum(axis=1)).ravel()
-    yl = y.data * np.repeat(1.0 / np.maximum(ly, 1e-12), np.diff(y.indptr))
-    yl2 = yl * yl
-    vals = np.vstack([y.data, yl, yl2]) if squares else y.data[None, :]
-    weights = np.vstack([np.ones_like(ly), ly]) if weighted else np.ones((1, ly.size))
+    sf, vals = _values(y, log_means)
     for out, m in zip(acc, members, strict=True):
         if m.nnz:
             m = m.tocsr()  # features x chunk cells
-            _group_sums()(out, m.indptr, m.indices, m.data, y.indptr, y.indices, vals, weights)
-    n = y.shape[1]
-    return {"lib": ly, "zl1": np.bincount(y.indices, yl, minlength=n), "zl2": np.bincount(y.indices, yl2, minlength=n)}
+            _group_sums()(out, m.indptr, m.indices, m.data, y.indptr, y.indices, vals)
+    return {"sf": sf}
 
 
 @functools.cache
 def _group_sums():
-    """Return the kernel ``out[r, w * k + f, g] += m[c, f] * weights[w, c] * vals[r, y(c, g)]``, compiled by numba."""
+    """Return the kernel ``out[r, f, g] += m[c, f] * vals[r, y(c, g)]``, compiled by numba."""
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(out, m_ptr, m_idx, m_val, y_ptr, y_idx, vals, weights):  # pragma: no cover - compiled
-        k = out.shape[1] // weights.shape[0]
+    def kernel(out, m_ptr, m_idx, m_val, y_ptr, y_idx, vals):  # pragma: no cover - compiled
         for f in range(m_ptr.size - 1):  # feature-major: one output row stays in cache over its cells
-            for w in range(weights.shape[0]):
-                for r in range(vals.shape[0]):
-                    o = out[r, w * k + f]
-                    for jj in range(m_ptr[f], m_ptr[f + 1]):
-                        c = m_idx[jj]
-                        a = m_val[jj] * weights[w, c]
-                        for ii in range(y_ptr[c], y_ptr[c + 1]):
-                            o[y_idx[ii]] += a * vals[r, ii]
+            for r in range(vals.shape[0]):
+                o = out[r, f]
+                for jj in range(m_ptr[f], m_ptr[f + 1]):
+                    c = m_idx[jj]
+                    a = m_val[jj]
+                    for ii in range(y_ptr[c], y_ptr[c + 1]):
+                        o[y_idx[ii]] += a * vals[r, ii]
 
     return kernel
 
@@ -191,20 +222,6 @@ def add_into(acc: np.ndarray, part: Any) -> None:
     part = part.tocsr()
     flat = np.repeat(np.arange(part.shape[0]) * acc.shape[1], np.diff(part.indptr)) + part.indices
     acc.reshape(-1)[flat] += part.data  # a sparse product holds each (row, column) once
-
-
-def split_sums(acc: list[np.ndarray], k: int, *, squares: bool, weighted: bool) -> dict[str, np.ndarray]:
-    """Return the named sums inside one membership's products (see :func:`block_stats`)."""
-    out = {"sums": acc[0][:k]}
-    if weighted:
-        out["lys"] = acc[0][k:]
-    if squares:
-        out["zs"], out["z2s"] = acc[1], acc[2]
-    return out
-
-
-def _colsum(x: Any) -> np.ndarray:
-    return np.asarray(x.sum(axis=0)).ravel()
 
 
 def dask_block_stats(rows: Rows, mats: list[sparse.csc_matrix], **kw: Any):

@@ -1,7 +1,7 @@
 """Expression sources for differential expression: observed counts or a model's predictions.
 
-Both are read in cell chunks; a scan accumulates, in one pass, the per-cell library sizes, the
-gene-wise moments of library-normalised expression, and the group sums of every cell set.
+Both are read in cell chunks; a scan accumulates, in one pass, every cell's size factor and the
+group sums of raw and size-factor-normalised expression (and its square) of every cell set.
 """
 
 from __future__ import annotations
@@ -13,31 +13,29 @@ import numpy as np
 from scipy import sparse
 
 from ..._utils import get_layer, progress
-from ._chunks import CHUNK, Rows, add_prods, block_stats, dask_block_stats, is_dask, local_stats, split_sums
+from ._chunks import CHUNK, Rows, add_prods, as_csr, block_stats, dask_block_stats, is_dask, local_stats
 from ._predicted import predictor
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 
+#: cells read to compute the genes' mean log counts, the reference of the ``poscounts`` size factors
+LOG_MEAN_CELLS = 10_000
+
+
 @dataclass
 class Scan:
     """One pass over the expression.
 
-    ``library`` (cells), ``size_factors`` (cells, geometric mean 1), ``z_mean`` / ``z_var``
-    (genes; moments of ``y / s``), ``sums`` (list, one k x genes array per membership matrix:
-    sums of raw expression), ``ssums`` (same for ``s * y``, only when ``weighted``), ``zsums`` /
-    ``z2sums`` (same for ``y / s`` and ``(y / s)^2``, only when ``squares``).
+    ``size_factors`` (cells, geometric mean 1), and per membership matrix (cells x k) the k x genes
+    group sums of raw expression ``y`` (``sums``), of ``z = y / s`` (``zsums``) and of ``z^2`` (``z2sums``).
     """
 
-    library: np.ndarray
     size_factors: np.ndarray
-    z_mean: np.ndarray
-    z_var: np.ndarray
     sums: list[np.ndarray]
-    zsums: list[np.ndarray] | None = None
-    z2sums: list[np.ndarray] | None = None
-    ssums: list[np.ndarray] | None = None
+    zsums: list[np.ndarray]
+    z2sums: list[np.ndarray]
 
 
 class Expression:
@@ -85,14 +83,31 @@ class Expression:
         out = np.vstack(blocks) if blocks else np.zeros((0, len(self.var_names)))
         return np.rint(out).astype(np.int64) if integer else out
 
-    def _block_stats(self, mats: list[sparse.csc_matrix], acc: list[np.ndarray], **kw: Any):
+    def log_means(self, *, random_state: int = 0) -> np.ndarray:
+        """Genes' mean ``log y`` (zeros count as 0) over at most ``LOG_MEAN_CELLS`` cells (a seeded sample).
+
+        The reference of DESeq2's ``poscounts`` size factors; pyDESeq2 computes it on each contrast's
+        cells, sclens once (on all cells when there are at most ``LOG_MEAN_CELLS``).
+        """
+        n = self.n_obs
+        cells = None
+        if n > LOG_MEAN_CELLS:
+            cells = np.sort(np.random.default_rng(random_state).choice(n, LOG_MEAN_CELLS, replace=False))
+        total, n_read = np.zeros(len(self.var_names)), 0
+        for idx, y in self.chunks(cells):
+            y = as_csr(y)
+            total += np.bincount(y.indices, np.log(np.maximum(y.data, 1e-300)), minlength=total.size)
+            n_read += idx.size
+        return total / n_read
+
+    def _block_stats(self, mats: list[sparse.csc_matrix], acc: list[np.ndarray], log_means: np.ndarray | None):
         """``(start, stop, block_stats)`` of every chunk of cells, its group sums added into ``acc``.
 
         Dask chunks are dask tasks returning their products; sparse chunks read here are added
         straight into ``acc`` (:func:`~sclens.tl._annotation._chunks.local_stats`).
         """
         if self.model is None and is_dask(self.rows.x):
-            for start, stop, part in dask_block_stats(self.rows, mats, **kw):
+            for start, stop, part in dask_block_stats(self.rows, mats, log_means=log_means):
                 add_prods(acc, part["prods"])
                 yield start, stop, part
             return
@@ -100,42 +115,38 @@ class Expression:
             start, stop = int(idx[0]), int(idx[-1]) + 1  # chunks of all cells are contiguous
             sub = [m[:, start:stop] for m in mats]
             if sparse.issparse(y):
-                yield start, stop, local_stats(y, sub, acc, **kw)
+                yield start, stop, local_stats(y, sub, acc, log_means=log_means)
                 continue
-            part = block_stats(y, sub, **kw)
+            part = block_stats(y, sub, log_means=log_means)
             add_prods(acc, part["prods"])
             yield start, stop, part
 
-    def scan(self, memberships: list[sparse.spmatrix], *, squares: bool = False, weighted: bool = False) -> Scan:
-        """Library sizes, normalised moments and group sums for each membership matrix (cells x k).
+    def scan(self, memberships: list[sparse.spmatrix], *, size_factors: str = "poscounts") -> Scan:
+        """Size factors and the group sums of ``y``, ``y / s`` and ``(y / s)^2`` of each membership (cells x k).
 
-        One pass over the cells. ``weighted`` adds the group sums of ``s * y`` (size-factor-weighted
-        expression), from the same sparse product as the plain sums.
+        One pass over the cells (``size_factors="poscounts"`` first reads :meth:`log_means` on a sample).
+        ``size_factors``: ``"poscounts"`` (DESeq2's median of ratios to the genes' mean log counts, no
+        composition effect) or ``"library"`` (library sizes, the published tool's normalisation). Either
+        is scaled to geometric mean 1 over all cells.
         """
         n_genes, n = len(self.var_names), self.n_obs
+        log_means = self.log_means() if size_factors == "poscounts" else None
         mats = [sparse.csc_matrix(m.T, dtype=np.float64) for m in memberships]  # k x cells
-        lib, zl1, zl2 = np.zeros(n), np.zeros(n_genes), np.zeros(n_genes)
-        widths = [m.shape[0] * (1 + weighted) for m in mats]
-        acc = [np.zeros((1 + 2 * squares, w, n_genes)) for w in widths]
+        sf = np.zeros(n)
+        acc = [np.zeros((3, m.shape[0], n_genes)) for m in mats]
         n_chunks = int(np.ceil(n / CHUNK))
-        parts = self._block_stats(mats, acc, squares=squares, weighted=weighted)
+        parts = self._block_stats(mats, acc, log_means)
         for start, stop, part in progress(parts, total=n_chunks, desc="expression"):
-            lib[start:stop] = part["lib"]
-            zl1 += part["zl1"]
-            zl2 += part["zl2"]
-        sums = [split_sums(a, m.shape[0], squares=squares, weighted=weighted) for a, m in zip(acc, mats, strict=True)]
-        if (lib <= 0).any():
-            n_empty = int((lib <= 0).sum())
+            sf[start:stop] = part["sf"]
+        if (sf <= 0).any():
+            n_empty = int((sf <= 0).sum())
             msg = (
                 f"{n_empty} cell(s) have no counts at all; "
                 "remove them (e.g. `sc.pp.filter_cells(adata, min_counts=1)`)."
             )
             raise ValueError(msg)
-        gm = float(np.exp(np.mean(np.log(lib))))
-        z_mean = zl1 * gm / n
-        z_var = np.maximum(zl2 * gm**2 / n - z_mean**2, 0.0) * n / max(n - 1, 1)
-        # in place: each of these is features x genes
-        zs = [np.multiply(d["zs"], gm, out=d["zs"]) for d in sums] if squares else None
-        z2s = [np.multiply(d["z2s"], gm**2, out=d["z2s"]) for d in sums] if squares else None
-        ssums = [np.divide(d["lys"], gm, out=d["lys"]) for d in sums] if weighted else None
-        return Scan(lib, lib / gm, z_mean, z_var, [d["sums"] for d in sums], zs, z2s, ssums)
+        gm = float(np.exp(np.mean(np.log(sf))))
+        for a in acc:  # in place: each is 3 x features x genes; z = y / (sf / gm)
+            a[1] *= gm
+            a[2] *= gm**2
+        return Scan(sf / gm, [a[0] for a in acc], [a[1] for a in acc], [a[2] for a in acc])

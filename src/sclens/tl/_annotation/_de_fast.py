@@ -1,39 +1,39 @@
-"""Batched negative-binomial Wald test for many two-group contrasts at once.
+"""Batched negative-binomial Wald test for many two-group contrasts at once: pyDESeq2's model.
 
 The model is pyDESeq2's ``~condition`` NB GLM, ``y_ij ~ NB(s_i mu_gj, alpha_j)`` for cell ``i``,
-gene ``j`` and group ``g`` (high / low), estimated for all contrasts together:
+gene ``j`` and group ``g`` (high / low), fitted for all contrasts together from group sums:
 
-* size factors ``s_i``: library sizes over their geometric mean, computed once on all cells
-  (pyDESeq2 uses ``poscounts`` on each contrast's cells; library sizes agreed better in our tests);
-* dispersions ``alpha_j``: estimated once on all cells by :func:`nb_dispersions` (moments of
-  ``y / s`` shrunk towards a parametric mean trend with DESeq2's MAP weight), not per contrast;
-* group sums ``sum(y)`` and ``sum(s * y)`` of every contrast come from one sparse product (see
-  :meth:`Expression.scan`); cell counts per size-factor quantile bin stand in for the cells' size
-  factors in the sums over cells;
-* group means: closed form plus one Newton step of the NB likelihood, Wald statistic from the
-  Fisher information without a floor on the expected counts (:func:`nb_wald`).
+* size factors ``s_i``: DESeq2's ``poscounts`` median of ratios, with the genes' mean log counts
+  taken once over (a sample of) all cells (:meth:`~sclens.tl._annotation._de.Expression.scan`), so no
+  composition effect: a few very high genes in the high cells do not make every other gene look
+  down-regulated (library sizes did);
+* dispersions ``alpha_cj``: per contrast ``c``, on its own cells with the two-group design
+  (:mod:`~sclens.tl._annotation._dispersion`);
+* group means: pyDESeq2's IRLS fit, whose fitted means are floored at ``min_mu = 0.5`` per cell,
+  solved to its fixed point per group (:func:`group_means`); a group without counts gets a finite,
+  small mean, as in pyDESeq2 (no pseudo count);
+* Wald statistic from the Fisher information at the fitted (unfloored) means, two-sided normal
+  p-values, and pyDESeq2's independent filtering on the base mean (:func:`independent_filtering`).
 
-Not reproduced: pyDESeq2's per-contrast NB maximum-likelihood dispersions, its ``poscounts`` size
-factors, its independent filtering and Cook's-distance outlier replacement (``refit_cooks=True``).
-``benchmarks/annotate.py`` plugs pyDESeq2's pieces into this kernel one at a time (table in the docs'
-Performance page): the Wald statistics' Spearman correlation with pyDESeq2's rises from 0.936 to
-0.976-0.979 with maximum-likelihood dispersions (pyDESeq2's, or NB ML on all cells), not with any
-method-of-moments variant or shrinkage weight; the size factors add 0.007. On 20 planted toy
-features (2,000 cells x 200 genes, 100 high vs 200 low cells) the median correlation is 0.97
-against pyDESeq2 with ``refit_cooks=False`` and 0.91 with Cook's replacement on.
+Sums over cells run over ``N_BINS`` quantile bins of the size factors (``nbin``: cells per bin and
+contrast, ``centres``: mean size factor per bin), and ``sum_i y_i f(s_i)`` over a group is taken at its
+expectation ``sum(y) * sum_i s_i f(s_i) / sum_i s_i``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse, special, stats
+from scipy import sparse, stats
 
 from ..._stats import fdr_bh
+from ._dispersion import Group
 
-PSEUDO = 0.5  # a group without any count is treated as holding half a count
-N_BINS = 16  # size-factor quantile bins used to evaluate the Fisher information
+N_BINS = 16  # size-factor quantile bins used for sums over cells
+MIN_MU = 0.5  # pyDESeq2's floor on fitted means in its IRLS (``min_mu``)
+FILTER_ALPHA = 0.05  # pyDESeq2's ``DeseqStats(alpha=0.05)``, the FDR its independent filtering maximises at
 
 
 @dataclass
@@ -53,64 +53,6 @@ class DEResult:
         return ~np.isnan(self.padj)
 
 
-def nb_dispersions(
-    z_mean: np.ndarray, z_var: np.ndarray, size_factors: np.ndarray, *, weight: float | None = None
-) -> np.ndarray:
-    """Gene-wise NB dispersions: method of moments on ``y / s``, shrunk towards a mean trend as DESeq2's MAP.
-
-    ``z_mean`` / ``z_var`` are the mean and variance of ``y / s`` over all cells. The moment estimate
-    ``(var - mean * mean(1/s)) / mean^2`` is clipped to ``[1e-8, 10]`` (10 for genes without counts);
-    the trend ``a0 + a1 / mean`` (DESeq2's parametric form, coefficients kept >= 1e-8) is fitted to
-    the genes whose estimate lies strictly inside ``(1e-6, 10)`` by least squares with residuals
-    scaled by the current trend (gamma-family weights), iterated up to 20 times. The final log
-    dispersion is the precision-weighted mean of the gene-wise and trend values, DESeq2's normal
-    approximation of its maximum-a-posteriori estimate: ``weight = prior_var / (prior_var +
-    sampling_var)`` on the gene-wise value, with the sampling variance of a log dispersion from
-    ``n`` cells ``trigamma((n - 2) / 2)`` and the prior variance from the MAD of the log residuals
-    minus it (at least 0.25), as pyDESeq2. With thousands of cells the weight is close to 1: the
-    data, not the trend, decide each gene's dispersion. DESeq2's *dispersion outliers* (log
-    gene-wise estimate more than 2 prior SDs above the trend) keep their gene-wise estimate. With
-    fewer than 3 genes to fit, the clipped moment estimates are returned.
-
-    ``weight`` fixes the weight instead (earlier versions used 0.25, about DESeq2's weight with 6
-    samples). A fixed 0.25 with 2,000 cells halved the dispersion of a cell-type program's genes
-    (whose counts vary with the program) and inflated that of the others, so random cell sets
-    looked up-regulated in whole programs: 12 of 240 toy features independent of expression were
-    annotated (0 of 240 with the MAP weight; ``benchmarks/null_calibration.py``).
-    """
-    mean = np.asarray(z_mean, dtype=np.float64)
-    inv_s = float(np.mean(1.0 / size_factors))
-    expressed = mean > 0
-    alpha = np.full(mean.shape, 10.0)
-    alpha[expressed] = (z_var[expressed] - mean[expressed] * inv_s) / mean[expressed] ** 2
-    alpha = np.clip(alpha, 1e-8, 10.0)
-    fit = expressed & (alpha > 1e-6) & (alpha < 10.0)
-    if fit.sum() < 3:
-        return alpha
-    a0, a1 = 0.1, 1.0
-    x = 1.0 / mean[fit]
-    for _ in range(20):
-        trend = a0 + a1 * x
-        w = 1.0 / trend
-        design = np.column_stack([np.ones_like(x), x]) * w[:, None]
-        coef = np.linalg.lstsq(design, alpha[fit] * w, rcond=None)[0]
-        new = max(coef[0], 1e-8), max(coef[1], 1e-8)
-        if np.allclose(new, (a0, a1), rtol=1e-6):
-            break
-        a0, a1 = new
-    trend_all = np.clip(a0 + a1 / np.maximum(mean, 1e-12), 1e-8, 10.0)
-    resid = np.log(alpha[fit]) - np.log(trend_all[fit])
-    mad = 1.4826 * np.median(np.abs(resid - np.median(resid)))
-    sampling_var = float(special.polygamma(1, max(size_factors.size - 2, 1) / 2))
-    prior_var = max(mad**2 - sampling_var, 0.25)
-    if weight is None:
-        weight = prior_var / (prior_var + sampling_var)
-    shrunk = np.exp(weight * np.log(alpha) + (1 - weight) * np.log(trend_all))
-    # DESeq2's dispersion outliers keep their gene-wise estimate: log residual > 2 prior SDs above the trend
-    outlier = expressed & (np.log(alpha) > np.log(trend_all) + 2 * np.sqrt(prior_var))
-    return np.where(expressed & ~outlier, shrunk, alpha)
-
-
 def size_bins(size_factors: np.ndarray, n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray]:
     """Quantile bin of every cell's size factor and the mean size factor of each bin."""
     edges = np.unique(np.quantile(size_factors, np.linspace(0, 1, n_bins + 1)[1:-1]))
@@ -125,63 +67,152 @@ def bin_onehot(bins: np.ndarray, n_bins: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((np.ones(n), (np.arange(n), bins)), shape=(n, n_bins))
 
 
-def nb_wald(
-    sum_high: np.ndarray,
-    sum_low: np.ndarray,
-    nbin_high: np.ndarray,
-    nbin_low: np.ndarray,
-    centres: np.ndarray,
-    alpha: np.ndarray,
-    ssum_high: np.ndarray | None = None,
-    ssum_low: np.ndarray | None = None,
-) -> DEResult:
+def group_means(g: Group, centres: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pyDESeq2's fitted log mean ``b`` of one group and its Fisher information, per contrast and gene.
+
+    pyDESeq2's IRLS (two-group design: one intercept per group) iterates with fitted means ``mu_i =
+    max(s_i e^b, MIN_MU)``; its fixed point solves ``f(b) = sum_floored W_i (log(MIN_MU / s_i) - b) + sum_i
+    (y_i - mu_i) / (1 + alpha mu_i) = 0`` with ``W_i = mu_i / (1 + alpha mu_i)``. ``f`` decreases in ``b``;
+    it is solved by safeguarded Newton steps. For a well-expressed gene no cell is floored and ``b`` is
+    the NB maximum-likelihood mean; for a gene with few counts the floor pulls the means of both groups
+    towards ``log(MIN_MU / s)``, so its fold change stays small (pyDESeq2's behaviour, not a pseudo
+    count). The information is ``sum_i m_i / (1 + alpha m_i)`` at the unfloored ``m_i = s_i e^b``, as
+    in pyDESeq2's Wald test. Genes without counts in either group are left to the caller.
+    """
+    shape = g.y.shape
+    b, info = np.empty(shape), np.empty(shape)
+    _solve()(g.y, g.z, g.nbin.astype(np.float64), np.asarray(centres, dtype=np.float64), alpha, MIN_MU, b, info)
+    return b, info
+
+
+@functools.cache
+def _score():
+    """Return the numba function ``(f(b), f'(b))`` of :func:`group_means` for one group, contrast and gene."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def score(b, a, y, z, nbin, centres, ns, min_mu):  # pragma: no cover - compiled
+        f, df = 0.0, 0.0
+        sw, swu, swuu, swh, swuh = 0.0, 0.0, 0.0, 0.0, 0.0
+        for k in range(centres.size):
+            n, s = nbin[k], centres[k]
+            if n == 0:
+                continue
+            m = s * np.exp(b)
+            mu = max(m, min_mu)
+            h = 1.0 / (1.0 + a * mu)
+            if m < min_mu:  # floored: mu = min_mu does not move with b
+                f += n * mu * h * (np.log(min_mu / s) - b - 1.0)
+                df -= n * mu * h
+            else:
+                f -= n * m * h
+                df -= n * m * h * h * (1.0 + a * y * s / ns)
+            # sum_i y_i h(s_i) from sum(y) and sum(y / s): h ~ p + q / s, least squares over the bins
+            w, u = n * s, 1.0 / s
+            sw, swu, swuu, swh, swuh = sw + w, swu + w * u, swuu + w * u * u, swh + w * h, swuh + w * u * h
+        det = sw * swuu - swu * swu
+        if det > 1e-12 * sw * swuu:
+            f += ((swuu * swh - swu * swuh) * y + (sw * swuh - swu * swh) * z) / det
+        else:  # one size factor: exact
+            f += y * swh / sw
+        return f, df
+
+    return score
+
+
+@functools.cache
+def _solve():
+    """Return the numba kernel of :func:`group_means`: safeguarded Newton steps on :func:`_score`."""
+    import numba
+
+    score = _score()
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(ysum, zsum, nbin, centres, alpha, min_mu, b_out, info_out):  # pragma: no cover - compiled
+        for c in range(ysum.shape[0]):
+            ns = 0.0
+            for k in range(centres.size):
+                ns += nbin[c, k] * centres[k]
+            for j in range(ysum.shape[1]):
+                a, lo, hi = alpha[c, j], -40.0, 40.0
+                b = np.log(max(ysum[c, j], min_mu) / ns)  # closed form (the MLE without the floor)
+                for _ in range(60):
+                    f, df = score(b, a, ysum[c, j], zsum[c, j], nbin[c], centres, ns, min_mu)
+                    lo, hi = (b, hi) if f > 0 else (lo, b)
+                    new = b - f / df if df < 0 else 0.5 * (lo + hi)
+                    new = new if lo < new < hi else 0.5 * (lo + hi)
+                    done = abs(new - b) < 1e-10
+                    b = new
+                    if done:
+                        break
+                info = 0.0
+                for k in range(centres.size):
+                    m = centres[k] * np.exp(b)
+                    info += nbin[c, k] * m / (1.0 + a * m)
+                b_out[c, j], info_out[c, j] = b, info
+
+    return kernel
+
+
+def nb_wald(high: Group, low: Group, centres: np.ndarray, alpha: np.ndarray, *, filtering: bool = True) -> DEResult:
     """Wald test of ``log(mu_high / mu_low)`` per contrast (rows) and gene (columns).
 
-    The model is pyDESeq2's two-group NB GLM ``y_i ~ NB(s_i mu_g, alpha)``. For each group:
-
-    1. start from the closed-form mean ``mu_0 = sum(y) / sum(s)`` (the MLE when all size factors
-       are equal or ``alpha = 0``; a group without counts holds ``PSEUDO`` counts);
-    2. one Newton step of the NB log-likelihood in ``log mu``, when the size-factor-weighted sums
-       ``ssum_* = sum(s * y)`` are given: score ``U = sum_i (y_i - m_i) / (1 + alpha m_i)`` and
-       information ``I = sum_i m_i / (1 + alpha m_i)`` with ``m_i = s_i mu_0``. The counts' part
-       ``sum_i y_i / (1 + alpha m_i)`` is approximated by ``sum(y) / (1 + alpha s_y mu_0)`` at the
-       count-weighted mean size factor ``s_y = sum(s * y) / sum(y)`` (exact to first order in the
-       spread of ``s``); the cells' part uses the size-factor bins. The step is clipped to ``[-1, 1]``
-       and skipped for groups without counts;
-    3. standard error from the Fisher information at the final means, ``1 / I_high + 1 / I_low``
-       with ``I = sum_i m_i / (1 + alpha m_i)`` and no floor on ``m_i`` (as pyDESeq2's Wald test),
-       evaluated with the cells' size factors grouped in quantile bins (``nbin_*``: cells per bin,
-       contrasts x bins; ``centres``: mean size factor of each bin).
-
-    ``stat = log(mu_high / mu_low) / se``, two-sided normal p-values, BH within each contrast;
-    genes without any count in the contrast are not tested (NaN).
+    Means and information from :func:`group_means`; ``stat = (b_high - b_low) / sqrt(1 / I_high + 1 /
+    I_low)``; two-sided normal p-values; adjusted p-values by pyDESeq2's independent filtering
+    (:func:`independent_filtering`; ``filtering=False``: BH over all tested genes). Genes without any
+    count in the contrast are not tested (NaN). ``base_mean``: mean of ``y / s`` over the contrast's cells.
     """
-    tested = (sum_high + sum_low) > 0
-    groups = []
-    for sums, ssums, nbin in ((sum_high, ssum_high, nbin_high), (sum_low, ssum_low, nbin_low)):
-        ss = nbin @ centres  # sum of size factors per contrast
-        mu = np.maximum(sums, PSEUDO) / ss[:, None]
-        if ssums is not None:
-            s_y = np.where(sums > 0, ssums / np.maximum(sums, 1e-300), 1.0)
-            info = _information(mu, nbin, centres, alpha)
-            score = sums / (1.0 + alpha * s_y * mu) - info
-            step = np.where(sums > 0, np.clip(score / info, -1.0, 1.0), 0.0)
-            mu = mu * np.exp(step)
-        groups.append((mu, _information(mu, nbin, centres, alpha), ss))
-    (mu_h, info_h, ss_h), (mu_l, info_l, ss_l) = groups
-    beta = np.log(mu_h / mu_l)
+    tested = (high.y + low.y) > 0
+    alpha = np.where(tested, np.nan_to_num(alpha, nan=1.0), 1.0)
+    b_h, info_h = group_means(high, centres, alpha)
+    b_l, info_l = group_means(low, centres, alpha)
+    beta = b_h - b_l
     stat = beta / np.sqrt(1.0 / info_h + 1.0 / info_l)
-    pvalue = 2.0 * stats.norm.sf(np.abs(stat))
     nan = np.where(tested, 1.0, np.nan)
-    base = (sum_high + sum_low) / (ss_h + ss_l)[:, None]
-    pvalue = pvalue * nan
-    return DEResult(beta / np.log(2) * nan, stat * nan, pvalue, fdr_bh(pvalue), base)
+    pvalue = 2.0 * stats.norm.sf(np.abs(stat)) * nan
+    base = (high.z + low.z) / (high.n + low.n)[:, None]
+    padj = independent_filtering(pvalue, base) if filtering else fdr_bh(pvalue)
+    return DEResult(beta / np.log(2) * nan, stat * nan, pvalue, padj, base)
 
 
-def _information(mu: np.ndarray, nbin: np.ndarray, centres: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Fisher information of ``log mu``: ``sum_i m_i / (1 + alpha m_i)``, ``m_i = s_i mu``, over size-factor bins."""
-    info = np.zeros_like(mu)
-    for b, s in enumerate(centres):
-        m = s * mu
-        info += nbin[:, b : b + 1] * (m / (1.0 + alpha * m))
-    return info
+def independent_filtering(pvalue: np.ndarray, base_mean: np.ndarray, *, alpha: float = FILTER_ALPHA) -> np.ndarray:
+    """pyDESeq2's independent filtering, per contrast (row): BH only above a base-mean cutoff.
+
+    As ``DeseqStats._independent_filtering``: 50 cutoffs at base-mean quantiles from the share of genes
+    with base mean 0 to 0.95; the number of genes at BH ``padj < alpha`` above each cutoff is smoothed
+    by pyDESeq2's lowess (``frac=1/5``); the first cutoff whose count exceeds the smooth's maximum less
+    the residuals' root mean square is used (the lowest one when no count exceeds 10). Tested genes
+    below the cutoff get ``padj = 1`` (pyDESeq2: NaN; they are tested, just not called).
+    """
+    from pydeseq2.utils import lowess
+
+    out = np.full(pvalue.shape, np.nan)
+    for c in range(pvalue.shape[0]):
+        p, base = pvalue[c], base_mean[c]
+        ok = ~np.isnan(p)
+        if not ok.any():
+            continue
+        lower = np.mean(base == 0)
+        theta = np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50)
+        padj = _bh_above(p, ok[None, :] & (base[None, :] >= np.quantile(base, theta)[:, None]))
+        n_rej = (padj < alpha).sum(1)
+        j = 0
+        if n_rej.max() > 10:
+            smooth = lowess(theta, n_rej.astype(float), frac=1 / 5)
+            resid = n_rej[n_rej > 0] - smooth[n_rej > 0]
+            above = np.flatnonzero(n_rej > smooth.max() - np.sqrt(np.mean(resid**2)))
+            j = int(above[0]) if above.size else 0
+        out[c] = np.where(ok & np.isnan(padj[j]), 1.0, padj[j])
+    return out
+
+
+def _bh_above(p: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """BH-adjusted ``p`` within each row's subset of genes ``masks`` (cutoffs x genes); NaN outside it."""
+    order = np.argsort(np.where(np.isnan(p), np.inf, p))
+    ps, ms = p[order][None, :], masks[:, order]
+    rank = np.cumsum(ms, axis=1)
+    q = np.where(ms, ps * rank[:, -1:] / np.maximum(rank, 1), np.inf)
+    q = np.minimum(np.minimum.accumulate(q[:, ::-1], axis=1)[:, ::-1], 1.0)
+    out = np.full(masks.shape, np.nan)
+    out[:, order] = np.where(ms, q, np.nan)
+    return out

@@ -23,6 +23,7 @@ import pandas as pd
 from . import _de_fast as fast
 from . import _scfeaturelens as sfl
 from ._de_deseq2 import deseq2_engine
+from ._dispersion import Group, nb_dispersions
 from ._enrich import collect, decoupler_method, ora, up_genes
 
 if TYPE_CHECKING:
@@ -58,24 +59,33 @@ class DEEngine:
 
 
 class FastNB(DEEngine):
-    """Batched negative-binomial Wald test (:mod:`sclens.tl._annotation._de_fast`)."""
+    """Batched negative-binomial Wald test (:mod:`sclens.tl._annotation._de_fast`), pyDESeq2's model."""
 
     name = "fast"
 
     def __init__(self, expr, high, low, opt) -> None:
         super().__init__(expr, high, low, opt)
-        self.scan = scan = expr.scan([high, low], weighted=True)
-        self.disp = fast.nb_dispersions(scan.z_mean, scan.z_var, scan.size_factors)
+        self.scan = scan = expr.scan([high, low])
         bins, self.centres = fast.size_bins(scan.size_factors)
         onehot = fast.bin_onehot(bins, self.centres.size)
-        self.nbin = [(m.T @ onehot).toarray() for m in (high, low)]
+        inv_s = 1.0 / scan.size_factors
+        self.parts = [
+            (np.diff(m.indptr), (m.T @ onehot).toarray(), (m.T @ inv_s) / np.maximum(np.diff(m.indptr), 1))
+            for m in (high, low)
+        ]
+
+    def groups(self, sl_: slice) -> tuple[Group, Group]:
+        """Return the high and low :class:`~sclens.tl._annotation._dispersion.Group` of contrasts ``sl_``."""
+        s = self.scan
+        return tuple(
+            Group(n[sl_], nbin[sl_], inv[sl_], s.sums[k][sl_], s.zsums[k][sl_], s.z2sums[k][sl_])
+            for k, (n, nbin, inv) in enumerate(self.parts)
+        )
 
     def test(self, sl_: slice) -> fast.DEResult:
-        s = self.scan
-        return fast.nb_wald(
-            s.sums[0][sl_], s.sums[1][sl_], self.nbin[0][sl_], self.nbin[1][sl_], self.centres, self.disp,
-            s.ssums[0][sl_], s.ssums[1][sl_],
-        )  # fmt: skip
+        high, low = self.groups(sl_)
+        disp = nb_dispersions(high, low, self.centres)
+        return fast.nb_wald(high, low, self.centres, disp)
 
 
 class DESeq2(DEEngine):
@@ -99,7 +109,7 @@ class Welch(DEEngine):
 
     def __init__(self, expr, high, low, opt) -> None:
         super().__init__(expr, high, low, opt)
-        self.scan = expr.scan([high, low], squares=True)
+        self.scan = expr.scan([high, low], size_factors="library")
         self.n = [np.diff(m.indptr) for m in (high, low)]
 
     def test(self, sl_: slice) -> fast.DEResult:
