@@ -14,7 +14,14 @@ features with GO BP of the embedded snapshot, counts read from the backed ``X``.
 seconds and CPU seconds (user + sys): on a shared machine wall time overstates the cost. A failing
 child stops the driver with a non-zero exit and its stderr.
 
-Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]``
+``--compare-term-clusters``: each child also reports the CPU seconds of the term clustering inside
+``annotate_features`` (``cluster_terms``, the last step) and its share of the annotation, then,
+after its peak RSS is taken, runs the previous implementation (``tests/redundancy_reference.py``)
+on the same kept terms, checks that both give identical columns and reports its CPU seconds; the
+table of these columns is written to ``benchmarks/results/atlas_term_clusters.md``.
+
+Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]
+[--compare-term-clusters]``
 """
 
 from __future__ import annotations
@@ -122,12 +129,22 @@ def write_atlas(path: Path, n_cells: int, genes: np.ndarray, go) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(path: str, n_features: int) -> dict:
+def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
     import anndata as ad
 
     import sclens as sl
+    from sclens.tl._annotation import _redundancy
 
     go = go_bp()
+    calls, cluster_terms = [], _redundancy.cluster_terms
+
+    def timed(*args, **kwargs):  # the term clustering inside annotate_features, timed and kept for the reference
+        c0 = time.process_time()
+        out = cluster_terms(*args, **kwargs)
+        calls.append((time.process_time() - c0, args, kwargs, out))
+        return out
+
+    _redundancy.cluster_terms = timed
     adata = ad.read_h5ad(path, backed="r")
     t0, c0 = time.perf_counter(), time.process_time()
     sl.tl.fit_sae(adata, use_rep="X_emb", n_features=n_features)
@@ -137,19 +154,30 @@ def run_one(path: str, n_features: int) -> dict:
     sl.tl.annotate_features(adata, gene_sets=go)
     t_ann, c_ann = time.perf_counter() - t0, time.process_time() - c0
     res = adata.uns["sae_go"]["results"]
-    return {
+    row = {
         "cells": adata.n_obs, "genes": adata.n_vars, "live_features": live, "fit_s": round(t_fit, 1),
         "fit_cpu_s": round(c_fit, 1), "annotate_s": round(t_ann, 1), "annotate_cpu_s": round(c_ann, 1),
         "annotated_features": int(res["feature"].nunique()),
         "peak_rss_GiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "term_cluster_cpu_s": round(calls[-1][0], 1), "kept_terms": len(res),
     }  # fmt: skip
+    if compare:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from redundancy_reference import cluster_terms_reference
+
+        _, args, kwargs, new = calls[-1]
+        c0 = time.process_time()
+        old = cluster_terms_reference(*args, **kwargs)
+        row["term_cluster_ref_cpu_s"] = round(time.process_time() - c0, 1)
+        row["term_clusters_identical"] = bool(old.equals(new))
+    return row
 
 
-def run_child(path: Path, n_features: int) -> dict:
+def run_child(path: Path, n_features: int, extra: tuple[str, ...] = ()) -> dict:
     """Run one size in its own process; a failing child stops the driver with its stderr shown."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    cmd = [sys.executable, __file__, "--one", str(path), "--n-features", str(n_features)]
+    cmd = [sys.executable, __file__, "--one", str(path), "--n-features", str(n_features), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -169,10 +197,11 @@ def main() -> None:
     ap.add_argument("--n-features", type=int, default=2500)
     ap.add_argument("--keep", action="store_true", help="keep the h5ad files")
     ap.add_argument("--reuse", action="store_true", help="use an existing atlas_N.h5ad in --dir instead of writing it")
+    ap.add_argument("--compare-term-clusters", action="store_true", help="also time the previous term clustering")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.n_features)))
+        print(json.dumps(run_one(args.one, args.n_features, compare=args.compare_term_clusters)))
         return
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +212,8 @@ def main() -> None:
         path = out / f"atlas_{n}.h5ad"
         reuse = args.reuse and path.exists()
         t_write = None if reuse else round(write_atlas(path, n, genes, go), 1)
-        row = {**run_child(path, args.n_features), "write_s": t_write}
+        extra = ("--compare-term-clusters",) if args.compare_term_clusters else ()
+        row = {**run_child(path, args.n_features, extra), "write_s": t_write}
         row["file_GiB"] = round(path.stat().st_size / 2**30, 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -191,6 +221,13 @@ def main() -> None:
             path.unlink()
     print("Wall seconds on a shared machine overstate the cost; *_cpu_s are the child's user + sys seconds.")
     print(table(rows))
+    if args.compare_term_clusters:
+        text = term_cluster_table(rows)
+        print(text)
+        out = Path(__file__).parent / "results" / "atlas_term_clusters.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(f"`python benchmarks/atlas.py {' '.join(sys.argv[1:])}`\n\n{table(rows)}\n\n{text}\n")
+        print(f"written to {out}")
 
 
 def table(rows: list[dict]) -> str:
@@ -202,6 +239,22 @@ def table(rows: list[dict]) -> str:
             f"| {r['cells']:,} | {r['genes']:,} | {r['live_features']:,} / {r['annotated_features']:,} "
             f"| {r['fit_s']:.0f} ({r['fit_cpu_s']:.0f}) | {r['annotate_s']:.0f} ({r['annotate_cpu_s']:.0f}) "
             f"| {r['peak_rss_GiB']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def term_cluster_table(rows: list[dict]) -> str:
+    """Markdown table: term clustering CPU seconds now and before, and their shares of the annotation."""
+    head = ("| cells | kept terms | annotate CPU s | term clusters CPU s (share) | previous code CPU s (share) "
+            "| speed-up | identical |")  # fmt: skip
+    lines = [head, "|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        new, old, ann = r["term_cluster_cpu_s"], r["term_cluster_ref_cpu_s"], r["annotate_cpu_s"]
+        before = ann - new + old  # the annotation with the previous clustering
+        lines.append(
+            f"| {r['cells']:,} | {r['kept_terms']:,} | {ann:.0f} | {new:.1f} ({100 * new / ann:.0f} %) "
+            f"| {old:.1f} ({100 * old / before:.0f} % of {before:.0f}) | {old / max(new, 1e-9):.1f}x "
+            f"| {r['term_clusters_identical']} |"
         )
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from _results import save
 
 import sclens as sl
 
@@ -100,8 +101,12 @@ def main() -> None:
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     if not args.skip_pbmc:
-        print(pbmc(args.epochs).round(3).to_string())
-    print(simulation().round(3).to_string())
+        table = pbmc(args.epochs).round(3)
+        rows = table.reset_index(names="pair").to_dict("records")
+        save("steering_pbmc", rows, dataset="sl.datasets.pbmc68k_counts() (700 PBMCs)", params=vars(args))
+    table = simulation().round(3)
+    rows = table.reset_index(names="setting").to_dict("records")
+    save("steering_batches", rows, dataset="sl.sim.simulate: 3 batches, 6 cell types", params=vars(args))
 
 
 if __name__ == "__main__":

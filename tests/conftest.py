@@ -10,6 +10,17 @@ import sclens as sl
 
 matplotlib.use("Agg")  # plots draw off-screen
 
+try:  # generated-input tests (tests/test_properties.py): bounded in CI, deeper with --hypothesis-profile=long
+    from hypothesis import HealthCheck, settings
+
+    _quiet = {"deadline": None, "suppress_health_check": list(HealthCheck)}
+    settings.register_profile("ci", max_examples=10, derandomize=True, **_quiet)
+    settings.register_profile("long", max_examples=300, **_quiet)
+    if settings.get_current_profile_name() == "default":  # no --hypothesis-profile given
+        settings.load_profile("ci")
+except ImportError:  # hypothesis is in the `test` extra
+    pass
+
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -82,7 +82,26 @@ def resolve_device(device: str | None) -> str:
     if not isinstance(device, str) or not device:
         msg = f"device must be a string such as 'cpu', 'cuda', 'cuda:1' or 'auto', got {device!r}."
         raise TypeError(msg)
-    return _torch_device(device)
+    return _check_available(_torch_device(device))
+
+
+def _check_available(device: str) -> str:
+    """``device`` unchanged when this machine has it; else a ValueError naming ``device`` and what exists."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    have = {"cpu": True, "cuda": n_gpus > int(index or 0), "mps": mps}.get(kind, True)
+    if not have:
+        avail = ["'cpu'", *([f"'cuda:{i}'" for i in range(n_gpus)]), *(["'mps'"] if mps else [])]
+        msg = (
+            f"device={device!r} (argument `device` or `sclens.settings.device`) is not available on this machine "
+            f"(torch {torch.__version__} sees {n_gpus} CUDA GPU(s)); available: {', '.join(avail)}. "
+            "Pass device='cpu', or device='auto' to use a GPU only when there is one."
+        )
+        raise ValueError(msg)
+    return device
 
 
 def _torch_device(device: str) -> str:

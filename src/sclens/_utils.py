@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import warnings
 import zlib
@@ -105,6 +106,10 @@ def get_layer(adata: AnnData, layer: str | None, *, what: str = "counts") -> Any
     return adata.layers[layer]
 
 
+#: longest line read from a text file (GMT / OBO / GAF), in characters: 16 Mi, about 1.5 million gene symbols
+MAX_LINE = 16 * 2**20
+
+
 class _TextFile:
     """Lines of a plain or gzip text file; decoding and gzip errors become ValueErrors naming the file."""
 
@@ -122,7 +127,18 @@ class _TextFile:
 
     def __iter__(self):
         try:
-            yield from self.fh
+            for lineno in itertools.count(1):
+                line = self.fh.readline(MAX_LINE + 1)  # never more than MAX_LINE characters in memory
+                if not line:
+                    return
+                if len(line) > MAX_LINE:
+                    msg = (
+                        f"Line {lineno} of {str(self.path)!r} is longer than {MAX_LINE:,} characters; a GMT, OBO "
+                        "or GAF line is far shorter (the largest gene sets hold tens of thousands of genes). "
+                        "The file is damaged or not a gene-set file."
+                    )
+                    raise ValueError(msg)
+                yield line
         except UnicodeDecodeError as e:
             msg = (
                 f"{str(self.path)!r} is not UTF-8 text (invalid byte at position {e.start}): it is binary or "
@@ -339,6 +355,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def all_or_nothing(adata: AnnData) -> Iterator[None]:
+    """Undo the block's changes to ``adata.uns`` (two levels deep) and ``adata.obsm`` if it raises.
+
+    Also on ``KeyboardInterrupt``: a writer that stores several entries (a run, its features table,
+    the results dropped as stale) leaves either all of them or the AnnData as it was.
+    """
+    nested = {k: v for k, v in adata.uns.items() if isinstance(v, dict)}
+    uns = {k: (dict(v) if k in nested else v) for k, v in adata.uns.items()}
+    obsm = dict(adata.obsm)
+    try:
+        yield
+    except BaseException:
+        for k in [k for k in adata.uns if k not in uns]:
+            del adata.uns[k]
+        for k, v in uns.items():
+            if k in nested:  # the same dict object, its entries as they were
+                nested[k].clear()
+                nested[k].update(v)
+                v = nested[k]
+            adata.uns[k] = v
+        for k in [k for k in adata.obsm if k not in obsm]:
+            del adata.obsm[k]
+        for k, v in obsm.items():
+            adata.obsm[k] = v
+        raise
 
 
 def as_feature_list(features: Any, n_features: int | None = None) -> list[int]:

@@ -98,9 +98,35 @@ def test_batch_steer_errors(toy):
     adata.uns["sae"]["features"] = table
     with pytest.raises(ValueError, match="No feature is flagged `batch_driven`"):
         batch_steer(adata, batch_key="batch")
-    with pytest.raises(KeyError, match=r"`adata.obs\['donor'\]` \(batches\) not found"):
+    with pytest.raises(KeyError, match=r"batch_key='donor': `adata.obs\['donor'\]` not found"):
         batch_steer(adata, batch_key="donor", features=[1])
     with pytest.raises(KeyError, match=r"`adata.obsm\['X_scVI'\]` not found"):
         batch_steer(adata, batch_key="batch", features=[1], compare=["X_scVI"])
+    adata.obs["one"] = "b0"
+    with pytest.raises(ValueError, match=r"batch_key='one': batch steering needs at least 2 batches, .* has 1"):
+        batch_steer(adata, batch_key="one", features=[1])
+    adata.obs["one"] = pd.Categorical(np.where(adata.obs["batch"] == "b0", "b0", None), categories=["b0", "b1"])
+    with pytest.raises(ValueError, match=r"has 1 among labelled cells"):  # an unused category is no batch
+        batch_steer(adata, batch_key="one", features=[1])
     assert "batch_steered" not in adata.uns
     assert "X_batch_steered" not in adata.obsm
+
+
+def test_batch_steer_leaves_missing_batch_labels_out(toy, caplog):
+    """Issue 23: a missing batch label became a third batch "nan"; it is left out, as everywhere else."""
+    adata = toy.copy()
+    missing = np.arange(adata.n_obs) % 10 == 0
+    adata.obs["batch"] = adata.obs["batch"].astype(object).where(~missing, None).astype("category")
+    with caplog.at_level("WARNING", logger="sclens"):
+        batch_steer(adata, batch_key="batch", features=[3, 9], label_key="cell_type")
+    assert f"{missing.sum()} cell(s) with a missing `batch` or `cell_type` label are left out" in caplog.text
+    acts = adata.obsm["X_sae"].toarray()
+    b = adata.obs["batch"].to_numpy()
+    clamp = np.mean([acts[b == k][:, [3, 9]].mean(0) for k in ("b0", "b1")], axis=0)  # two batches, not three
+    np.testing.assert_allclose(adata.uns["batch_steered"]["clamped_to"], clamp, rtol=1e-6)
+    ref = integration_scores(
+        {"X_emb": adata.obsm["X_emb"][~missing]}, b[~missing], adata.obs["cell_type"].to_numpy()[~missing]
+    )
+    assert adata.uns["batch_steered"]["scores"].loc["X_emb", "batch_entropy"] == pytest.approx(
+        ref.loc["X_emb", "batch_entropy"]
+    )

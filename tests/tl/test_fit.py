@@ -289,6 +289,28 @@ def test_mudata_global_obsm(toy, tmp_path):
     assert (back.obsm["X_sae"] != ref.obsm["X_sae"]).nnz == 0
 
 
+def _replay_stopping(steps, losses, *, min_steps, max_steps, eval_every, patience, rel_tol=1e-3):
+    """The stopping rule as `Stopping` documents it, replayed on the recorded held-out losses.
+
+    A miss is a loss not ``rel_tol`` below the best; ``patience`` misses in a row (from ``min_steps`` on)
+    decay the learning rate once, the next ``patience`` misses stop; ``max_steps`` always stops.
+    """
+    best, misses, decayed = np.inf, 0, False
+    for step, loss in zip(steps, losses, strict=True):
+        assert step % eval_every == 0 or step == max_steps
+        if loss < best * (1 - rel_tol):
+            best, misses = loss, 0
+        else:
+            misses += 1
+        if step >= max_steps:
+            return "max_steps", int(step)
+        if misses >= patience and step >= min_steps:
+            if decayed:
+                return "converged", int(step)
+            decayed, misses = True, 0
+    return "not stopped", int(steps[-1])
+
+
 def test_defaults_train_to_convergence_and_record_it(toy, tmp_path):
     from sclens.sae import default_lr
 
@@ -298,7 +320,7 @@ def test_defaults_train_to_convergence_and_record_it(toy, tmp_path):
     run = adata.uns["sae"]
     assert run["params"]["n_epochs"] == "auto" and run["params"]["lr"] == pytest.approx(default_lr(64))
     m = run["metrics"]
-    assert m["stop_reason"] in ("converged", "max_steps") and 30 <= m["n_steps"] <= 400
+    assert (m["stop_reason"], m["n_steps"]) == _replay_stopping(m["train_step"], m["val_loss"], **rule)
     assert m["best_val_fvu"] == pytest.approx(min(m["val_fvu"]))
     np.testing.assert_array_equal(m["train_step"], np.arange(10, m["n_steps"] + 1, 10))
     adata.write_h5ad(tmp_path / "a.h5ad")
@@ -317,3 +339,14 @@ def test_default_width_capped_by_cells(toy):
     assert wide.obsm["X_sae"].shape[1] == 2 * d  # below the cap: expansion_factor * n_dims
     tiny = sl.tl.fit_sae(toy[:30].copy(), use_rep="X_emb", **{**fit, "n_epochs": 1, "k": 8}, copy=True)
     assert tiny.obsm["X_sae"].shape[1] == 16  # never fewer than 2 k
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_any_representable_scale_fits_like_unit_scale(toy, fitted, scale):
+    """Training normalises its input: an embedding at 1e-30 or 1e30 gives the unit-scale fit (issue 23)."""
+    adata = toy.copy()
+    adata.obsm["X_emb"] = (np.asarray(toy.obsm["X_emb"], dtype=np.float64) * scale).astype(np.float32)
+    sl.tl.fit_sae(adata, use_rep="X_emb", **FAST)
+    assert adata.uns["sae"]["metrics"]["fvu"] == pytest.approx(fitted.uns["sae"]["metrics"]["fvu"], rel=1e-3)
+    same = (adata.obsm["X_sae"] > 0) != (fitted.obsm["X_sae"] > 0)
+    assert same.nnz <= 0.01 * fitted.obsm["X_sae"].nnz

@@ -110,3 +110,104 @@ def test_term_redundancy_recomputes_with_other_threshold(annotated):
         sl.tl.term_redundancy(adata, gene_sets=gs[~gs["source"].str.startswith("dup")])
     with pytest.raises(ValueError, match=r"min_similarity must be in \(0, 1\]"):
         sl.tl.term_redundancy(adata, gene_sets=gs, min_similarity=0)
+
+
+def _random_sets(rng, n_terms: int, n_genes: int):
+    """Gene sets with near-duplicates, nested pairs and exact copies (tied distances), as a terms x genes matrix."""
+    from scipy import sparse
+
+    base = [rng.choice(n_genes, rng.integers(1, 40), replace=False) for _ in range(n_terms // 2)]
+    sets = list(base)
+    for s in base[: n_terms - len(base)]:
+        kind = rng.integers(3)
+        if kind == 0:
+            sets.append(s.copy())  # an exact copy: ties
+        elif kind == 1:
+            sets.append(s[: max(1, s.size // 2)])  # nested
+        else:
+            sets.append(np.union1d(s, rng.choice(n_genes, 3)))
+    rows = np.repeat(np.arange(len(sets)), [s.size for s in sets])
+    mat = sparse.csr_matrix((np.ones(rows.size), (rows, np.concatenate(sets))), shape=(len(sets), n_genes))
+    return mat, pd.Index([f"T{t}" for t in range(len(sets))])
+
+
+def _kept(rng, terms: pd.Index, n_features: int, mean_terms: float, shuffle: bool = False) -> pd.DataFrame:
+    parts = []
+    for f in range(n_features):
+        n = int(rng.choice([0, 1, 2, 3, int(rng.poisson(mean_terms))]))
+        picked = rng.choice(terms.size, min(n, terms.size), replace=False)
+        parts.append(pd.DataFrame({"feature": f, "term": terms[picked], "pvalue": np.sort(rng.random(picked.size))}))
+    res = pd.concat(parts, ignore_index=True)
+    return res.sample(frac=1.0, random_state=0, ignore_index=True) if shuffle else res
+
+
+def _assert_same_clusters(results, matrix, terms, ic, min_similarity):
+    from redundancy_reference import cluster_terms_reference
+
+    from sclens.tl._annotation._redundancy import cluster_terms
+
+    new = cluster_terms(results, matrix, terms, ic, min_similarity=min_similarity)
+    old = cluster_terms_reference(results, matrix, terms, ic, min_similarity=min_similarity)
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    return new
+
+
+@pytest.mark.parametrize("min_similarity", [0.05, 0.2, 0.5, 1.0])
+def test_kernel_clusters_equal_the_reference_on_random_sets(min_similarity):
+    """Ties (exact copies, equal ic), 0-3 term features, unsorted and interleaved tables, NaN ic."""
+    rng = np.random.default_rng(1)
+    matrix, terms = _random_sets(rng, 300, 120)
+    ic = pd.Series(rng.integers(0, 4, terms.size).astype(float), index=terms)  # many ties
+    ic.iloc[::17] = np.nan
+    for shuffle in (False, True):
+        new = _assert_same_clusters(_kept(rng, terms, 150, 25, shuffle), matrix, terms, ic, min_similarity)
+        assert new["term_cluster"].max() > 0
+    if min_similarity == 1.0:  # only identical gene sets share a cluster
+        assert (new.groupby(["feature", "term_cluster"]).size() > 1).any()
+
+
+def test_kernel_clusters_equal_the_reference_on_go():
+    """GO BP (embedded snapshot): 120 features whose kept terms overlap most with a random program."""
+    net = sl.datasets.go_gene_sets("human", namespaces=["BP"])
+    gs = gene_set_matrix(net, pd.Index(net["target"].unique()))
+    terms = pd.Index(gs.terms["term"].astype(str))
+    rng = np.random.default_rng(2)
+    program = np.zeros((120, gs.matrix.shape[1]))
+    for f, t in enumerate(rng.integers(0, terms.size, 120)):
+        genes = gs.matrix[t].indices
+        program[f, rng.choice(genes, min(25, genes.size), replace=False)] = 1.0
+    overlap = np.asarray((gs.matrix @ program.T).T)
+    parts = []
+    for f in range(120):
+        n = int(rng.choice([0, 1, 2, int(rng.poisson(40)), int(rng.poisson(150))]))
+        top = np.argsort(-(overlap[f] + rng.random(terms.size) * 0.5), kind="stable")[:n]
+        parts.append(pd.DataFrame({"feature": f, "term": terms[top], "pvalue": np.arange(n) * 1e-6}))
+    res = pd.concat(parts, ignore_index=True)
+    new = _assert_same_clusters(res, gs.matrix, terms, gs.ic, 0.2)
+    n_clusters = new.groupby("feature")["term_cluster"].max() + 1
+    assert (n_clusters > 1).any()
+    assert (n_clusters < new.groupby("feature").size()).any()
+
+
+def test_term_clusters_hold_one_feature_at_a_time():
+    """Peak memory follows the largest feature's term pairs, not all features' (the reverted kernel's 22.6 GB)."""
+    import tracemalloc
+
+    from sclens.tl._annotation._redundancy import cluster_terms
+
+    rng = np.random.default_rng(3)
+    matrix, terms = _random_sets(rng, 400, 200)
+    ic = pd.Series(1.0, index=terms)
+    one = pd.DataFrame({"feature": 0, "term": terms, "pvalue": np.linspace(0, 1, terms.size)})
+    many = pd.concat([one.assign(feature=f) for f in range(60)], ignore_index=True)
+    peaks = []
+    for table in (one, many):
+        cluster_terms(table, matrix, terms, ic, min_similarity=0.2)  # compiled before measuring
+        tracemalloc.start()
+        cluster_terms(table, matrix, terms, ic, min_similarity=0.2)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    pairs = terms.size * (terms.size - 1) // 2 * 8  # one feature's condensed distances: 0.64 MB
+    assert peaks[0] > pairs  # the measurement sees the distances
+    # 60 features: only the per-row columns grow (~140 bytes a row); all distances at once would add 38 MB
+    assert peaks[1] < peaks[0] + 250 * (len(many) - len(one))

@@ -11,6 +11,11 @@ from .._utils import atomic_path
 from ._pipeline import REQUIRED, ConfigError, call, check_inputs, run_steps, validate
 
 logger = logging.getLogger("sclens")
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class OutputWritten(Exception):
+    """A step failed after the h5ad output was written in full (the message says which file holds what)."""
 
 
 def read(path: str) -> Any:
@@ -28,23 +33,32 @@ def read(path: str) -> Any:
         raise ValueError(msg) from err
 
 
+def check_output(path: str | Path, *, suffix: str | None = ".h5ad") -> Path:
+    """Refuse an output path that cannot be written, before any work: wrong suffix, directory, no parent."""
+    path = Path(path)
+    if suffix is not None and path.suffix != suffix:
+        msg = f"output {str(path)!r} must end with {suffix}."
+        raise ValueError(msg)
+    if path.is_dir():
+        msg = f"output {str(path)!r} is a directory; pass a file name."
+        raise IsADirectoryError(msg)
+    if not path.parent.is_dir():
+        msg = f"Directory {str(path.parent)!r} does not exist; create it first."
+        raise FileNotFoundError(msg)
+    return path
+
+
 def write(adata: Any, path: str | Path) -> None:
     """``adata.write_h5ad(path)`` through a temporary file."""
-    path = Path(path)
-    if path.suffix != ".h5ad":
-        msg = f"output {str(path)!r} must end with .h5ad."
-        raise ValueError(msg)
+    path = check_output(path)
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp)
     logger.info("wrote %s", path)
 
 
 def _steps(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    out = check_output(args.output)  # fail before the long step, not after it
     adata = read(args.input)
-    out = Path(args.output)
-    if not out.parent.exists():  # fail before the long step, not after it
-        msg = f"Directory {str(out.parent)!r} does not exist; create it first."
-        raise FileNotFoundError(msg)
     check_inputs(adata, cfg)
     run_steps(adata, {"seed": args.seed, **cfg})
     write(adata, out)
@@ -86,10 +100,17 @@ def cmd_run(args: argparse.Namespace) -> None:
     if not cfg_path.is_file():
         msg = f"config file {args.config!r} not found."
         raise FileNotFoundError(msg)
-    try:
-        raw = yaml.safe_load(cfg_path.read_text())
-    except yaml.YAMLError as err:
+    size = cfg_path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        msg = f"config {args.config!r} is {size:,} bytes; a config is a few lines (at most {MAX_CONFIG_BYTES:,} bytes)."
+        raise ConfigError(msg)
+    try:  # safe_load: YAML tags never build Python objects
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         msg = f"{args.config!r} is not valid YAML: {err}"
+        raise ConfigError(msg) from err
+    except RecursionError as err:
+        msg = f"{args.config!r} is nested too deeply to be a config (sections hold keys and values)."
         raise ConfigError(msg) from err
     cfg = validate(raw, base=cfg_path.resolve().parent)
     pipeline(cfg)
@@ -99,11 +120,9 @@ def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
     """Run a validated config: read (unless ``adata`` given), every step, write the h5ad, the atlas."""
     import sclens as sl
 
-    output = Path(cfg.get("output") or Path(cfg["input"]).with_suffix("").as_posix() + "_sclens.h5ad")
-    for target in [output, *([Path(cfg["atlas"]["path"])] if "atlas" in cfg else [])]:
-        if not target.parent.exists():
-            msg = f"Directory {str(target.parent)!r} does not exist; create it first."
-            raise FileNotFoundError(msg)
+    output = check_output(cfg.get("output") or Path(cfg["input"]).with_suffix("").as_posix() + "_sclens.h5ad")
+    if "atlas" in cfg:
+        check_output(cfg["atlas"]["path"], suffix=None)
     adata = read(cfg["input"]) if adata is None else adata
     check_inputs(adata, cfg)
     run_steps(adata, cfg)
@@ -112,13 +131,23 @@ def pipeline(cfg: dict[str, Any], adata: Any = None) -> None:
         kw = dict(cfg["atlas"])
         kw.setdefault("sae_key", cfg.get("fit", {}).get("key_added"))
         kw.setdefault("annotation_key", cfg.get("annotate", {}).get("key_added"))
-        print(call(sl.pl.atlas, adata, **kw))
+        try:
+            print(call(sl.pl.atlas, adata, **kw))
+        except BaseException as err:  # Ctrl-C too: the h5ad stays, the message says so
+            msg = (
+                f"the atlas step failed ({type(err).__name__}: {err}) after {str(output)!r} was written in full "
+                f"with every other result; fix it and run `sclens atlas {output} -o {kw['path']}`."
+            )
+            raise OutputWritten(msg) from err
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     import sclens as sl
 
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        msg = f"-o {args.output!r} is a file; `sclens demo` writes a directory (pbmc_sclens.h5ad, atlas.html)."
+        raise FileExistsError(msg)
     out.mkdir(parents=True, exist_ok=True)
     adata = sl.datasets.pbmc68k_counts()
     cfg = {

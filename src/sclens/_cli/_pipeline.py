@@ -27,6 +27,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .._utils import group_labels
+
 logger = logging.getLogger("sclens")
 
 _NUM = (int, float)
@@ -130,9 +132,12 @@ def gene_sets(spec: str, *, namespaces: list[str] | None = None) -> Any:
 
 
 def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
-    """Run the configured steps in order on ``adata`` (in place)."""
+    """Run the configured steps in order on ``adata`` (in place); the gene sets are read first."""
     import sclens as sl
 
+    sets = None
+    if "annotate" in cfg:  # read (and check) the gene sets before the long steps
+        sets = gene_sets(cfg["annotate"]["gene_sets"], namespaces=cfg["annotate"].get("namespaces"))
     seed = cfg.get("seed", 0)
     if "fit" in cfg:
         call(sl.tl.fit_sae, adata, random_state=seed, **cfg["fit"])
@@ -140,8 +145,7 @@ def run_steps(adata: Any, cfg: dict[str, Any]) -> None:
     if "specificity" in cfg:
         call(sl.tl.feature_specificity, adata, **{"sae_key": sae_key, **cfg["specificity"]})
     if "annotate" in cfg:
-        kw = dict(cfg["annotate"])
-        sets = gene_sets(kw.pop("gene_sets"), namespaces=kw.pop("namespaces", None))
+        kw = {k: v for k, v in cfg["annotate"].items() if k not in ("gene_sets", "namespaces")}
         call(sl.tl.annotate_features, adata, gene_sets=sets, random_state=seed, **{"sae_key": sae_key, **kw})
     if "feature_space" in cfg:
         kw = dict(cfg["feature_space"])
@@ -168,6 +172,8 @@ def check_inputs(adata: Any, cfg: dict[str, Any]) -> None:
         key = spec.get("sae_key") or ann.get("sae_key") or atlas.get("sae_key") or "sae"
         _need("fit", "key_added", f"X_{key}", adata.obsm, "obsm (an SAE run to read: add a `fit` section)")
     _need("specificity", "groupby", spec.get("groupby"), adata.obs.columns, "obs columns")
+    if spec.get("groupby") is not None:  # a measurement (e.g. n_counts) is refused as a grouping
+        group_labels(adata, spec["groupby"])
     _need("annotate", "layer", ann.get("layer"), adata.layers, "layers")
     if "annotate" in cfg and not ann["gene_sets"].startswith("go-") and not Path(ann["gene_sets"]).is_file():
         msg = f"`annotate.gene_sets`: {ann['gene_sets']!r} is not 'go-human' / 'go-mouse' and no such GMT file."

@@ -22,7 +22,7 @@ def _batch_topk(sae, xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     batch's ``k * n`` slots, then the surplus is dropped). The threshold is the smallest kept
     value (``inf`` when nothing is positive); nothing here waits for the device.
     """
-    vals, idx = topk_encode(xc, sae.W_enc, sae.b_enc, _n_candidates(sae))
+    vals, idx = topk_encode(xc, sae.W_enc, sae.b_enc, _n_candidates(sae), select=sae.arch.topk_select)
     flat = vals.detach().flatten()
     kth = flat.topk(min(sae.cfg.k * xc.shape[0], flat.numel()), sorted=False).values.min()
     keep = vals.detach() >= kth.clamp_min(torch.finfo(vals.dtype).tiny)
@@ -46,6 +46,7 @@ class BatchTopK(Architecture):
     uses_k = True
     uses_auxk = True
     state = ("threshold",)
+    capturable = False  # the running mean's weight is a host-side step count
     momentum: ClassVar[float] = 0.99
 
     def init_state(self, sae):

@@ -114,7 +114,7 @@ def evaluate(
     freq = (feats.count / n).numpy()
     live = freq > 0
     return EvalResult(
-        fvu=float(sse_all.sum() / max(sq_dev.sum(), 1e-30)),
+        fvu=float(sse_all.sum() / max(sq_dev.sum(), np.finfo(np.float64).tiny)),
         l0=float(feats.count.sum() / n),
         dead_fraction=float(1.0 - live.mean()),
         n_live=int(live.sum()),

@@ -87,9 +87,12 @@ _ARCH_FIELDS = ("architecture", "k", "input_dim", "n_features")
 
 
 def _read_cfg(cfg_file: Path) -> dict[str, Any]:
+    if cfg_file.stat().st_size > 1 << 20:  # a config is a few hundred bytes
+        msg = f"{cfg_file} is damaged: {cfg_file.stat().st_size:,} bytes, not an SAE config. Re-save the SAE."
+        raise ValueError(msg)
     try:
         meta = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         msg = f"{cfg_file} is damaged: not valid JSON ({e}). Re-save the SAE with `save_sae`."
         raise ValueError(msg) from e
     if not isinstance(meta, dict):
@@ -154,9 +157,14 @@ def from_arrays(config: dict[str, Any], weights: dict[str, Any], *, source: str 
     """
     cfg = SAEConfig.from_dict(dict(config))
     try:
-        state = {k: torch.as_tensor(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
-    except (TypeError, ValueError) as e:
-        msg = f"{source} must be numeric arrays; the stored SAE is damaged ({e}). Refit it with `sl.tl.fit_sae`."
-        raise ValueError(msg) from e
+        arrays = {k: np.asarray(v) for k, v in weights.items()}
+    except (TypeError, ValueError) as e:  # ragged lists
+        arrays, bad = {}, str(e)
+    else:  # text is refused even when it parses as numbers
+        bad = ", ".join(f"{k}: {a.dtype}" for k, a in arrays.items() if a.dtype.kind not in "fiu")
+    if bad:
+        msg = f"{source} must be numeric arrays ({bad}); the stored SAE is damaged. Refit it with `sl.tl.fit_sae`."
+        raise ValueError(msg)
+    state = {k: torch.as_tensor(a.astype(np.float32)) for k, a in arrays.items()}
     check_state(cfg, state, source=source)
     return SparseAutoencoder.from_state(cfg, state)

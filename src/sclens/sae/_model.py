@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._config import SAEConfig
-from ._registry import get_architecture, sum_sq_error
+from ._registry import get_architecture, sum_sq_error, topk_encode
 
 _EPS = 1e-12
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -149,8 +149,9 @@ class SparseAutoencoder(nn.Module):
     def forward(self, x: Tensor, *, dead_mask: Tensor | None = None) -> SAEOutput:
         """Encode, decode and compute the loss terms for a minibatch ``x`` (n x d).
 
-        ``dead_mask`` marks dead features for the AuxK loss (TopK-like architectures): a boolean
-        mask of length F or a tensor of their indices (no host synchronisation).
+        ``dead_mask`` marks dead features for the AuxK loss (TopK-like architectures): a tensor of
+        their indices, or a boolean mask of length F (then every shape is fixed: the same cost
+        whatever the number of dead features, as a CUDA graph needs). No host synchronisation.
         """
         cfg = self.cfg
         xn = self._normalize(self.check_input(x))
@@ -193,17 +194,24 @@ class SparseAutoencoder(nn.Module):
         )
 
     def _auxk_loss(self, xc: Tensor, xn: Tensor, recon: Tensor, dead: Tensor) -> Tensor:
-        """AuxK (Gao et al. 2024): the top ``aux_k`` dead features reconstruct the residual."""
+        """AuxK (Gao et al. 2024): the top ``aux_k`` dead features reconstruct the residual.
+
+        With a boolean mask, live features get a pre-activation of ``-inf`` (activation 0, no
+        gradient): the top ``aux_k`` of all ``F`` columns, fixed shapes, no host synchronisation.
+        """
         if dead.dtype == torch.bool:
-            dead = dead.nonzero().squeeze(1)
-        if len(dead) == 0:
-            return xn.new_zeros(())
-        # pre-activations of the dead features only: O(n d n_dead)
-        aux_pre = torch.addmm(self.b_enc[dead].to(xc.dtype), xc, self.W_enc[:, dead].to(xc.dtype))
-        av, ai = aux_pre.topk(min(self.cfg.aux_k, len(dead)), dim=-1, sorted=False)
-        w = F.relu(av).to(self.W_dec.dtype)
-        e_hat = F.embedding_bag(dead[ai], self.W_dec, per_sample_weights=w, mode="sum")
-        return sum_sq_error(e_hat, (xn - recon).detach())  # same units as `mse`
+            bias = self.b_enc.masked_fill(~dead, float("-inf"))
+            w, ai = topk_encode(xc, self.W_enc, bias, self.cfg.aux_k, select=self.arch.topk_select)
+            scale = dead.any()  # no dead feature: no loss (the residual is not reconstructed at all)
+        else:
+            if len(dead) == 0:
+                return xn.new_zeros(())
+            # pre-activations of the dead features only: O(n d n_dead)
+            aux_pre = torch.addmm(self.b_enc[dead].to(xc.dtype), xc, self.W_enc[:, dead].to(xc.dtype))
+            av, ai = aux_pre.topk(min(self.cfg.aux_k, len(dead)), dim=-1, sorted=False)
+            w, ai, scale = F.relu(av), dead[ai], 1.0
+        e_hat = F.embedding_bag(ai, self.W_dec, per_sample_weights=w.to(self.W_dec.dtype), mode="sum")
+        return sum_sq_error(e_hat, (xn - recon).detach()) * scale  # same units as `mse`
 
     # -- training helpers ------------------------------------------------------------------
     @torch.no_grad()
@@ -236,8 +244,6 @@ class SparseAutoencoder(nn.Module):
         xn = self._normalize(self.check_input(x))
         xc = self._encoder_input(xn)
         if self.arch.uses_k:
-            from ._registry import topk_encode
-
             acts, idx = topk_encode(xc, self.W_enc, self.b_enc, self.cfg.k)
         else:
             acts, idx = F.relu(torch.addmm(self.b_enc, xc, self.W_enc)), None

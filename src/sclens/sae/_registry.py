@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -24,8 +25,9 @@ class _TopKEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w, b, m):
-        vals, idx = torch.addmm(b.to(x.dtype), x, w.to(x.dtype)).topk(m, dim=-1, sorted=False)
+    def forward(ctx, x, w, b, m, select):
+        pre = torch.addmm(b.to(x.dtype), x, w.to(x.dtype))
+        vals, idx = blocked_topk(pre, m) if select == "blocked" else pre.topk(m, dim=-1, sorted=False)
         vals = vals.clamp_min(0)
         ctx.save_for_backward(x, w, idx, vals)
         return vals, idx
@@ -44,12 +46,41 @@ class _TopKEncode(torch.autograd.Function):
             gw = w.new_zeros(w.shape[1], w.shape[0]).index_add_(0, flat, outer).t()
         if ctx.needs_input_grad[2]:
             gb = w.new_zeros(w.shape[1]).index_add_(0, flat, g.flatten())
-        return gx, gw, gb, None
+        return gx, gw, gb, None, None
 
 
-def topk_encode(x: Tensor, w: Tensor, b: Tensor, m: int) -> tuple[Tensor, Tensor]:
-    """Values (after ReLU) and indices of the ``m`` largest entries of each row of ``x @ w + b``."""
-    return _TopKEncode.apply(x, w, b, m)
+TOPK_SELECT = ("full", "blocked")
+
+
+def blocked_topk(pre: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """Return the ``m`` largest entries of each row of ``pre`` (unsorted), selected in two small passes.
+
+    Columns are cut into blocks of ``s`` (a power of two near ``sqrt(F / m)``); the ``m`` blocks
+    with the largest maxima hold every one of the row's ``m`` largest entries (a block holding one
+    has its maximum at or above the ``m``-th largest value, and at most ``m`` blocks do), so a top
+    ``m`` over the blocks' maxima and one over those ``m s`` candidates give the exact values of
+    ``pre.topk(m)`` (the same indices unless values tie) with static shapes, instead of a
+    selection over all ``F`` columns. Falls back to ``topk`` when blocks would not pay.
+    """
+    n, f = pre.shape
+    size = 1 << max(int(math.log2(max(f / max(m, 1), 1.0)) / 2), 0)
+    while f % size:
+        size //= 2
+    if size < 4 or m * size >= f:
+        return pre.topk(m, dim=-1, sorted=False)
+    blocks = pre.view(n, f // size, size)
+    best = blocks.amax(-1).topk(m, dim=-1, sorted=False).indices
+    cand = blocks.gather(1, best[..., None].expand(-1, -1, size)).flatten(1)
+    vals, j = cand.topk(m, dim=-1, sorted=False)
+    return vals, best.gather(1, torch.div(j, size, rounding_mode="floor")) * size + j % size
+
+
+def topk_encode(x: Tensor, w: Tensor, b: Tensor, m: int, *, select: str = "full") -> tuple[Tensor, Tensor]:
+    """Values (after ReLU) and indices of the ``m`` largest entries of each row of ``x @ w + b``.
+
+    ``select``: ``"full"`` (``torch.topk`` over all columns) or ``"blocked"`` (:func:`blocked_topk`).
+    """
+    return _TopKEncode.apply(x, w, b, m, select)
 
 
 def sum_sq_error(recon: Tensor, target: Tensor) -> Tensor:
@@ -73,6 +104,8 @@ class Architecture:
     uses_l1: ClassVar[bool] = False  # `l1_weight` weighs `penalty`
     uses_auxk: ClassVar[bool] = False
     state: ClassVar[tuple[str, ...]] = ()
+    capturable: ClassVar[bool] = True  # no per-step state on the host: a training step can be a CUDA graph
+    topk_select: str = "full"  # how TopK-like architectures select (`TOPK_SELECT`); set per model by `train_sae`
 
     def init_state(self, sae: SparseAutoencoder) -> None:
         """Register the architecture's own buffers / parameters on ``sae``."""
@@ -166,4 +199,4 @@ class TopK(Architecture):
     uses_auxk = True
 
     def activate(self, sae, xc):
-        return topk_encode(xc, sae.W_enc, sae.b_enc, sae.cfg.k)
+        return topk_encode(xc, sae.W_enc, sae.b_enc, sae.cfg.k, select=self.topk_select)

@@ -16,6 +16,7 @@ from ._data import DataStats, _first_rows, as_batches, data_stats, geometric_med
 from ._evaluate import EvalResult, evaluate
 from ._model import SparseAutoencoder
 from ._schedule import Monitor, Stopping, default_lr, lr_factor
+from ._step import StaticStep, check_step
 
 logger = logging.getLogger("sclens")
 
@@ -63,10 +64,11 @@ def initialize_from_data(model: SparseAutoencoder, data: Any, *, seed: int = 0) 
         msg = f"The SAE expects inputs of width {cfg.input_dim} but the data has {stats.mean.shape[0]} columns."
         raise ValueError(msg)
     mean = stats.mean if cfg.center else np.zeros_like(stats.mean)
+    floor = 1e-12 * max(float(stats.var.max()), np.finfo(np.float64).tiny)  # relative: any input scale works
     if cfg.scale == "norm":
-        scale = np.full_like(stats.mean, np.sqrt(max(stats.var.sum() / cfg.input_dim, 1e-12)))
+        scale = np.full_like(stats.mean, np.sqrt(max(stats.var.sum() / cfg.input_dim, floor)))
     elif cfg.scale == "std":
-        scale = np.sqrt(np.maximum(stats.var, 1e-12))
+        scale = np.sqrt(np.maximum(stats.var, floor))
     else:
         scale = np.ones_like(stats.mean)
     if cfg.b_dec_init == "mean":
@@ -100,17 +102,20 @@ def _device_batches(batches: Iterable[Any], device: torch.device) -> Iterator[to
         yield pending
 
 
-def _adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+def _adam(
+    params: Iterable[torch.nn.Parameter], lr: float | torch.Tensor, *, capturable: bool = False
+) -> torch.optim.Adam:
     """Adam, fused into one kernel per step where torch supports it (CPU since torch 2.4, CUDA).
 
     The default (for-loop) Adam makes about ten passes over every parameter per step; on CPU
-    it is the largest part of a small SAE's step.
+    it is the largest part of a small SAE's step. A tensor ``lr`` (set in place each step) and
+    ``capturable`` keep the step free of host reads, as a CUDA graph needs.
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
     except (RuntimeError, ValueError, TypeError):  # an older torch or an unsupported device
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, capturable=capturable)
 
 
 @torch.no_grad()
@@ -138,16 +143,29 @@ def _rows_tensor(source: Any, n_max: int, device: torch.device) -> torch.Tensor:
 class _Trainer:
     """One training run: the optimizer step, device-side metric sums, evaluations, stopping."""
 
-    def __init__(self, fabric: Any, model: SparseAutoencoder, lr: float, rule: Stopping | None, total: int | None):
+    def __init__(
+        self,
+        fabric: Any,
+        model: SparseAutoencoder,
+        lr: float,
+        rule: Stopping | None,
+        total: int | None,
+        step: str = "plain",
+    ):
         self.fabric, self.model, self.rule, self.total = fabric, model, rule, total
         self.base_lr = lr
         self.warmup = min(100, max(1, (rule.max_steps if rule else (total or 1000)) // 20))
-        optimizer = _adam(model.parameters(), lr)
+        dev = fabric.device
+        rate = (
+            lr
+            if step == "plain"
+            else torch.tensor(lr, dtype=torch.float64 if dev.type == "cpu" else torch.float32, device=dev)
+        )
+        optimizer = _adam(model.parameters(), rate, capturable=step == "cuda_graph")
         self.fmodel, self.optimizer = fabric.setup(model, optimizer)
         # one process: call the module itself in Fabric's precision context, without the wrapper's
         # per-step input / output conversion and backward hooks (DDP needs the wrapper's gradient sync)
         self.forward = self.fmodel if fabric.world_size > 1 else self._direct_forward
-        dev = fabric.device
         self.sweep = dev.type == "cpu"  # GPUs compute on denormals at full speed
         self.since_fired = torch.zeros(model.n_features, dtype=torch.long, device=dev)
         self.dead_idx: torch.Tensor | None = None
@@ -158,20 +176,41 @@ class _Trainer:
         self.history: dict[str, list[float]] = {c: [] for c in (*CURVES, "step", "val_fvu", "val_loss")}
         self.monitor = Monitor(rule) if rule else None
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.static = StaticStep(self, graph=step == "cuda_graph") if step != "plain" else None
 
     def _direct_forward(self, x: torch.Tensor, **kw: Any) -> Any:
         with self.fabric.autocast():
             return self.model(x, **kw)
 
     def train_step(self, x: torch.Tensor) -> None:
-        model, fabric = self.model, self.fabric
+        model = self.model
         scale = self.monitor.lr_scale if self.monitor else 1.0
         lr = self.base_lr * scale * lr_factor(self.step, warmup=self.warmup, total=self.total)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        dead = self.dead_idx if model.arch.uses_auxk else None
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)  # a device op: no host read, the same tensor in a CUDA graph
+            else:
+                group["lr"] = lr
+        if self.static is not None:
+            loss = self.static(x)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.update(x, self.dead_idx if model.arch.uses_auxk else None)
+        self.n_seen += x.shape[0]
+        self.losses.append(loss)
+        self.step += 1
+        if model.arch.uses_auxk and self.step % min(_DEAD_REFRESH, model.cfg.dead_steps) == 0:
+            if self.static is not None:
+                self.static.refresh_dead(model.cfg.dead_steps)
+            else:
+                self.dead_idx = (self.since_fired >= model.cfg.dead_steps).nonzero().squeeze(1)
+        if self.sweep and self.step % _SWEEP_EVERY == 0:
+            _zero_tiny_moments_(self.optimizer)
+
+    def update(self, x: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
+        """Forward, backward, Adam step, decoder norms and device-side metric sums of one batch; returns the loss."""
+        model, fabric = self.model, self.fabric
         out = self.forward(x, dead_mask=dead)
-        self.optimizer.zero_grad(set_to_none=True)
         fabric.backward(out.loss)
         model.remove_parallel_grads_()
         self.optimizer.step()
@@ -187,13 +226,7 @@ class _Trainer:
         # per-cell means times n, and the batch's summed deviation: one stack, one in-place add
         vals = torch.stack([loss, out.mse, out.sparsity_loss, out.auxk_loss, out.l0, out.total_variance / n])
         self.sums.add_(vals, alpha=n)
-        self.n_seen += n
-        self.losses.append(loss)
-        self.step += 1
-        if model.arch.uses_auxk and self.step % min(_DEAD_REFRESH, model.cfg.dead_steps) == 0:
-            self.dead_idx = (self.since_fired >= model.cfg.dead_steps).nonzero().squeeze(1)
-        if self.sweep and self.step % _SWEEP_EVERY == 0:
-            _zero_tiny_moments_(self.optimizer)
+        return loss
 
     def log(self) -> None:
         """Append one point of the training curves (the only host sync besides the dead list)."""
@@ -290,6 +323,8 @@ def train_sae(
     strategy: str = "auto",
     precision: str = "32-true",
     num_nodes: int = 1,
+    step: str = "plain",
+    topk_select: str = "full",
     show_progress: bool | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -314,6 +349,14 @@ def train_sae(
     ``accelerator`` / ``devices`` / ``strategy`` / ``precision`` / ``num_nodes`` go to Fabric, so
     ``strategy="ddp", devices=4`` trains on four GPUs; the default runs in-process on CPU.
 
+    ``step="static"`` runs the same update with fixed shapes and no host synchronisation (AuxK over
+    a mask of dead features, Adam's learning rate a device tensor): the same losses and weights as
+    ``"plain"`` to float rounding. ``step="cuda_graph"`` (one CUDA device) records that step once
+    in a CUDA graph and replays it, which removes the launch overhead of its small kernels.
+    ``topk_select="blocked"`` selects each cell's top ``k`` in two small passes (block maxima,
+    then the best blocks' entries; the exact values of ``torch.topk``) instead of over all features.
+    ``precision="bf16-mixed"`` runs the matrix products under bfloat16 autocast with either step.
+
     Returns the training history: arrays of :data:`CURVES` and ``step`` (one point per epoch, or
     per ``eval_every`` steps when training to convergence; ``dead_fraction`` is the fraction of
     features that did not fire since the previous point), ``val_fvu`` / ``val_loss`` when
@@ -327,6 +370,9 @@ def train_sae(
     lr = default_lr(model.n_features) if lr is None else float(lr)
     torch.manual_seed(seed)
     fabric = _make_fabric(accelerator, devices, strategy, precision, num_nodes)
+    check_step(
+        step, topk_select, device=fabric.device, world_size=fabric.world_size, precision=precision, arch=model.arch
+    )
     kw = {"rank": fabric.global_rank, "world_size": fabric.world_size}
     batches = as_batches(data, batch_size=batch_size, shuffle=True, seed=seed, **kw)
     val = None if val_data is None else as_batches(val_data, batch_size=batch_size, shuffle=False, seed=seed)
@@ -335,8 +381,12 @@ def train_sae(
     calib = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32)).to(fabric.device)
     held_out = _rows_tensor(val, _MONITOR_ROWS, fabric.device) if val is not None else None
     total = n_epochs * len(batches) if n_epochs is not None and hasattr(batches, "__len__") else None
-    run = _Trainer(fabric, model, lr, rule, total)
-    reason = _loop(run, batches, n_epochs, held_out, calib, show_progress, callback)
+    run = _Trainer(fabric, model, lr, rule, total, step)
+    previous, model.arch.topk_select = model.arch.topk_select, topk_select
+    try:
+        reason = _loop(run, batches, n_epochs, held_out, calib, show_progress, callback)
+    finally:
+        model.arch.topk_select = previous
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
     model.arch.calibrate_(model, model._encoder_input(model._normalize(calib)))

@@ -15,7 +15,7 @@ from .. import _provenance as provenance
 from .._docs import doc_params
 from .._readers import sae_run
 from .._settings import resolve_device, resolve_n_jobs
-from .._utils import check_adata, get_rep, resolve_seed, update_features_table, writable
+from .._utils import all_or_nothing, check_adata, get_rep, resolve_seed, update_features_table, writable
 from .._warnings import SclensWarning
 from ..sae import EvalResult, SparseAutoencoder
 from ._fit_checks import check_embedding, check_key, check_spread, warn_bad_fit
@@ -89,20 +89,22 @@ def _write(
 
     features = fresh = _features_frame(ev)
     kept: dict[str, Any] = {}
-    if run_id != provenance.run_id(adata, key):
-        provenance.drop_stale(adata, key)
-    else:  # the same run re-encoded: its derived results (and feature-table columns) still hold
-        old = adata.uns[key]
-        kept = {k: v for k, v in old.items() if k not in provenance.RUN_ENTRIES}
-        if isinstance(old.get("features"), pd.DataFrame) and len(old["features"]) == len(features):
-            features = old["features"]
-    adata.obsm[f"X_{key}"] = ev.activations
-    run = {"run_id": run_id, "params": params, "metrics": metrics, "weights": to_arrays(sae), **kept}
-    if features is not fresh:  # the kept table of the same run
-        run["features"] = features
-    else:
-        update_features_table(run, fresh, n_features=len(fresh))
-    adata.uns[key] = run
+    run = {"run_id": run_id, "params": params, "metrics": metrics, "weights": to_arrays(sae)}
+    with all_or_nothing(adata):  # the stale results dropped, activations and run: all stored, or none
+        if run_id != provenance.run_id(adata, key):
+            provenance.drop_stale(adata, key)
+        else:  # the same run re-encoded: its derived results (and feature-table columns) still hold
+            old = adata.uns[key]
+            kept = {k: v for k, v in old.items() if k not in provenance.RUN_ENTRIES}
+            if isinstance(old.get("features"), pd.DataFrame) and len(old["features"]) == len(features):
+                features = old["features"]
+        adata.obsm[f"X_{key}"] = ev.activations
+        run.update(kept)
+        if features is not fresh:  # the kept table of the same run
+            run["features"] = features
+        else:
+            update_features_table(run, fresh, n_features=len(fresh))
+        adata.uns[key] = run
 
 
 @doc_params(

@@ -1,4 +1,4 @@
-"""Input checks of ``fit_sae`` / ``encode``: embedding shape, type, spread and scale; keys; fit quality."""
+"""Input checks of ``fit_sae`` / ``encode``: embedding shape, type, spread and range; keys; fit quality."""
 
 from __future__ import annotations
 
@@ -27,29 +27,48 @@ def check_embedding(x: Any, use_rep: str) -> None:
         raise TypeError(msg)
 
 
-def check_spread(x: Any, use_rep: str, *, n_blocks: int = 8, block: int = 1024) -> None:
-    """Refuse an embedding that is constant or at a scale float32 training cannot handle.
+_F32 = np.finfo(np.float32)
+_MAX_MAGNITUDE = float(_F32.max) / 4  # centring and the decoder's output must stay finite in float32
 
-    Looks at up to ``n_blocks`` evenly spaced blocks of ``block`` rows (aligned row slices, as the
-    encoding reads them, so backed data stays on disk).
+
+def _rows64(x: Any, start: int, stop: int, use_rep: str) -> np.ndarray:
+    rows = x[start:stop]
+    rows = rows.toarray() if hasattr(rows, "toarray") else rows.compute() if hasattr(rows, "compute") else rows
+    rows = np.asarray(rows, dtype=np.float64)
+    if not np.isfinite(rows).all():
+        as_dense_float32(rows, name=f"`obsm[{use_rep!r}]`")  # raises the NaN / inf error
+    return rows
+
+
+def check_spread(x: Any, use_rep: str, *, n_blocks: int = 8, block: int = 1024) -> None:
+    """Refuse an embedding that is constant or that float32 cannot represent; any other scale is fine.
+
+    Training normalises the input (:class:`sclens.sae.SAEConfig` ``center`` / ``scale``), so an
+    embedding at scale 1e-30 or 1e30 trains as well as one at unit scale. Looks at up to ``n_blocks``
+    evenly spaced blocks of ``block`` rows (aligned row slices, as the encoding reads them, so
+    backed data stays on disk).
     """
     n = int(x.shape[0])
     chunks = np.unique(np.linspace(0, (n - 1) // block, n_blocks).astype(int))
-    parts = [as_dense_float32(x[c * block : min((c + 1) * block, n)], name=f"`obsm[{use_rep!r}]`") for c in chunks]
-    sample = np.vstack(parts).astype(np.float64)
-    spread = float(sample.std(axis=0).max())
-    if spread == 0:
+    sample = np.vstack([_rows64(x, c * block, min((c + 1) * block, n), use_rep) for c in chunks])
+    scale = float(np.abs(sample).max())
+    if scale > _MAX_MAGNITUDE:
         msg = (
-            f"`obsm[{use_rep!r}]` is constant (every cell has the same values): an SAE has nothing to learn "
-            "and every feature would be dead. Check that `use_rep` names the embedding you meant."
+            f"`obsm[{use_rep!r}]` has values up to {scale:.3g}, beyond what float32 training can hold "
+            f"(about {_MAX_MAGNITUDE:.2g}); rescale it, e.g. `adata.obsm[{use_rep!r}] = X / np.abs(X).max()`."
         )
         raise ValueError(msg)
-    scale = float(np.abs(sample).max())
-    if spread < 1e-8 or scale > 1e8:
+    spread = float(sample.astype(np.float32).astype(np.float64).std(axis=0).max())
+    if spread == 0:
         msg = (
-            f"`obsm[{use_rep!r}]` has values at scale {scale:.3g} (largest standard deviation {spread:.3g}); "
-            "float32 training is unreliable far from unit scale. Rescale it first, e.g. "
-            f"`adata.obsm[{use_rep!r}] = X / X.std()`."
+            f"`obsm[{use_rep!r}]` is constant (every cell has the same values, in float32): an SAE has nothing "
+            "to learn and every feature would be dead. Check that `use_rep` names the embedding you meant."
+        )
+        raise ValueError(msg)
+    if spread < _F32.tiny:
+        msg = (
+            f"`obsm[{use_rep!r}]` varies by at most {spread:.3g}, below float32's smallest normal number "
+            f"({_F32.tiny:.3g}); rescale it, e.g. `adata.obsm[{use_rep!r}] = X / X.std()`."
         )
         raise ValueError(msg)
 

@@ -14,7 +14,7 @@ from scipy import sparse
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
 from ..._readers import store_result
-from ..._utils import check_adata, check_key_added, group_labels, resolve_seed, writable
+from ..._utils import all_or_nothing, check_adata, check_key_added, group_labels, resolve_seed, writable
 from ._annotate_core import check_options, feature_summary, run_contrasts, update_feature_table
 from ._cellsets import MIN_CELLS, cell_sets, check_cell_set_args, resolve_features, resolve_within, skip_message
 from ._de import Expression
@@ -29,12 +29,11 @@ gene_sets
     columns such as :func:`sclens.datasets.go_gene_sets` returns, a dict of gene lists, or a GMT
     path. Its ``attrs`` (e.g. ``source``, ``release``) are recorded in the params.
 de_method
-    ``"fast"``: all contrasts in one batched negative-binomial Wald test (size factors from library
-    sizes; gene-wise dispersions estimated once over all cells by the method of moments and shrunk
-    towards a mean trend with DESeq2's MAP weight, which with thousands of cells keeps them close
-    to the gene-wise values; group means in closed form refined by one Newton step of the NB
-    likelihood, standard errors from the Fisher information; no outlier replacement; the docs'
-    Performance page compares it with pyDESeq2); ``"deseq2"``: one pyDESeq2 run per
+    ``"fast"``: all contrasts in one batched negative-binomial Wald test fitting pyDESeq2's model
+    (``poscounts`` size factors; each contrast's own dispersions, from within-group moments of its
+    high and low cells shrunk towards a per-contrast trend as DESeq2's MAP; pyDESeq2's group means
+    with their 0.5 floor, Wald test and independent filtering; no outlier replacement; the docs'
+    Differential expression page compares it with pyDESeq2); ``"deseq2"``: one pyDESeq2 run per
     contrast with DESeq2's single-cell settings (``~condition``, ``poscounts`` size factors, no
     Cook's outlier replacement), the reference.
 enrichment
@@ -235,9 +234,7 @@ def annotate_features(
     )
     top_table.index = top_table.index.astype(str)
 
-    adata = writable(adata, copy=copy)
     summary = feature_summary(results, feats, sets)
-    update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
     params = {
         "sae_key": sae_key, "features": feats, "layer": layer, "expression": expr.source,
         "model_layer": model if isinstance(model, str) else None,
@@ -246,8 +243,7 @@ def annotate_features(
         "de_method": "welch" if flavor == "scfeaturelens" else de_method,
         "enrichment": "binomial+mannwhitney" if flavor == "scfeaturelens" else enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
-        "max_size": max_size, "flavor": flavor, "random_state": seed,
-        "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
+        "max_size": max_size, "flavor": flavor, "random_state": seed, "gene_sets": gs.describe(),
     }  # fmt: skip
     tables = {
         "results": results,
@@ -255,8 +251,11 @@ def annotate_features(
         "top_genes": top_table,
         **({"de": de_tables} if de_tables else {}),
     }
-    store_result(adata, "annotation", key=key_added, parent=None, tables=tables, params=params)
-    add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
+    adata = writable(adata, copy=copy)
+    with all_or_nothing(adata):  # an error or Ctrl-C while storing leaves adata as it was
+        update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
+        store_result(adata, "annotation", key=key_added, parent=None, tables=tables, params=params)
+        add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None
 
 
@@ -371,7 +370,7 @@ def contrast(
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
-        "gene_sets": {**gs.attrs, "n_sets": len(gs.terms), "n_pairs": len(gs.net)},
+        "gene_sets": gs.describe(),
     }  # fmt: skip
     tables = {"results": results.drop(columns="feature"), "de": de["0"]}
     store_result(adata, "contrast", key=key_added, parent=None, tables=tables, params=params)

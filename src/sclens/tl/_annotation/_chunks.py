@@ -64,7 +64,10 @@ class Rows:
         self.memory = in_memory(x)
         if self.memory:  # checked here, cheaply, once
             check_counts(x.data if sparse.issparse(x) else np.asarray(x), where, hint=hint)
-            x = sparse.csr_matrix(x) if not sparse.issparse(x) else x.tocsr()
+            if not sparse.issparse(x):  # scipy has no float16 sparse matrices
+                x = np.asarray(x)
+                x = sparse.csr_matrix(x.astype(np.float32) if x.dtype == np.float16 else x)
+            x = x.tocsr()
         elif is_dask(x) and len(x.chunks[1]) > 1:  # a task needs whole cells
             x = x.rechunk({1: -1})
         self.x = x
@@ -139,14 +142,14 @@ def _row_medians():
     return kernel
 
 
-def _values(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw size factors of a chunk and the stored values of ``y``, ``y / s`` and ``(y / s)^2`` (3 x nnz)."""
+def _values(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """Return the chunk in canonical form, its raw size factors and the values of ``y``, ``y / s``, ``(y / s)^2``."""
     if not y.has_canonical_format:
         y = y.copy()
         y.sum_duplicates()
     sf = size_factors(y, log_means)
     z = y.data * np.repeat(1.0 / np.maximum(sf, 1e-12), np.diff(y.indptr))
-    return sf, np.vstack([y.data, z, z * z])
+    return y, sf, np.vstack([y.data, z, z * z])
 
 
 def block_stats(y: Any, members: list[sparse.csc_matrix], *, log_means: np.ndarray | None, where: str | None = None):
@@ -161,7 +164,7 @@ def block_stats(y: Any, members: list[sparse.csc_matrix], *, log_means: np.ndarr
     y = as_csr(y)
     if where is not None:
         check_counts(y.data, where)
-    sf, vals = _values(y, log_means)
+    y, sf, vals = _values(y, log_means)
     ys = [sparse.csr_matrix((v, y.indices, y.indptr), shape=y.shape) for v in vals]
     prods = [[b.tocsr() @ r for r in ys] if b.nnz else None for b in members]
     return {"sf": sf, "prods": prods}
@@ -177,10 +180,7 @@ def local_stats(
     nearly dense (every feature has some high cells in every chunk), so forming it sparse and then
     adding it costs more than adding each stored count once per membership (:func:`_group_sums`).
     """
-    if not y.has_canonical_format:
-        y = y.copy()
-        y.sum_duplicates()
-    sf, vals = _values(y, log_means)
+    y, sf, vals = _values(y, log_means)
     for out, m in zip(acc, members, strict=True):
         if m.nnz:
             m = m.tocsr()  # features x chunk cells

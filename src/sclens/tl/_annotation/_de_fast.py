@@ -180,30 +180,51 @@ def independent_filtering(pvalue: np.ndarray, base_mean: np.ndarray, *, alpha: f
 
     As ``DeseqStats._independent_filtering``: 50 cutoffs at base-mean quantiles from the share of genes
     with base mean 0 to 0.95; the number of genes at BH ``padj < alpha`` above each cutoff is smoothed
-    by pyDESeq2's lowess (``frac=1/5``); the first cutoff whose count exceeds the smooth's maximum less
-    the residuals' root mean square is used (the lowest one when no count exceeds 10). Tested genes
-    below the cutoff get ``padj = 1`` (pyDESeq2: NaN; they are tested, just not called).
+    by pyDESeq2's lowess (``frac=1/5``, :func:`lowess`); the first cutoff whose count exceeds the smooth's
+    maximum less the residuals' root mean square is used (the lowest one when no count exceeds 10).
+    Tested genes below the cutoff get ``padj = 1`` (pyDESeq2: NaN; they are tested, just not called).
     """
-    from pydeseq2.utils import lowess
-
-    out = np.full(pvalue.shape, np.nan)
-    for c in range(pvalue.shape[0]):
+    padj = np.full(pvalue.shape, np.nan)
+    rows = [c for c in range(pvalue.shape[0]) if (~np.isnan(pvalue[c])).any()]
+    n_rej, by_cut = np.zeros((len(rows), 50)), []
+    for r, c in enumerate(rows):
         p, base = pvalue[c], base_mean[c]
-        ok = ~np.isnan(p)
-        if not ok.any():
-            continue
         lower = np.mean(base == 0)
         theta = np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50)
-        padj = _bh_above(p, ok[None, :] & (base[None, :] >= np.quantile(base, theta)[:, None]))
-        n_rej = (padj < alpha).sum(1)
+        by_cut.append(_bh_above(p, ~np.isnan(p)[None, :] & (base[None, :] >= np.quantile(base, theta)[:, None])))
+        n_rej[r] = (by_cut[-1] < alpha).sum(1)
+    smooth = lowess(n_rej)  # theta is evenly spaced: the smooth does not depend on its values
+    for r, c in enumerate(rows):
         j = 0
-        if n_rej.max() > 10:
-            smooth = lowess(theta, n_rej.astype(float), frac=1 / 5)
-            resid = n_rej[n_rej > 0] - smooth[n_rej > 0]
-            above = np.flatnonzero(n_rej > smooth.max() - np.sqrt(np.mean(resid**2)))
+        if n_rej[r].max() > 10:
+            hit = n_rej[r] > 0
+            above = np.flatnonzero(n_rej[r] > smooth[r].max() - np.sqrt(np.mean((n_rej[r, hit] - smooth[r, hit]) ** 2)))
             j = int(above[0]) if above.size else 0
-        out[c] = np.where(ok & np.isnan(padj[j]), 1.0, padj[j])
-    return out
+        padj[c] = np.where(~np.isnan(pvalue[c]) & np.isnan(by_cut[r][j]), 1.0, by_cut[r][j])
+    return padj
+
+
+def lowess(y: np.ndarray, *, frac: float = 1 / 5, n_iter: int = 3) -> np.ndarray:
+    """pyDESeq2's robust lowess (``pydeseq2.utils.lowess``) of every row of ``y`` at evenly spaced points."""
+    n = y.shape[1]
+    x = np.arange(n, dtype=float)
+    dist = np.abs(x[:, None] - x[None, :])
+    h = np.maximum(np.sort(dist, axis=0)[int(np.ceil(frac * n))], 1e-12)
+    w = (1 - np.clip(dist / h[None, :], 0.0, 1.0) ** 3) ** 3  # w[j, i]: weight of point j in the fit at i
+    delta = np.ones_like(y, dtype=float)
+    for _ in range(n_iter):
+        wt = delta[:, :, None] * w[None]
+        s0, s1, s2 = wt.sum(1), (wt * x[None, :, None]).sum(1), (wt * (x**2)[None, :, None]).sum(1)
+        t0, t1 = (wt * y[:, :, None]).sum(1), (wt * (y * x)[:, :, None]).sum(1)
+        det = s0 * s2 - s1**2
+        ok = np.abs(det) > 1e-12 * np.maximum(s0 * s2, 1e-300)
+        slope = np.where(ok, (s0 * t1 - s1 * t0) / np.where(ok, det, 1.0), 0.0)
+        est = np.where(ok, (t0 - slope * s1) / np.maximum(s0, 1e-300) + slope * x, t0 / np.maximum(s0, 1e-300))
+        resid = y - est
+        scale = np.median(np.abs(resid), axis=1, keepdims=True)
+        u = np.where(scale > 0, np.clip(resid / (6.0 * np.where(scale > 0, scale, 1.0)), -1, 1), (resid != 0) * 1.0)
+        delta = (1 - u**2) ** 2
+    return est
 
 
 def _bh_above(p: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -43,6 +43,18 @@ class GeneSets:
         """Information content of every term given (:func:`network_ic` of ``given``), computed once."""
         return network_ic(self.given)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the sorted (term, gene) pairs tested: equal for the same sets on the same genes."""
+        import hashlib
+
+        pairs = np.sort((self.net["source"].astype(str) + "\t" + self.net["target"].astype(str)).unique())
+        return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """Return the ``params["gene_sets"]`` entry of a result: attributes, sizes and :attr:`fingerprint`."""
+        return {**self.attrs, "n_sets": len(self.terms), "n_pairs": len(self.net), "fingerprint": self.fingerprint}
+
 
 def network_ic(net: pd.DataFrame) -> pd.Series:
     """Return ``-ln(n_term / n_namespace)`` per term of a network made by ``as_network`` (index ``source``).

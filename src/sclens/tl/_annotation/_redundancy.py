@@ -7,6 +7,8 @@ group, or with another ``min_similarity``).
 
 from __future__ import annotations
 
+import itertools
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -45,23 +47,95 @@ def top_genes_text(table: Any, *, n: int = N_TOP_GENES) -> pd.Series:
     return first.groupby(first["feature"].astype(int).astype(str), sort=False)["gene"].agg(", ".join)
 
 
-def _clusters(mat: sparse.csr_matrix, min_similarity: float) -> np.ndarray:
-    """Average-linkage clusters of the rows of a binary terms x genes matrix by Jaccard similarity."""
-    k = mat.shape[0]
-    if k == 1:
-        return np.zeros(1, dtype=np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
+def _distance_kernel(ptr, idx, rows, count, start, out):  # pragma: no cover - compiled by numba
+    """Condensed Jaccard distances between the gene sets ``rows`` (CSR ``ptr`` / ``idx``) into ``out``.
 
-    inter = (mat @ mat.T).toarray()
-    size = np.diag(inter)
-    union = size[:, None] + size[None, :] - inter
-    dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    np.fill_diagonal(dist, 0.0)
-    labels = fcluster(
-        linkage(squareform(dist, checks=False), method="average"), t=1.0 - min_similarity, criterion="distance"
-    )
-    return labels.astype(np.int64)
+    The terms of each gene are bucketed in increasing order; then, term by term, each of its genes
+    adds one shared gene to the pairs with the later terms of the gene's bucket, all in the term's
+    own row of the condensed matrix (scipy's order: ``k a - a (a + 1) / 2 + b - a - 1``). Each
+    entry then becomes ``1 - shared / union`` (1 when both sets are empty), bit for bit the value
+    computed from the binary matrix's ``B @ B.T``. ``count`` and ``start`` (one entry per gene, 0
+    and -1) are workspaces, left as found. Cost: the sum over genes of (terms holding it) squared.
+    """
+    k = rows.size
+    out[:] = 0.0
+    total = 0
+    for a in range(k):
+        total += ptr[rows[a] + 1] - ptr[rows[a]]
+        for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
+            count[idx[e]] += 1
+    bucket, cursor = np.empty(total, dtype=np.int64), 0
+    for a in range(k):  # terms of each gene in increasing order; `count` refills as the bucket's cursor
+        for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
+            g = idx[e]
+            if start[g] < 0:
+                start[g], cursor, count[g] = cursor, cursor + count[g], 0
+            bucket[start[g] + count[g]] = a
+            count[g] += 1
+    for a in range(k):  # `start[g]` now points at term `a` in the bucket of each of its genes
+        base = k * a - a * (a + 1) // 2 - a - 1
+        for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
+            g = idx[e]
+            s = start[g]
+            for y in range(s + 1, s + count[g]):
+                out[base + bucket[y]] += 1.0
+            start[g], count[g] = s + 1, count[g] - 1
+            if count[g] == 0:
+                start[g] = -1
+    p = 0
+    for a in range(k):
+        size_a = ptr[rows[a] + 1] - ptr[rows[a]]
+        for b in range(a + 1, k):
+            union = size_a + (ptr[rows[b] + 1] - ptr[rows[b]]) - out[p]
+            out[p] = 1.0 - out[p] / union if union > 0 else 1.0
+            p += 1
+
+
+@lru_cache(maxsize=1)
+def _distances() -> Any:
+    """:func:`_distance_kernel` compiled by numba (once per process, cached on disk)."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_distance_kernel)
+
+
+def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
+    """Flat average-linkage clusters (any numbering) of ``k`` terms from their condensed distances.
+
+    ``fcluster(linkage(dist, "average"), cut, "distance")`` through scipy's own kernels, without the
+    checks and copies of the public functions. When no two terms are closer than ``cut`` (with a
+    margin for rounding), every merge height (a mean of distances) lies above it: all stay apart.
+    """
+    if k < 2 or dist.min() > cut + 1e-9:
+        return np.arange(k, dtype=np.int64)
+    try:
+        from scipy.cluster import _hierarchy
+        from scipy.cluster.hierarchy import _LINKAGE_METHODS
+    except ImportError:  # pragma: no cover - scipy's private kernels moved
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        return fcluster(linkage(dist, method="average"), t=cut, criterion="distance").astype(np.int64)
+    out = np.zeros(k, dtype=np.int32)
+    _hierarchy.cluster_dist(_hierarchy.nn_chain(dist, k, _LINKAGE_METHODS["average"]), out, float(cut), k)
+    return out.astype(np.int64)
+
+
+def _number_clusters(raw: np.ndarray, block: np.ndarray, ic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber the clusters of each block (``block`` sorted) from 0 by first member; mark their representatives.
+
+    ``raw``: any cluster labels. A cluster's representative is its first row of the highest ``ic``.
+    """
+    key = block.astype(np.int64) * (raw.max(initial=0) + 1) + raw
+    uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")
+    ublock = block[first[by_first]]
+    number = np.empty(uniq.size, dtype=np.int64)
+    number[by_first] = np.arange(uniq.size) - np.searchsorted(ublock, ublock, side="left")
+    order = np.lexsort((np.arange(raw.size), -ic, inv))
+    lead = order[np.concatenate([[True], inv[order][1:] != inv[order][:-1]])] if raw.size else order
+    representative = np.zeros(raw.size, dtype=bool)
+    representative[lead] = True
+    return number[inv], representative
 
 
 def cluster_terms(
@@ -84,20 +158,25 @@ def cluster_terms(
             "given; pass the gene sets the annotation was run with."
         )
         raise ValueError(msg)
-    binary = sparse.csr_matrix(matrix, dtype=np.float64)
-    binary.data[:] = 1.0
-    term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
+    mat = sparse.csr_matrix(matrix)
+    if not mat.has_canonical_format:
+        mat = mat.copy()
+        mat.sum_duplicates()
+    ptr, genes = mat.indptr.astype(np.int64), mat.indices.astype(np.int64)
+    count, start = np.zeros(mat.shape[1], dtype=np.int64), np.full(mat.shape[1], -1, dtype=np.int64)
+    block = pd.factorize(out["feature"])[0]  # features in order of appearance
+    perm = np.argsort(block, kind="stable")  # rows grouped by feature, in table order within one
+    block, rows = block[perm], rows[perm].astype(np.int64)
+    bounds = np.flatnonzero(np.diff(block, prepend=-1, append=-1))
+    kernel, cut, raw = _distances(), 1.0 - min_similarity, np.zeros(len(out), dtype=np.int64)
+    for lo, hi in itertools.pairwise(bounds):  # one feature at a time: memory ~ its terms squared
+        dist = np.empty((hi - lo) * (hi - lo - 1) // 2)
+        kernel(ptr, genes, rows[lo:hi], count, start, dist)
+        raw[lo:hi] = _labels(dist, int(hi - lo), cut)
     ic_all = np.nan_to_num(out["ic"].to_numpy(), nan=-np.inf)
-    for idx in out.groupby("feature", sort=False).indices.values():
-        raw = _clusters(binary[rows[idx]], min_similarity)
-        _, first = np.unique(raw, return_index=True)
-        rank = {c: r for r, c in enumerate(raw[np.sort(first)])}
-        cl = np.array([rank[c] for c in raw], dtype=np.int64)
-        term_cluster[idx] = cl
-        ic_f = ic_all[idx]
-        for c in np.unique(cl):
-            members = np.flatnonzero(cl == c)
-            representative[idx[members[np.argmax(ic_f[members])]]] = True  # argmax: first (lowest p) of ties
+    number, rep = _number_clusters(raw, block, ic_all[perm])
+    term_cluster, representative = np.zeros(len(out), dtype=np.int64), np.zeros(len(out), dtype=bool)
+    term_cluster[perm], representative[perm] = number, rep
     out["term_cluster"], out["representative"] = term_cluster, representative
     return out
 

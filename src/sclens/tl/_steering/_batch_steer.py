@@ -37,11 +37,23 @@ def _batch_features(adata: AnnData, sae_key: str, features: Any, n_features: int
     return check_features([int(table.index[i]) for i in flagged], n_features)
 
 
-def _obs_column(adata: AnnData, key: str, what: str) -> np.ndarray:
-    if key not in adata.obs.columns:
-        msg = f"`adata.obs[{key!r}]` ({what}) not found; available columns: {list(adata.obs.columns)}."
+def _obs_column(adata: AnnData, key: str, param: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of ``adata.obs[key]`` as strings and whether each cell has one (missing labels belong to no group)."""
+    if not isinstance(key, str) or key not in adata.obs.columns:
+        msg = f"{param}={key!r}: `adata.obs[{key!r}]` not found; available columns: {list(adata.obs.columns)}."
         raise KeyError(msg)
-    return adata.obs[key].astype(str).to_numpy()
+    col = adata.obs[key]
+    return col.astype(str).to_numpy(), col.notna().to_numpy()
+
+
+def _check_batches(batch: np.ndarray, labelled: np.ndarray, batch_key: str) -> None:
+    found = np.unique(batch[labelled])
+    if found.size < 2:
+        msg = (
+            f"batch_key={batch_key!r}: batch steering needs at least 2 batches, but `adata.obs[{batch_key!r}]` "
+            f"has {found.size} among labelled cells ({list(found[:3])}); pass the column that holds the batches."
+        )
+        raise ValueError(msg)
 
 
 @doc_params(sae_key=doc_sae_key)
@@ -107,19 +119,29 @@ def batch_steer(
     """
     run = steer_run(adata, sae_key)
     feats = _batch_features(adata, sae_key, features, run.n_features)
-    batch = _obs_column(adata, batch_key, "batches")
-    labels = None if label_key is None else _obs_column(adata, label_key, "cell types")
+    batch, keep = _obs_column(adata, batch_key, "batch_key")
+    _check_batches(batch, keep, batch_key)
+    labels = None
+    if label_key is not None:
+        labels, has_label = _obs_column(adata, label_key, "label_key")
+        keep = keep & has_label
+    if not keep.all():
+        logger.warning(
+            "batch_steer: %d cell(s) with a missing `%s` label are left out of the batch means and scores.",
+            int((~keep).sum()), "` or `".join([batch_key, *([label_key] if label_key else [])]),
+        )  # fmt: skip
     others = {k: np.asarray(get_rep(adata, k), dtype=np.float64) for k in compare}
-    codes, uniq = pd.factorize(batch)
-    cols = np.asarray(run.act[:, feats].toarray(), dtype=np.float64)
+    codes, uniq = pd.factorize(batch[keep])
+    cols = np.asarray(run.act[keep][:, feats].toarray(), dtype=np.float64)
     per_batch = np.stack([cols[codes == b].mean(axis=0) for b in range(uniq.size)])  # batches x features
     mean = per_batch.mean(axis=0)
     x = run.embedding(adata)
     _, dz = change_codes(run.act, feats, ["set"] * feats.size, mean)
     x_new = x + dz @ run.w_dec[feats]
     name = f"X_{key_added}"
+    scored = {k: v[keep] for k, v in {run.use_rep: x, name: x_new, **others}.items()}
     scores = integration_scores(
-        {run.use_rep: x, name: x_new, **others}, batch, labels,
+        scored, batch[keep], None if labels is None else labels[keep],
         n_neighbors=n_neighbors, max_cells=max_cells, seed=resolve_seed(random_state),
     )  # fmt: skip
     params = {"batch_key": batch_key, "sae_key": sae_key, "use_rep": run.use_rep, "n_neighbors": n_neighbors}

@@ -13,6 +13,7 @@ from scipy import sparse
 from ... import _provenance as provenance
 from ..._docs import doc_params
 from ..._utils import as_dense_float32, check_adata, check_key_added, get_rep, resolve_seed, writable
+from .._fit_checks import check_embedding, check_spread
 
 logger = logging.getLogger("sclens")
 
@@ -124,7 +125,10 @@ def baseline_features(
     if method not in METHODS:
         msg = f"method must be one of {METHODS}, got {method!r}."
         raise ValueError(msg)
-    x = as_dense_float32(get_rep(adata, use_rep)).astype(np.float64)
+    x = get_rep(adata, use_rep)
+    check_embedding(x, use_rep)
+    x = as_dense_float32(x, name=f"`obsm[{use_rep!r}]`").astype(np.float64)
+    check_spread(x, use_rep)  # a constant embedding has no components (FastICA fails deep inside on it)
     n_dims = x.shape[1]
     k = n_dims if n_components is None else int(n_components)
     if not 1 <= k <= min(n_dims, x.shape[0]):

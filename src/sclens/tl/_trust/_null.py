@@ -16,6 +16,7 @@ from ..._network import GeneSetsLike, as_network
 from ..._provenance import run_id
 from ..._readers import annotation, features_table, sae_run, store_result
 from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
+from .._annotation._enrich import gene_set_matrix
 from .._annotation._predicted import predictor
 
 logger = logging.getLogger("sclens")
@@ -60,6 +61,23 @@ def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
         {"features": table[["kind"]].copy()} if isinstance(table, pd.DataFrame) and "kind" in table else {}
     )
     return light
+
+
+def _check_same_gene_sets(gene_sets: Any, adata: AnnData, params: Mapping, annotation_key: str) -> None:
+    """Refuse ``gene_sets`` other than those the annotation tested (by the fingerprint in its params)."""
+    recorded = params.get("gene_sets")
+    if not isinstance(recorded, Mapping) or "fingerprint" not in recorded:
+        return  # an annotation from before fingerprints: nothing to compare with
+    namespaces = ["BP"] if params.get("flavor") == "scfeaturelens" else None
+    given = gene_set_matrix(gene_sets, adata.var_names, namespaces=namespaces)
+    if given.fingerprint != str(recorded["fingerprint"]):
+        msg = (
+            f"gene_sets are not those of the annotation `adata.uns[{annotation_key!r}]`: {len(given.terms)} sets "
+            f"({len(given.net)} set-gene pairs on measured genes) vs {recorded.get('n_sets')} sets "
+            f"({recorded.get('n_pairs')} pairs) annotated; a null on other sets compares nothing. Pass the same "
+            "`gene_sets` as to `sl.tl.annotate_features`."
+        )
+        raise ValueError(msg)
 
 
 def _measured_network(gene_sets: Any, var_names: pd.Index) -> tuple[pd.DataFrame, pd.Index, np.ndarray]:
@@ -195,6 +213,7 @@ def annotation_null(
     sae_run(adata, sae_key, need=(), activations=True)
     ann = annotation(adata, annotation_key, sae_key=sae_key)
     kw = _annotation_args(ann["params"], model)
+    _check_same_gene_sets(gene_sets, adata, ann["params"], annotation_key)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
     rng = np.random.default_rng(resolve_seed(random_state))
