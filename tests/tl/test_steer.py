@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -369,18 +367,6 @@ def test_add_clips_at_zero_and_knockout_only_touches_active_cells(toy):
     moved = np.linalg.norm(ko.obsm["X_emb"][n:] - ko.obsm["X_emb"][:n], axis=1) > 1e-6
     np.testing.assert_array_equal(moved, z > 0)
     assert ko.uns["steer"]["amount"][0] == 0.0
-
-
-def test_old_parameter_names_warn_and_agree(toy):
-    new = steer(toy, features=3, cells={"cell_type": "type_2"}, sae_key="sae")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        old = steer(toy, feature=3, groups={"cell_type": "type_2"}, key="sae")
-    messages = sorted(str(w.message) for w in caught if w.category is FutureWarning)
-    assert [m.split("`")[1:4:2] for m in messages] == [["feature", "features"], ["groups", "cells"], ["key", "sae_key"]]
-    np.testing.assert_array_equal(old.obsm["X_emb"], new.obsm["X_emb"])
-    with pytest.raises(TypeError, match="got both `feature` \\(renamed\\) and `features`"):
-        steer(toy, feature=3, features=3)
 
 
 def test_several_features_bad_input(toy):
