@@ -44,6 +44,7 @@ INPUT_KEYS = {
     "sae_keys": None,
     "alignment_key": "alignment",
     "null_key": "annotation_null",
+    "evaluation_key": "evaluation",
     "steer_key": "steer",
     "batch_key": None,  # obs columns, as scanpy's `batch_key`
     "label_key": None,
