@@ -17,6 +17,7 @@ from ..._provenance import run_id
 from ..._readers import annotation, features_table, sae_run, store_result
 from ..._utils import check_adata, resolve_seed, sae_activations, update_features_table, writable
 from .._annotation._enrich import gene_set_matrix
+from .._annotation._predicted import predictor
 from ._directions import direction_activations, embedding_of
 
 logger = logging.getLogger("sclens")
@@ -27,8 +28,12 @@ _PASSED = ("high_quantile", "low_quantile", "n_low", "min_high", "alpha", "de_al
            "max_size", "flavor", "random_state")  # fmt: skip
 
 
-def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
-    """Return the keyword arguments of :func:`annotate_features` that produced an annotation run's ``params``."""
+def _annotation_args(params: dict, model: Any, adata: AnnData) -> dict[str, Any]:
+    """Return the keyword arguments of :func:`annotate_features` that produced an annotation run's ``params``.
+
+    A model (or the layer of predictions) becomes a callable bound to ``adata``'s own cells, so the null's
+    light copy of ``adata`` needs nothing the model reads (scvi-tools' registered layers and columns).
+    """
     kw = {k: params.get(k) for k in _PASSED}
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
@@ -41,10 +46,11 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
     kw["de_method"] = "fast" if sfl else params["de_method"]
     kw["enrichment"] = "ora" if sfl else params["enrichment"]
     if str(params.get("expression", "")).startswith("model:"):
+        model = params.get("model_layer", model)  # stored predictions are read again from their layer
         if model is None:
-            msg = f"The annotation used {params['expression']!r}; pass the same scvi-tools model as `model=`."
+            msg = f"The annotation used {params['expression']!r}; pass the same model (or callable) as `model=`."
             raise ValueError(msg)
-        kw["model"] = model
+        kw["model"] = predictor(adata, model)[0]
     return kw
 
 
@@ -193,7 +199,8 @@ def annotation_null(
     n_permutations
         Permutations per null.
     model
-        The scvi-tools model, when the annotation used a model's predicted expression.
+        The model (scvi-tools model or callable) when the annotation used a model's predicted
+        expression; predictions stored in a layer are read from it again without it.
     {random_state}
     key_added
         Name of the result in ``adata.uns[sae_key]``.
@@ -219,7 +226,7 @@ def annotation_null(
     nulls = _check_nulls(nulls, n_permutations)
     sae_run(adata, sae_key, need=(), activations=True)
     ann = annotation(adata, annotation_key, sae_key=sae_key)
-    kw = _annotation_args(ann["params"], model)
+    kw = _annotation_args(ann["params"], model, adata)
     _check_same_gene_sets(gene_sets, adata, ann["params"], annotation_key)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
