@@ -388,7 +388,7 @@ CASES = [
     ("annot-key-added-is-run", _noop, _annotate(key_added="sae"), ValueError, "would overwrite the SAE run"),
     ("annot-uns-not-dict", _set(("sae",), ["x"]), _annotate(), TypeError, "not an SAE run"),
     ("annot-within-empty", _noop, _annotate(cells={"cell_type": "nope"}), ValueError, "not found"),
-    ("annot-zero-cells", _noop, lambda a: _annotate()(a[:0]), ValueError, "needs at least 20"),
+    ("annot-zero-cells", _noop, lambda a: _annotate()(a[:0]), ValueError, "so it needs at least 4"),
     ("annot-one-cell", _noop, lambda a: _annotate()(a[:1]), ValueError, "adata has 1 cell(s)"),
     (
         "contrast-zero-cells",

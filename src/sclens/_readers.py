@@ -55,6 +55,11 @@ RESULTS: dict[str, ResultKind] = {
     "feature_space": ResultKind("sl.tl.feature_space", "annotation_key", ("features", "umap", "category")),
     "contrast": ResultKind("sl.tl.contrast", None, ("results", "de"), "groupby=..., groups=..., gene_sets=..."),
     "batch_steer": ResultKind("sl.tl.batch_steer", None, ("scores", "features", "clamped_to"), "batch_key=..."),
+    "stability": ResultKind("sl.tl.feature_stability", "sae_key", ("seeds", "matched_cosine", "matched_feature")),
+    "probing": ResultKind("sl.tl.sparse_probing", "sae_key", ("results", "summary"), "groupby=..."),
+    "absorption": ResultKind("sl.tl.feature_absorption", "sae_key", ("results",), "fine=..., coarse=..."),
+    "spurious": ResultKind("sl.tl.spurious_removal", "sae_key", ("results",), "groupby=..., technical=..."),
+    "evaluation": ResultKind("sl.tl.evaluate", "sae_key", ("scorecard",), "groupby=..."),
 }
 
 

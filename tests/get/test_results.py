@@ -12,6 +12,10 @@ import sclens as sl
 @pytest.fixture(scope="module")
 def annotated():
     ad = toy_sae(n_cells=800, n_genes=300, random_state=0, extra=True)
+    acts = ad.obsm["X_sae"].tolil()
+    acts[:, 17] = 0
+    acts[3, 17] = 1.0  # the tiny feature now active in one cell: it cannot be tested
+    ad.obsm["X_sae"] = acts.tocsr()
     sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3, high_quantile=0.98,
                             features=[0, 1, 16, 17])  # fmt: skip
     return ad
@@ -29,7 +33,8 @@ def test_feature_terms(annotated):
 
 
 def test_feature_terms_errors(annotated):
-    with pytest.raises(KeyError, match=r"Feature 17 was skipped by annotate_features: high set has 4 cells"):
+    reason = r"active in 1 selected cell\(s\); a group needs at least 2"
+    with pytest.raises(KeyError, match=rf"Feature 17 was skipped by annotate_features: {reason}"):
         sl.get.feature_terms(annotated, features=17)
     with pytest.raises(KeyError, match="Feature 5 was not annotated under annotation_key 'sae_go'"):
         sl.get.feature_terms(annotated, features=5)

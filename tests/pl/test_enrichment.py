@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 from biology_fixtures import toy_sae
 
 import sclens as sl
@@ -21,6 +22,11 @@ def test_enrichment_plot():
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert len(labels) == min(3, n) and labels[0] == "program_02"
     assert len(ax.collections[0].get_offsets()) == min(3, n)
+    # x: the adjusted p-value the terms were kept on, with the threshold drawn
+    terms = sl.get.feature_terms(ad, features=2).head(3)
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 0], -np.log10(terms["padj"].to_numpy()))
+    assert ax.get_xlabel() == "-log10 padj (BH within the feature)"
+    assert ax.lines[0].get_xdata()[0] == -np.log10(0.5)
     _, ax2 = plt.subplots()
     assert sl.pl.enrichment(ad, features=2, ax=ax2, show=False) is None
     two = sl.pl.enrichment(ad, features=[2, 3], n_terms=3, return_fig=True)  # one panel per feature

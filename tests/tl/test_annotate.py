@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anndata as ad_
 import numpy as np
+import pandas as pd
 import pytest
 
 import sclens as sl
@@ -27,12 +28,15 @@ def test_planted_programs_fast(toy_annot_copy):
     control = res[res["feature"] == N_PROG]
     assert not control["term"].str.startswith("program_").any()
     assert table.loc[str(N_PROG), "n_terms"] == len(control)
-    # tiny feature skipped and recorded, dead feature left out by features=None
-    skipped = ad.uns["sae_go"]["skipped"]
-    assert skipped["feature"].tolist() == [N_PROG + 1]
-    assert skipped["reason"].iloc[0] == "high set has 4 cells (< min_high=10)"
+    # the tiny feature (active in 4 cells) is tested on all 4; the dead feature left out by features=None
+    assert ad.uns["sae_go"]["skipped"].empty
+    assert table.loc[str(N_PROG + 1), ["n_high", "skip_reason"]].tolist() == [4, ""]
+    assert table.loc["0", "n_high"] == 15 and table.loc["0", "n_low"] == 1000  # 1 % of 1,500 cells
     assert (ad.uns["sae_go"]["params"]["features"] == np.arange(N_PROG + 2)).all()
-    assert (res["pvalue"] < 0.01).all()
+    # the default rule: BH-adjusted p < 0.05 within each feature; the best term's padj in the table
+    assert (res["padj"] < 0.05).all() and ad.uns["sae_go"]["params"]["alpha"] == 0.05
+    best = res.groupby("feature").head(1).set_index("feature")["padj"]
+    np.testing.assert_array_equal(table.loc[best.index.astype(str), "best_padj"], best.to_numpy())
     assert list(res.columns[:4]) == ["feature", "term", "name", "namespace"]
 
 
@@ -165,3 +169,53 @@ def test_annotate_with_model(scvi_toy):
     res = ad.uns["sae_go"]["results"]
     n_terms = ad.uns["sae"]["features"].loc[["0", "1"], "n_terms"].tolist()
     assert n_terms == [int((res["feature"] == f).sum()) for f in (0, 1)]  # one row per kept term
+
+
+def test_any_model_callable_or_layer_same_engine_and_null(scvi_toy):
+    """``model=`` as a callable or a layer of predictions gives what the scvi-tools path gives; the null runs on all."""
+    import torch
+
+    ad, model = scvi_toy
+    ad = ad.copy()
+    gs = ad.uns["toy"]["gene_sets"]
+    kw = {"gene_sets": gs, "features": [0, 1, 2], "high_quantile": 0.9, "n_low": 200, "min_size": 3,
+          "return_de": [0]}  # fmt: skip
+
+    def scvi_predict(cells):
+        return model.get_normalized_expression(ad, indices=cells, library_size="latent", return_numpy=True)
+
+    for key, m in (("scvi", model), ("fn", scvi_predict)):
+        torch.manual_seed(0)  # scvi-tools samples the latent: the same draws for both
+        sl.tl.annotate_features(ad, model=m, key_added=key, **kw)
+    pd.testing.assert_frame_equal(ad.uns["scvi"]["de"]["0"], ad.uns["fn"]["de"]["0"])
+    assert ad.uns["fn"]["params"]["expression"] == "model:scvi_predict"
+
+    ad.layers["pred"] = scvi_predict(np.arange(ad.n_obs))
+    stored = ad.layers["pred"].copy()
+    sl.tl.annotate_features(ad, model="pred", key_added="layer", **kw)
+    sl.tl.annotate_features(ad, model=lambda cells: stored[cells], key_added="rows", **kw)
+    pd.testing.assert_frame_equal(ad.uns["layer"]["de"]["0"], ad.uns["rows"]["de"]["0"])
+    assert ad.uns["layer"]["params"]["expression"] == "model:layers['pred']"
+    pd.testing.assert_frame_equal(ad.uns["layer"]["results"], ad.uns["rows"]["results"])
+
+    # the null re-runs each: the scvi-tools model on the real cells, the layer without `model=`
+    sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="scvi", model=model, n_permutations=1, key_added="n1")
+    sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="layer", n_permutations=1, key_added="n2")
+    for key in ("n1", "n2"):
+        assert ad.uns["sae"][key]["table"]["feature"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"used 'model:scvi_predict'; pass the same model \(or callable\)"):
+        sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="fn", n_permutations=1)
+
+
+def test_model_errors(scvi_toy):
+    ad, _ = scvi_toy
+    gs = ad.uns["toy"]["gene_sets"]
+    kw = {"gene_sets": gs, "features": [0], "min_size": 3}
+    with pytest.raises(ValueError, match=r"has shape \(300, 3\); expected \(300, 200\): one row per requested cell"):
+        sl.tl.annotate_features(ad.copy(), model=lambda cells: np.ones((cells.size, 3)), **kw)
+    with pytest.raises(ValueError, match="has NaN, infinite or negative values"):
+        sl.tl.annotate_features(ad.copy(), model=lambda cells: -np.ones((cells.size, ad.n_vars)), **kw)
+    with pytest.raises(KeyError, match=r"model='nope': `adata.layers\['nope'\]` not found"):
+        sl.tl.annotate_features(ad.copy(), model="nope", **kw)
+    with pytest.raises(TypeError, match="model must be a trained scvi-tools model, a callable"):
+        sl.tl.annotate_features(ad.copy(), model=3, **kw)

@@ -61,7 +61,7 @@ def test_decoupler_ulm_recovers_programs(toy_annot_copy):
                             features=list(range(8)), min_size=3)  # fmt: skip
     res = ad.uns["sae_go"]["results"]
     assert "score" in res.columns and (res["score"] > 0).all()
-    assert (res["padj"] < 0.01).all()
+    assert (res["padj"] < 0.05).all()  # the default alpha
     for f in range(8):
         assert f"program_{f:02d}" in set(res.loc[res["feature"] == f, "term"])
     with pytest.raises(ValueError, match="Unknown enrichment 'nope'"):

@@ -82,6 +82,21 @@ def test_label_has_term_genes_and_group(annotated):
     assert table.loc["5", "label"] == ""  # not annotated in this run
 
 
+def test_global_label_names_no_group_and_labels_are_whole(annotated):
+    from sclens.tl._annotation._redundancy import feature_labels
+
+    adata, _ = annotated
+    table = adata.uns["sae"]["features"]
+    assert table.loc["9", "kind"] == "global"
+    assert table.loc["9", "top_group"] != ""
+    assert len(table.loc["9", "label"].split(" | ")) == 2  # term | genes, no group
+    long = "positive regulation of transcription by RNA polymerase II in response to a long stimulus"
+    res = adata.uns["sae_go"]["results"].copy()
+    res.loc[res["feature"] == 0, "name"] = long
+    labels = feature_labels(res, table, pd.Series({"0": "A, B, C"}))
+    assert labels.loc["0", "label"] == f"{long} | A, B, C | type_0"
+
+
 def test_term_redundancy_recomputes_with_other_threshold(annotated):
     adata, gs = annotated
     strict = sl.tl.term_redundancy(adata, gene_sets=gs, min_similarity=1.0, copy=True)

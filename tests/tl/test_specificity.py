@@ -133,37 +133,6 @@ def test_bad_input(toy):
     assert "specificity" not in one.uns["sae"]
 
 
-def test_seed_robustness_counts():
-    import sclens as sl
-    from sclens.tl._specificity import seed_robustness
-
-    adata = sl.datasets.toy(n_cells=500, random_state=2)
-    before = set(adata.uns) | set(adata.obsm)
-    table = seed_robustness(
-        adata,
-        use_rep="X_emb",
-        groupby="cell_type",
-        seeds=(0, 42),
-        n_features=32,
-        k=4,
-        n_epochs=25,
-        batch_size=64,
-        lr=3e-3,
-    )
-    assert list(table.index) == ["0", "42", "mean", "sd"]
-    per_seed = table.loc[["0", "42"]]
-    assert (per_seed["n_live"] + per_seed["n_dead"] == 32).all()
-    assert (per_seed["n_local"] + per_seed["n_global"] == per_seed["n_live"]).all()
-    assert (per_seed["n_local"] >= 8).all()  # the 8 planted local programs are found local with every seed
-    assert (per_seed["mean_l0"] == 4).all()
-    assert table.loc["mean", "n_local"] == pytest.approx(per_seed["n_local"].mean())
-    assert set(adata.uns) | set(adata.obsm) == before  # the user's object is untouched
-    with pytest.raises(TypeError, match=r"\['random_state'\] are set by seed_robustness"):
-        seed_robustness(adata, use_rep="X_emb", groupby="cell_type", random_state=1)
-    with pytest.raises(KeyError, match=r"`adata.obs\['batch'\]` not found"):
-        seed_robustness(adata, use_rep="X_emb", groupby="batch")
-
-
 def test_group_names_with_slashes_write_to_h5ad(toy, tmp_path):
     adata = toy.copy()
     adata.obs["ct"] = adata.obs["cell_type"].astype(str).str.replace("type_", "CD4+/type ").astype("category")

@@ -82,6 +82,10 @@ def cmd_specificity(args: argparse.Namespace) -> None:
     _steps(args, {"specificity": section(args, "specificity")})
 
 
+#: defaults of ``sl.tl.annotate_features`` shown by ``sclens annotate --help`` (a test keeps them equal)
+ANNOTATE_DEFAULTS = {"high_quantile": 0.99, "n_low": 1000, "min_high": 10, "de_method": "fast"}
+
+
 def cmd_annotate(args: argparse.Namespace) -> None:
     kw = section(args, "annotate")
     kw["namespaces"] = args.namespaces.split(",") if args.namespaces else None
@@ -160,8 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         "seed": 0,
         "fit": {"use_rep": "X_pca", "n_features": 256, "k": 16, "n_epochs": 200, "lr": 1e-3},
         "specificity": {"groupby": "bulk_labels"},
-        "annotate": {"gene_sets": "go-human", "namespaces": ["BP", "MF"], "layer": "counts",
-                     "high_quantile": 0.95, "n_low": 300},
+        "annotate": {"gene_sets": "go-human", "namespaces": ["BP", "MF"], "layer": "counts"},
         "feature_space": {},
         "atlas": {"path": str(out / "atlas.html"), "title": "sclens atlas: 700 PBMCs (pbmc68k_reduced)"},
     }  # fmt: skip
@@ -201,15 +204,39 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("annotate", help="GO terms of every feature (sl.tl.annotate_features)")
+    p = sub.add_parser(
+        "annotate", help="GO terms of every feature (sl.tl.annotate_features)",
+        description="Annotate every SAE feature with the GO terms its most active cells up-regulate "
+        "(sl.tl.annotate_features). Exits with status 1 and the reason when no feature can be tested.",
+    )  # fmt: skip
     _io(p)
+    d = ANNOTATE_DEFAULTS
     p.add_argument("--gene-sets", required=True, help="go-human, go-mouse (embedded GO) or a .gmt file")
     p.add_argument("--namespaces", help="GO namespaces, comma-separated (default: BP,MF,CC)")
     p.add_argument("--layer", help="layer with integer counts (default: X)")
-    p.add_argument("--high-quantile", type=float)
-    p.add_argument("--n-low", type=int)
-    p.add_argument("--de-method", help="a DE engine of sl.tl.annotate_features (default: fast)")
-    p.add_argument("--alpha", type=float)
+    p.add_argument(
+        "--high-quantile",
+        type=float,
+        default=d["high_quantile"],
+        help="high set: cells at or above this quantile of the activations (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-high",
+        type=int,
+        default=d["min_high"],
+        help="high set: at least this many most active cells, for small data (default: %(default)s)",
+    )
+    p.add_argument(
+        "--n-low",
+        type=int,
+        default=d["n_low"],
+        help="low set: at most this many cells where the feature is zero (default: %(default)s)",
+    )
+    p.add_argument(
+        "--de-method", default=d["de_method"], help="DE engine of sl.tl.annotate_features (default: %(default)s)"
+    )
+    p.add_argument("--alpha", type=float,
+                   help="keep terms at BH-adjusted p < alpha within each feature (default: 0.05)")  # fmt: skip
     p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
     p.add_argument("--key-added", help="key of the annotation (default: sae_go)")
     p.add_argument("--seed", type=int, default=0)

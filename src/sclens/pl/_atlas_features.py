@@ -15,9 +15,9 @@ from .._columns import COLUMNS
 from .._columns import alignment_columns as registered_alignment_columns
 from ._atlas_data import round_
 
-# registered columns marked `atlas` (term clustering, null controls) and stability (not a registered column yet):
-# shown in the table when present; alignment columns come from the alignment result
-EXTRA_COLUMNS = (*(c.name for c in COLUMNS if c.atlas), "stability")
+# registered columns marked `atlas` (term clustering, null controls, stability): shown in the table when present;
+# alignment columns come from the alignment result
+EXTRA_COLUMNS = tuple(c.name for c in COLUMNS if c.atlas)
 LABELS = {
     "n_term_clusters": "term themes", "batch_driven": "batch-driven", "annotation_fdr": "null FDR",
     "null_terms": "null terms", "stability": "stability",

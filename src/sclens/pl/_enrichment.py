@@ -31,7 +31,11 @@ def enrichment(
     save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
-    """Dot plot of a feature's top terms: x = -log10 p-value, size = genes in overlap, colour = padj.
+    """Dot plot of a feature's top terms: x = -log10 of the p-value the terms were kept on, size = genes in overlap.
+
+    The x axis is the BH-adjusted p-value within the feature (the default rule, ``padj < alpha``;
+    a dashed line marks ``alpha``), or the raw p-value for ``flavor="scfeaturelens"``, whose rule it
+    is; the colour is always ``-log10 padj``.
 
     Parameters
     ----------
@@ -52,9 +56,12 @@ def enrichment(
     tables = [feature_terms(adata, features=f, annotation_key=annotation_key).head(int(n_terms)) for f in feats]
     height = 0.45 * max(max(len(t) for t in tables), 2) + 1.4
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(7.5, height))
-    sae_key = str(annotation(adata, annotation_key)["params"].get("sae_key", "sae"))
+    params = annotation(adata, annotation_key)["params"]
+    sae_key = str(params.get("sae_key", "sae"))
+    raw = params.get("flavor") == "scfeaturelens"
+    alpha = None if raw or "alpha" not in params else float(params["alpha"])
     for f, terms, ax_ in zip(feats, tables, axes, strict=True):
-        _draw(fig, ax_, f, terms, title=feature_title(adata, sae_key, f))
+        _draw(fig, ax_, f, terms, title=feature_title(adata, sae_key, f), raw=raw, alpha=alpha)
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)
 
 
@@ -70,13 +77,15 @@ def term_label(term: str, name: str) -> str:
     return "\n".join(textwrap.wrap(text, LABEL_WIDTH, max_lines=2, placeholder="..."))
 
 
-def _draw(fig: Figure, ax: Axes, feature: int, terms: pd.DataFrame, *, title: str) -> None:
+def _draw(
+    fig: Figure, ax: Axes, feature: int, terms: pd.DataFrame, *, title: str, raw: bool, alpha: float | None
+) -> None:
     if len(terms) == 0:
         ax.text(0.5, 0.5, f"feature {feature}: no term kept", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    p = terms["pvalue"].to_numpy(float)
-    p = np.where(np.isnan(p), terms["padj"].to_numpy(float), p)
+    padj = terms["padj"].to_numpy(float)
+    p = np.where(np.isnan(terms["pvalue"].to_numpy(float)), padj, terms["pvalue"].to_numpy(float)) if raw else padj
     x = -np.log10(np.maximum(p, 1e-300))
     y = np.arange(len(terms))[::-1]
     overlap = terms["n_overlap"].to_numpy(float)
@@ -87,7 +96,9 @@ def _draw(fig: Figure, ax: Axes, feature: int, terms: pd.DataFrame, *, title: st
     ax.set_yticks(y, [term_label(t, n) for t, n in zip(terms.index, terms["name"], strict=True)], fontsize=8)
     ax.set_ylim(-0.7, len(terms) - 0.3)
     ax.set_xlim(0, x.max() * 1.15 + 0.3)  # room for the largest dot at the right
-    ax.set_xlabel("-log10 p-value")
+    ax.set_xlabel("-log10 p-value" if raw else "-log10 padj (BH within the feature)")
+    if alpha is not None:
+        ax.axvline(-np.log10(alpha), color="0.5", linestyle="--", linewidth=0.8)
     ax.set_title(title)
     fig.colorbar(sc, ax=ax, label="-log10 padj", shrink=0.8)
     sizes = np.unique(np.quantile(overlap, [0, 0.5, 1]).round().astype(int))

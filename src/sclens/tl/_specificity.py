@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from scipy import sparse, stats
 
 from .._columns import write_columns
 from .._docs import doc_params
-from .._readers import result, sae_run, store_result
+from .._readers import store_result
 from .._stats import fdr_bh
 from .._utils import check_key_added, group_labels, sae_activations, writable
 
@@ -251,74 +251,3 @@ def feature_specificity(
                 **{f"n_{k}": v for k, v in counts.items()}},
     )  # fmt: skip
     return adata if copy else None
-
-
-@doc_params()
-def seed_robustness(
-    adata: AnnData,
-    *,
-    use_rep: str,
-    groupby: str,
-    seeds: Sequence[int] = (0, 42, 9307),
-    method: Literal["paper", "rank"] = "paper",
-    **fit_kwargs: Any,
-) -> pd.DataFrame:
-    """Fit one SAE per seed and count live, dead, local and global features (paper table S6).
-
-    Each seed trains :func:`sclens.tl.fit_sae` on a light copy holding only the embedding and
-    ``obs[groupby]`` (``adata`` is not modified), then runs :func:`feature_specificity`.
-
-    Parameters
-    ----------
-    {adata}
-    {use_rep}
-    groupby
-        Column of ``adata.obs`` with the cell groups.
-    seeds
-        Random seeds, one SAE each (the paper used 0, 42 and 9307).
-    method
-        Specificity rule, see :func:`feature_specificity`.
-    **fit_kwargs
-        Passed to :func:`sclens.tl.fit_sae` (``n_features``, ``k``, ``n_epochs``, ...).
-
-    Returns
-    -------
-    DataFrame indexed by seed (string) with columns ``n_features``, ``n_live``, ``n_dead``,
-    ``n_local``, ``n_global``, ``mean_l0`` (mean number of active features per cell) and
-    ``fvu`` (when the fit reports it); the last rows ``mean`` and ``sd`` summarise the seeds.
-    """
-    from anndata import AnnData as _AnnData
-
-    from .._utils import as_dense_float32, get_rep
-    from ._fit import fit_sae
-
-    reserved = {"random_state", "key_added", "copy", "use_rep"} & set(fit_kwargs)
-    if reserved:
-        msg = f"{sorted(reserved)} are set by seed_robustness; remove them from the keyword arguments."
-        raise TypeError(msg)
-    if len(seeds) == 0:
-        msg = "seeds is empty; pass at least one seed."
-        raise ValueError(msg)
-    _group_codes(adata, groupby)  # fail before any training
-    light = _AnnData(obs=adata.obs[[groupby]].copy())
-    light.obsm["X_rep"] = as_dense_float32(get_rep(adata, use_rep))
-    rows = {}
-    for seed in seeds:
-        fitted = fit_sae(light, use_rep="X_rep", random_state=int(seed), key_added="sae", copy=True, **fit_kwargs)
-        feature_specificity(fitted, groupby=groupby, method=method)
-        params = result(fitted, "specificity", key="specificity", parent="sae")["params"]
-        act = fitted.obsm["X_sae"]
-        fvu = sae_run(fitted, "sae", need=()).get("metrics", {}).get("fvu", np.nan)
-        rows[str(seed)] = {
-            "n_features": int(act.shape[1]),
-            "n_live": int(act.shape[1] - params["n_dead"]),
-            "n_dead": params["n_dead"],
-            "n_local": params["n_local"],
-            "n_global": params["n_global"],
-            "mean_l0": float(np.diff(sparse.csr_matrix(act).indptr).mean()),
-            "fvu": float(np.asarray(fvu, dtype=float).ravel()[-1]) if np.size(fvu) else np.nan,
-        }
-        logger.info("seed_robustness: seed %s: %s", seed, rows[str(seed)])
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    summary = pd.DataFrame({"mean": table.mean(), "sd": table.std(ddof=1)}).T
-    return pd.concat([table, summary])

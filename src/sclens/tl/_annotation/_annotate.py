@@ -11,13 +11,12 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from ..._columns import write_columns
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
 from ..._readers import store_result
 from ..._utils import all_or_nothing, check_adata, check_key_added, group_labels, resolve_seed, writable
-from ._annotate_core import check_options, feature_summary, run_contrasts
-from ._cellsets import annotated_features, cell_sets, resolve_within
+from ._annotate_core import check_options, feature_summary, run_contrasts, update_feature_table
+from ._cellsets import MIN_CELLS, annotated_features, cell_sets, check_cell_set_args, resolve_within, skip_message
 from ._de import Expression
 from ._engines import FLAVORS
 from ._enrich import check_testable, gene_set_matrix
@@ -41,12 +40,14 @@ de_method
 enrichment
     ``"ora"``: one-sided hypergeometric test of the up-regulated genes (``padj < de_alpha`` and
     ``log2fc > min_log2fc``) in each gene set, background = the genes tested in that contrast, BH
-    within each contrast, terms kept at ``pvalue < alpha``. Any other name runs
+    within each contrast, terms kept at ``padj < alpha``. Any other name runs
     ``decoupler.mt.<name>`` (e.g. ``"ulm"``) once on the contrasts x genes matrix of Wald statistics;
     terms are kept at decoupler's adjusted p-value ``< alpha`` with a positive score (``pvalue`` is
     then NaN: decoupler only returns adjusted p-values).
 alpha
-    Threshold on the enrichment p-value for keeping a term.
+    Threshold for keeping a term: on the BH-adjusted p-value within each feature (``padj < alpha``);
+    with ``flavor="scfeaturelens"`` on the raw Mann-Whitney p-value, as the paper. ``None``: 0.05
+    (adjusted), 0.01 (``flavor="scfeaturelens"``, raw).
 de_alpha
     Adjusted p-value threshold for a gene to count as up-regulated (ORA).
 min_log2fc
@@ -75,7 +76,7 @@ def annotate_features(
     cells: Mapping[str, Any] | np.ndarray | None = None,
     de_method: DEMethod = "fast",
     enrichment: Enrichment = "ora",
-    alpha: float = 0.01,
+    alpha: float | None = None,
     de_alpha: float = 0.05,
     min_log2fc: float = 1.0,
     min_size: int = 5,
@@ -91,22 +92,31 @@ def annotate_features(
 
     For each feature, its *high* cells are compared with its *low* cells (paper, sec. 5.3):
 
-    * **high** = cells whose activation is at or above the ``high_quantile`` quantile of the
-      feature's activations over all (selected) cells, zeros included, and is positive. For a very
-      sparse feature (active in fewer than ``1 - high_quantile`` of the cells) that quantile is 0 and
-      the high set is every cell where the feature is active.
-    * **low** = a seeded random sample of at most ``n_low`` cells where the feature is zero.
+    * **high** = the top ``max(min_high, (1 - high_quantile) * n)`` of the ``n`` (selected) cells
+      by activation: the cells at or above the ``high_quantile`` quantile of the feature's
+      activations, zeros included, extended to the ``min_high`` most active cells when that is
+      fewer (so small datasets are annotated too); only active cells count, so a feature active in
+      fewer cells has all of them as its high set.
+    * **low** = a seeded random sample of at most ``n_low`` cells where the feature is zero (all of
+      them when there are fewer).
     * ``low_quantile`` set (the paper's manual variant, e.g. ``high_quantile=0.95, low_quantile=0.05``):
-      both quantiles are taken over the *non-zero* activations, high = at or above the upper one,
-      low = at most ``n_low`` cells at or below the lower one (zeros excluded).
+      both quantiles are taken over the *non-zero* activations, high = at or above the upper one (at
+      least the ``min_high`` most active cells), low = at most ``n_low`` other active cells at or
+      below the lower one.
     * ``cells={{"cell_type": "B cells"}}`` restricts both sets (and the quantiles) to those cells.
-    * Features whose high or low set has fewer than ``min_high`` cells are skipped and recorded,
-      with the reason, in ``uns[key_added]['skipped']``.
+    * A feature is skipped only when it cannot be tested: its high or its low set has fewer than 2
+      cells (never active, active in one cell, or active in all cells but one). The reason is
+      recorded per feature in ``uns[key_added]['skipped']`` and the features table; when no feature
+      can be tested, the call raises.
 
     Expression is the observed counts of ``layer`` (integer, non-negative, finite) or, with
-    ``model``, the scvi-tools model's predicted expression at each cell's own library size
-    (``get_normalized_expression(library_size="latent")``, produced in chunks of cells; rounded for
-    ``de_method="deseq2"``).
+    ``model``, a model's predicted expression, read in chunks of cells and tested by the same
+    engine (rounded for ``de_method="deseq2"``): an scvi-tools model's
+    ``get_normalized_expression(library_size="latent")`` (the mean at each cell's own library
+    size), a callable ``model(cells)`` returning the predicted expression (cells x genes, same
+    genes as ``adata``) of the cells at the integer positions ``cells`` (sorted, unique; any
+    model, e.g. multiDGD), or the name of a layer of ``adata`` holding predictions computed
+    beforehand.
 
     ``flavor="scfeaturelens"`` reproduces the published tool's method: high = cells strictly above
     the quantile, low as above; Welch t-test per gene on library-size-normalised expression, BH over
@@ -136,8 +146,9 @@ def annotate_features(
         Feature numbers to annotate; ``None``: every feature whose ``kind`` is not ``"dead"``.
     {layer}
     model
-        A trained scvi-tools model (set up on ``adata``) whose predicted expression is tested
-        instead of observed counts.
+        Predicted expression tested instead of observed counts: a trained scvi-tools model (set up
+        on ``adata``), a callable ``model(cells) -> cells x genes`` or the name of a layer of
+        predictions (see above).
     high_quantile
         Quantile of the activations defining the high set.
     low_quantile
@@ -145,7 +156,8 @@ def annotate_features(
     n_low
         Maximum size of the low set.
     min_high
-        Minimum size of the high and of the low set; smaller features are skipped.
+        Smallest high set: with few cells the ``min_high`` most active cells are taken (all active
+        cells when fewer are active).
     cells
         Cells both sets are drawn from: ``{{obs column: value or list of values}}`` or a boolean
         mask over cells; ``None``: all cells.
@@ -178,23 +190,25 @@ def annotate_features(
       (``log2fc > 0``, ``padj < de_alpha``), by Wald (Welch for ``flavor="scfeaturelens"``)
       statistic: ``feature``, ``gene``, ``log2fc``, ``padj``;
     * ``adata.uns[key_added]['de']``: per-gene DE tables of the ``return_de`` features;
-    * ``adata.uns[sae_key]['features']``: columns ``n_terms``, ``best_term``, and from
-      :func:`term_redundancy` ``n_term_clusters``, ``representative_term``, ``top_genes`` and
-      ``label`` ("representative term | top genes | top group"); ``results`` gains ``ic``,
-      ``term_cluster`` and ``representative``.
+    * ``adata.uns[sae_key]['features']``: columns ``n_terms``, ``best_term``, ``best_padj`` (its
+      adjusted p-value), ``n_high`` and ``n_low`` (sizes of the cell sets), ``skip_reason`` (why
+      the feature could not be tested, ``""`` when it was), and from :func:`term_redundancy`
+      ``n_term_clusters``, ``representative_term``, ``top_genes`` and ``label``
+      ("representative term | top genes | top group", the group only for local features);
+      ``results`` gains ``ic``, ``term_cluster`` and ``representative``.
     """
     check_adata(adata)
     opt = check_options(
         de_method=de_method, enrichment=enrichment, flavor=flavor, alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
-    _check_cell_set_args(high_quantile=high_quantile, low_quantile=low_quantile, n_low=n_low, min_high=min_high)
+    check_cell_set_args(high_quantile=high_quantile, low_quantile=low_quantile, n_low=n_low, min_high=min_high)
     seed = resolve_seed(random_state)
     check_key_added(key_added, reserved={sae_key: "the SAE run it annotates"})
-    if adata.n_obs < 2 * int(min_high):
+    if adata.n_obs < 2 * MIN_CELLS:
         msg = (
-            f"adata has {adata.n_obs} cell(s); annotate_features compares at least `min_high`={min_high} high with "
-            f"as many low cells per feature, so it needs at least {2 * int(min_high)} (in practice thousands)."
+            f"adata has {adata.n_obs} cell(s); annotate_features compares at least {MIN_CELLS} high with "
+            f"{MIN_CELLS} low cells per feature, so it needs at least {2 * MIN_CELLS} (in practice hundreds)."
         )
         raise ValueError(msg)
     acts, feats = annotated_features(adata, key=sae_key, features=features)
@@ -210,10 +224,11 @@ def annotate_features(
         min_high=int(min_high), mask=mask, seed=seed, strict=fl.strict,
     )  # fmt: skip
     if len(sets.skipped):
-        logger.warning(
-            "annotate_features: %d of %d feature(s) skipped (reasons in uns[%r]['skipped']); with few cells, "
-            "lower `high_quantile` (e.g. 0.95) or `min_high`.", len(sets.skipped), len(feats), key_added,
-        )  # fmt: skip
+        text = skip_message(sets.skipped, len(feats), cells=cells, low_quantile=low_quantile)
+        if sets.features.size == 0:
+            msg = f"annotate_features: {text}"
+            raise ValueError(msg)
+        logger.warning("annotate_features: %s (reasons per feature in uns[%r]['skipped'])", text, key_added)
     top: list[pd.DataFrame] = []
     results, de_tables = run_contrasts(expr, sets.high, sets.low, sets.features, gs, opt, keep_de=keep_de, top=top)
     top_table = (
@@ -221,12 +236,14 @@ def annotate_features(
     )
     top_table.index = top_table.index.astype(str)
 
+    summary = feature_summary(results, feats, sets)
     params = {
         "sae_key": sae_key, "features": feats, "layer": layer, "expression": expr.source,
+        "model_layer": model if isinstance(model, str) else None,
         "high_quantile": high_quantile, "low_quantile": low_quantile, "n_low": int(n_low),
         "min_high": int(min_high), "cells": _cells_param(cells),
         "de_method": fl.de_method or de_method, "enrichment": fl.enrichment or enrichment,
-        "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
+        "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "flavor": flavor, "random_state": seed, "gene_sets": gs.describe(),
     }  # fmt: skip
     tables = {
@@ -237,21 +254,10 @@ def annotate_features(
     }
     adata = writable(adata, copy=copy)
     with all_or_nothing(adata):  # an error or Ctrl-C while storing leaves adata as it was
-        write_columns(adata, sae_key, feature_summary(results, feats), writer="sl.tl.annotate_features",
-                      n_features=acts.shape[1])  # fmt: skip
+        update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
         store_result(adata, "annotation", key=key_added, parent=None, tables=tables, params=params)
         add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None
-
-
-def _check_cell_set_args(*, high_quantile: float | None, low_quantile: float | None, n_low: int, min_high: int) -> None:
-    for name, q in (("high_quantile", high_quantile), ("low_quantile", low_quantile)):
-        if q is not None and not 0 < q < 1:
-            msg = f"{name} must be in (0, 1), got {q!r}."
-            raise ValueError(msg)
-    if int(n_low) < 1 or int(min_high) < 2:
-        msg = f"n_low must be >= 1 and min_high >= 2, got n_low={n_low!r}, min_high={min_high!r}."
-        raise ValueError(msg)
 
 
 def _check_return_de(return_de: Any, feats: np.ndarray) -> set[int]:
@@ -290,7 +296,7 @@ def contrast(
     model: Any = None,
     de_method: DEMethod = "fast",
     enrichment: Enrichment = "ora",
-    alpha: float = 0.01,
+    alpha: float | None = None,
     de_alpha: float = 0.05,
     min_log2fc: float = 1.0,
     min_size: int = 5,
@@ -316,7 +322,9 @@ def contrast(
     {shared}
     {layer}
     model
-        A trained scvi-tools model whose predicted expression is tested instead of counts.
+        Predicted expression tested instead of counts: an scvi-tools model, a callable
+        ``model(cells) -> cells x genes`` or the name of a layer of predictions (as in
+        :func:`annotate_features`).
     {n_jobs}
     {key_added}
     {copy}
@@ -361,7 +369,7 @@ def contrast(
         "groupby": groupby, "groups": np.atleast_1d(groups).astype(str),
         "reference": np.atleast_1d(reference).astype(str),
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
-        "alpha": alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
+        "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "min_size": int(min_size),
         "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
         "gene_sets": gs.describe(),
     }  # fmt: skip

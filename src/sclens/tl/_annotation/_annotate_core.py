@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ..._columns import write_columns
+from ..._readers import features_table
 from ..._settings import resolve_n_jobs
 from ..._utils import progress
 from ._engines import FLAVORS, de_methods, pick
@@ -15,6 +17,9 @@ from ._enrich import collect
 from ._types import Options
 
 if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from ._cellsets import CellSets
     from ._de import Expression
     from ._enrich import GeneSets
 
@@ -39,6 +44,8 @@ def check_options(**kw: Any) -> Options:
         if kw["enrichment"].startswith("_") or not callable(getattr(dc.mt, kw["enrichment"], None)):
             msg = f"Unknown enrichment {kw['enrichment']!r}: use 'ora' or a decoupler method such as 'ulm', 'mlm'."
             raise ValueError(msg)
+    if kw["alpha"] is None:  # the default term rule: padj < 0.05; the paper's raw p < 0.01
+        kw["alpha"] = 0.01 if kw["flavor"] == "scfeaturelens" else 0.05
     for name in ("alpha", "de_alpha"):
         if not 0 < kw[name] <= 1:
             msg = f"{name} must be in (0, 1], got {kw[name]!r}."
@@ -118,14 +125,47 @@ def top_genes(de: Any, ids: np.ndarray, genes: pd.Index, *, de_alpha: float, n_t
     )
 
 
-def feature_summary(results: pd.DataFrame, features: np.ndarray) -> pd.DataFrame:
-    """``n_terms`` and ``best_term`` per feature (``label`` is :func:`~._redundancy.feature_labels`')."""
+#: per-feature columns written by :func:`annotate_features`, with their value for features not annotated
+SUMMARY_COLUMNS = {"n_terms": 0, "best_term": "", "best_padj": np.nan, "n_high": 0, "n_low": 0, "skip_reason": "",
+                   "label": ""}  # fmt: skip
+_DTYPES = {"n_terms": np.int64, "best_term": str, "best_padj": np.float64, "n_high": np.int64, "n_low": np.int64,
+           "skip_reason": str, "label": str}  # fmt: skip
+
+
+def feature_summary(results: pd.DataFrame, features: np.ndarray, sets: CellSets) -> pd.DataFrame:
+    """Per feature: ``n_terms``, ``best_term`` and its ``best_padj``, set sizes, ``skip_reason``, ``label``.
+
+    The label is the best term's name, whole (screens shorten it, the stored table never does).
+    """
     idx = pd.Index([str(int(f)) for f in features])
-    summary = pd.DataFrame({"n_terms": 0, "best_term": ""}, index=idx)
+    summary = pd.DataFrame(SUMMARY_COLUMNS, index=idx)
+    tested = [str(int(f)) for f in sets.features]
+    summary.loc[tested, "n_high"] = np.diff(sets.high.indptr)
+    summary.loc[tested, "n_low"] = np.diff(sets.low.indptr)
+    if len(sets.skipped):
+        skipped = [str(int(f)) for f in sets.skipped["feature"]]
+        summary.loc[skipped, ["n_high", "n_low"]] = sets.skipped[["n_high", "n_low"]].to_numpy()
+        summary.loc[skipped, "skip_reason"] = sets.skipped["reason"].astype(str).to_numpy()
     if len(results):
         counts = results.groupby("feature").size()
         first = results.groupby("feature").head(1).set_index("feature").loc[counts.index]
         keys = [str(f) for f in counts.index]  # one assignment per column: thousands of features
         summary.loc[keys, "n_terms"] = counts.to_numpy().astype(np.int64)
         summary.loc[keys, "best_term"] = first["term"].astype(str).to_numpy()
-    return summary.astype({"n_terms": np.int64, "best_term": str})
+        summary.loc[keys, "best_padj"] = first["padj"].astype(float).to_numpy()
+        summary.loc[keys, "label"] = first["name"].astype(str).to_numpy()
+    return summary.astype(_DTYPES)
+
+
+def update_feature_table(adata: AnnData, key: str, summary: pd.DataFrame, *, n_features: int) -> None:
+    """Write the :data:`SUMMARY_COLUMNS` of the annotated features (features not annotated keep theirs)."""
+    cols = list(SUMMARY_COLUMNS)
+    full = pd.DataFrame(SUMMARY_COLUMNS, index=[str(i) for i in range(n_features)])
+    table = features_table(adata, key)
+    if isinstance(table, pd.DataFrame):
+        old = table.set_axis(table.index.astype(str)).reindex(full.index)
+        for col in cols:
+            if col in old.columns:
+                full[col] = old[col].where(old[col].notna(), full[col]).to_numpy()
+    full.loc[summary.index, cols] = summary[cols].to_numpy()
+    write_columns(adata, key, full.astype(_DTYPES), writer="sl.tl.annotate_features", n_features=n_features)

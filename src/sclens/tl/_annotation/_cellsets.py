@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 SKIP_COLUMNS = ["feature", "reason", "n_high", "n_low"]
+#: fewest cells in the high or the low set: a single cell has no replicate, its difference cannot be
+#: told from its own noise
+MIN_CELLS = 2
 
 
 @dataclass
@@ -99,9 +102,15 @@ def cell_sets(
     seed: int,
     strict: bool = False,
 ) -> CellSets:
-    """Build the high / low sets of every feature (rules in :func:`annotate_features`)."""
+    """Build the high / low sets of every feature (rules in :func:`annotate_features`).
+
+    High: the cells at or above the ``high_quantile`` quantile (strictly above when ``strict``),
+    extended to the ``min_high`` most active cells when fewer; only active cells qualify. Low: up to
+    ``n_low`` cells of the pool (zero cells, or active cells at or below ``low_quantile``) outside the
+    high set. A feature is skipped only when a set has fewer than :data:`MIN_CELLS` cells.
+    """
     n_cells = acts.shape[0]
-    cells = np.arange(n_cells) if mask is None else np.flatnonzero(mask)
+    n_sel = n_cells if mask is None else int(mask.sum())
     in_mask = np.ones(n_cells, dtype=bool) if mask is None else mask
     hi_idx, lo_idx, kept, skipped = [], [], [], []
     for f in features:
@@ -109,30 +118,30 @@ def cell_sets(
         nz_cells, nz_vals = acts.indices[start:end], acts.data[start:end]
         sel = (nz_vals > 0) & in_mask[nz_cells]
         nz_cells, nz_vals = nz_cells[sel], nz_vals[sel]
-        if nz_cells.size == 0:
-            skipped.append((int(f), "never active in the selected cells", 0, 0))
-            continue
-        if low_quantile is None:
-            # quantile over all selected cells, zeros included (they are the low pool)
-            n_zero = cells.size - nz_cells.size
-            vals = np.concatenate([np.zeros(n_zero, dtype=nz_vals.dtype), nz_vals])
-            thr = float(np.quantile(vals, high_quantile))
-            high = nz_cells[nz_vals > thr] if strict else nz_cells[nz_vals >= thr]
-            zero = np.ones(n_cells, dtype=bool)
-            zero[nz_cells] = False
-            pool = np.flatnonzero(zero & in_mask)
+        order = np.argsort(-nz_vals, kind="stable")  # most active first
+        if low_quantile is None:  # quantile over all selected cells, zeros included (they are the low pool)
+            thr = _quantile_with_zeros(nz_vals[order[::-1]], n_sel - nz_cells.size, high_quantile)
         else:
-            thr = float(np.quantile(nz_vals, high_quantile))
-            thr_low = float(np.quantile(nz_vals, low_quantile))
-            high = nz_cells[nz_vals > thr] if strict else nz_cells[nz_vals >= thr]
-            pool = np.sort(nz_cells[nz_vals <= thr_low])
+            thr = float(np.quantile(nz_vals, high_quantile)) if nz_cells.size else 0.0
+        n_above = int((nz_vals > thr).sum() if strict else (nz_vals >= thr).sum())
+        top = order[: max(n_above, min(min_high, nz_cells.size))]
+        high = np.sort(nz_cells[top])
+        if low_quantile is None:
+            zero = in_mask.copy()
+            zero[nz_cells] = False
+            pool = np.flatnonzero(zero)
+        else:
+            rest = np.ones(nz_cells.size, dtype=bool)
+            rest[top] = False
+            thr_low = float(np.quantile(nz_vals, low_quantile)) if nz_cells.size else 0.0
+            pool = np.sort(nz_cells[rest & (nz_vals <= thr_low)])
         rng = np.random.default_rng([seed, int(f)])
         low = np.sort(rng.choice(pool, size=n_low, replace=False)) if pool.size > n_low else pool
-        if high.size < min_high or low.size < min_high:
-            reason = f"high set has {high.size} cells" if high.size < min_high else f"low set has {low.size} cells"
-            skipped.append((int(f), f"{reason} (< min_high={min_high})", int(high.size), int(low.size)))
+        reason = _skip_reason(high.size, low.size, n_active=nz_cells.size, low_quantile=low_quantile)
+        if reason:
+            skipped.append((int(f), reason, int(high.size), int(low.size)))
             continue
-        hi_idx.append(np.sort(high))
+        hi_idx.append(high)
         lo_idx.append(low)
         kept.append(int(f))
     return CellSets(
@@ -143,6 +152,54 @@ def cell_sets(
             {"feature": int, "reason": str, "n_high": int, "n_low": int}
         ),
     )
+
+
+def _quantile_with_zeros(v: np.ndarray, n_zero: int, q: float) -> float:
+    """``np.quantile`` (linear) of the sorted positive ``v`` padded with ``n_zero`` zeros, without the padding."""
+    n = n_zero + v.size
+    if v.size == 0:
+        return 0.0
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    at_lo, at_hi = (0.0 if i < n_zero else float(v[i - n_zero]) for i in (lo, min(lo + 1, n - 1)))
+    return at_lo + (pos - lo) * (at_hi - at_lo)
+
+
+def _skip_reason(n_high: int, n_low: int, *, n_active: int, low_quantile: float | None) -> str:
+    """Why a feature cannot be tested (``""`` when it can): a set with fewer than ``MIN_CELLS`` cells."""
+    if n_active == 0:
+        return "never active in the selected cells"
+    if n_high < MIN_CELLS:
+        return f"active in {n_active} selected cell(s); a group needs at least {MIN_CELLS}"
+    if n_low < MIN_CELLS:
+        pool = "zero cells" if low_quantile is None else f"active cells at or below low_quantile={low_quantile}"
+        return f"low set has {n_low} cell(s) ({pool}); a group needs at least {MIN_CELLS}"
+    return ""
+
+
+def check_cell_set_args(*, high_quantile: float, low_quantile: float | None, n_low: int, min_high: int) -> None:
+    """Refuse quantiles outside (0, 1) and ``n_low`` or ``min_high`` below :data:`MIN_CELLS`."""
+    for name, q in (("high_quantile", high_quantile), ("low_quantile", low_quantile)):
+        if q is not None and not 0 < q < 1:
+            msg = f"{name} must be in (0, 1), got {q!r}."
+            raise ValueError(msg)
+    if int(n_low) < MIN_CELLS or int(min_high) < MIN_CELLS:
+        msg = f"n_low and min_high must be >= {MIN_CELLS}, got n_low={n_low!r}, min_high={min_high!r}."
+        raise ValueError(msg)
+
+
+def skip_message(skipped: pd.DataFrame, n_features: int, *, cells: Any, low_quantile: float | None) -> str:
+    """``"k of n feature(s) cannot be tested: <reasons>; <advice>"``, the advice from the call's arguments."""
+    kinds = skipped["reason"].str.split(";").str[0].str.replace(r"\d+", "N", regex=True).value_counts()
+    text = f"{len(skipped)} of {n_features} feature(s) cannot be tested: " + ", ".join(
+        f"{k} ({n})" for k, n in kinds.items()
+    )
+    advice = []
+    if cells is not None:
+        advice.append("select more cells with `cells=` (both sets are drawn from the selected cells)")
+    if low_quantile is None and skipped["reason"].str.startswith("low set").any():
+        advice.append("compare with weakly active cells instead of zero cells: `low_quantile=0.05`")
+    return f"{text}; " + ("; ".join(advice) if advice else "no setting can test a feature that (almost) never varies")
 
 
 def _membership(indices: list[np.ndarray], n_cells: int) -> sparse.csc_matrix:

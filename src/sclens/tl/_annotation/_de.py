@@ -14,6 +14,7 @@ from scipy import sparse
 
 from ..._utils import get_layer, progress
 from ._chunks import CHUNK, Rows, add_prods, as_csr, block_stats, dask_block_stats, is_dask, local_stats
+from ._predicted import predictor
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -38,7 +39,7 @@ class Scan:
 
 
 class Expression:
-    """Expression of ``adata``'s cells from ``layer`` / ``X`` counts or an scvi-tools ``model``.
+    """Expression of ``adata``'s cells from ``layer`` / ``X`` counts or a ``model``'s predictions.
 
     Counts may be in memory, backed (``read_h5ad(..., backed="r")``) or a dask array; they are
     read in chunks of cells (:mod:`sclens.tl._annotation._chunks`) and never densified as a whole.
@@ -52,14 +53,8 @@ class Expression:
             if layer is not None:
                 msg = "Pass either `layer=` (observed counts) or `model=` (predicted expression), not both."
                 raise ValueError(msg)
-            if not hasattr(model, "get_normalized_expression"):
-                msg = (
-                    f"model must be a trained scvi-tools model (with `get_normalized_expression`), "
-                    f"got {type(model).__name__}."
-                )
-                raise TypeError(msg)
+            self.predict, self.source = predictor(adata, model)
             self.integer = False
-            self.source = f"model:{type(model).__name__}"
             return
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         x = get_layer(adata, layer, what="raw counts")
@@ -80,26 +75,7 @@ class Expression:
         cells = np.arange(self.n_obs) if cells is None else np.asarray(cells)
         for start in range(0, cells.size, chunk_size):
             idx = cells[start : start + chunk_size]
-            yield idx, (self.rows.take(idx) if self.model is None else self._predict(idx))
-
-    def _predict(self, idx: np.ndarray) -> np.ndarray:
-        """Return the model's predictions for cells ``idx`` (any order, repeats allowed).
-
-        scvi-tools is given sorted, unique indices: with unsorted ones, ``get_normalized_expression``
-        (scvi-tools 1.4) returns values that belong to no requested cell.
-        """
-        import torch
-
-        uniq, inverse = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
-        with torch.no_grad():
-            pred = self.model.get_normalized_expression(
-                self.adata, indices=uniq, library_size="latent", return_numpy=True
-            )
-        pred = np.asarray(pred, dtype=np.float64)[inverse]
-        if not np.isfinite(pred).all():  # pragma: no cover - model output
-            msg = "The model's predicted expression contains NaN; check the model was trained successfully."
-            raise ValueError(msg)
-        return pred
+            yield idx, (self.rows.take(idx) if self.model is None else self.predict(idx))
 
     def dense(self, idx: np.ndarray, *, integer: bool = False) -> np.ndarray:
         """Expression of cells ``idx`` as a dense array (rounded to int64 when ``integer``)."""

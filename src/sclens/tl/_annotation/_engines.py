@@ -186,7 +186,9 @@ class ORA(Enrichment):
         res = ora(study, de.tested, self.gs, min_size=o.min_size, max_size=o.max_size)
         lfc_sum = self.gs.matrix @ np.nan_to_num(de.log2fc).T
         res["mean_log2fc"] = lfc_sum / np.maximum(res["set_size"], 1)
-        return collect(res, self.gs, self.ids[sl_], res["pvalue"] < o.alpha)
+        with np.errstate(invalid="ignore"):
+            keep = res["padj"] < o.alpha  # BH within each feature
+        return collect(res, self.gs, self.ids[sl_], keep)
 
 
 class BinomialMannWhitney(Enrichment):

@@ -25,7 +25,6 @@ from ._enrich import network_ic
 
 MIN_SIMILARITY = 0.2
 N_TOP_GENES = 3
-LABEL_WIDTH = 40
 
 
 def information_content(gene_sets: Any) -> pd.Series:
@@ -196,20 +195,19 @@ def feature_labels(results: pd.DataFrame, features: pd.DataFrame, top_genes: pd.
         first = first.set_index(first["feature"].astype(int).astype(str))
         rep_id.update(first["term"].astype(str))
         rep_name.update(first["name"].astype(str).where(first["name"].astype(str) != "", first["term"].astype(str)))
-    group = features["top_group"].astype(str) if "top_group" in features.columns else pd.Series("", index=idx)
+    group = pd.Series("", index=idx, dtype=object)
+    if "top_group" in features.columns and "kind" in features.columns:  # a global feature names no group
+        local = features["kind"].astype(str).to_numpy() == "local"
+        group[local] = features["top_group"].astype(str).to_numpy()[local]
     genes = top_genes.reindex(idx).fillna("").astype(str)
     labels = []
     for f in idx:
-        parts = [_short(rep_name[f]), genes[f], group.get(f, "")] if rep_name[f] else []
+        parts = [rep_name[f], genes[f], group[f]] if rep_name[f] else []
         labels.append(" | ".join(p for p in parts if p and p != "nan"))
     return pd.DataFrame(
         {"n_term_clusters": n_cl.astype(np.int64), "representative_term": rep_id.astype(str), "label": labels},
         index=idx,
     )
-
-
-def _short(name: str, width: int = LABEL_WIDTH) -> str:
-    return name if len(name) <= width else name[: width - 3].rstrip() + "..."
 
 
 def add_term_clusters(
@@ -259,7 +257,8 @@ def term_redundancy(
     genes (average linkage; nested GO terms share most genes); the representative of a cluster is
     its most specific term. The label is ``"representative term | top genes | top group"``, e.g.
     ``"B cell receptor signaling pathway | CD79A, MS4A1, CD79B | B cells"``, from the cluster of the
-    feature's best term, its top up-regulated genes and ``top_group`` (when specificity was run).
+    feature's best term, its top up-regulated genes and, for a local feature, its ``top_group`` (when
+    specificity was run; a global feature's label names no group). Labels are stored whole.
 
     Parameters
     ----------

@@ -23,6 +23,15 @@ def _median(x: pd.Series) -> float:
     return float(np.median(x)) if len(x) else np.nan
 
 
+def _scorecard(adata: AnnData, key: str, evaluation_key: str) -> dict[str, float]:
+    """Return the metrics of the run's :func:`evaluate` scorecard, when it has one (a stale one is refused)."""
+    card = result(adata, "evaluation", key=evaluation_key, parent=key, missing_ok=True)
+    if card is None:
+        return {}
+    table = card["scorecard"]
+    return dict(zip(table["metric"].astype(str), table["value"].astype(float), strict=True))
+
+
 def _row(adata: AnnData, key: str, alignment_key: str, null_key: str, min_auroc: float) -> dict[str, float | str]:
     run = sae_run(adata, key, need=(), activations=True)
     params = run.get("params", {})
@@ -71,6 +80,7 @@ def compare_runs(
     sae_keys: Sequence[str],
     alignment_key: str = "alignment",
     null_key: str = "annotation_null",
+    evaluation_key: str = "evaluation",
     min_auroc: float = 0.9,
 ) -> pd.DataFrame:
     """One table comparing SAE runs and baselines (:func:`baseline_features`) of the same data.
@@ -87,6 +97,8 @@ def compare_runs(
         Name of the :func:`feature_alignment` result in each run.
     null_key
         Name of the :func:`annotation_null` result in each run.
+    evaluation_key
+        Name of the :func:`evaluate` scorecard in each run: its metrics become columns.
     min_auroc
         AUROC at which a category counts as captured by some feature (``*_covered``).
 
@@ -99,12 +111,16 @@ def compare_runs(
     ``annotated_fraction_in_features_tested`` and ``null_annotated_fraction`` (observed and the
     larger null rate of :func:`annotation_null`), ``{{column}}_median_auroc`` (median best AUROC per
     live feature), ``{{column}}_covered`` (fraction of categories with a feature of AUROC >=
-    ``min_auroc``) and ``batch_driven_fraction``.
+    ``min_auroc``) and ``batch_driven_fraction``; then the scorecard metrics of :func:`evaluate`
+    not already there (``share_reproduced``, ``median_stability``, ``probing_k{{k}}``, ``mean_absorption``).
     """
     check_adata(adata)
     keys = as_list(sae_keys, "sae_keys")
     if not keys:
         msg = "sae_keys is empty; pass the runs to compare, e.g. sae_keys=['sae', 'ica', 'pca']."
         raise ValueError(msg)
-    rows = {k: _row(adata, k, alignment_key, null_key, float(min_auroc)) for k in keys}
+    rows = {}
+    for k in keys:
+        row = _row(adata, k, alignment_key, null_key, float(min_auroc))
+        rows[k] = {**row, **{m: v for m, v in _scorecard(adata, k, evaluation_key).items() if m not in row}}
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -19,16 +19,23 @@ from ..._readers import annotation, features_table, sae_run, store_result
 from ..._utils import check_adata, resolve_seed, sae_activations, writable
 from .._annotation._engines import FLAVORS, de_methods
 from .._annotation._enrich import gene_set_matrix
+from .._annotation._predicted import predictor
+from ._directions import direction_activations, embedding_of
 
 logger = logging.getLogger("sclens")
 NULLS = ("cells", "genes")
-_NULL_NAMES = {"cells": "activations permuted", "genes": "gene labels permuted"}
+ALL_NULLS = (*NULLS, "directions")
+_NULL_NAMES = {"cells": "activations permuted", "genes": "gene labels permuted", "directions": "random directions"}
 _PASSED = ("high_quantile", "low_quantile", "n_low", "min_high", "alpha", "de_alpha", "min_log2fc", "min_size",
            "max_size", "flavor", "random_state")  # fmt: skip
 
 
-def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
-    """Return the keyword arguments of :func:`annotate_features` that produced an annotation run's ``params``."""
+def _annotation_args(params: dict, model: Any, adata: AnnData) -> dict[str, Any]:
+    """Return the keyword arguments of :func:`annotate_features` that produced an annotation run's ``params``.
+
+    A model (or the layer of predictions) becomes a callable bound to ``adata``'s own cells, so the null's
+    light copy of ``adata`` needs nothing the model reads (scvi-tools' registered layers and columns).
+    """
     kw = {k: params.get(k) for k in _PASSED}
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
@@ -41,10 +48,11 @@ def _annotation_args(params: dict, model: Any) -> dict[str, Any]:
     kw["de_method"] = de_methods()[0] if flavor.de_method else params["de_method"]
     kw["enrichment"] = "ora" if flavor.enrichment else params["enrichment"]
     if str(params.get("expression", "")).startswith("model:"):
+        model = params.get("model_layer", model)  # stored predictions are read again from their layer
         if model is None:
-            msg = f"The annotation used {params['expression']!r}; pass the same scvi-tools model as `model=`."
+            msg = f"The annotation used {params['expression']!r}; pass the same model (or callable) as `model=`."
             raise ValueError(msg)
-        kw["model"] = model
+        kw["model"] = predictor(adata, model)[0]
     return kw
 
 
@@ -123,9 +131,9 @@ def empirical_fdr(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
 def _check_nulls(nulls: Any, n_permutations: int) -> list[str]:
     """Return the requested nulls as a list without repeats; refuse unknown ones and no permutations."""
     nulls = [nulls] if isinstance(nulls, str) else list(dict.fromkeys(nulls))
-    bad = [n for n in nulls if n not in NULLS]
+    bad = [n for n in nulls if n not in ALL_NULLS]
     if bad or not nulls:
-        msg = f"nulls must be a non-empty list of {NULLS}, got {nulls!r}."
+        msg = f"nulls must be a non-empty list of {ALL_NULLS}, got {nulls!r}."
         raise ValueError(msg)
     if int(n_permutations) < 1:
         msg = f"n_permutations must be >= 1, got {n_permutations!r}."
@@ -140,7 +148,7 @@ def annotation_null(
     gene_sets: GeneSetsLike,
     sae_key: str = "sae",
     annotation_key: str = "sae_go",
-    nulls: Sequence[Literal["cells", "genes"]] = NULLS,
+    nulls: Sequence[Literal["cells", "genes", "directions"]] = NULLS,
     n_permutations: int = 3,
     model: Any = None,
     random_state: int | None = 0,
@@ -156,7 +164,13 @@ def annotation_null(
     * ``"cells"``: the activations are permuted across cells (one permutation of the cells per
       repetition, applied to every feature), so high and low cells no longer differ in expression;
     * ``"genes"``: the measured genes of the gene sets are relabelled by a random permutation of
-      ``adata.var_names``, so every set keeps its size but holds random genes.
+      ``adata.var_names``, so every set keeps its size but holds random genes;
+    * ``"directions"``: every feature is replaced by a random unit direction of the embedding the
+      SAE was trained on (``params['use_rep']``), thresholded to fire in as many cells as the
+      feature (the projection minus its ``1 - frequency`` quantile). Unlike the other two this null
+      keeps the biology of the embedding: a random direction is a mixture of real programs, so its
+      high cells do differ in expression. It answers "is this feature annotated more readily than
+      any direction of the same sparsity?"; on data with strong structure it annotates many features.
 
     Per feature, the expected number of kept terms under each null (mean over permutations) is
     reported, and an empirical false discovery rate of calling the feature annotated at its best
@@ -179,11 +193,13 @@ def annotation_null(
     {sae_key}
     {annotation_key}
     nulls
-        Which nulls to run: ``"cells"`` (activations permuted) and/or ``"genes"`` (gene labels permuted).
+        Which nulls to run: ``"cells"`` (activations permuted), ``"genes"`` (gene labels permuted),
+        ``"directions"`` (random directions of the embedding at each feature's frequency).
     n_permutations
         Permutations per null.
     model
-        The scvi-tools model, when the annotation used a model's predicted expression.
+        The model (scvi-tools model or callable) when the annotation used a model's predicted
+        expression; predictions stored in a layer are read from it again without it.
     {random_state}
     key_added
         Name of the result in ``adata.uns[sae_key]``.
@@ -195,7 +211,8 @@ def annotation_null(
 
     * ``adata.uns[sae_key][key_added]['table']``: one row per annotated feature: ``feature``,
       ``observed_terms``, ``null_{{null}}_terms`` (mean kept terms under each null),
-      ``null_{{null}}_annotated`` (fraction of permutations with at least one term), ``annotation_fdr``;
+      ``null_{{null}}_annotated`` (fraction of permutations with at least one term), ``{{null}}_fdr``
+      (the empirical FDR against that null) and ``annotation_fdr`` (the largest of them);
     * ``adata.uns[sae_key]['features']`` columns ``null_terms`` (the larger null mean) and
       ``annotation_fdr``;
     * ``adata.uns[sae_key][key_added]['params']``: ``n_annotated`` (observed), ``null_{{null}}_annotated``
@@ -208,7 +225,7 @@ def annotation_null(
     nulls = _check_nulls(nulls, n_permutations)
     sae_run(adata, sae_key, need=(), activations=True)
     ann = annotation(adata, annotation_key, sae_key=sae_key)
-    kw = _annotation_args(ann["params"], model)
+    kw = _annotation_args(ann["params"], model, adata)
     _check_same_gene_sets(gene_sets, adata, ann["params"], annotation_key)
     feats = kw["features"]
     acts = sae_activations(adata, sae_key)
@@ -216,6 +233,9 @@ def annotation_null(
     light = _light(adata, sae_key, kw)
     measured = _measured_network(gene_sets, adata.var_names) if "genes" in nulls else None
     observed, observed_p = _per_feature(ann["results"], feats)
+    if "directions" in nulls:
+        emb = embedding_of(adata, sae_key)
+        freq = np.diff(acts.tocsc().indptr)[feats] / adata.n_obs
 
     t0, level = time.perf_counter(), logger.level
     logger.setLevel(max(level, logging.ERROR))  # the observed run already warned about skipped features
@@ -224,7 +244,10 @@ def annotation_null(
     try:
         for r in range(int(n_permutations)):
             for n in nulls:
-                light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
+                if n == "directions":
+                    light.obsm["X_null"] = direction_activations(emb, freq, feats, acts.shape[1], rng)
+                else:
+                    light.obsm["X_null"] = acts[rng.permutation(adata.n_obs)] if n == "cells" else acts
                 sets = _permuted_network(measured, rng) if n == "genes" else gene_sets
                 annotate_features(light, gene_sets=sets, sae_key="null", key_added="null_go", **kw)
                 null_terms[n][r], null_p[n][r] = _per_feature(annotation(light, "null_go")["results"], feats)
@@ -237,8 +260,9 @@ def annotation_null(
         table[f"null_{n}_terms"] = null_terms[n].mean(axis=0)
         table[f"null_{n}_annotated"] = (null_terms[n] > 0).mean(axis=0)
     worst = np.max([null_terms[n].mean(axis=0) for n in nulls], axis=0)
-    fdr = np.max([empirical_fdr(observed_p, null_p[n]) for n in nulls], axis=0)
-    table["annotation_fdr"] = np.where(observed > 0, fdr, np.nan)
+    for n in nulls:
+        table[f"{n}_fdr"] = np.where(observed > 0, empirical_fdr(observed_p, null_p[n]), np.nan)
+    table["annotation_fdr"] = table[[f"{n}_fdr" for n in nulls]].max(axis=1, skipna=False)
     counts = {f"null_{n}_annotated": float((null_terms[n] > 0).sum(axis=1).mean()) for n in nulls}
     n_obs = int((observed > 0).sum())
     summary = (
