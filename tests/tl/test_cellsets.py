@@ -99,9 +99,9 @@ def test_nothing_testable_raises_and_leaves_adata_alone(rare, tmp_path, capsys):
     argv = ["-q", "annotate", str(tmp_path / "rare.h5ad"), "-o", str(tmp_path / "o.h5ad"), "--gene-sets", str(gmt)]
     assert main([*argv, "--layer", "counts"]) == 1
     assert capsys.readouterr().err == (
-        "sclens annotate: error: annotate_features: 18 of 18 feature(s) cannot be tested: never active in the "
-        "selected cells (15), active in N selected cell(s) (3); no setting can test a feature that (almost) never "
-        "varies\n"
+        # features=None: the live features (active in some cell; sclens._features), here the 3 rare ones
+        "sclens annotate: error: annotate_features: 3 of 3 feature(s) cannot be tested: active in N selected "
+        "cell(s) (3); no setting can test a feature that (almost) never varies\n"
     )
     assert not (tmp_path / "o.h5ad").exists()
 
