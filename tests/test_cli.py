@@ -182,7 +182,6 @@ def test_bad_input_and_no_half_written_output(files, tmp_path, capsys, monkeypat
     assert exc.value.code == 2
 
 
-@pytest.mark.slow
 def test_demo(tmp_path):
     """The README's one command: PBMC quick start to demo/atlas.html (about 30 s on 2 idle cores)."""
     assert main(["-q", "demo", "-o", str(tmp_path / "demo")]) == 0

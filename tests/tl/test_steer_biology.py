@@ -128,10 +128,10 @@ def test_batch_steer_reads_feature_alignment(sim):
     """`sl.tl.feature_alignment(technical=...)` writes `batch_driven`; batch_steer clamps exactly those features.
 
     On this simulation the batch shift rides on the programs, so no feature separates batches better
-    than cell types (AUROC) and nothing is flagged: batch_steer says so. Flags set in that column (kept
-    missing where feature_alignment left them missing) are then clamped exactly.
+    than cell types (AUROC) and nothing is flagged: batch_steer says so. Flags set in that column are
+    then clamped exactly.
     """
-    from sclens._utils import update_features_table
+    from sclens._columns import write_columns
 
     adata = sim.copy()
     sl.tl.feature_alignment(adata, groupby="cell_type", technical="batch")
@@ -140,10 +140,9 @@ def test_batch_steer_reads_feature_alignment(sim):
     with pytest.raises(ValueError, match="No feature is flagged `batch_driven`"):
         sl.tl.batch_steer(adata, batch_key="batch", label_key="cell_type")
     feats = _batch_driven(adata)
-    flags = pd.Series(False, index=column.index, dtype="boolean")
+    flags = pd.Series(False, index=column.index)
     flags.iloc[feats] = True
-    flags[column.isna() & ~flags] = pd.NA
-    update_features_table(adata.uns["sae"], pd.DataFrame({"batch_driven": flags}))
+    write_columns(adata, "sae", pd.DataFrame({"batch_driven": flags}), writer="sl.tl.feature_alignment")
     sl.tl.batch_steer(adata, batch_key="batch", label_key="cell_type")
     np.testing.assert_array_equal(adata.uns["batch_steered"]["features"], feats)
 

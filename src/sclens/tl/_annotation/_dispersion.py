@@ -9,6 +9,7 @@ contrasts (rows) and genes (columns); the inputs are group sums from one pass ov
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +75,11 @@ def dispersion_trend(alpha: np.ndarray, mean: np.ndarray, *, n_iter: int = 20) -
         )
         rhs = np.stack([(w * a).sum(1), (w * a * x).sum(1)], -1)
         ok = np.linalg.det(normal) > 1e-9 * normal[:, 0, 0] * normal[:, 1, 1]
-        new = np.column_stack([(w * a).sum(1) / np.maximum(w.sum(1), 1e-300), np.full(len(coef), 1e-8)])
+        new = np.column_stack(
+            [np.maximum((w * a).sum(1) / np.maximum(w.sum(1), 1e-300), 1e-8), np.full(len(coef), 1e-8)]
+        )
         new[ok] = np.maximum(np.linalg.solve(normal[ok], rhs[ok][..., None])[..., 0], 1e-8)  # else: the mean
+        new[w.sum(1) == 0] = coef[w.sum(1) == 0]  # no gene to fit (e.g. a handful of genes): keep the start
         done = np.allclose(new, coef, rtol=1e-6)
         coef = new
         if done:
@@ -105,7 +109,9 @@ def nb_dispersions(high: Group, low: Group, centres: np.ndarray, *, weight: floa
     trend = dispersion_trend(genewise, mean)
     resid = np.log(genewise) - np.log(trend)
     resid = np.where(np.isfinite(resid) & (genewise >= 100 * MIN_DISP), resid, np.nan)
-    mad = 1.4826 * np.nanmedian(np.abs(resid - np.nanmedian(resid, axis=1, keepdims=True)), axis=1)
+    with warnings.catch_warnings():  # a contrast with no gene above the floor has no residuals: MAD 0 below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mad = 1.4826 * np.nanmedian(np.abs(resid - np.nanmedian(resid, axis=1, keepdims=True)), axis=1)
     mad = np.nan_to_num(mad, nan=0.0)[:, None]
     prior_var = np.maximum(mad**2 - special.polygamma(1, np.maximum(n - 2, 1) / 2)[:, None], 0.25)
     if weight is None:
