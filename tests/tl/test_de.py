@@ -323,3 +323,25 @@ def test_lowess_equals_pydeseq2():
     theta = np.linspace(0.2, 0.95, 50)
     for row, want in zip(lowess(y), [reference(theta, r, frac=1 / 5) for r in y], strict=True):
         np.testing.assert_allclose(row, want, rtol=1e-8, atol=1e-8)
+
+
+def test_dispersion_trend_without_fittable_genes_stays_finite():
+    """A contrast whose genes all sit at the clip bounds (e.g. a handful of marker genes) keeps the start trend.
+
+    Before, the fallback coefficients became (0, 1e-8): a zero trend for genes without counts, NaN
+    ratios and divide-by-zero warnings (seen in the steering tutorial's three-gene-set contrast).
+    """
+    import warnings
+
+    from sclens.tl._annotation._dispersion import MAX_DISP, MIN_DISP, dispersion_trend
+
+    alpha = np.array([[MIN_DISP, MAX_DISP, np.nan, MIN_DISP], [0.1, 0.2, 0.05, 0.3]])
+    mean = np.array([[0.0, 2.0, 0.0, 1.0], [1.0, 2.0, 3.0, 4.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trend = dispersion_trend(alpha, mean)
+    assert np.isfinite(trend).all()
+    np.testing.assert_allclose(
+        trend[0], np.clip(0.1 + 1.0 / np.where(mean[0] > 0, mean[0], np.inf), MIN_DISP, MAX_DISP)
+    )
+    assert (trend[1] > MIN_DISP).all()
