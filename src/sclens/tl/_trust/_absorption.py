@@ -106,8 +106,7 @@ def feature_absorption(
     {sae_key}
     min_auroc
         AUROC against the sibling subtypes from which a feature counts as subtype-specific.
-    key_added
-        Name of the result in ``adata.uns[sae_key]``.
+    {key_added}
     {copy}
 
     Returns

@@ -152,8 +152,7 @@ def feature_alignment(
     test_size
         Fraction of cells held out to report precision, recall and F1.
     {random_state}
-    key_added
-        Name of the result in ``adata.uns[sae_key]``.
+    {key_added}
     {copy}
 
     Returns

@@ -201,8 +201,7 @@ def annotation_null(
         The model (scvi-tools model or callable) when the annotation used a model's predicted
         expression; predictions stored in a layer are read from it again without it.
     {random_state}
-    key_added
-        Name of the result in ``adata.uns[sae_key]``.
+    {key_added}
     {copy}
 
     Returns

@@ -159,8 +159,7 @@ def sparse_probing(
     test_size
         Fraction of the cells held out.
     {random_state}
-    key_added
-        Name of the result in ``adata.uns[sae_key]``.
+    {key_added}
     {copy}
 
     Returns

@@ -95,8 +95,7 @@ def spurious_removal(
     test_size
         Fraction of the cells held out.
     {random_state}
-    key_added
-        Name of the result in ``adata.uns[sae_key]``.
+    {key_added}
     {copy}
 
     Returns

@@ -184,8 +184,7 @@ def feature_stability(
         Key under which to also store a consensus SAE: the features with ``stability >= threshold``,
         each averaged with its matches in the refits that reproduce it (``|cosine| >= threshold``,
         same sign), applied to the cells with :func:`encode`. ``None``: no consensus.
-    key_added
-        Name of the result in ``adata.uns[sae_key]``.
+    {key_added}
     {copy}
 
     Returns
