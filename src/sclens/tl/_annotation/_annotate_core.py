@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,10 +51,25 @@ def check_options(**kw: Any) -> Options:
         if not 0 < kw[name] <= 1:
             msg = f"{name} must be in (0, 1], got {kw[name]!r}."
             raise ValueError(msg)
+    _check_study_options(kw)
     if int(kw["min_size"]) < 1:
         msg = f"min_size must be >= 1, got {kw['min_size']!r}."
         raise ValueError(msg)
     return Options(**{**kw, "n_jobs": resolve_n_jobs(kw["n_jobs"])})
+
+
+def _check_study_options(kw: dict[str, Any]) -> None:
+    """Validate (and normalise in ``kw``) ``max_de_genes`` and ``independent_filter``."""
+    cap = kw["max_de_genes"]
+    if cap is not None:
+        if isinstance(cap, bool) or not isinstance(cap, numbers.Integral) or cap < 1:
+            msg = f"max_de_genes must be a positive integer or None, got {cap!r}."
+            raise ValueError(msg)
+        kw["max_de_genes"] = int(cap)
+    if not isinstance(kw["independent_filter"], bool | np.bool_):
+        msg = f"independent_filter must be True or False, got {kw['independent_filter']!r}."
+        raise TypeError(msg)
+    kw["independent_filter"] = bool(kw["independent_filter"])
 
 
 def run_contrasts(

@@ -25,18 +25,20 @@ def _import_pydeseq2():
     return DeseqDataSet, DeseqStats
 
 
-def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index) -> pd.DataFrame:
+def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_filter: bool = True) -> pd.DataFrame:
     """pyDESeq2 results (``log2FoldChange``, ``stat``, ``pvalue``, ``padj``, ``baseMean``) of one contrast."""
-    return deseq2_fit(counts, n_high, genes).results_df
+    return deseq2_fit(counts, n_high, genes, independent_filter=independent_filter).results_df
 
 
-def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index) -> Any:
+def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_filter: bool = True) -> Any:
     """Fit pyDESeq2 to one contrast; return its ``DeseqStats`` (``.dds`` holds size factors, dispersions).
 
     ``counts`` is dense int (high cells first, then low cells). Settings follow DESeq2's
     recommendations for single-cell data: ``poscounts`` size factors (every gene has zeros) and no
     replacement of Cook's-distance outliers (DESeq2's ``minReplicatesForReplace=Inf``: with hundreds
     of cells per group, replacement rewrites counts of many genes per contrast); one CPU, quiet.
+    ``independent_filter``: pyDESeq2's independent filtering of the adjusted p-values (else BH over
+    all tested genes).
     """
     DeseqDataSet, DeseqStats = _import_pydeseq2()
     n = counts.shape[0]
@@ -60,12 +62,16 @@ def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index) -> Any:
             n_cpus=1,
         )
         dds.deseq2()
-        ds = DeseqStats(dds, contrast=["condition", "high", "low"], quiet=True, n_cpus=1)
+        ds = DeseqStats(
+            dds, contrast=["condition", "high", "low"], independent_filter=independent_filter, quiet=True, n_cpus=1
+        )
         ds.summary()
     return ds
 
 
-def deseq2_engine(expr: Expression, high: list[np.ndarray], low: list[np.ndarray], *, n_jobs: int = 1) -> DEResult:
+def deseq2_engine(
+    expr: Expression, high: list[np.ndarray], low: list[np.ndarray], *, n_jobs: int = 1, independent_filter: bool = True
+) -> DEResult:
     """Run :func:`deseq2_one` for every contrast; ``n_jobs > 1`` runs contrasts in worker processes."""
     genes = pd.Index(expr.var_names)
 
@@ -76,9 +82,14 @@ def deseq2_engine(expr: Expression, high: list[np.ndarray], low: list[np.ndarray
     if n_jobs > 1:
         from joblib import Parallel, delayed
 
-        tables = Parallel(n_jobs=n_jobs)(delayed(deseq2_one)(c, nh, genes) for c, nh in inputs())
+        tables = Parallel(n_jobs=n_jobs)(
+            delayed(deseq2_one)(c, nh, genes, independent_filter=independent_filter) for c, nh in inputs()
+        )
     else:
-        tables = [deseq2_one(c, nh, genes) for c, nh in progress(inputs(), total=len(high), desc="pyDESeq2")]
+        tables = [
+            deseq2_one(c, nh, genes, independent_filter=independent_filter)
+            for c, nh in progress(inputs(), total=len(high), desc="pyDESeq2")
+        ]
     cols = {
         "log2fc": "log2FoldChange",
         "stat": "stat",

@@ -110,7 +110,7 @@ class FastNB(DEEngine):
     def test(self, sl_: slice) -> DEResult:
         high, low = self.groups(sl_)
         disp = nb_dispersions(high, low, self.centres)
-        return fast.nb_wald(high, low, self.centres, disp)
+        return fast.nb_wald(high, low, self.centres, disp, filtering=self.opt.independent_filter)
 
 
 class DESeq2(DEEngine):
@@ -123,7 +123,10 @@ class DESeq2(DEEngine):
         self.cells = [_members(m) for m in (high, low)]
 
     def test(self, sl_: slice) -> DEResult:
-        return deseq2_engine(self.expr, self.cells[0][sl_], self.cells[1][sl_], n_jobs=self.opt.n_jobs)
+        return deseq2_engine(
+            self.expr, self.cells[0][sl_], self.cells[1][sl_], n_jobs=self.opt.n_jobs,
+            independent_filter=self.opt.independent_filter,
+        )  # fmt: skip
 
 
 class Welch(DEEngine):
@@ -182,7 +185,7 @@ class ORA(Enrichment):
 
     def add(self, de, sl_):
         o = self.opt
-        study = up_genes(de, de_alpha=o.de_alpha, min_log2fc=o.min_log2fc)
+        study = up_genes(de, de_alpha=o.de_alpha, min_log2fc=o.min_log2fc, max_genes=o.max_de_genes)
         res = ora(study, de.tested, self.gs, min_size=o.min_size, max_size=o.max_size)
         lfc_sum = self.gs.matrix @ np.nan_to_num(de.log2fc).T
         res["mean_log2fc"] = lfc_sum / np.maximum(res["set_size"], 1)
@@ -218,7 +221,9 @@ class Decoupler(Enrichment):
     def add(self, de, sl_):
         o = self.opt
         self.stat[sl_] = np.nan_to_num(de.stat)
-        self.study[sl_] = up_genes(de, de_alpha=o.de_alpha, min_log2fc=o.min_log2fc) & de.tested
+        self.study[sl_] = (
+            up_genes(de, de_alpha=o.de_alpha, min_log2fc=o.min_log2fc, max_genes=o.max_de_genes) & de.tested
+        )
         self.tested[sl_] = de.tested
 
     def finish(self):

@@ -115,10 +115,23 @@ def check_testable(gs: GeneSets, *, min_size: int, max_size: int | None) -> None
     raise ValueError(msg)
 
 
-def up_genes(de: DEResult, *, de_alpha: float, min_log2fc: float) -> np.ndarray:
-    """Boolean contrasts x genes: ``padj < de_alpha`` and ``log2fc > min_log2fc``."""
+def up_genes(de: DEResult, *, de_alpha: float, min_log2fc: float, max_genes: int | None = None) -> np.ndarray:
+    """Boolean contrasts x genes: ``padj < de_alpha`` and ``log2fc > min_log2fc``.
+
+    ``max_genes``: of those, keep at most the ``max_genes`` of largest ``log2fc`` per contrast (ties
+    broken by the Wald statistic, then by gene order), so that a contrast calling thousands of genes
+    is represented by its most specific ones rather than by the largest gene sets.
+    """
     with np.errstate(invalid="ignore"):
-        return (de.padj < de_alpha) & (de.log2fc > min_log2fc)
+        up = (de.padj < de_alpha) & (de.log2fc > min_log2fc)
+    if max_genes is None or up.shape[1] <= max_genes:
+        return up
+    over = np.flatnonzero(up.sum(axis=1) > max_genes)
+    for c in over:
+        idx = np.flatnonzero(up[c])
+        order = np.lexsort((-np.nan_to_num(de.stat[c, idx], nan=-np.inf), -de.log2fc[c, idx]))
+        up[c, idx[order[max_genes:]]] = False
+    return up
 
 
 def ora(

@@ -42,3 +42,7 @@ class Options:
     min_size: int
     max_size: int | None
     n_jobs: int
+    #: pyDESeq2's independent filtering of the adjusted p-values (False: BH over all tested genes)
+    independent_filter: bool = False
+    #: most up-regulated genes (largest log2FC) in a contrast's study set; None: all
+    max_de_genes: int | None = None

@@ -28,6 +28,8 @@ ALL_NULLS = (*NULLS, "directions")
 _NULL_NAMES = {"cells": "activations permuted", "genes": "gene labels permuted", "directions": "random directions"}
 _PASSED = ("high_quantile", "low_quantile", "n_low", "min_high", "alpha", "de_alpha", "min_log2fc", "min_size",
            "max_size", "flavor", "random_state")  # fmt: skip
+#: arguments added later, with the value that reproduces an annotation stored before them
+_LATER = {"max_de_genes": None, "independent_filter": True}
 
 
 def _annotation_args(params: dict, model: Any, adata: AnnData) -> dict[str, Any]:
@@ -37,6 +39,8 @@ def _annotation_args(params: dict, model: Any, adata: AnnData) -> dict[str, Any]
     light copy of ``adata`` needs nothing the model reads (scvi-tools' registered layers and columns).
     """
     kw = {k: params.get(k) for k in _PASSED}
+    kw.update({k: params.get(k, old) for k, old in _LATER.items()})
+    kw["independent_filter"] = bool(kw["independent_filter"])
     kw["features"] = np.asarray(params["features"]).astype(int)
     kw["layer"] = params.get("layer")
     cells = params.get("cells")
