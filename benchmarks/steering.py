@@ -1,12 +1,14 @@
 """Measurements of the steering tools on real PBMCs and on the simulation with known batches.
 
 1. ``sl.tl.steer_towards`` on ``sl.datasets.pbmc68k_counts()`` (scVI, 10 latent dims; TopK SAE, 256
-   features): source -> target pairs of ``bulk_labels``, with frac_closer, distances, the target's
-   markers in the DE of steered vs original cells.
+   features): source -> target pairs of ``bulk_labels``; the chosen features against 50 random sets
+   of as many features set to the target's means (distance ratio, marker shift, DE correlation,
+   empirical p-values, the fraction of cells closer than under the median random set), the target's
+   markers in the DE of steered vs original cells, and the dose-response of the first pair.
 2. ``sl.tl.batch_steer`` on ``sl.sim.simulate`` (3 batches, 6 cell types): clamp the features whose
    variation within cell types is explained by batch (eta^2 >= threshold) and score batch entropy,
-   kNN label purity and cell-type ASW before / after, for several thresholds and a control (as many
-   features that are not batch-driven).
+   kNN label purity and cell-type ASW before / after, for several thresholds, each against 20 random
+   sets of as many live features clamped the same way.
 
 Run: ``python benchmarks/steering.py [--epochs 40] [--skip-pbmc]``. CPU only; scVI training dominates.
 """
@@ -29,17 +31,21 @@ PAIRS = [
     ("CD19+ B", "CD14+ Monocyte"),
 ]
 COLUMNS = [
-    "frac_closer",
-    "distance_before",
-    "distance_after",
-    "markers_up",
-    "markers_log2fc",
-    "others_log2fc",
+    "distance_ratio",
+    "distance_ratio_random",
+    "distance_ratio_pvalue",
+    "frac_closer_than_random",
+    "marker_shift",
+    "marker_shift_random",
+    "marker_shift_pvalue",
     "de_correlation",
+    "de_correlation_random",
+    "de_correlation_pvalue",
+    "markers_up",
 ]
 
 
-def pbmc(epochs: int) -> pd.DataFrame:
+def pbmc(epochs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     import scvi
 
     scvi.settings.seed = 0
@@ -49,7 +55,7 @@ def pbmc(epochs: int) -> pd.DataFrame:
     model.train(max_epochs=epochs, batch_size=128, early_stopping=False, enable_progress_bar=False, accelerator="cpu")
     adata.obsm["X_scVI"] = model.get_latent_representation()
     sl.tl.fit_sae(adata, use_rep="X_scVI", n_features=256, k=16, n_epochs=150, batch_size=128, lr=1e-3, random_state=0)
-    rows = {}
+    rows, dose = {}, None
     for source, target in PAIRS:
         t0 = time.perf_counter()
         out = sl.tl.steer_towards(adata, source={"bulk_labels": source}, target={"bulk_labels": target}, model=model)
@@ -59,7 +65,9 @@ def pbmc(epochs: int) -> pd.DataFrame:
             **{c: info[c] for c in COLUMNS},
             "seconds": time.perf_counter() - t0,
         }
-    return pd.DataFrame.from_dict(rows, orient="index")
+        if dose is None:
+            dose = info["dose_response"].assign(pair=f"{source} -> {target}")
+    return pd.DataFrame.from_dict(rows, orient="index"), dose
 
 
 def batch_driven(adata, threshold: float) -> list[int]:
@@ -78,19 +86,22 @@ def simulation() -> pd.DataFrame:
     adata.X = adata.layers["counts"].copy()
     sc.pp.pca(adata, n_comps=12, random_state=0)
     sl.tl.fit_sae(adata, use_rep="X_pca", n_features=64, k=8, n_epochs=40, batch_size=128, lr=2e-3, random_state=0)
-    live = np.flatnonzero(adata.obsm["X_sae"].getnnz(axis=0) > 0)
     tables = []
     for thr in (0.2, 0.1, 0.05):
         feats = batch_driven(adata, thr)
         if not feats:
             continue
-        control = [int(f) for f in live if f not in feats][: len(feats)]
-        for name, chosen in ((f"batch-driven, eta2>={thr}", feats), ("control: other features", control)):
-            sl.tl.batch_steer(adata, batch_key="batch", features=chosen, label_key="cell_type")
-            s = adata.uns["batch_steered"]["scores"]
-            if not tables:
-                tables.append(s.loc[["X_pca"]].rename(index={"X_pca": "original embedding (PCA of Y)"}))
-            tables.append(s.loc[["X_batch_steered"]].rename(index={"X_batch_steered": f"{name} ({len(chosen)})"}))
+        sl.tl.batch_steer(adata, batch_key="batch", features=feats, label_key="cell_type")
+        res = adata.uns["batch_steered"]
+        s = res["scores"]
+        if not tables:
+            tables.append(s.loc[["X_pca"]].rename(index={"X_pca": "original embedding (PCA of Y)"}))
+        params = res["params"]
+        row = s.loc[["X_batch_steered"]].rename(index={"X_batch_steered": f"batch-driven, eta2>={thr} ({len(feats)})"})
+        for c in ("batch_entropy_gain", "batch_entropy_gain_random", "batch_entropy_gain_pvalue"):
+            row[c] = params[c]
+        row["label_asw_change_random"] = float(res["baseline"]["label_asw_change"].iloc[1:].median())
+        tables.append(row)
     return pd.concat(tables)
 
 
@@ -101,9 +112,12 @@ def main() -> None:
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     if not args.skip_pbmc:
-        table = pbmc(args.epochs).round(3)
-        rows = table.reset_index(names="pair").to_dict("records")
+        table, dose = pbmc(args.epochs)
+        rows = table.round(3).reset_index(names="pair").to_dict("records")
         save("steering_pbmc", rows, dataset="sl.datasets.pbmc68k_counts() (700 PBMCs)", params=vars(args))
+        cols = ["pair", "strength", "chosen", "random_median", "random_q05", "random_q95"]
+        rows = dose[cols].round(3).to_dict("records")
+        save("steering_pbmc_dose", rows, dataset="sl.datasets.pbmc68k_counts() (700 PBMCs)", params=vars(args))
     table = simulation().round(3)
     rows = table.reset_index(names="setting").to_dict("records")
     save("steering_batches", rows, dataset="sl.sim.simulate: 3 batches, 6 cell types", params=vars(args))

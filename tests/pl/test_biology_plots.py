@@ -147,12 +147,13 @@ def test_steering_several_features_and_target(toy):
     plt.close("all")
     with pytest.raises(KeyError, match="has no 'label' column; run `sl.tl.annotate_features`"):
         steering(out, kind="features", labels=toy)
-    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
+    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, n_random=0)
     _, (ax1, ax2) = plt.subplots(1, 2)
     assert steering(towards, steer_key="steer_towards", ax=ax1) is None
     star = ax1.collections[-1].get_offsets()
     assert star.shape == (1, 2)
-    assert ax1.get_title() == "type_0 \u2192 type_1\n100% of cells closer"
+    ratio = towards.uns["steer_towards"]["distance_ratio"]
+    assert ax1.get_title() == f"type_0 \u2192 type_1\ndistance ratio {ratio:.2f}"
     # the target centroid lies among the perturbed cells (they moved onto it)
     pert = np.asarray(ax1.collections[2].get_offsets())
     assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(
@@ -160,7 +161,7 @@ def test_steering_several_features_and_target(toy):
     )
     with pytest.raises(TypeError, match="unexpected keyword argument 'colors'"):  # never released: no shim
         steering(out, colors=("red", "blue"), ax=ax2)
-    with pytest.raises(ValueError, match="kind must be 'embedding' or 'features'"):
+    with pytest.raises(ValueError, match="kind must be 'embedding', 'features' or 'dose'"):
         steering(out, kind="pca", ax=ax2)
     with pytest.raises(KeyError, match="uns\\['steer'\\]"):
         steering(towards)
