@@ -168,6 +168,39 @@ def test_steering_several_features_and_target(toy):
     plt.close("all")
 
 
+def test_steering_dose_response(toy, tmp_path):
+    from sclens.tl._steering._steer_towards import steer_towards
+
+    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, max_features=4)
+    dose = towards.uns["steer_towards"]["dose_response"]
+    fig = steering(towards, steer_key="steer_towards", kind="dose", return_fig=True)
+    ax = fig.axes[0]
+    band, (median, chosen) = ax.collections[0], ax.lines[:2]
+    np.testing.assert_allclose(chosen.get_xydata(), dose[["strength", "chosen"]].to_numpy())
+    np.testing.assert_allclose(median.get_xydata(), dose[["strength", "random_median"]].to_numpy())
+    lo, hi = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert lo == pytest.approx(dose["random_q05"].min())
+    assert hi == pytest.approx(dose["random_q95"].max())
+    assert ax.get_title() == "dose-response: chosen features vs 50 random sets"
+    assert ax.get_ylabel().startswith("mean distance to the target centroid")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "random sets (5-95%)", "random sets (median)", "chosen features",
+    ]  # fmt: skip
+    check_image(fig, "steering_dose.png", tmp_path)
+    # steer: distance moved; without random sets only the chosen curve
+    out = steer(toy, features=2, cells={"cell_type": "type_0"}, n_random=0)
+    fig = steering(out, kind="dose", return_fig=True)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["chosen features"]
+    assert len(fig.axes[0].collections) == 0
+    assert fig.axes[0].get_ylabel() == "mean distance moved in the embedding"
+    assert fig.axes[0].get_title() == "dose-response"
+    plt.close(fig)
+    old = out.copy()
+    del old.uns["steer"]["dose_response"]
+    with pytest.raises(KeyError, match=r"no 'dose_response' table: .* re-run `sl\.tl\.steer`"):
+        steering(old, kind="dose")
+
+
 @pytest.fixture(scope="module")
 def space(toy):
     """Feature space with a stub UMAP (fixed coordinates), so no numba compilation is needed here."""

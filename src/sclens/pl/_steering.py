@@ -212,7 +212,9 @@ def steering(
         raise ValueError(msg)
     n_feat = np.atleast_1d(info["features"]).size
     names = _feature_labels(labels, str(info.get("sae_key", "sae")))
-    size_fig = (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features)) if kind == "features" else (5.2, 4)
+    size_fig = {"embedding": (5.2, 4), "dose": (6.4, 4)}.get(
+        kind, (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features))
+    )
     fig, ax_ = new_or_given_ax(ax, figsize=size_fig, layout="constrained")
     if kind == "embedding":
         _embedding(
