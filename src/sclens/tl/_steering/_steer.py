@@ -65,12 +65,14 @@ strengths
     strength (codes kept >= 0); 1 is the steering asked for."""
 
 doc_chance_returns = """\
-``n_random``, ``random_state``; ``baseline``: a DataFrame with one row for the chosen features
-(``"chosen"``) and one per random draw (``"random_0"``, ...), their ``features`` (comma-separated)
-and the metrics below; for each metric ``m``: ``m`` (chosen features), ``m_random`` (median over
-the random draws) and ``m_pvalue`` (empirical, ``(1 + #draws at least as good) / (1 + n_random)``;
-NaN with ``n_random=0``); ``dose_response``: a DataFrame with ``strength``, ``chosen``,
-``random_median``, ``random_q05``, ``random_q95`` of the metric named by ``dose_metric``"""
+* the chance baseline, also in ``uns[key_added]``: ``n_random``, ``random_state``; ``baseline``, a
+  DataFrame with one row for the chosen features (``"chosen"``) and one per random set
+  (``"random_0"``, ...): their ``features`` (comma-separated) and the metrics; for each metric
+  ``m``: ``m`` (chosen features), ``m_random`` (median over the random sets) and ``m_pvalue``
+  (empirical, ``(1 + #sets at least as good) / (1 + n_random)``; NaN with ``n_random=0``);
+  ``dose_response``, a DataFrame with ``strength``, ``chosen``, ``random_median``,
+  ``random_q05``, ``random_q95`` of the metric named by ``dose_metric``."""
+
 
 doc_paired_returns = """\
 A new AnnData with two rows per steered cell (``obs['condition']`` ``"normal"`` /
@@ -218,9 +220,10 @@ def steer(
     * ``uns[key_added]``: per steered feature ``features``, ``mode``, ``value``, ``factor``,
       ``amount`` (activation set, amount added, or 0) and ``mean_change`` (mean :math:`z'_f - z_f`
       of the steered cells); ``sae_key``, ``sae_run_id`` (when the SAE run has one), ``use_rep``,
-      ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``); the chance baseline:
-      {chance_returns}
-      (``"displacement"``). Metrics: ``displacement`` and, with a decoder, ``expression_shift``.
+      ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``);
+    {chance_returns}
+      Metrics: ``displacement`` (the ``dose_metric``; larger is better) and, with a decoder,
+      ``expression_shift``.
     """
     run = steer_run(adata, sae_key)
     feats = resolve_features(features, run.n_features)
