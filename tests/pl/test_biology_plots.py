@@ -159,6 +159,15 @@ def test_steering_several_features_and_target(toy):
     assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(
         np.asarray(ax1.collections[1].get_offsets()).mean(0) - star[0]
     )
+    # a result written before the chance baseline (frac_closer, no distance_ratio / n_random) still gets a title
+    old = towards.copy()
+    old.uns["steer_towards"] = {
+        k: v for k, v in old.uns["steer_towards"].items() if k not in ("distance_ratio", "n_random")
+    }
+    old.uns["steer_towards"]["frac_closer"] = 1.0
+    steering(old, steer_key="steer_towards", ax=ax2)
+    assert ax2.get_title() == ax1.get_title()
+    ax2.clear()
     with pytest.raises(TypeError, match="unexpected keyword argument 'colors'"):  # never released: no shim
         steering(out, colors=("red", "blue"), ax=ax2)
     with pytest.raises(ValueError, match="kind must be 'embedding', 'features' or 'dose'"):

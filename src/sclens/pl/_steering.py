@@ -60,6 +60,8 @@ def _title(info: dict, kind: str) -> str:
         return f"dose-response: chosen features vs {n} random sets" if n else "dose-response"
     if "source" in info and kind == "embedding":
         src, tgt = (str(info[k]).split("=", 1)[-1] for k in ("source", "target"))
+        if "distance_ratio" not in info:  # written before the chance baseline: the ratio of its stored distances
+            info = {**info, "distance_ratio": float(info["distance_after"]) / float(info["distance_before"])}
         return f"{src} \u2192 {tgt}\ndistance ratio {_versus_chance(info, 'distance_ratio', '.2f')}"
     if feats.size > 1:
         return f"{feats.size} features steered ({', '.join(sorted(set(modes.astype(str))))})"
