@@ -151,6 +151,10 @@ def test_steer_expression_shift_against_random_features(toy):
     assert still.sum() >= 2
     assert (table.loc[still, "expression_shift"] < 1e-6).all()
     assert (table.loc[~still, "expression_shift"] > 0.01).all()
+    # a decoder on another scale (negative values: not expression at count scale) gets no expression shift
+    decode = toy_decoder(toy)
+    logged = steer(toy, features=0, mode="knockout", decode=lambda e, c: np.log(decode(e, c)), n_random=2)
+    assert list(logged.uns["steer"]["baseline"].columns) == ["features", "displacement"]
 
 
 def test_chance_h5ad_round_trip(towards, tmp_path):

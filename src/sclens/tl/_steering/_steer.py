@@ -116,16 +116,16 @@ def _steer_chance(
     draw's steered cells are decoded with ``decode_kw`` (arguments of :func:`decode_pair`).
     """
     modes, values, factors = rule
-    act_csc = run.act.tocsc()
-    live = np.flatnonzero(np.diff(act_csc.indptr) > 0)
+    live = np.flatnonzero(run.act.getnnz(axis=0) > 0)
     draws = [feats, *draw_sets(np.setdiff1d(live, feats), feats.size, n_random, np.random.default_rng(seed))]
     z = run.act[idx].tocsc()
     x = run.embedding(adata, idx)
     rows, curves = [], []
     for d in draws:
+        columns = run.act[:, d].tocsc()
         amounts = [
-            resolve_amount(adata, act_csc[:, f].toarray().ravel(), values[j], factors[j], modes[j])
-            for j, f in enumerate(d)
+            resolve_amount(adata, columns[:, j].toarray().ravel(), values[j], factors[j], modes[j])
+            for j in range(d.size)
         ]
         old = np.asarray(z[:, d].toarray(), dtype=np.float64)
         new = new_columns(old, modes, amounts)
@@ -181,12 +181,13 @@ def steer(
 
     **Against chance.** The same rule (mode, value, factor) is applied to ``n_random`` sets of as
     many random live features in the same cells. ``displacement`` is the mean distance each cell
-    moves in the embedding, and with a decoder ``expression_shift`` the mean share of a cell's
-    predicted expression that moves (half the L1 distance of the library-normalised profiles);
-    their p-values ask whether the chosen features change the cells more than random ones steered
-    the same way. A small displacement p-value says the features matter for these cells (a
-    knockout of features they use); setting any feature to its maximum moves cells about as
-    much, and then the p-value is large. The dose-response curve is ``displacement`` per strength.
+    moves in the embedding, and with a decoder returning non-negative expression
+    ``expression_shift`` the mean share of a cell's predicted expression that moves (half the L1
+    distance of the library-normalised profiles); their p-values ask whether the chosen features
+    change the cells more than random ones steered the same way. A small displacement p-value
+    says the features matter for these cells (a knockout of features they use); setting any
+    feature to its maximum moves cells about as much, and then the p-value is large. The
+    dose-response curve is ``displacement`` per strength.
 
     Parameters
     ----------
@@ -222,8 +223,8 @@ def steer(
       of the steered cells); ``sae_key``, ``sae_run_id`` (when the SAE run has one), ``use_rep``,
       ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``);
     {chance_returns}
-      Metrics: ``displacement`` (the ``dose_metric``; larger is better) and, with a decoder,
-      ``expression_shift``.
+      Metrics: ``displacement`` (the ``dose_metric``; larger is better) and, with a decoder
+      returning non-negative expression, ``expression_shift``.
     """
     run = steer_run(adata, sae_key)
     feats = resolve_features(features, run.n_features)
@@ -251,7 +252,7 @@ def steer(
     expr, decoder = decode_pair(adata, idx, (x, x_new), **kw)
     chance = _steer_chance(
         adata, run, idx, feats, (modes, values, factors), n_random=n_random, strengths=grid, seed=seed,
-        expr_before=None if expr is None else expr[0], decode_kw=kw,
+        expr_before=expr[0] if expr is not None and min(e.min() for e in expr) >= 0 else None, decode_kw=kw,
     )  # fmt: skip
     out = paired_result(
         adata, idx, x=x, x_new=x_new, z=z, z_new=z_new, expr=expr, decoder=decoder,
