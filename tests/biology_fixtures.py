@@ -57,6 +57,33 @@ def toy_with_sae(*, n_cells: int = 600, random_state: int = 0, n_dead: int = 2, 
     return adata
 
 
+def program_membership(adata) -> np.ndarray:
+    """Programs x genes 0/1 matrix of the toy's planted program gene sets."""
+    gs = adata.uns["toy"]["gene_sets"]
+    gs = gs[gs["source"].str.startswith("program_")]
+    m = np.zeros((adata.uns["toy"]["atoms"].shape[0], adata.n_vars))
+    for src, tgt in zip(gs["source"], gs["target"], strict=True):
+        m[int(src.split("_")[1]), adata.var_names.get_loc(tgt)] = 1.0
+    return m
+
+
+def toy_decoder(adata):
+    """The toy generator's expression model as a steering ``decode``: codes from the embedding, softmax over genes."""
+    atoms = adata.uns["toy"]["atoms"].astype(np.float64)
+    m = program_membership(adata)
+    counts = adata.layers["counts"].toarray()
+    base = np.log(counts.sum(0) / counts.sum() + 1e-9)
+    effect = adata.uns["toy"]["params"]["effect"]
+
+    def decode(emb, cells):
+        codes = emb @ np.linalg.pinv(atoms)
+        logit = base + effect * codes @ m
+        p = np.exp(logit - logit.max(1, keepdims=True))
+        return 1e4 * p / p.sum(1, keepdims=True)
+
+    return decode
+
+
 def go_results(adata, *, n_decoy_terms: int = 3, random_state: int = 0) -> pd.DataFrame:
     """Hand-built annotation table: each live program feature gets its program's 'terms'.
 

@@ -147,24 +147,67 @@ def test_steering_several_features_and_target(toy):
     plt.close("all")
     with pytest.raises(KeyError, match="has no 'label' column; run `sl.tl.annotate_features`"):
         steering(out, kind="features", labels=toy)
-    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
+    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, n_random=0)
     _, (ax1, ax2) = plt.subplots(1, 2)
     assert steering(towards, steer_key="steer_towards", ax=ax1) is None
     star = ax1.collections[-1].get_offsets()
     assert star.shape == (1, 2)
-    assert ax1.get_title() == "type_0 \u2192 type_1\n100% of cells closer"
+    ratio = towards.uns["steer_towards"]["distance_ratio"]
+    assert ax1.get_title() == f"type_0 \u2192 type_1\ndistance ratio {ratio:.2f}"
     # the target centroid lies among the perturbed cells (they moved onto it)
     pert = np.asarray(ax1.collections[2].get_offsets())
     assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(
         np.asarray(ax1.collections[1].get_offsets()).mean(0) - star[0]
     )
+    # a result written before the chance baseline (frac_closer, no distance_ratio / n_random) still gets a title
+    old = towards.copy()
+    old.uns["steer_towards"] = {
+        k: v for k, v in old.uns["steer_towards"].items() if k not in ("distance_ratio", "n_random")
+    }
+    old.uns["steer_towards"]["frac_closer"] = 1.0
+    steering(old, steer_key="steer_towards", ax=ax2)
+    assert ax2.get_title() == ax1.get_title()
+    ax2.clear()
     with pytest.raises(TypeError, match="unexpected keyword argument 'colors'"):  # never released: no shim
         steering(out, colors=("red", "blue"), ax=ax2)
-    with pytest.raises(ValueError, match="kind must be 'embedding' or 'features'"):
+    with pytest.raises(ValueError, match="kind must be 'embedding', 'features' or 'dose'"):
         steering(out, kind="pca", ax=ax2)
     with pytest.raises(KeyError, match="uns\\['steer'\\]"):
         steering(towards)
     plt.close("all")
+
+
+def test_steering_dose_response(toy, tmp_path):
+    from sclens.tl._steering._steer_towards import steer_towards
+
+    towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, max_features=4)
+    dose = towards.uns["steer_towards"]["dose_response"]
+    fig = steering(towards, steer_key="steer_towards", kind="dose", return_fig=True)
+    ax = fig.axes[0]
+    band, (median, chosen) = ax.collections[0], ax.lines[:2]
+    np.testing.assert_allclose(chosen.get_xydata(), dose[["strength", "chosen"]].to_numpy())
+    np.testing.assert_allclose(median.get_xydata(), dose[["strength", "random_median"]].to_numpy())
+    lo, hi = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert lo == pytest.approx(dose["random_q05"].min())
+    assert hi == pytest.approx(dose["random_q95"].max())
+    assert ax.get_title() == "dose-response: chosen features vs 50 random sets"
+    assert ax.get_ylabel().startswith("mean distance to the target centroid")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "random sets (5-95%)", "random sets (median)", "chosen features",
+    ]  # fmt: skip
+    check_image(fig, "steering_dose.png", tmp_path)
+    # steer: distance moved; without random sets only the chosen curve
+    out = steer(toy, features=2, cells={"cell_type": "type_0"}, n_random=0)
+    fig = steering(out, kind="dose", return_fig=True)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["chosen features"]
+    assert len(fig.axes[0].collections) == 0
+    assert fig.axes[0].get_ylabel() == "mean distance moved in the embedding"
+    assert fig.axes[0].get_title() == "dose-response"
+    plt.close(fig)
+    old = out.copy()
+    del old.uns["steer"]["dose_response"]
+    with pytest.raises(KeyError, match=r"no 'dose_response' table: .* re-run `sl\.tl\.steer`"):
+        steering(old, kind="dose")
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,35 @@ def test_batch_steer_storage_and_clamp(toy, tmp_path):
     assert list(info["scores"].index) == ["X_emb", "X_batch_steered"]
     assert info["params"]["batch_key"] == "batch"
     assert "sae_run_id" not in info["params"]
+    # the chance baseline: 20 random sets of two other live features, clamped and scored the same way
+    base = info["baseline"]
+    assert list(base.index) == ["chosen"] + [f"random_{i}" for i in range(20)]
+    assert base.loc["chosen", "features"] == "3,9"
+    scores = info["scores"]
+    gain = scores.loc["X_batch_steered"] - scores.loc["X_emb"]
+    np.testing.assert_allclose(base.iloc[0, 1:].to_numpy(dtype=float), gain.to_numpy(), rtol=1e-12)
+    params = info["params"]
+    assert params["batch_entropy_gain"] == base.loc["chosen", "batch_entropy_gain"]
+    assert params["batch_entropy_gain_random"] == pytest.approx(np.median(base["batch_entropy_gain"].iloc[1:]))
+    n_as_good = (base["batch_entropy_gain"].iloc[1:] >= params["batch_entropy_gain"]).sum()
+    assert params["batch_entropy_gain_pvalue"] == pytest.approx((1 + n_as_good) / 21)
+    for feats in base["features"].iloc[1:]:
+        drawn = {int(f) for f in feats.split(",")}
+        assert len(drawn) == 2
+        assert not drawn & {3, 9}
+        assert drawn <= set(range(16))  # live features only
+    # a random set's scores: its features clamped to their across-batch means
+    f = [int(v) for v in base.loc["random_0", "features"].split(",")]
+    clamp_r = np.mean([acts[b == k][:, f].mean(0) for k in ("b0", "b1")], axis=0)
+    moved = toy.obsm["X_emb"] + (clamp_r[None, :] - acts[:, f]) @ w[f]
+    ref = integration_scores({"r": moved}, b, toy.obs["cell_type"].to_numpy())
+    assert base.loc["random_0", "batch_entropy_gain"] == pytest.approx(
+        ref.loc["r", "batch_entropy"] - scores.loc["X_emb", "batch_entropy"]
+    )
     out.write_h5ad(tmp_path / "b.h5ad")
     back = ad.read_h5ad(tmp_path / "b.h5ad")
     pd.testing.assert_frame_equal(back.uns["batch_steered"]["scores"], info["scores"])
+    pd.testing.assert_frame_equal(back.uns["batch_steered"]["baseline"], base)
 
 
 def test_batch_steer_reads_batch_driven(toy):
@@ -83,8 +109,10 @@ def test_batch_steer_reads_batch_driven(toy):
     table["batch_driven"] = False
     table.loc[["4", "10"], "batch_driven"] = True
     adata.uns["sae"]["features"] = table
-    batch_steer(adata, batch_key="batch", key_added="bs")
+    batch_steer(adata, batch_key="batch", key_added="bs", n_random=0)
     assert list(adata.uns["bs"]["features"]) == [4, 10]
+    assert list(adata.uns["bs"]["baseline"].index) == ["chosen"]  # no random set
+    assert np.isnan(adata.uns["bs"]["params"]["batch_entropy_gain_pvalue"])
     assert adata.uns["bs"]["params"]["sae_run_id"] == "r1"
     assert np.isnan(adata.uns["bs"]["scores"]["label_purity"]).all()  # no label_key
 
@@ -102,6 +130,10 @@ def test_batch_steer_errors(toy):
         batch_steer(adata, batch_key="donor", features=[1])
     with pytest.raises(KeyError, match=r"`adata.obsm\['X_scVI'\]` not found"):
         batch_steer(adata, batch_key="batch", features=[1], compare=["X_scVI"])
+    with pytest.raises(ValueError, match="n_random must be a non-negative integer"):
+        batch_steer(adata, batch_key="batch", features=[1], n_random=-2)
+    with pytest.raises(ValueError, match=r"n_random=20: only 0 other live feature\(s\) to draw random sets of 16"):
+        batch_steer(adata, batch_key="batch", features=list(range(16)))
     adata.obs["one"] = "b0"
     with pytest.raises(ValueError, match=r"batch_key='one': batch steering needs at least 2 batches, .* has 1"):
         batch_steer(adata, batch_key="one", features=[1])

@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from biology_fixtures import toy_with_sae
+from biology_fixtures import program_membership, toy_decoder, toy_with_sae
 from scipy import sparse
 
 from sclens.tl._steering._steer import steer
@@ -17,31 +17,10 @@ def toy():
     return toy_with_sae(n_cells=400)
 
 
-def _membership(adata):
-    gs = adata.uns["toy"]["gene_sets"]
-    gs = gs[gs["source"].str.startswith("program_")]
-    m = np.zeros((adata.uns["toy"]["atoms"].shape[0], adata.n_vars))
-    for src, tgt in zip(gs["source"], gs["target"], strict=True):
-        m[int(src.split("_")[1]), adata.var_names.get_loc(tgt)] = 1.0
-    return m
-
-
 @pytest.fixture(scope="module")
 def toy_decode(toy):
     """The toy generator's expression model: codes from the embedding, softmax over genes."""
-    atoms = toy.uns["toy"]["atoms"].astype(np.float64)
-    m = _membership(toy)
-    counts = toy.layers["counts"].toarray()
-    base = np.log(counts.sum(0) / counts.sum() + 1e-9)
-    effect = toy.uns["toy"]["params"]["effect"]
-
-    def decode(emb, cells):
-        codes = emb @ np.linalg.pinv(atoms)
-        logit = base + effect * codes @ m
-        p = np.exp(logit - logit.max(1, keepdims=True))
-        return 1e4 * p / p.sum(1, keepdims=True)
-
-    return decode, m
+    return toy_decoder(toy), program_membership(toy)
 
 
 def test_planted_genes_move_up_others_within_noise(toy, toy_decode):
@@ -74,7 +53,7 @@ def test_only_the_feature_direction_moves(toy):
     # reconstruction error of every cell is kept
     zp = out.obsm["X_sae"][n:].toarray()
     np.testing.assert_allclose(xp - zp @ w, x - z @ w, atol=1e-5)
-    assert (zp[:, 9] == pytest.approx(target))
+    assert zp[:, 9] == pytest.approx(target)
     assert np.array_equal(np.delete(zp, 9, 1), np.delete(z, 9, 1))
     assert list(out.obs["condition"].cat.categories) == ["normal", "perturbed"]
     assert (out.obs["cell"].to_numpy()[:n] == out.obs["cell"].to_numpy()[n:]).all()
@@ -132,7 +111,12 @@ def test_h5ad_round_trip(toy, toy_decode, tmp_path):
     out.write_h5ad(tmp_path / "s.h5ad")
     back = ad.read_h5ad(tmp_path / "s.h5ad")
     np.testing.assert_allclose(back.X, out.X)
-    assert back.uns["steer"] == out.uns["steer"]
+    frames = ("baseline", "dose_response")
+    for key in frames:
+        pd.testing.assert_frame_equal(back.uns["steer"][key], out.uns["steer"][key])
+    assert {k: v for k, v in back.uns["steer"].items() if k not in frames} == {
+        k: v for k, v in out.uns["steer"].items() if k not in frames
+    }
     assert sparse.issparse(back.obsm["X_sae"])
 
 
@@ -403,7 +387,10 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     from sclens.tl._steering._steer_towards import steer_towards
 
     decode, m = toy_decode
-    out = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode)
+    # all 12 features the greedy choice takes: no other live feature is left to draw a random baseline from
+    with pytest.raises(ValueError, match=r"n_random=50: only 0 other live feature\(s\) to draw random sets of 12"):
+        steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
+    out = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode, n_random=0)
     info = out.uns["steer_towards"]
     feats = list(info["features"])
     # the first choices switch type_0's programs (0, 1) off and type_1's first program (2) on
@@ -414,8 +401,13 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     assert change[1] < 0
     assert change[2] > 0
     assert change[3] > 0
-    assert info["frac_closer"] == 1.0
     assert info["distance_after"] < 0.1 * info["distance_before"]
+    assert info["distance_ratio"] == pytest.approx(info["distance_after"] / info["distance_before"])
+    assert "frac_closer" not in info  # retired: 1.0 for random features too
+    # no random draw: the baseline has the chosen row only and no p-value
+    assert list(info["baseline"].index) == ["chosen"]
+    assert np.isnan(info["distance_ratio_pvalue"])
+    assert np.isnan(info["frac_closer_than_random"])
     type1_genes = toy.var_names[(m[2] + m[3]) > 0]
     assert np.isin(info["markers"], type1_genes).all()
     assert info["markers_up"] == 1.0
@@ -423,20 +415,20 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     assert "de" in out.uns["contrast"]
     out.write_h5ad(tmp_path / "t.h5ad")
     back = ad.read_h5ad(tmp_path / "t.h5ad")
-    assert back.uns["steer_towards"]["frac_closer"] == info["frac_closer"]
+    assert back.uns["steer_towards"]["distance_ratio"] == info["distance_ratio"]
+    pd.testing.assert_frame_equal(back.uns["steer_towards"]["baseline"], info["baseline"])
     np.testing.assert_array_equal(back.uns["steer_towards"]["markers"], info["markers"])
     # explicit markers; one feature only
     one = steer_towards(
         toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode,
-        markers=list(type1_genes[:3]), max_features=1,
+        markers=list(type1_genes[:3]), max_features=1, n_random=5,
     )  # fmt: skip
     assert len(one.uns["steer_towards"]["features"]) == 1
-    assert list(one.uns["steer_towards"]["markers"]) == list(
-        type1_genes[:3]
-    )
+    assert list(one.uns["steer_towards"]["markers"]) == list(type1_genes[:3])
     # without a decoder: embedding metrics only
-    emb_only = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
+    emb_only = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, n_random=0)
     assert "markers" not in emb_only.uns["steer_towards"]
+    assert list(emb_only.uns["steer_towards"]["baseline"].columns) == ["features", "distance_ratio"]
     assert emb_only.n_vars == 0
 
 
@@ -476,8 +468,10 @@ def test_steering_through_scvi_with_batch_covariate(monkeypatch):
     ref = model.get_normalized_expression(adata, indices=np.flatnonzero(sel), library_size=1, return_numpy=True)
     monkeypatch.undo()
     np.testing.assert_allclose(out.X[:n], ref * lib[:, None], rtol=1e-4)
-    towards = steer_towards(adata, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, model=model)
+    towards = steer_towards(
+        adata, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, model=model, n_random=0
+    )
     info = towards.uns["steer_towards"]
-    assert info["frac_closer"] > 0.8
+    assert info["distance_ratio"] < 0.1  # measured 0.02: the exact SAE spans the latent
     assert info["decoder"] == "scvi"
     assert towards.layers["counts"].shape == (2 * sel.sum(), adata.n_vars)

@@ -39,11 +39,30 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
     return emb, normal, perturbed, extra
 
 
+DOSE_LABELS = {
+    "distance_ratio": "mean distance to the target centroid\n(relative to unsteered)",
+    "displacement": "mean distance moved in the embedding",
+}
+
+
+def _versus_chance(info: dict, metric: str, fmt: str) -> str:
+    """``"<metric> (random <median>, p = <p>)"`` of a steering result; no random part without draws."""
+    text = format(float(info[metric]), fmt)
+    if int(info.get("n_random", 0)) > 0:
+        text += f" (random {format(float(info[f'{metric}_random']), fmt)}, p = {float(info[f'{metric}_pvalue']):.2g})"
+    return text
+
+
 def _title(info: dict, kind: str) -> str:
     feats, modes = np.atleast_1d(info["features"]), np.atleast_1d(info["mode"])
+    if kind == "dose":
+        n = int(info.get("n_random", 0))
+        return f"dose-response: chosen features vs {n} random sets" if n else "dose-response"
     if "source" in info and kind == "embedding":
         src, tgt = (str(info[k]).split("=", 1)[-1] for k in ("source", "target"))
-        return f"{src} \u2192 {tgt}\n{100 * float(info['frac_closer']):.0f}% of cells closer"
+        if "distance_ratio" not in info:  # written before the chance baseline: the ratio of its stored distances
+            info = {**info, "distance_ratio": float(info["distance_after"]) / float(info["distance_before"])}
+        return f"{src} \u2192 {tgt}\ndistance ratio {_versus_chance(info, 'distance_ratio', '.2f')}"
     if feats.size > 1:
         return f"{feats.size} features steered ({', '.join(sorted(set(modes.astype(str))))})"
     if str(modes[0]) == "knockout":
@@ -109,12 +128,28 @@ def _features(ax: Axes, info: dict, *, max_features: int, palette, names: Mappin
     ax.set_xlabel("mean activation change of the steered cells")
 
 
+def _dose(ax: Axes, info: dict, *, palette) -> None:
+    table = info["dose_response"]
+    s = table["strength"].to_numpy(dtype=float)
+    if np.isfinite(table["random_median"].to_numpy(dtype=float)).any():
+        ax.fill_between(
+            s, table["random_q05"], table["random_q95"], color="0.85", linewidth=0, label="random sets (5-95%)"
+        )
+        ax.plot(s, table["random_median"], color="0.45", linestyle="--", label="random sets (median)")
+    ax.plot(s, table["chosen"], color=palette[1], marker="o", label="chosen features")
+    ax.axvline(1.0, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("steering strength (1 = the steering asked for)")
+    metric = str(info.get("dose_metric", ""))
+    ax.set_ylabel(DOSE_LABELS.get(metric, metric))
+    ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+
+
 @doc_params()
 def steering(
     adata: AnnData,
     *,
     steer_key: str = "steer",
-    kind: Literal["embedding", "features"] = "embedding",
+    kind: Literal["embedding", "features", "dose"] = "embedding",
     max_pairs: int = 200,
     max_features: int = 30,
     palette: Sequence[str] = ("black", "tab:blue"),
@@ -126,7 +161,7 @@ def steering(
     save: str | os.PathLike | None = None,
     return_fig: bool = False,
 ) -> Figure | None:
-    """Before / after embeddings of a steering experiment, or the change of each steered feature.
+    """Before / after embeddings of a steering experiment, the change of each steered feature, or its dose-response.
 
     Parameters
     ----------
@@ -137,13 +172,18 @@ def steering(
     kind
         ``"embedding"``: PCA of the normal (before) and perturbed (after) embeddings with a line
         joining each cell's pair, and the target centroid of :func:`~sclens.tl.steer_towards`;
-        ``"features"``: the mean activation change of each steered feature (bars).
+        ``"features"``: the mean activation change of each steered feature (bars); ``"dose"``:
+        the effect against steering strength (``uns[steer_key]['dose_response']``: distance
+        ratio to the target for :func:`~sclens.tl.steer_towards`, distance moved for
+        :func:`~sclens.tl.steer`) for the chosen features and, as a median line and a 5-95% band,
+        for the random sets of the chance baseline.
     max_pairs
         At most this many cell pairs are joined by lines (a random subset); all points are drawn.
     max_features
         With ``kind="features"``: at most this many features, the largest changes.
     palette
-        Colours of the normal and perturbed points (bars: decreases and increases).
+        Colours of the normal and perturbed points (bars: decreases and increases; dose: the second
+        colour draws the chosen features).
     labels
         With ``kind="features"``: biological labels of the bars, from the AnnData that was steered
         (the ``label`` column of its ``uns[sae_key]['features']``, written by
@@ -160,15 +200,23 @@ def steering(
     The figure when ``return_fig`` is ``True``, else ``None``.
     """
     info = steering_info(adata, steer_key)
-    if kind not in ("embedding", "features"):
-        msg = f"kind must be 'embedding' or 'features', got {kind!r}."
+    if kind not in ("embedding", "features", "dose"):
+        msg = f"kind must be 'embedding', 'features' or 'dose', got {kind!r}."
         raise ValueError(msg)
+    if kind == "dose" and not isinstance(info.get("dose_response"), pd.DataFrame):
+        msg = (
+            f"`uns[{steer_key!r}]` has no 'dose_response' table: it was written by an earlier sclens version; "
+            "re-run `sl.tl.steer` / `sl.tl.steer_towards`."
+        )
+        raise KeyError(msg)
     if len(palette) < 2:
         msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
         raise ValueError(msg)
     n_feat = np.atleast_1d(info["features"]).size
     names = _feature_labels(labels, str(info.get("sae_key", "sae")))
-    size_fig = (5.2, 4) if kind == "embedding" else (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features))
+    size_fig = {"embedding": (5.2, 4), "dose": (6.4, 4)}.get(
+        kind, (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features))
+    )
     fig, ax_ = new_or_given_ax(ax, figsize=size_fig, layout="constrained")
     if kind == "embedding":
         _embedding(
@@ -181,6 +229,8 @@ def steering(
             size=size,
             seed=resolve_seed(random_state),
         )
+    elif kind == "dose":
+        _dose(ax_, info, palette=palette)
     else:
         _features(ax_, info, max_features=max_features, palette=palette, names=names)
     ax_.set_title(_title(info, kind))

@@ -11,10 +11,22 @@ from anndata import AnnData
 
 from ..._docs import doc_params
 from ..._features import resolve_features
+from ..._utils import resolve_seed
+from ._chance import (
+    STRENGTHS,
+    baseline_table,
+    check_chance_args,
+    dose_table,
+    draw_sets,
+    expression_shift,
+    scaled_change,
+    summarise,
+)
 from ._steer_core import (
     change_codes,
     check_decoder,
     decode_pair,
+    new_columns,
     paired_result,
     per_feature,
     resolve_amount,
@@ -44,6 +56,24 @@ library_size
 batch_size
     Cells per minibatch when decoding through ``model``."""
 
+doc_chance = """\
+n_random
+    Random sets of as many live features, steered by the same rule (the chance baseline; each
+    draw decodes the cells once more with ``model`` / ``decode``); 0: no baseline.
+strengths
+    Strengths of the dose-response curve: each cell's code change :math:`z' - z` is scaled by the
+    strength (codes kept >= 0); 1 is the steering asked for."""
+
+doc_chance_returns = """\
+* the chance baseline, also in ``uns[key_added]``: ``n_random``, ``random_state``; ``baseline``, a
+  DataFrame with one row for the chosen features (``"chosen"``) and one per random set
+  (``"random_0"``, ...): their ``features`` (comma-separated) and the metrics; for each metric
+  ``m``: ``m`` (chosen features), ``m_random`` (median over the random sets) and ``m_pvalue``
+  (empirical, ``(1 + #sets at least as good) / (1 + n_random)``; NaN with ``n_random=0``);
+  ``dose_response``, a DataFrame with ``strength``, ``chosen``, ``random_median``,
+  ``random_q05``, ``random_q95`` of the metric named by ``dose_metric``."""
+
+
 doc_paired_returns = """\
 A new AnnData with two rows per steered cell (``obs['condition']`` ``"normal"`` /
 ``"perturbed"``, ``obs['cell']`` the original cell name, the original obs columns), ready for
@@ -66,7 +96,59 @@ def steer_params(run, *, sae_key: str, idx: np.ndarray, decoder: str) -> dict[st
     return out
 
 
-@doc_params(sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns)
+def _steer_chance(
+    adata: AnnData,
+    run,
+    idx: np.ndarray,
+    feats: np.ndarray,
+    rule: tuple[list, list, list],
+    *,
+    n_random: int,
+    strengths: np.ndarray,
+    seed: int,
+    expr_before: np.ndarray | None,
+    decode_kw: dict[str, Any],
+) -> dict[str, Any]:
+    """Baseline table, summaries and dose-response of a steering: the chosen features, then random sets.
+
+    ``rule``: each steered feature's mode, value and factor, applied to the random feature in its
+    place; ``expr_before``: the decoded expression of the unsteered cells (``None``: no decoder), each
+    draw's steered cells are decoded with ``decode_kw`` (arguments of :func:`decode_pair`).
+    """
+    modes, values, factors = rule
+    live = np.flatnonzero(run.act.getnnz(axis=0) > 0)
+    draws = [feats, *draw_sets(np.setdiff1d(live, feats), feats.size, n_random, np.random.default_rng(seed))]
+    z = run.act[idx].tocsc()
+    x = run.embedding(adata, idx)
+    rows, curves = [], []
+    for d in draws:
+        columns = run.act[:, d].tocsc()
+        amounts = [
+            resolve_amount(adata, columns[:, j].toarray().ravel(), values[j], factors[j], modes[j])
+            for j in range(d.size)
+        ]
+        old = np.asarray(z[:, d].toarray(), dtype=np.float64)
+        new = new_columns(old, modes, amounts)
+        w = run.w_dec[d]
+        curves.append([np.linalg.norm(scaled_change(old, new, s) @ w, axis=1).mean() for s in strengths])
+        step = (new - old) @ w
+        row = {"displacement": float(np.linalg.norm(step, axis=1).mean())}
+        if expr_before is not None:
+            after = decode_pair(adata, idx, (x + step,), **decode_kw)[0][0]
+            row["expression_shift"] = expression_shift(expr_before, after)
+        rows.append(row)
+    table = baseline_table(draws, rows)
+    out = {"n_random": n_random, "random_state": seed, "baseline": table}
+    for metric in table.columns[1:]:
+        out.update(summarise(table, metric, larger_is_better=True))
+    out.update({"dose_response": dose_table(strengths, np.asarray(curves)), "dose_metric": "displacement"})
+    return out
+
+
+@doc_params(
+    sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns,
+    chance=doc_chance, chance_returns=doc_chance_returns,
+)  # fmt: skip
 def steer(
     adata: AnnData,
     *,
@@ -80,6 +162,9 @@ def steer(
     sae_key: str = "sae",
     library_size: float | None = None,
     batch_size: int = 512,
+    n_random: int = 50,
+    strengths: Sequence[float] = STRENGTHS,
+    random_state: int | None = 0,
     key_added: str = "steer",
 ) -> AnnData:
     r"""Set, raise or knock out SAE features in chosen cells and predict their embedding and expression.
@@ -93,6 +178,16 @@ def steer(
     directions move (decoder weights ``adata.uns[sae_key]['weights']``). With an scvi-tools
     ``model`` (or a ``decode`` callable) the expression of both states is predicted at the same
     library size, batch and covariates of each cell.
+
+    **Against chance.** The same rule (mode, value, factor) is applied to ``n_random`` sets of as
+    many random live features in the same cells. ``displacement`` is the mean distance each cell
+    moves in the embedding, and with a decoder returning non-negative expression
+    ``expression_shift`` the mean share of a cell's predicted expression that moves (half the L1
+    distance of the library-normalised profiles); their p-values ask whether the chosen features
+    change the cells more than random ones steered the same way. A small displacement p-value
+    says the features matter for these cells (a knockout of features they use); setting any
+    feature to its maximum moves cells about as much, and then the p-value is large. The
+    dose-response curve is ``displacement`` per strength.
 
     Parameters
     ----------
@@ -115,6 +210,8 @@ def steer(
         stay >= 0), or ``"knockout"`` (set to 0 where active; ``value`` is ignored). One, or one
         per feature.
     {decoders}
+    {chance}
+    {random_state}
     {sae_key}
     {key_added}
 
@@ -124,7 +221,10 @@ def steer(
     * ``uns[key_added]``: per steered feature ``features``, ``mode``, ``value``, ``factor``,
       ``amount`` (activation set, amount added, or 0) and ``mean_change`` (mean :math:`z'_f - z_f`
       of the steered cells); ``sae_key``, ``sae_run_id`` (when the SAE run has one), ``use_rep``,
-      ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``).
+      ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``);
+    {chance_returns}
+      Metrics: ``displacement`` (the ``dose_metric``; larger is better) and, with a decoder
+      returning non-negative expression, ``expression_shift``.
     """
     run = steer_run(adata, sae_key)
     feats = resolve_features(features, run.n_features)
@@ -140,15 +240,20 @@ def steer(
             raise ValueError(msg)
         amounts.append(resolve_amount(adata, column, values[j], factors[j], modes[j]))
     check_decoder(adata, model, decode)
+    n_random, grid = check_chance_args(n_random, strengths)
+    seed = resolve_seed(random_state)
     idx = select_cells(adata, cells)
 
     x = run.embedding(adata, idx)
     z = run.act[idx]  # sparse: a dense cells x features copy can be far larger than the data
     z_new, dz = change_codes(z, feats, modes, amounts)
     x_new = x + dz @ run.w_dec[feats]
-    expr, decoder = decode_pair(
-        adata, idx, (x, x_new), model=model, decode=decode, library_size=library_size, batch_size=batch_size
-    )
+    kw = {"model": model, "decode": decode, "library_size": library_size, "batch_size": batch_size}
+    expr, decoder = decode_pair(adata, idx, (x, x_new), **kw)
+    chance = _steer_chance(
+        adata, run, idx, feats, (modes, values, factors), n_random=n_random, strengths=grid, seed=seed,
+        expr_before=expr[0] if expr is not None and min(e.min() for e in expr) >= 0 else None, decode_kw=kw,
+    )  # fmt: skip
     out = paired_result(
         adata, idx, x=x, x_new=x_new, z=z, z_new=z_new, expr=expr, decoder=decoder,
         library_size=library_size, use_rep=run.use_rep, sae_key=sae_key,
@@ -161,6 +266,11 @@ def steer(
         "amount": np.asarray(amounts, dtype=float),
         "mean_change": dz.mean(axis=0),
         **steer_params(run, sae_key=sae_key, idx=idx, decoder=decoder),
+        **chance,
     }
-    logger.info("steer: %d feature(s) changed in %d cells (decoder: %s)", feats.size, idx.size, decoder)
+    logger.info(
+        "steer: %d feature(s) changed in %d cells (decoder: %s); displacement %.3g (random median %.3g, p = %.3g)",
+        feats.size, idx.size, decoder, chance["displacement"], chance["displacement_random"],
+        chance["displacement_pvalue"],
+    )  # fmt: skip
     return out

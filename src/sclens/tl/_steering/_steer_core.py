@@ -131,6 +131,19 @@ def resolve_amount(adata: AnnData, column: np.ndarray, value: Any, factor: float
     return amount
 
 
+def new_columns(old: np.ndarray, modes: Sequence[str], amounts: Sequence[float]) -> np.ndarray:
+    """Return the new activations of the steered columns ``old`` (cells x features) by their modes and amounts."""
+    new = np.empty_like(old)
+    for j, (mode, amount) in enumerate(zip(modes, amounts, strict=True)):
+        if mode == "set":
+            new[:, j] = amount
+        elif mode == "add":
+            new[:, j] = np.maximum(old[:, j] + amount, 0.0)
+        else:
+            new[:, j] = 0.0
+    return new
+
+
 def change_codes(
     z: sparse.csr_matrix, features: np.ndarray, modes: Sequence[str], amounts: Sequence[float]
 ) -> tuple[sparse.csr_matrix, np.ndarray]:
@@ -140,14 +153,7 @@ def change_codes(
     non-negative); ``"knockout"``: 0.
     """
     old = np.asarray(z[:, features].toarray(), dtype=np.float64)
-    new = np.empty_like(old)
-    for j, (mode, amount) in enumerate(zip(modes, amounts, strict=True)):
-        if mode == "set":
-            new[:, j] = amount
-        elif mode == "add":
-            new[:, j] = np.maximum(old[:, j] + amount, 0.0)
-        else:
-            new[:, j] = 0.0
+    new = new_columns(old, modes, amounts)
     keep = np.ones(z.shape[1], dtype=np.float32)
     keep[features] = 0.0
     cols = sparse.csr_matrix(new.astype(np.float32))

@@ -15,7 +15,17 @@ from ..._docs import doc_params
 from ..._network import GeneSetsLike
 from ..._readers import result
 from ..._utils import resolve_seed
-from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
+from ._chance import (
+    STRENGTHS,
+    baseline_table,
+    check_chance_args,
+    dose_table,
+    draw_sets,
+    log2_ratio,
+    scaled_change,
+    summarise,
+)
+from ._steer import doc_chance, doc_chance_returns, doc_decoders, doc_paired_returns, doc_sae_key, steer_params
 from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, select_cells, steer_run
 
 logger = logging.getLogger("sclens")
@@ -71,14 +81,26 @@ def target_markers(
 
     Ratios of the means of library-normalised (decoded) expression, with 1e-5 added to each mean.
     """
-    frac = [e / np.maximum(e.sum(axis=1, keepdims=True), 1e-12) for e in (expr_src, expr_tgt)]
-    lfc = np.log2((frac[1].mean(axis=0) + 1e-5) / (frac[0].mean(axis=0) + 1e-5))
+    lfc = log2_ratio(expr_src, expr_tgt)
     order = np.argsort(-lfc, kind="stable")
     order = order[lfc[order] > 0][:n_markers]
     return np.asarray(var_names[order]).astype(str), lfc
 
 
-def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected_lfc: np.ndarray) -> dict[str, Any]:
+def expression_scores(lfc: np.ndarray, is_marker: np.ndarray, expected: np.ndarray) -> dict[str, float]:
+    """Return ``marker_shift`` and ``de_correlation`` of a steering's log2 ratios ``lfc``.
+
+    ``marker_shift``: median log2 ratio of the markers minus that of the other genes;
+    ``de_correlation``: Spearman correlation of the log2 ratios with the target-vs-source ones.
+    """
+    ok = np.isfinite(lfc) & np.isfinite(expected)
+    return {
+        "marker_shift": float(np.median(lfc[is_marker & ok]) - np.median(lfc[~is_marker & ok])),
+        "de_correlation": float(stats.spearmanr(lfc[ok], expected[ok]).statistic),
+    }
+
+
+def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any) -> dict[str, Any]:
     """DE of perturbed vs normal cells (``sl.tl.contrast``), and whether the target's markers go up."""
     from ..._network import as_network
     from .._annotation._annotate import contrast
@@ -112,13 +134,12 @@ def marker_report(out: AnnData, markers: np.ndarray, gene_sets: Any, *, expected
             stats.mannwhitneyu(lfc[is_marker & ok], lfc[~is_marker & ok], alternative="greater").pvalue
         ),
         "markers_enriched": bool(len(hit)),
-        "de_correlation": float(stats.spearmanr(lfc[ok], expected_lfc[ok]).statistic),
         "n_pairs_tested": int(keep.sum() // 2),
     }
 
 
 def _select(adata: AnnData, run, src: np.ndarray, tgt: np.ndarray, max_features: int, seed: int, max_cells: int):
-    """Chosen features (SAE indices), their target means, the objective trace and the target centroid."""
+    """Chosen features (SAE indices), their target means, the objective trace, the target centroid, all target means."""
     mu_t = run.embedding(adata, tgt).mean(axis=0)
     cand, m_t = _candidates(run.act[src], run.act[tgt], run.w_dec)
     if cand.size == 0:
@@ -136,10 +157,65 @@ def _select(adata: AnnData, run, src: np.ndarray, tgt: np.ndarray, max_features:
         )
         raise ValueError(msg)
     feats = cand[chosen]
-    return feats, m_t[feats], np.asarray(objective), mu_t
+    return feats, m_t[feats], np.asarray(objective), mu_t, m_t
 
 
-@doc_params(sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns)
+def _towards_chance(
+    adata: AnnData,
+    run,
+    src: np.ndarray,
+    feats: np.ndarray,
+    mu_t: np.ndarray,
+    m_t: np.ndarray,
+    *,
+    n_random: int,
+    strengths: np.ndarray,
+    seed: int,
+    scores_of: Any,
+) -> dict[str, Any]:
+    """Distance ratios (and expression scores) of the chosen features and of random sets set to the target means.
+
+    Random features are drawn among the other features active in the source or the target.
+    ``scores_of(x_new)``: :func:`expression_scores` of the source cells moved to ``x_new`` (``None``: no decoder).
+    """
+    m_s = np.asarray(run.act[src].mean(axis=0)).ravel()
+    pool = np.setdiff1d(np.flatnonzero((m_s > 0) | (m_t > 0)), feats)
+    draws = [feats, *draw_sets(pool, feats.size, n_random, np.random.default_rng(seed))]
+    z = run.act[src].tocsc()
+    x = run.embedding(adata, src)
+    offset = x - mu_t[None, :]
+    before = float(np.linalg.norm(offset, axis=1).mean())
+    rows, curves, dists = [], [], []
+    for d in draws:
+        old = np.asarray(z[:, d].toarray(), dtype=np.float64)
+        new = np.broadcast_to(m_t[d], old.shape)
+        w = run.w_dec[d]
+        curves.append(
+            [np.linalg.norm(offset + scaled_change(old, new, s) @ w, axis=1).mean() / before for s in strengths]
+        )
+        step = (new - old) @ w
+        dists.append(np.linalg.norm(offset + step, axis=1))
+        row = {"distance_ratio": float(dists[-1].mean() / before)}
+        if scores_of is not None:
+            row.update(scores_of(x + step))
+        rows.append(row)
+    table = baseline_table(draws, rows)
+    out = {"distance_before": before, "distance_after": float(dists[0].mean())}
+    out.update({"n_random": n_random, "random_state": seed, "baseline": table})
+    out.update(summarise(table, "distance_ratio", larger_is_better=False))
+    for metric in ("marker_shift", "de_correlation"):
+        if metric in table:
+            out.update(summarise(table, metric, larger_is_better=True))
+    median_random = np.median(dists[1:], axis=0) if n_random else None
+    out["frac_closer_than_random"] = float("nan") if median_random is None else float((dists[0] < median_random).mean())
+    out.update({"dose_response": dose_table(strengths, np.asarray(curves)), "dose_metric": "distance_ratio"})
+    return out
+
+
+@doc_params(
+    sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns,
+    chance=doc_chance, chance_returns=doc_chance_returns,
+)  # fmt: skip
 def steer_towards(
     adata: AnnData,
     *,
@@ -155,6 +231,8 @@ def steer_towards(
     library_size: float | None = None,
     batch_size: int = 512,
     max_cells: int = 2000,
+    n_random: int = 50,
+    strengths: Sequence[float] = STRENGTHS,
     random_state: int | None = 0,
     key_added: str = "steer_towards",
 ) -> AnnData:
@@ -175,13 +253,23 @@ def steer_towards(
     group (at most 2,000, those with the largest mean shift times decoder norm); selection runs on
     at most ``max_cells`` source cells.
 
-    **Report.** ``frac_closer``: the fraction of source cells whose steered embedding is closer
-    (Euclidean, in ``use_rep``) to the target centroid than before. With a decoder, the target's
-    marker genes (``markers``, or the ``n_markers`` genes most up in the decoded target vs
+    **Report.** ``distance_ratio``: the mean Euclidean distance (in ``use_rep``) of the steered
+    source cells to the target centroid divided by that before steering. With a decoder, the
+    target's marker genes (``markers``, or the ``n_markers`` genes most up in the decoded target vs
     source expression) are checked in the DE of perturbed vs normal source cells run with
     :func:`sclens.tl.contrast` on the predicted counts (so only with a decoder at count scale:
     ``model`` with ``library_size=None``, or a ``decode`` returning non-negative values; cell pairs
     with no predicted count are left out of the DE).
+
+    **Against chance.** Moving cells towards a centroid is easy: setting random features to the
+    target's means brings every source cell closer too (measured numbers in the docs page
+    "Steering: what it predicts and when to trust it"). So ``n_random`` sets of as many random features
+    active in the source or the target are set to their target means in the same cells, and the
+    chosen features' ``distance_ratio``, ``marker_shift`` and ``de_correlation`` are reported next
+    to the random draws' with empirical p-values. ``frac_closer_than_random`` is the fraction of
+    source cells that end closer to the target centroid than under the median random draw (about
+    0.5 when the choice is no better than chance). The dose-response curve is ``distance_ratio``
+    per strength.
 
     Parameters
     ----------
@@ -204,6 +292,7 @@ def steer_towards(
     {sae_key}
     max_cells
         At most this many source cells (a random subset) are used to choose the features; all are steered.
+    {chance}
     {random_state}
     {key_added}
 
@@ -212,13 +301,20 @@ def steer_towards(
     {paired_returns}
     * ``uns[key_added]``: as :func:`steer` (``features``, ``amount`` = the target means,
       ``mean_change``, ...) plus ``source``, ``target``, ``objective`` (:math:`J` before and after
-      each chosen feature), ``target_centroid``, ``frac_closer``, ``distance_before`` /
-      ``distance_after`` (mean distance to the centroid), ``n_target``; with a decoder also
-      ``markers``, ``markers_up`` (fraction of markers with log2 fold change > 0),
-      ``markers_log2fc`` / ``others_log2fc`` (medians), ``markers_rank_pvalue`` (one-sided
-      Mann-Whitney test, markers vs other genes), ``markers_enriched`` (the marker set passes the
-      contrast's enrichment test) and ``de_correlation`` (Spearman correlation of the steering's
-      log2 fold changes with the target-vs-source ones);
+      each chosen feature), ``target_centroid``, ``distance_before`` / ``distance_after`` (mean
+      distance to the centroid), ``n_target``; with a decoder also ``markers``, ``markers_up``
+      (fraction of markers with DE log2 fold change > 0), ``markers_log2fc`` / ``others_log2fc``
+      (DE medians), ``markers_rank_pvalue`` (one-sided Mann-Whitney test, markers vs other
+      genes), ``markers_enriched`` (the marker set passes the contrast's enrichment test),
+      ``n_pairs_tested``;
+    {chance_returns}
+      Metrics: ``distance_ratio`` (the ``dose_metric``; lower is better) and, with a decoder,
+      ``marker_shift`` (median log2 ratio of the markers minus that of the other genes) and
+      ``de_correlation`` (Spearman correlation of the steering's log2 ratios with the
+      target-vs-source ones); these log2 ratios are of the mean library-normalised predicted
+      expression, perturbed / normal, computed the same way for every set (no DE test). Also
+      ``frac_closer_than_random``: the fraction of source cells closer to the target centroid
+      than under the median random set;
     * ``uns['contrast']``: the DE (``de``) and enriched gene sets (``results``) of perturbed vs normal.
     """
     run = steer_run(adata, sae_key)
@@ -231,35 +327,48 @@ def steer_towards(
         raise ValueError(msg)
     check_decoder(adata, model, decode)
     given_markers = None if markers is None else _check_markers(markers, adata.var_names)
-    feats, amounts, objective, mu_t = _select(adata, run, src, tgt, max_features, resolve_seed(random_state), max_cells)
+    n_random, grid = check_chance_args(n_random, strengths)
+    seed = resolve_seed(random_state)
+    feats, amounts, objective, mu_t, m_t = _select(adata, run, src, tgt, max_features, seed, max_cells)
 
     x = run.embedding(adata, src)
     z = run.act[src]
     z_new, dz = change_codes(z, feats, ["set"] * feats.size, amounts)
     x_new = x + dz @ run.w_dec[feats]
-    dist = [np.linalg.norm(e - mu_t[None, :], axis=1) for e in (x, x_new)]
     kw = {"model": model, "decode": decode, "library_size": library_size, "batch_size": batch_size}
     expr, decoder = decode_pair(adata, src, (x, x_new), **kw)
     out = paired_result(
         adata, src, x=x, x_new=x_new, z=z, z_new=z_new, expr=expr, decoder=decoder,
         library_size=library_size, use_rep=run.use_rep, sae_key=sae_key,
     )  # fmt: skip
+    scores_of = chosen = None
+    if expr is not None and "counts" in out.layers:
+        expr_tgt = decode_pair(adata, tgt, (run.embedding(adata, tgt),), **kw)[0][0]
+        found, expected = target_markers(expr[0], expr_tgt, adata.var_names, n_markers)
+        chosen = found if given_markers is None else given_markers
+        is_marker = adata.var_names.isin(chosen)
+
+        def scores_of(x_moved: np.ndarray) -> dict[str, float]:
+            moved = decode_pair(adata, src, (x_moved,), **kw)[0][0]
+            return expression_scores(log2_ratio(expr[0], moved), is_marker, expected)
+
+    chance = _towards_chance(
+        adata, run, src, feats, mu_t, m_t, n_random=n_random, strengths=grid, seed=seed, scores_of=scores_of
+    )
     info = {
         "features": feats, "mode": np.full(feats.size, "set"), "value": np.full(feats.size, "target mean"),
         "factor": np.ones(feats.size), "amount": amounts, "mean_change": dz.mean(axis=0),
         **steer_params(run, sae_key=sae_key, idx=src, decoder=decoder),
         "source": _describe(source), "target": _describe(target), "n_target": int(tgt.size),
-        "objective": objective, "target_centroid": mu_t,
-        "frac_closer": float((dist[1] < dist[0]).mean()),
-        "distance_before": float(dist[0].mean()), "distance_after": float(dist[1].mean()),
+        "objective": objective, "target_centroid": mu_t, **chance,
     }  # fmt: skip
-    if expr is not None and "counts" in out.layers:
-        expr_tgt = decode_pair(adata, tgt, (run.embedding(adata, tgt),), **kw)[0][0]
-        found, expected = target_markers(expr[0], expr_tgt, adata.var_names, n_markers)
-        chosen = found if given_markers is None else given_markers
-        info.update(marker_report(out, chosen, gene_sets, expected_lfc=expected))
+    if chosen is not None:
+        info.update(marker_report(out, chosen, gene_sets))
     out.uns[key_added] = info
-    logger.info("steer_towards: %d features, %.0f%% of cells closer", feats.size, 100 * info["frac_closer"])
+    logger.info(
+        "steer_towards: %d features, distance to the target x%.2f (random sets x%.2f, p = %.3g)",
+        feats.size, info["distance_ratio"], info["distance_ratio_random"], info["distance_ratio_pvalue"],
+    )  # fmt: skip
     return out
 
 
