@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import time
 from pathlib import Path
 
@@ -193,8 +194,14 @@ def run(
     nulls: tuple[str, ...] = ("cells", "genes"),
     cache: Path | None = None,
     variants: tuple[str, ...] = ("counts", "model"),
+    settings: dict | None = None,
 ):
-    """Run the benchmark; return ``{variant: (table, null line, seconds)}`` and the AnnData."""
+    """Run the benchmark; return ``{variant: (table, null line, seconds)}`` and the AnnData.
+
+    ``settings``: arguments passed to ``annotate_features`` and ``contrast`` on top of their defaults
+    (e.g. an earlier engine's ``{"independent_filter": True, "max_de_genes": None}``).
+    """
+    settings = dict(settings or {})
     adata = sl.datasets.immune559_counts()
     adata.obs["cell_type"] = call_cell_types(adata)
     model = scvi_model(adata, n_epochs=n_epochs, cache=cache)
@@ -208,7 +215,7 @@ def run(
         key, null_key = f"sae_go_{variant}", f"annotation_null_{variant}"
         kw = {"layer": "counts"} if variant == "counts" else {"model": model}
         t0 = time.perf_counter()
-        sl.tl.annotate_features(adata, gene_sets=go, key_added=key, **kw)
+        sl.tl.annotate_features(adata, gene_sets=go, key_added=key, **kw, **settings)
         seconds = time.perf_counter() - t0
         try:
             sl.tl.annotation_null(
@@ -219,7 +226,7 @@ def run(
         except Exception as err:  # the "before" engine fails on the model path: report it
             line = f"null failed: {type(err).__name__}: {' '.join(str(err).split())[:160]}"
             null_key = None
-        ceil = ceiling(adata, gene_sets=go, vocab=vocab, **kw)
+        ceil = ceiling(adata, gene_sets=go, vocab=vocab, **kw, **settings)
         table = biology_table(adata, annotation_key=key, null_key=null_key, vocab=vocab, ceil=ceil)
         out[variant] = (table, line, seconds)
     return out, adata
@@ -230,10 +237,12 @@ def main():
     ap.add_argument("--epochs", type=int, default=200, help="scVI training epochs")
     ap.add_argument("--permutations", type=int, default=3, help="permutations per null")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "sclens-bench"), help="scVI model cache")
+    ap.add_argument("--settings", default="{}", help="JSON of annotate_features arguments beyond the defaults")
     ap.add_argument("--label", default="after", help="name of the stored table: results/biology_<label>.md")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    out, adata = run(n_epochs=args.epochs, n_permutations=args.permutations, cache=Path(args.cache))
+    settings = json.loads(args.settings)
+    out, adata = run(n_epochs=args.epochs, n_permutations=args.permutations, cache=Path(args.cache), settings=settings)
     feats = adata.uns["sae"]["features"]
     lines = [
         f"# benchmarks/biology.py ({args.label})",
@@ -242,7 +251,8 @@ def main():
         f"`fit_sae` defaults: {len(feats)} features, {int((feats['kind'] == 'local').sum())} local, "
         f"{int((feats['kind'] == 'global').sum())} global; cell types: "
         + ", ".join(f"{k} {v}" for k, v in adata.obs["cell_type"].value_counts().items())
-        + f"; {args.permutations} permutation(s) per null; total {time.perf_counter() - t0:.0f} s.",
+        + f"; {args.permutations} permutation(s) per null; total {time.perf_counter() - t0:.0f} s"
+        + (f"; annotation settings {settings}." if settings else "."),
     ]
     for variant, (table, line, seconds) in out.items():
         expr = "observed counts (`layer='counts'`)" if variant == "counts" else "scVI predicted expression (`model=`)"
