@@ -31,7 +31,7 @@ def test_planted_programs_fast(toy_annot_copy):
     # the tiny feature (active in 4 cells) is tested on all 4; the dead feature left out by features=None
     assert ad.uns["sae_go"]["skipped"].empty
     assert table.loc[str(N_PROG + 1), ["n_high", "skip_reason"]].tolist() == [4, ""]
-    assert table.loc["0", "n_high"] == 15 and table.loc["0", "n_low"] == 1000  # 1 % of 1,500 cells
+    assert table.loc["0", "n_high"] == 50 and table.loc["0", "n_low"] == 1000  # min_high: 1 % of 1,500 is 15
     assert (ad.uns["sae_go"]["params"]["features"] == np.arange(N_PROG + 2)).all()
     # the default rule: BH-adjusted p < 0.05 within each feature; the best term's padj in the table
     assert (res["padj"] < 0.05).all() and ad.uns["sae_go"]["params"]["alpha"] == 0.05

@@ -114,7 +114,7 @@ def test_cli_help_shows_the_api_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["annotate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    for flag, value in [("--high-quantile", 0.99), ("--min-high", 10), ("--n-low", 1000), ("--alpha", 0.05)]:
+    for flag, value in [("--high-quantile", 0.99), ("--min-high", 50), ("--n-low", 1000), ("--alpha", 0.05)]:
         assert flag in out and f"(default: {value})" in out
 
 
@@ -129,7 +129,7 @@ def test_features_table_records_sets_and_reasons(toy_annot, tmp_path):
     table = ad.uns["sae"]["features"]
     assert table.loc["17", "skip_reason"] == "active in 1 selected cell(s); a group needs at least 2"
     assert table.loc["17", ["n_terms", "label", "n_high"]].tolist() == [0, "", 1]
-    assert table.loc["0", "skip_reason"] == "" and table.loc["0", "n_high"] == 15
+    assert table.loc["0", "skip_reason"] == "" and table.loc["0", "n_high"] == 50  # min_high: 1 % of 1,500 is 15
     ad.write_h5ad(tmp_path / "a.h5ad")
     back = anndata.read_h5ad(tmp_path / "a.h5ad").uns["sae"]["features"]
     cols = ["n_terms", "best_term", "best_padj", "n_high", "n_low", "skip_reason", "label"]

@@ -83,7 +83,7 @@ def cmd_specificity(args: argparse.Namespace) -> None:
 
 
 #: defaults of ``sl.tl.annotate_features`` shown by ``sclens annotate --help`` (a test keeps them equal)
-ANNOTATE_DEFAULTS = {"high_quantile": 0.99, "n_low": 1000, "min_high": 10, "de_method": "fast"}
+ANNOTATE_DEFAULTS = {"high_quantile": 0.99, "n_low": 1000, "min_high": 50, "de_method": "fast"}
 
 
 def cmd_annotate(args: argparse.Namespace) -> None:

@@ -85,7 +85,7 @@ def annotate_features(
     high_quantile: float = 0.99,
     low_quantile: float | None = None,
     n_low: int = 1000,
-    min_high: int = 10,
+    min_high: int = 50,
     cells: Mapping[str, Any] | np.ndarray | None = None,
     de_method: DEMethod = "fast",
     enrichment: Enrichment = "ora",
@@ -173,7 +173,10 @@ def annotate_features(
         Maximum size of the low set.
     min_high
         Smallest high set: with few cells the ``min_high`` most active cells are taken (all active
-        cells when fewer are active).
+        cells when fewer are active). It decides the high set below ``min_high / (1 - high_quantile)``
+        cells (5,000 at the defaults); on 559 real immune cells 50 rather than 10 cells lets 3 of 7
+        NK features (was 0) carry NK vocabulary and 30 of 33 macrophage features their markers
+        (``benchmarks/biology.py``), with the planted null at 0 of 240.
     cells
         Cells both sets are drawn from: ``{{obs column: value or list of values}}`` or a boolean
         mask over cells; ``None``: all cells.
