@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..._columns import write_columns
 from ..._docs import doc_params
-from ..._readers import sae_run, store_result
+from ..._readers import result, sae_run, store_result
 from ..._utils import as_dense_float32, check_key_added, get_rep, progress, writable
 from .._specificity import _group_codes, feature_specificity
 from ._consensus import consensus_weights
@@ -68,7 +68,7 @@ def match_decoders(ref: np.ndarray, other: np.ndarray, other_live: np.ndarray | 
 
 def _seed_row(fitted: AnnData, groupby: str | None) -> dict[str, float]:
     """FVU, L0, live / dead (and with ``groupby`` local / global) counts of one refit (the paper's table S6)."""
-    run = fitted.uns["sae"]
+    run = sae_run(fitted, "sae", need=("metrics",))
     act = sparse.csr_matrix(fitted.obsm["X_sae"])
     n_features = act.shape[1]
     n_dead = int((np.diff(act.tocsc().indptr) == 0).sum())
@@ -76,7 +76,7 @@ def _seed_row(fitted: AnnData, groupby: str | None) -> dict[str, float]:
            "n_live": n_features - n_dead, "n_dead": n_dead}  # fmt: skip
     if groupby is not None:
         feature_specificity(fitted, groupby=groupby)
-        params = run["specificity"]["params"]
+        params = result(fitted, "specificity", key="specificity", parent="sae")["params"]
         row.update(n_local=params["n_local"], n_global=params["n_global"])
     return row
 
@@ -86,7 +86,7 @@ def _store_consensus(adata: AnnData, sae_key: str, key: str, runs: list, matched
     from ...sae import from_arrays, get_architecture
     from .._fit import encode
 
-    params = dict(adata.uns[sae_key]["params"])
+    params = dict(sae_run(adata, sae_key, need=("params",))["params"])
     n_keep = int(keep.sum())
     top_k = get_architecture(str(params.get("architecture", "topk"))).uses_k  # the registry says which use k
     if n_keep == 0 or (top_k and n_keep <= int(params.get("k", 0))):
@@ -101,7 +101,7 @@ def _store_consensus(adata: AnnData, sae_key: str, key: str, runs: list, matched
         logger.warning("feature_stability: consensus %s", note)
         return note
     encode(adata, sae=model, use_rep=str(params["use_rep"]), key_added=key)
-    cons = adata.uns[key]
+    cons = sae_run(adata, key, need=("params", "features"))
     cons["params"]["consensus_of"] = sae_key
     ids = pd.DataFrame({"reference_feature": np.flatnonzero(keep).astype(np.int64)}, index=cons["features"].index)
     write_columns(adata, key, ids, writer="sl.tl.feature_stability")
@@ -222,8 +222,9 @@ def feature_stability(
     for j, seed in enumerate(progress(seeds, desc="feature_stability", unit="seed")):
         fitted = fit_sae(light, use_rep="X_rep", random_state=seed, key_added="sae", copy=True, **kw)
         other_live = np.diff(sparse.csr_matrix(fitted.obsm["X_sae"]).tocsc().indptr) > 0
-        matched[:, j], cosine[:, j] = match_decoders(ref, fitted.uns["sae"]["weights"]["W_dec"], other_live)
-        weights.append(dict(fitted.uns["sae"]["weights"]))
+        refit = sae_run(fitted, "sae", arrays=("W_dec",))
+        matched[:, j], cosine[:, j] = match_decoders(ref, refit["weights"]["W_dec"], other_live)
+        weights.append(dict(refit["weights"]))
         row = _seed_row(fitted, groupby)
         row["share_reproduced"] = float((cosine[live, j] >= threshold).mean()) if live.any() else np.nan
         row["median_cosine"] = float(np.median(cosine[live, j])) if live.any() else np.nan
