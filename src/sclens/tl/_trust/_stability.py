@@ -24,7 +24,9 @@ logger = logging.getLogger("sclens")
 # fit_sae arguments rebuilt from a run's params (SAEConfig fields other than the sizes go to sae_kwargs)
 _FIT_ARGS = ("n_features", "architecture", "k", "l1_weight", "aux_k", "aux_weight", "lr", "batch_size",
              "validation_fraction")  # fmt: skip
-_SAE_KWARGS = ("dead_steps", "b_dec_init", "center", "scale")
+_SAE_KWARGS = ("dead_steps", "b_dec_init", "center", "scale", "architecture_options")
+# recorded trainer_kwargs that set the training schedule (the hardware ones are this machine's choice)
+_SCHEDULE = ("min_steps", "max_steps", "patience", "eval_every")
 
 
 def refit_kwargs(params: dict, overrides: dict | None) -> dict[str, Any]:
@@ -32,7 +34,10 @@ def refit_kwargs(params: dict, overrides: dict | None) -> dict[str, Any]:
     kw: dict[str, Any] = {k: params[k] for k in _FIT_ARGS if k in params}
     epochs = params.get("n_epochs", "auto")
     kw["n_epochs"] = None if epochs == "auto" else int(epochs)
-    kw["sae_kwargs"] = {k: params[k] for k in _SAE_KWARGS if k in params}
+    kw["sae_kwargs"] = {k: dict(params[k]) if k == "architecture_options" else params[k]
+                        for k in _SAE_KWARGS if k in params}  # fmt: skip
+    trainer = params.get("trainer_kwargs", {})
+    kw["trainer_kwargs"] = {k: int(trainer[k]) for k in _SCHEDULE if k in trainer}
     reserved = {"random_state", "key_added", "copy", "use_rep"} & set(overrides or {})
     if reserved:
         msg = f"{sorted(reserved)} are set by feature_stability; remove them from fit_kwargs."
@@ -151,11 +156,12 @@ def feature_stability(
     """Seed stability of every SAE feature: whether it is found again when the SAE is trained with another seed.
 
     The run ``adata.uns[sae_key]`` is refitted ``n_seeds`` times with :func:`sclens.tl.fit_sae` on
-    the same embedding with the same settings (width, architecture, ``k``, learning rate, epochs,
-    batch size, validation split, ...) and only the seed changed. The decoder directions of each
-    refit are matched one-to-one to the stored run's by the Hungarian assignment
-    (:func:`scipy.optimize.linear_sum_assignment`) on ``|cosine|`` (dead refit features are not
-    matched). A feature's ``stability`` is the median, over the refits, of the ``|cosine|`` of its
+    the same embedding with the same settings (width, architecture and its options, ``k``, learning
+    rate, epochs, batch size, validation split, the schedule of ``trainer_kwargs``: ``min_steps``,
+    ``max_steps``, ``patience``, ``eval_every``, ...) and only the seed changed. The decoder
+    directions of each refit are matched one-to-one to the stored run's by the Hungarian
+    assignment (:func:`scipy.optimize.linear_sum_assignment`) on ``|cosine|`` (dead refit features
+    are not matched). A feature's ``stability`` is the median, over the refits, of the ``|cosine|`` of its
     matched direction: 1 means it is found again exactly, values near the cosine of random
     directions mean it is an accident of one seed. The run-level ``share_reproduced`` is the
     fraction of live features with ``stability >= threshold`` (Paulo & Belrose 2025 use 0.9 and
