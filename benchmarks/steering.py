@@ -56,7 +56,7 @@ def pbmc(epochs: int) -> pd.DataFrame:
         info = out.uns["steer_towards"]
         rows[f"{source} -> {target}"] = {
             "n_features": len(info["features"]),
-            **{c: info[c] for c in COLUMNS},
+            **{c: info["params"][c] for c in COLUMNS},
             "seconds": time.perf_counter() - t0,
         }
     return pd.DataFrame.from_dict(rows, orient="index")

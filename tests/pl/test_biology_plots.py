@@ -125,7 +125,7 @@ def test_steering_several_features_and_target(toy):
     fig = steering(out, kind="features", return_fig=True)
     ax = fig.axes[0]
     widths = sorted(p.get_width() for p in ax.patches)
-    np.testing.assert_allclose(widths, sorted(out.uns["steer"]["mean_change"]), rtol=1e-6)
+    np.testing.assert_allclose(widths, sorted(out.uns["steer"]["features"]["mean_change"]), rtol=1e-6)
     assert ax.get_title() == "3 features steered (add, knockout, set)"
     assert [t.get_text() for t in ax.get_yticklabels()] == [
         "feature 0 (knockout)",

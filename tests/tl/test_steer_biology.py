@@ -67,7 +67,7 @@ def test_steering_the_best_matching_feature_moves_its_programs_genes(sim, mode):
     sign = -1 if mode == "knockout" else 1
     top = np.argsort(-sign * stat, kind="stable")[: genes.size]
     assert np.isin(top, genes).mean() >= 0.8
-    assert out.uns["steer"]["mode"][0] == mode
+    assert out.uns["steer"]["features"]["mode"].iloc[0] == mode
 
 
 def test_steer_towards_on_simulated_cell_types(sim):
@@ -77,11 +77,12 @@ def test_steer_towards_on_simulated_cell_types(sim):
     out = sl.tl.steer_towards(
         sim, source={"cell_type": types[src]}, target={"cell_type": types[tgt]}, decode=_decoder(sim), max_features=10
     )
-    info = out.uns["steer_towards"]
+    rec = out.uns["steer_towards"]
+    info = rec["params"]
     assert info["frac_closer"] >= 0.9
     assert info["distance_after"] < 0.5 * info["distance_before"]
-    assert np.all(np.diff(info["objective"]) < 0)
-    assert len(info["objective"]) == len(info["features"]) + 1
+    assert np.all(np.diff(rec["objective"]) < 0)
+    assert len(rec["objective"]) == len(rec["features"]) + 1
     # the target's markers (decoded target vs source) go up; the steering agrees with the real difference
     assert info["markers_up"] >= 0.9
     assert info["markers_rank_pvalue"] < 1e-3

@@ -24,7 +24,7 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
     Extra points: the target centroid of :func:`sclens.tl.steer_towards` (0 x 2 when absent).
     """
     info = steering_info(adata, steer_key)
-    emb = np.asarray(adata.obsm[info["use_rep"]], dtype=np.float64)
+    emb = np.asarray(adata.obsm[info["params"]["use_rep"]], dtype=np.float64)
     extra = np.asarray(info.get("target_centroid", np.zeros((0, emb.shape[1]))), dtype=np.float64).reshape(
         -1, emb.shape[1]
     )
@@ -40,16 +40,17 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
 
 
 def _title(info: dict, kind: str) -> str:
-    feats, modes = np.atleast_1d(info["features"]), np.atleast_1d(info["mode"])
-    if "source" in info and kind == "embedding":
-        src, tgt = (str(info[k]).split("=", 1)[-1] for k in ("source", "target"))
-        return f"{src} \u2192 {tgt}\n{100 * float(info['frac_closer']):.0f}% of cells closer"
+    table, params = info["features"], info["params"]
+    feats, modes = table.index.to_numpy(), table["mode"].astype(str).to_numpy()
+    if "source" in params and kind == "embedding":
+        src, tgt = (str(params[k]).split("=", 1)[-1] for k in ("source", "target"))
+        return f"{src} \u2192 {tgt}\n{100 * float(params['frac_closer']):.0f}% of cells closer"
     if feats.size > 1:
         return f"{feats.size} features steered ({', '.join(sorted(set(modes.astype(str))))})"
     if str(modes[0]) == "knockout":
         return f"feature {feats[0]} knocked out"
     verb = "raised by" if str(modes[0]) == "add" else "steered to"
-    return f"feature {feats[0]} {verb} {float(np.atleast_1d(info['amount'])[0]):.3g}"
+    return f"feature {feats[0]} {verb} {float(table['amount'].iloc[0]):.3g}"
 
 
 def _embedding(ax: Axes, adata: AnnData, info: dict, steer_key: str, *, max_pairs, palette, size, seed) -> None:
@@ -98,9 +99,9 @@ def _bar_label(feature: int, mode: str, label: str, width: int = 36) -> str:
 
 
 def _features(ax: Axes, info: dict, *, max_features: int, palette, names: Mapping[int, str]) -> None:
-    feats = np.atleast_1d(info["features"])
-    change = np.atleast_1d(np.asarray(info["mean_change"], dtype=float))
-    modes = np.atleast_1d(info["mode"]).astype(str)
+    table = info["features"]
+    feats, modes = table.index.to_numpy(), table["mode"].astype(str).to_numpy()
+    change = table["mean_change"].to_numpy(dtype=float)
     order = np.argsort(-np.abs(change), kind="stable")[:max_features][::-1]
     labels = [_bar_label(int(feats[i]), modes[i], names.get(int(feats[i]), "")) for i in order]
     ax.barh(np.arange(order.size), change[order], color=[palette[1] if c >= 0 else palette[0] for c in change[order]])
@@ -166,8 +167,8 @@ def steering(
     if len(palette) < 2:
         msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
         raise ValueError(msg)
-    n_feat = np.atleast_1d(info["features"]).size
-    names = _feature_labels(labels, str(info.get("sae_key", "sae")))
+    n_feat = len(info["features"])
+    names = _feature_labels(labels, str(info["params"].get("sae_key", "sae")))
     size_fig = (5.2, 4) if kind == "embedding" else (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features))
     fig, ax_ = new_or_given_ax(ax, figsize=size_fig, layout="constrained")
     if kind == "embedding":

@@ -7,10 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
 from ..._features import resolve_features
+from ..._readers import store_result
 from ._steer_core import (
     change_codes,
     check_decoder,
@@ -64,6 +66,20 @@ def steer_params(run, *, sae_key: str, idx: np.ndarray, decoder: str) -> dict[st
     if run.run_id is not None:
         out["sae_run_id"] = run.run_id
     return out
+
+
+def steered_table(feats: np.ndarray, modes, values, factors, amounts, mean_change: np.ndarray) -> pd.DataFrame:
+    """One row per steered feature, in the order given (index ``feature``: the feature numbers)."""
+    return pd.DataFrame(
+        {
+            "mode": np.asarray([str(m) for m in modes], dtype=object),
+            "value": np.asarray([str(v) for v in values], dtype=object),
+            "factor": np.asarray(factors, dtype=np.float64),
+            "amount": np.asarray(amounts, dtype=np.float64),
+            "mean_change": np.asarray(mean_change, dtype=np.float64),
+        },
+        index=pd.Index(np.asarray(feats, dtype=np.int64), name="feature"),
+    )
 
 
 @doc_params(sae_key=doc_sae_key, decoders=doc_decoders, paired_returns=doc_paired_returns)
@@ -121,10 +137,12 @@ def steer(
     Returns
     -------
     {paired_returns}
-    * ``uns[key_added]``: per steered feature ``features``, ``mode``, ``value``, ``factor``,
-      ``amount`` (activation set, amount added, or 0) and ``mean_change`` (mean :math:`z'_f - z_f`
-      of the steered cells); ``sae_key``, ``sae_run_id`` (when the SAE run has one), ``use_rep``,
-      ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``).
+    * ``uns[key_added]['features']``: DataFrame, one row per steered feature (index ``feature``, the
+      feature numbers in the order given) with ``mode``, ``value``, ``factor``, ``amount``
+      (activation set, amount added, or 0) and ``mean_change`` (mean :math:`z'_f - z_f` of the
+      steered cells);
+    * ``uns[key_added]['params']``: ``sae_key``, ``sae_run_id`` (when the SAE run has one),
+      ``use_rep``, ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``).
     """
     run = steer_run(adata, sae_key)
     feats = resolve_features(features, run.n_features)
@@ -153,14 +171,10 @@ def steer(
         adata, idx, x=x, x_new=x_new, z=z, z_new=z_new, expr=expr, decoder=decoder,
         library_size=library_size, use_rep=run.use_rep, sae_key=sae_key,
     )  # fmt: skip
-    out.uns[key_added] = {
-        "features": feats,
-        "mode": np.asarray(modes, dtype=str),
-        "value": np.asarray([str(v) for v in values]),
-        "factor": np.asarray(factors, dtype=float),
-        "amount": np.asarray(amounts, dtype=float),
-        "mean_change": dz.mean(axis=0),
-        **steer_params(run, sae_key=sae_key, idx=idx, decoder=decoder),
-    }
+    store_result(
+        out, "steer", key=key_added, parent=None,
+        tables={"features": steered_table(feats, modes, values, factors, amounts, dz.mean(axis=0))},
+        params=steer_params(run, sae_key=sae_key, idx=idx, decoder=decoder),
+    )  # fmt: skip
     logger.info("steer: %d feature(s) changed in %d cells (decoder: %s)", feats.size, idx.size, decoder)
     return out

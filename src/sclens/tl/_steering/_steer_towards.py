@@ -13,9 +13,9 @@ from scipy import stats
 
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
-from ..._readers import result
+from ..._readers import result, store_result
 from ..._utils import resolve_seed
-from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params
+from ._steer import doc_decoders, doc_paired_returns, doc_sae_key, steer_params, steered_table
 from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, select_cells, steer_run
 
 logger = logging.getLogger("sclens")
@@ -210,11 +210,12 @@ def steer_towards(
     Returns
     -------
     {paired_returns}
-    * ``uns[key_added]``: as :func:`steer` (``features``, ``amount`` = the target means,
-      ``mean_change``, ...) plus ``source``, ``target``, ``objective`` (:math:`J` before and after
-      each chosen feature), ``target_centroid``, ``frac_closer``, ``distance_before`` /
-      ``distance_after`` (mean distance to the centroid), ``n_target``; with a decoder also
-      ``markers``, ``markers_up`` (fraction of markers with log2 fold change > 0),
+    * ``uns[key_added]['features']``: as :func:`steer`, in the order chosen (``amount``: the target
+      means); ``['objective']``: :math:`J` before and after each chosen feature;
+      ``['target_centroid']``: :math:`\mu_t`;
+    * ``uns[key_added]['params']``: as :func:`steer`, plus ``source``, ``target``, ``n_target``,
+      ``frac_closer``, ``distance_before`` / ``distance_after`` (mean distance to the centroid);
+      with a decoder also ``markers``, ``markers_up`` (fraction of markers with log2 fold change > 0),
       ``markers_log2fc`` / ``others_log2fc`` (medians), ``markers_rank_pvalue`` (one-sided
       Mann-Whitney test, markers vs other genes), ``markers_enriched`` (the marker set passes the
       contrast's enrichment test) and ``de_correlation`` (Spearman correlation of the steering's
@@ -245,11 +246,8 @@ def steer_towards(
         library_size=library_size, use_rep=run.use_rep, sae_key=sae_key,
     )  # fmt: skip
     info = {
-        "features": feats, "mode": np.full(feats.size, "set"), "value": np.full(feats.size, "target mean"),
-        "factor": np.ones(feats.size), "amount": amounts, "mean_change": dz.mean(axis=0),
         **steer_params(run, sae_key=sae_key, idx=src, decoder=decoder),
         "source": _describe(source), "target": _describe(target), "n_target": int(tgt.size),
-        "objective": objective, "target_centroid": mu_t,
         "frac_closer": float((dist[1] < dist[0]).mean()),
         "distance_before": float(dist[0].mean()), "distance_after": float(dist[1].mean()),
     }  # fmt: skip
@@ -258,7 +256,12 @@ def steer_towards(
         found, expected = target_markers(expr[0], expr_tgt, adata.var_names, n_markers)
         chosen = found if given_markers is None else given_markers
         info.update(marker_report(out, chosen, gene_sets, expected_lfc=expected))
-    out.uns[key_added] = info
+    n = feats.size
+    table = steered_table(feats, ["set"] * n, ["target mean"] * n, np.ones(n), amounts, dz.mean(axis=0))
+    store_result(
+        out, "steer_towards", key=key_added, parent=None, params=info,
+        tables={"features": table, "objective": np.asarray(objective, dtype=np.float64), "target_centroid": mu_t},
+    )  # fmt: skip
     logger.info("steer_towards: %d features, %.0f%% of cells closer", feats.size, 100 * info["frac_closer"])
     return out
 
