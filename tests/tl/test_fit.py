@@ -369,4 +369,4 @@ def test_trainer_kwargs_are_recorded_and_reused_by_refits(toy, tmp_path):
     kw = refit_kwargs(back, {"n_epochs": 1})  # seed-stability refits: the same schedule and architecture options
     assert kw["trainer_kwargs"] == {"min_steps": 20, "max_steps": 40, "eval_every": 10, "patience": 1}
     assert kw["sae_kwargs"]["architecture_options"] == {"bandwidth": 0.3, "init_threshold": 0.5}
-    assert kw["architecture"] == "jumprelu" and kw["n_epochs"] == 1
+    assert (kw["architecture"], kw["n_epochs"]) == ("jumprelu", 1)
