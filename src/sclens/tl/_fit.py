@@ -205,7 +205,10 @@ def fit_sae(
     validation_fraction
         Fraction of cells held out to measure FVU (0, or fewer than 2 held-out cells, measures it on all cells).
     sae_kwargs
-        Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``).
+        Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``,
+        ``architecture_options``: the architecture's own settings, e.g.
+        ``{{"architecture_options": sclens.sae.JumpReLUConfig(bandwidth=0.1)}}``, or ``{{"bandwidth": 0.1}}``
+        in its place).
     trainer_kwargs
         Further arguments of :func:`sclens.sae.train_sae` (``devices``, ``strategy``, ``precision``,
         ``min_steps``, ``max_steps``, ``patience``, ``eval_every``). With ``strategy="ddp"`` and several
