@@ -244,3 +244,6 @@ def test_every_config_key_is_one_option_and_every_option_a_key():
                                       "--namespaces", "BP,MF", "--min-size", "3", "--alpha", "0.1"])  # fmt: skip
     assert (args.namespaces, args.min_size, args.alpha, args.flavor) == (["BP", "MF"], 3, 0.1, None)
     assert build_parser().parse_args(["fit", "i", "-o", "o", "--use-rep", "X", "-k", "4"]).k == 4
+    from sclens._cli._pipeline import check_choices
+
+    check_choices("annotate", {"enrichment": "wsum"})  # an open choice: any decoupler method is passed on

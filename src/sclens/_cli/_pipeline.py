@@ -45,13 +45,16 @@ class Key:
 
     ``types``: what the YAML value may be; ``required``; ``short``: a short option (``-k``); ``help``:
     the option's help where the command line differs from the function (otherwise the first
-    sentence of the function's docstring is shown, with its default and choices: :func:`option_help`).
+    sentence of the function's docstring is shown, with its default and choices: :func:`option_help`);
+    ``open_choice``: the function's ``Literal[...] | str`` lists examples and any other name is
+    passed on (not checked as a choice).
     """
 
     types: tuple[type, ...]
     required: bool = False
     short: str | None = None
     help: str | None = None
+    open_choice: bool = False
 
 
 def _keys(types: dict[str, tuple[type, ...]], **special: Key) -> dict[str, Key]:
@@ -76,6 +79,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
          "de_alpha": _NUM, "min_log2fc": _NUM, "min_size": (int,), "max_size": (int,), "flavor": (str,),
          "sae_key": (str,), "key_added": (str,)},
         gene_sets=Key((str,), required=True, help="go-human, go-mouse (the embedded GO snapshot) or a .gmt file"),
+        enrichment=Key((str,), open_choice=True),  # 'ora' or any decoupler method
         namespaces=Key((list,), help="GO namespaces of go-human / go-mouse, comma-separated (default: BP,MF,CC)"),
     ),
     "feature_space": _keys({"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)}),
@@ -111,14 +115,14 @@ def _literal(func: Any, name: str) -> list[str] | None:
 def choices(keys: Any = None) -> dict[tuple[str, str], list[str]]:
     """``(section, key) -> allowed values`` of the choice keys (``keys``: only those; imports only what they need).
 
-    A key is a choice when the function of its section types it with ``Literal``, which
-    ``tests/test_package_structure.py`` checks against the registries (SAE architectures, DE
-    engines, enrichments, flavors, specificity methods).
+    A key is a choice when the function of its section types it with ``Literal`` (unless the key
+    is an ``open_choice``), which ``tests/test_package_structure.py`` checks against the
+    registries (SAE architectures, DE engines, flavors, specificity methods).
     """
     wanted = [(s, k) for s, ks in SCHEMA.items() for k in ks] if keys is None else list(keys)
     out = {}
     for section, key in wanted:
-        if key not in SCHEMA.get(section, {}):
+        if key not in SCHEMA.get(section, {}) or SCHEMA[section][key].open_choice:
             continue
         allowed = _literal(function(section), key)
         if allowed:
