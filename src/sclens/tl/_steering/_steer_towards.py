@@ -183,10 +183,9 @@ def _towards_chance(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Distance ratios (and expression scores) of the chosen features and of random sets set to the target means.
 
-    Returns the ``baseline`` and ``dose_response`` tables and the summaries (params).
-
     Random features are drawn among the other features active in the source or the target.
     ``scores_of(x_new)``: :func:`expression_scores` of the source cells moved to ``x_new`` (``None``: no decoder).
+    Returns the ``baseline`` and ``dose_response`` tables and the summaries (params).
     """
     m_s = np.asarray(run.act[src].mean(axis=0)).ravel()
     pool = np.setdiff1d(np.flatnonzero((m_s > 0) | (m_t > 0)), feats)
