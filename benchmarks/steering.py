@@ -70,7 +70,7 @@ def wrong_choice(adata, source: str, target: str, n_features: int, n_sets: int =
     rows = []
     for seed in range(n_sets):
         wrong = np.sort(rng.choice(pool, n_features, replace=False))
-        res = _towards_chance(
+        _, res = _towards_chance(
             adata, run, src, wrong, mu_t, m_t, n_random=50, strengths=np.array(STRENGTHS), seed=seed, scores_of=None
         )
         x_new = x + (m_t[wrong][None, :] - z[:, wrong]) @ run.w_dec[wrong]
@@ -98,9 +98,10 @@ def pbmc(epochs: int) -> tuple[pd.DataFrame, ...]:
         t0 = time.perf_counter()
         out = sl.tl.steer_towards(adata, source={"bulk_labels": source}, target={"bulk_labels": target}, model=model)
         info = out.uns["steer_towards"]
+        params = info["params"]
         rows[f"{source} -> {target}"] = {
             "n_features": len(info["features"]),
-            **{c: info[c] for c in COLUMNS},
+            **{c: params[c] for c in COLUMNS},
             "seconds": time.perf_counter() - t0,
         }
         if dose is None:
@@ -109,17 +110,18 @@ def pbmc(epochs: int) -> tuple[pd.DataFrame, ...]:
         emb = out.obsm["X_scVI"]
         control[f"{source} -> {target}"] = {
             "chosen_frac_closer_than_before": closer_than_before(emb[:n], emb[n:], info["target_centroid"]),
-            "chosen_frac_closer_than_random": info["frac_closer_than_random"],
-            "chosen_distance_ratio_pvalue": info["distance_ratio_pvalue"],
+            "chosen_frac_closer_than_random": params["frac_closer_than_random"],
+            "chosen_distance_ratio_pvalue": params["distance_ratio_pvalue"],
             **wrong_choice(adata, source, target, len(info["features"])),
         }
-        raised = [int(f) for f, c in zip(info["features"], info["mean_change"], strict=True) if c > 0]
+        chosen = info["features"]
+        raised = [int(f) for f in chosen.index[chosen["mean_change"] > 0]]
         ko = sl.tl.steer(adata, features=raised, mode="knockout", cells={"bulk_labels": target}, model=model)
-        ko_info = ko.uns["steer"]
+        ko_params = ko.uns["steer"]["params"]
         metrics = [f"{m}{s}" for m in ("displacement", "expression_shift") for s in ("", "_random", "_pvalue")]
         knockout[f"{target}: raised features of {source} -> {target}"] = {
             "n_features": len(raised),
-            **{m: ko_info[m] for m in metrics},
+            **{m: ko_params[m] for m in metrics},
         }
     frame = pd.DataFrame.from_dict
     return frame(rows, orient="index"), dose, frame(control, orient="index"), frame(knockout, orient="index")

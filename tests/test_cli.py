@@ -208,3 +208,56 @@ def test_docs_list_every_config_key():
         line = re.search(rf"^- `{section}`: (.*?)(?:;|\.)$", text, flags=re.M | re.S)
         assert line is not None, section
         assert set(re.findall(r"`(\w+)`", line.group(1))) == set(keys), section
+
+
+def test_every_config_key_is_one_option_and_every_option_a_key():
+    """The step commands' options are generated from the config schema: one ``--key-name`` per key, no other."""
+    import inspect
+
+    from sclens._cli._commands import STEPS, TOP_OPTIONS
+    from sclens._cli._pipeline import SCHEMA, TOP_LEVEL, choices, function, option_help
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(STEPS) == set(SCHEMA) - {"feature_space"}  # every section with a command of its own
+    for name in STEPS:
+        actions = [a for a in sub.choices[name]._actions if a.dest != "help"]
+        dests = [a.dest for a in actions]
+        assert len(dests) == len(set(dests)), name
+        assert set(dests) - TOP_OPTIONS == set(SCHEMA[name]) - ({"path"} if name == "atlas" else set()), name
+        assert TOP_OPTIONS <= set(TOP_LEVEL)  # the others are the config's top-level keys (atlas: path is -o)
+        text = "".join(sub.choices[name].format_help().split())  # argparse wraps lines (and at hyphens)
+        params = inspect.signature(function(name)).parameters
+        for a in actions:
+            if a.dest in TOP_OPTIONS:
+                continue
+            spec = SCHEMA[name][a.dest]
+            assert f"--{a.dest.replace('_', '-')}" in a.option_strings
+            assert (a.default, a.required) == (None, spec.required)  # None: the function's own default applies
+            shown = option_help(name, a.dest)
+            assert "".join(shown.split()) in text
+            default = params[a.dest].default if a.dest in params else None
+            if spec.help is None and default not in (None, inspect.Parameter.empty):
+                assert shown.endswith(f"(default: {default})") or f"(default: {default};" in shown
+            allowed = choices([(name, a.dest)]).get((name, a.dest))
+            assert allowed is None or shown.endswith(f"one of {', '.join(allowed)})")
+    args = build_parser().parse_args(["annotate", "in.h5ad", "-o", "o.h5ad", "--gene-sets", "go-human",
+                                      "--namespaces", "BP,MF", "--min-size", "3", "--alpha", "0.1"])  # fmt: skip
+    assert (args.namespaces, args.min_size, args.alpha, args.flavor) == (["BP", "MF"], 3, 0.1, None)
+    assert build_parser().parse_args(["fit", "i", "-o", "o", "--use-rep", "X", "-k", "4"]).k == 4
+    from sclens._cli._pipeline import check_choices
+
+    check_choices("annotate", {"enrichment": "wsum"})  # an open choice: any decoupler method is passed on
+
+
+def test_boolean_and_none_options_parse():
+    """``--independent-filter false`` is False (argparse's ``bool("false")`` would be True); ``none`` is None."""
+    import argparse
+
+    from sclens._cli._commands import _type
+    from sclens._cli._pipeline import SCHEMA
+
+    flag, cap = _type(SCHEMA["annotate"]["independent_filter"]), _type(SCHEMA["annotate"]["max_de_genes"])
+    assert [flag(t) for t in ("false", "True", "0", "yes")] == [False, True, False, True]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected true or false, got 'maybe'"):
+        flag("maybe")
+    assert cap("none") is None and cap("150") == 150

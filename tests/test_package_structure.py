@@ -161,11 +161,6 @@ UNS_READERS = {
     "tl/_fit.py": "writes the SAE run; a re-encoded run keeps its results",
     "tl/_trust/_baseline.py": "writes a baseline run",
     "datasets/_pbmc.py": "reads scanpy's dataset, not a sclens result",
-    # landed on main after the reader rule (issue 24); to be converted to sclens._readers by their owners
-    "tl/_trust/_evaluate.py": "PENDING: scorecard reads",
-    "tl/_trust/_stability.py": "PENDING: stability / consensus reads",
-    "tl/_trust/_directions.py": "PENDING: random-direction null",
-    "pl/_evaluation.py": "PENDING: scorecard plot",
 }
 
 

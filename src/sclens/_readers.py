@@ -36,7 +36,8 @@ class ResultKind:
     ``"annotation_key"``), or ``None`` for a top-level entry; ``tables``: its entries besides
     ``params`` that every reader may rely on; ``args``: the required arguments, for the message
     that says what to re-run; ``is_run``: it carries its own ``run_id`` (recorded by the results
-    derived from it).
+    derived from it); ``detached``: it is written into a new AnnData that does not hold the SAE run
+    (the steering tools' output), so the run ids it records are kept but cannot be checked there.
     """
 
     made_by: str
@@ -44,6 +45,7 @@ class ResultKind:
     tables: tuple[str, ...]
     args: str = ""
     is_run: bool = False
+    detached: bool = False
 
 
 # every kind of stored result: the structure test checks each tool writes its kind in this layout
@@ -54,12 +56,22 @@ RESULTS: dict[str, ResultKind] = {
     "annotation_null": ResultKind("sl.tl.annotation_null", "sae_key", ("table",), "gene_sets=..."),
     "feature_space": ResultKind("sl.tl.feature_space", "annotation_key", ("features", "umap", "category")),
     "contrast": ResultKind("sl.tl.contrast", None, ("results", "de"), "groupby=..., groups=..., gene_sets=..."),
-    "batch_steer": ResultKind("sl.tl.batch_steer", None, ("scores", "features", "clamped_to"), "batch_key=..."),
+    "batch_steer": ResultKind(
+        "sl.tl.batch_steer", None, ("scores", "features", "clamped_to", "baseline"), "batch_key=..."
+    ),
     "stability": ResultKind("sl.tl.feature_stability", "sae_key", ("seeds", "matched_cosine", "matched_feature")),
     "probing": ResultKind("sl.tl.sparse_probing", "sae_key", ("results", "summary"), "groupby=..."),
     "absorption": ResultKind("sl.tl.feature_absorption", "sae_key", ("results",), "fine=..., coarse=..."),
     "spurious": ResultKind("sl.tl.spurious_removal", "sae_key", ("results",), "groupby=..., technical=..."),
     "evaluation": ResultKind("sl.tl.evaluate", "sae_key", ("scorecard",), "groupby=..."),
+    "steer": ResultKind("sl.tl.steer", None, ("features", "baseline", "dose_response"), "features=...", detached=True),
+    "steer_towards": ResultKind(
+        "sl.tl.steer_towards",
+        None,
+        ("features", "objective", "target_centroid", "baseline", "dose_response"),
+        "source=..., target=...",
+        detached=True,
+    ),
 }
 
 
@@ -106,14 +118,15 @@ def store_result(
     """Write ``{**tables, "params": {**params, <run ids>}}`` as ``adata.uns[parent][key]`` (the one layout).
 
     For ``parent=None`` (a top-level result) ``params`` must name its ``sae_key``; a kind that is a run
-    (the annotation) gets a fresh ``run_id``. Returns what was stored.
+    (the annotation) gets a fresh ``run_id``; a detached kind keeps the ``sae_run_id`` given in
+    ``params`` (``adata`` does not hold the run). Returns what was stored.
     """
     spec = RESULTS[kind]
     missing = set(spec.tables) - set(tables)
     if missing or "params" in tables:  # a programming error in the writer, not a user error
         msg = f"store_result({kind!r}): tables must be {spec.tables} without 'params', got {sorted(tables)}."
         raise RuntimeError(msg)
-    ids = provenance_params(adata, kind, parent=parent, sae_key=params.get("sae_key"))
+    ids = {} if spec.detached else provenance_params(adata, kind, parent=parent, sae_key=params.get("sae_key"))
     value = {**tables, "params": clean_params({**params, **ids})}
     if spec.is_run:
         value["run_id"] = provenance.new_run_id()
@@ -130,8 +143,9 @@ def result(
 
     It must exist (``missing_ok``: ``None`` when it does not), be in the one layout with every
     table of ``kind``, and its recorded ``sae_run_id`` / ``annotation_run_id`` must be those of the
-    runs stored now; otherwise a ``KeyError`` / ``ValueError`` says which call to re-run. Results
-    without recorded ids (written before run ids existed) are accepted.
+    runs stored now (not checked for a detached kind); otherwise a ``KeyError`` / ``ValueError``
+    says which call to re-run. Results without recorded ids (written before run ids existed) are
+    accepted.
     """
     check_adata(adata)
     spec = RESULTS[kind]
@@ -154,7 +168,8 @@ def result(
             f"earlier sclens version in another layout. Re-run `{rerun}`."
         )
         raise ValueError(msg)
-    check_ids(adata, params, what=where, rerun=rerun, sae_key=parent if spec.parent == "sae_key" else "sae")
+    if not spec.detached:
+        check_ids(adata, params, what=where, rerun=rerun, sae_key=parent if spec.parent == "sae_key" else "sae")
     return value
 
 
@@ -267,16 +282,16 @@ def annotation_results(adata: AnnData, annotation_key: str, namespaces: Sequence
 
 
 def steering_info(adata: AnnData, steer_key: str = "steer") -> dict[str, Any]:
-    """Return ``adata.uns[steer_key]`` of an AnnData returned by ``sl.tl.steer`` / ``sl.tl.steer_towards``."""
+    """Return the record ``adata.uns[steer_key]`` (:func:`result`) of an output of ``steer`` / ``steer_towards``."""
     check_adata(adata)
     info = adata.uns.get(steer_key)
-    if not isinstance(info, Mapping) or "condition" not in adata.obs.columns or "features" not in info:
+    if not isinstance(info, Mapping) or "condition" not in adata.obs.columns:
         msg = (
             f"This AnnData is not the output of `sl.tl.steer` / `sl.tl.steer_towards` (needs "
             f"`uns[{steer_key!r}]` and `obs['condition']`); pass the returned AnnData and its `key_added`."
         )
         raise KeyError(msg)
-    return info
+    return result(adata, "steer_towards" if "objective" in info else "steer", key=steer_key)
 
 
 def scanpy_colors(adata: AnnData, groupby: str) -> Any:

@@ -125,7 +125,7 @@ def test_steering_several_features_and_target(toy):
     fig = steering(out, kind="features", return_fig=True)
     ax = fig.axes[0]
     widths = sorted(p.get_width() for p in ax.patches)
-    np.testing.assert_allclose(widths, sorted(out.uns["steer"]["mean_change"]), rtol=1e-6)
+    np.testing.assert_allclose(widths, sorted(out.uns["steer"]["features"]["mean_change"]), rtol=1e-6)
     assert ax.get_title() == "3 features steered (add, knockout, set)"
     assert [t.get_text() for t in ax.get_yticklabels()] == [
         "feature 0 (knockout)",
@@ -152,22 +152,22 @@ def test_steering_several_features_and_target(toy):
     assert steering(towards, steer_key="steer_towards", ax=ax1) is None
     star = ax1.collections[-1].get_offsets()
     assert star.shape == (1, 2)
-    ratio = towards.uns["steer_towards"]["distance_ratio"]
+    ratio = towards.uns["steer_towards"]["params"]["distance_ratio"]
     assert ax1.get_title() == f"type_0 \u2192 type_1\ndistance ratio {ratio:.2f}"
     # the target centroid lies among the perturbed cells (they moved onto it)
     pert = np.asarray(ax1.collections[2].get_offsets())
     assert np.linalg.norm(pert.mean(0) - star[0]) < 0.2 * np.linalg.norm(
         np.asarray(ax1.collections[1].get_offsets()).mean(0) - star[0]
     )
-    # a result written before the chance baseline (frac_closer, no distance_ratio / n_random) still gets a title
+    # the flat record of earlier versions (frac_closer, no chance baseline): refused with the call to re-run
     old = towards.copy()
+    rec = old.uns["steer_towards"]
     old.uns["steer_towards"] = {
-        k: v for k, v in old.uns["steer_towards"].items() if k not in ("distance_ratio", "n_random")
-    }
-    old.uns["steer_towards"]["frac_closer"] = 1.0
-    steering(old, steer_key="steer_towards", ax=ax2)
-    assert ax2.get_title() == ax1.get_title()
-    ax2.clear()
+        "features": rec["features"].index.to_numpy(), "objective": rec["objective"], **rec["params"], "frac_closer": 1.0,
+    }  # fmt: skip
+    rerun = r"Re-run `sl\.tl\.steer_towards\(adata, source=\.\.\., target=\.\.\., key_added='steer_towards'\)`"
+    with pytest.raises(ValueError, match=rerun):
+        steering(old, steer_key="steer_towards", ax=ax2)
     with pytest.raises(TypeError, match="unexpected keyword argument 'colors'"):  # never released: no shim
         steering(out, colors=("red", "blue"), ax=ax2)
     with pytest.raises(ValueError, match="kind must be 'embedding', 'features' or 'dose'"):
@@ -181,7 +181,14 @@ def test_steering_dose_response(toy, tmp_path):
     from sclens.tl._steering._steer_towards import steer_towards
 
     towards = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, max_features=4)
-    dose = towards.uns["steer_towards"]["dose_response"]
+    dose, params = towards.uns["steer_towards"]["dose_response"], towards.uns["steer_towards"]["params"]
+    # the embedding's title: the distance ratio next to the random sets' median and the p-value
+    ax = steering(towards, steer_key="steer_towards", return_fig=True).axes[0]
+    assert ax.get_title() == "type_0 \u2192 type_1\ndistance ratio {:.2f} (random {:.2f}, p = {:.2g})".format(
+        params["distance_ratio"], params["distance_ratio_random"], params["distance_ratio_pvalue"]
+    )
+    assert ax.get_title().endswith("distance ratio 0.65 (random 0.86, p = 0.02)")
+    plt.close("all")
     fig = steering(towards, steer_key="steer_towards", kind="dose", return_fig=True)
     ax = fig.axes[0]
     band, (median, chosen) = ax.collections[0], ax.lines[:2]
@@ -204,9 +211,9 @@ def test_steering_dose_response(toy, tmp_path):
     assert fig.axes[0].get_ylabel() == "mean distance moved in the embedding"
     assert fig.axes[0].get_title() == "dose-response"
     plt.close(fig)
-    old = out.copy()
+    old = out.copy()  # the record without the chance baseline (written before it): refused, naming the table
     del old.uns["steer"]["dose_response"]
-    with pytest.raises(KeyError, match=r"no 'dose_response' table: .* re-run `sl\.tl\.steer`"):
+    with pytest.raises(ValueError, match=r"without the table\(s\) \['dose_response'\].*Re-run `sl\.tl\.steer\("):
         steering(old, kind="dose")
 
 

@@ -100,18 +100,114 @@ def test_topk_sparse_backward_matches_autograd():
 
 def test_architecture_options_are_validated_saved_and_reloaded(tmp_path):
     """Per-architecture hyperparameters live in the config: defaults filled in, unknown ones refused, saved."""
-    from sclens.sae import SAEConfig, SparseAutoencoder, load_sae, save_sae
+    from sclens.sae import BatchTopKConfig, JumpReLUConfig, TopKConfig, load_sae, save_sae
 
     cfg = SAEConfig(input_dim=4, n_features=8, architecture="jumprelu", architecture_options={"bandwidth": 0.05})
-    assert cfg.architecture_options == {"bandwidth": 0.05, "init_threshold": 0.5}
-    assert SAEConfig(input_dim=4, n_features=8, k=2, architecture="batchtopk").architecture_options == {"momentum": 0.99}
-    assert SAEConfig(input_dim=4, n_features=8, k=2).architecture_options == {}
-    with pytest.raises(ValueError, match=r"architecture_options \['bandwidth'\] are not options of architecture 'topk'"):
+    assert cfg.architecture_options == JumpReLUConfig(bandwidth=0.05, init_threshold=0.5)
+    assert cfg.to_dict()["architecture_options"] == {"bandwidth": 0.05, "init_threshold": 0.5}
+    batch = SAEConfig(input_dim=4, n_features=8, k=2, architecture="batchtopk")
+    assert batch.architecture_options == BatchTopKConfig(momentum=0.99)
+    assert SAEConfig(input_dim=4, n_features=8, k=2).architecture_options == TopKConfig()
+    assert SAEConfig(input_dim=4, n_features=8, k=2).to_dict()["architecture_options"] == {}
+    with pytest.raises(ValueError, match=r"options \['bandwidth'\] are not options of architecture 'topk'"):
         SAEConfig(input_dim=4, n_features=8, k=2, architecture_options={"bandwidth": 0.1})
     model = SparseAutoencoder(cfg, seed=0)
-    assert model.arch.bandwidth == 0.05
+    assert model.arch.config.bandwidth == 0.05
     save_sae(model, tmp_path / "m")
     back = load_sae(tmp_path / "m")
-    assert back.arch.bandwidth == 0.05 and back.cfg.architecture_options == cfg.architecture_options
+    assert back.arch.config.bandwidth == 0.05
+    assert back.cfg.architecture_options == cfg.architecture_options
     old = {k: v for k, v in cfg.to_dict().items() if k != "architecture_options"}  # saved before the field existed
-    assert SAEConfig.from_dict(old).architecture_options == {"bandwidth": 0.2, "init_threshold": 0.5}
+    assert SAEConfig.from_dict(old).architecture_options == JumpReLUConfig()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "options", "error", "message"),
+    [
+        ("jumprelu", {"bandwidth": -0.1}, ValueError,
+         r"architecture_options\['bandwidth'\] \(JumpReLUConfig\) must be a finite number > 0, got -0.1"),
+        ("jumprelu", {"init_threshold": float("nan")}, ValueError, r"\['init_threshold'\] \(JumpReLUConfig\) must be"),
+        ("jumprelu", {"bandwidth": "wide"}, TypeError, r"\['bandwidth'\] \(JumpReLUConfig\) must be float, got 'wide'"),
+        ("batchtopk", {"momentum": 1.0}, ValueError, r"\['momentum'\] \(BatchTopKConfig\) must be in \[0, 1\), got 1"),
+        ("matryoshka_batchtopk", {"n_prefixes": 0}, ValueError, r"\['n_prefixes'\] \(Matryoshka\w+\) must be >= 1"),
+        ("matryoshka_batchtopk", {"n_prefixes": 2.5}, TypeError, r"\['n_prefixes'\] \(Matryoshka\w+\) must be int"),
+        ("matryoshka_batchtopk", {"bandwidth": 0.1}, ValueError,
+         r"its options \(MatryoshkaBatchTopKConfig\): \['momentum', 'n_prefixes'\]"),
+        ("relu", {"momentum": 0.5}, ValueError, r"its options \(ReLUConfig\): none"),
+        ("topk", "momentum=0.5", TypeError, "architecture_options must be a TopKConfig or a dict, got str"),
+    ],
+)  # fmt: skip
+def test_architecture_options_refused_with_the_setting_named(architecture, options, error, message):
+    from sclens.sae import SAEConfig
+
+    with pytest.raises(error, match=message):
+        SAEConfig(input_dim=4, n_features=8, k=2, architecture=architecture, architecture_options=options)
+
+
+def test_each_architecture_has_its_own_config_class():
+    from dataclasses import fields
+
+    from sclens.sae import (
+        JumpReLUConfig,
+        MatryoshkaBatchTopKConfig,
+        SAEConfig,
+        SparseAutoencoder,
+        available_architectures,
+        get_architecture,
+    )
+    from sclens.sae._registry import _REGISTRY
+
+    builtin = [n for n in available_architectures() if _REGISTRY[n].__module__.startswith("sclens.")]
+    classes = {n: _REGISTRY[n].config_class for n in builtin}
+    assert len(set(classes.values())) == len(builtin) == 6  # one class each, none shared
+    own = {n: sorted(f.name for f in fields(c)) for n, c in classes.items()}
+    assert own == {"batchtopk": ["momentum"], "jumprelu": ["bandwidth", "init_threshold"], "relu": [], "topk": [],
+                   "matryoshka_batchtopk": ["momentum", "n_prefixes"], "vanilla": []}  # fmt: skip
+    with pytest.raises(ValueError, match=r"options is a JumpReLUConfig; architecture 'topk' takes a TopKConfig"):
+        SAEConfig(input_dim=4, n_features=8, k=2, architecture_options=JumpReLUConfig())
+    # the settings reach the model: 3 prefixes of 8 features are 2, 4, 8
+    cfg = SAEConfig(input_dim=4, n_features=8, k=2, architecture="matryoshka_batchtopk",
+                    architecture_options=MatryoshkaBatchTopKConfig(n_prefixes=3))  # fmt: skip
+    assert SparseAutoencoder(cfg, seed=0).arch.prefixes(8) == [2, 4, 8]
+    assert get_architecture("matryoshka_batchtopk").prefixes(8) == [1, 2, 4, 8]
+
+
+V1 = Path(__file__).parents[1] / "data" / "sae_v1"  # written by main before the config classes (make.py)
+
+
+@pytest.mark.parametrize(("name", "config"), [("jumprelu", {"bandwidth": 0.3, "init_threshold": 0.25}),
+                                              ("matryoshka", {"momentum": 0.9, "n_prefixes": 3})])  # fmt: skip
+def test_sae_files_written_before_the_config_classes_still_load(name, config, tmp_path):
+    import shutil
+
+    from sclens.sae import load_sae, save_sae
+
+    x = np.load(V1 / "encodings.npz")
+    model = load_sae(V1 / name)
+    assert model.arch.config.to_dict() == config
+    with torch.no_grad():
+        np.testing.assert_array_equal(model.encode(torch.as_tensor(x["x"])).numpy(), x[name])
+    resaved = json.loads((save_sae(model, tmp_path / "again") / "cfg.json").read_text())
+    assert resaved == json.loads((V1 / name / "cfg.json").read_text())  # the file format did not change
+    older = tmp_path / "older"  # a cfg.json from before `architecture_options` existed: the defaults
+    shutil.copytree(V1 / name, older)
+    meta = json.loads((older / "cfg.json").read_text())
+    del meta["architecture_options"]
+    (older / "cfg.json").write_text(json.dumps(meta))
+    assert load_sae(older).arch.config == type(model.arch.config)()
+
+
+def test_h5ad_written_before_the_config_classes_still_loads():
+    import anndata as ad
+
+    import sclens as sl
+    from sclens.sae import JumpReLUConfig
+
+    adata = ad.read_h5ad(V1 / "fit_jumprelu.h5ad")
+    model = sl.get.sae(adata)
+    assert model.arch.config == JumpReLUConfig(bandwidth=0.3)
+    with torch.no_grad():
+        z = model.encode(torch.as_tensor(np.asarray(adata.obsm["X_emb"]))).numpy()
+    np.testing.assert_allclose(z, adata.obsm["X_sae"].toarray(), rtol=1e-6, atol=1e-7)
+    sl.tl.encode(adata)  # re-encoding the stored run gives the same activations: the same run
+    assert adata.uns["sae"]["params"]["architecture_options"] == {"bandwidth": 0.3, "init_threshold": 0.5}

@@ -350,3 +350,23 @@ def test_any_representable_scale_fits_like_unit_scale(toy, fitted, scale):
     assert adata.uns["sae"]["metrics"]["fvu"] == pytest.approx(fitted.uns["sae"]["metrics"]["fvu"], rel=1e-3)
     same = (adata.obsm["X_sae"] > 0) != (fitted.obsm["X_sae"] > 0)
     assert same.nnz <= 0.01 * fitted.obsm["X_sae"].nnz
+
+
+def test_trainer_kwargs_are_recorded_and_reused_by_refits(toy, tmp_path):
+    from sclens.tl._trust._stability import refit_kwargs
+
+    adata = toy.copy()
+    given = {"step": "static", "topk_select": "blocked", "min_steps": 20, "max_steps": 40, "eval_every": 10,
+             "patience": 1, "show_progress": False, "callback": None}  # fmt: skip
+    sl.tl.fit_sae(adata, use_rep="X_emb", n_features=64, k=4, architecture="jumprelu", trainer_kwargs=given,
+                  sae_kwargs={"architecture_options": {"bandwidth": 0.3}})  # fmt: skip
+    params = adata.uns["sae"]["params"]
+    assert params["trainer_kwargs"] == {k: v for k, v in given.items() if v is not None}  # None: the default
+    assert adata.uns["sae"]["metrics"]["n_steps"] <= 40  # and they were used
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["sae"]["params"]
+    assert dict(back["trainer_kwargs"]) == params["trainer_kwargs"]
+    kw = refit_kwargs(back, {"n_epochs": 1})  # seed-stability refits: the same schedule and architecture options
+    assert kw["trainer_kwargs"] == {"min_steps": 20, "max_steps": 40, "eval_every": 10, "patience": 1}
+    assert kw["sae_kwargs"]["architecture_options"] == {"bandwidth": 0.3, "init_threshold": 0.5}
+    assert (kw["architecture"], kw["n_epochs"]) == ("jumprelu", 1)

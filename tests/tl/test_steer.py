@@ -9,6 +9,7 @@ import pytest
 from biology_fixtures import program_membership, toy_decoder, toy_with_sae
 from scipy import sparse
 
+import sclens as sl
 from sclens.tl._steering._steer import steer
 
 
@@ -35,13 +36,13 @@ def test_planted_genes_move_up_others_within_noise(toy, toy_decode):
     shift = np.median(others)  # common renormalisation of the softmax over genes
     assert (lfc[planted] - shift > 2.0).all()
     assert np.abs(others - shift).max() < 0.01
-    assert out.uns["steer"]["decoder"] == "callable"
+    assert out.uns["steer"]["params"]["decoder"] == "callable"
 
 
 def test_only_the_feature_direction_moves(toy):
     out = steer(toy, features=9, cells={"cell_type": ["type_1", "type_2"]})
     target = toy.obsm["X_sae"][:, 9].toarray().max()
-    assert out.uns["steer"]["amount"][0] == pytest.approx(target)
+    assert out.uns["steer"]["features"].loc[9, "amount"] == pytest.approx(target)
     n = out.n_obs // 2
     sel = toy.obs["cell_type"].isin(["type_1", "type_2"]).to_numpy()
     assert n == sel.sum()
@@ -63,19 +64,19 @@ def test_only_the_feature_direction_moves(toy):
 def test_target_values(toy):
     col = toy.obsm["X_sae"][:, 3].toarray().ravel()
     ct = toy.obs["cell_type"].astype(str).to_numpy()
-    assert steer(toy, features=3, value=2.5).uns["steer"]["amount"][0] == pytest.approx(2.5)
+    assert steer(toy, features=3, value=2.5).uns["steer"]["features"]["amount"].iloc[0] == pytest.approx(2.5)
     p99 = np.percentile(col[col > 0], 99)
-    assert steer(toy, features=3, value="p99").uns["steer"]["amount"][0] == pytest.approx(p99)
+    assert steer(toy, features=3, value="p99").uns["steer"]["features"]["amount"].iloc[0] == pytest.approx(p99)
     out = steer(toy, features=3, cells={"cell_type": "type_0"}, value={"cell_type": "type_1"}, factor=1.5)
-    assert out.uns["steer"]["amount"][0] == pytest.approx(1.5 * col[ct == "type_1"].mean(), rel=1e-6)
+    assert out.uns["steer"]["features"]["amount"].iloc[0] == pytest.approx(1.5 * col[ct == "type_1"].mean(), rel=1e-6)
     mask = ct == "type_3"
-    assert steer(toy, features=3, cells=mask).uns["steer"]["n_cells"] == mask.sum()
+    assert steer(toy, features=3, cells=mask).uns["steer"]["params"]["n_cells"] == mask.sum()
     # group values as an array / pandas Index / Categorical (e.g. `obs[col].unique()`), not only a list
     two = np.isin(ct, ["type_1", "type_3"]).sum()
     for vals in (np.array(["type_1", "type_3"]), pd.Index(["type_1", "type_3"]), {"type_1", "type_3"}):
-        assert steer(toy, features=3, cells={"cell_type": vals}).uns["steer"]["n_cells"] == two
+        assert steer(toy, features=3, cells={"cell_type": vals}).uns["steer"]["params"]["n_cells"] == two
     uniq = toy.obs["cell_type"].unique()
-    assert steer(toy, features=3, cells={"cell_type": uniq}).uns["steer"]["n_cells"] == toy.n_obs
+    assert steer(toy, features=3, cells={"cell_type": uniq}).uns["steer"]["params"]["n_cells"] == toy.n_obs
     names = list(toy.obs_names[:7])
     assert steer(toy, features=3, cells=names).obs["cell"].tolist()[:7] == names
 
@@ -111,12 +112,9 @@ def test_h5ad_round_trip(toy, toy_decode, tmp_path):
     out.write_h5ad(tmp_path / "s.h5ad")
     back = ad.read_h5ad(tmp_path / "s.h5ad")
     np.testing.assert_allclose(back.X, out.X)
-    frames = ("baseline", "dose_response")
-    for key in frames:
+    for key in ("features", "baseline", "dose_response"):
         pd.testing.assert_frame_equal(back.uns["steer"][key], out.uns["steer"][key])
-    assert {k: v for k, v in back.uns["steer"].items() if k not in frames} == {
-        k: v for k, v in out.uns["steer"].items() if k not in frames
-    }
+    assert back.uns["steer"]["params"] == out.uns["steer"]["params"]
     assert sparse.issparse(back.obsm["X_sae"])
 
 
@@ -335,8 +333,8 @@ def test_several_features_with_per_feature_modes(toy):
     w = toy.uns["sae"]["weights"]["W_dec"]
     x, xp = out.obsm["X_emb"][:n], out.obsm["X_emb"][n:]
     np.testing.assert_allclose(xp - x, (zp - z) @ w, atol=1e-5)
-    info = out.uns["steer"]
-    assert list(info["features"]) == [2, 3, 9]
+    info = out.uns["steer"]["features"]
+    assert list(info.index) == [2, 3, 9]
     assert list(info["mode"]) == ["set", "add", "knockout"]
     np.testing.assert_allclose(info["amount"], [1.5 * col2[ct == "type_1"].mean(), 0.5, 0.0], rtol=1e-6)
     np.testing.assert_allclose(info["mean_change"], (zp - z)[:, [2, 3, 9]].mean(0), rtol=1e-5)
@@ -350,7 +348,7 @@ def test_add_clips_at_zero_and_knockout_only_touches_active_cells(toy):
     ko = steer(toy, features=4, mode="knockout")
     moved = np.linalg.norm(ko.obsm["X_emb"][n:] - ko.obsm["X_emb"][:n], axis=1) > 1e-6
     np.testing.assert_array_equal(moved, z > 0)
-    assert ko.uns["steer"]["amount"][0] == 0.0
+    assert ko.uns["steer"]["features"]["amount"].iloc[0] == 0.0
 
 
 def test_several_features_bad_input(toy):
@@ -376,8 +374,16 @@ def test_key_added_and_run_id(toy):
     adata.uns["sae"]["run_id"] = "abc123"
     out = steer(adata, features=3, key_added="ko3", mode="knockout")
     assert "steer" not in out.uns
-    assert out.uns["ko3"]["sae_run_id"] == "abc123"
-    assert "sae_run_id" not in steer(toy, features=3).uns["steer"]  # no id: nothing recorded (h5ad has no None)
+    assert out.uns["ko3"]["params"]["sae_run_id"] == "abc123"  # recorded, not checked: `out` holds no SAE run
+    assert set(out.uns["ko3"]) == {"features", "baseline", "dose_response", "params"}  # tables + params, no flat keys
+    assert {"n_random", "random_state", "dose_metric", "displacement_pvalue"} <= set(out.uns["ko3"]["params"])
+    assert sl.pl.steering(out, steer_key="ko3", return_fig=True) is not None
+    no_id = steer(toy, features=3).uns["steer"]["params"]
+    assert "sae_run_id" not in no_id  # no id: nothing recorded (h5ad has no None)
+    old = out.copy()  # the flat record of earlier versions: refused with the call that rewrites it
+    old.uns["ko3"] = {"features": np.array([3]), "mode": np.array(["knockout"]), "amount": np.zeros(1)}
+    with pytest.raises(ValueError, match=r"Re-run `sl.tl.steer\(adata, features=..., key_added='ko3'\)`"):
+        sl.pl.steering(old, steer_key="ko3")
 
 
 # --- steer_towards on the toy -----------------------------------------------------------------------
@@ -391,12 +397,13 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     with pytest.raises(ValueError, match=r"n_random=50: only 0 other live feature\(s\) to draw random sets of 12"):
         steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"})
     out = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode, n_random=0)
-    info = out.uns["steer_towards"]
-    feats = list(info["features"])
+    rec = out.uns["steer_towards"]
+    info = rec["params"]
+    feats = list(rec["features"].index)
     # the first choices switch type_0's programs (0, 1) off and type_1's first program (2) on
     assert set(feats[:3]) == {0, 1, 2}
     assert 3 in feats
-    change = dict(zip(feats, info["mean_change"], strict=True))
+    change = dict(zip(feats, rec["features"]["mean_change"], strict=True))
     assert change[0] < 0
     assert change[1] < 0
     assert change[2] > 0
@@ -404,8 +411,9 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     assert info["distance_after"] < 0.1 * info["distance_before"]
     assert info["distance_ratio"] == pytest.approx(info["distance_after"] / info["distance_before"])
     assert "frac_closer" not in info  # retired: 1.0 for random features too
+    assert set(rec) == {"features", "objective", "target_centroid", "baseline", "dose_response", "params"}
     # no random draw: the baseline has the chosen row only and no p-value
-    assert list(info["baseline"].index) == ["chosen"]
+    assert list(rec["baseline"].index) == ["chosen"]
     assert np.isnan(info["distance_ratio_pvalue"])
     assert np.isnan(info["frac_closer_than_random"])
     type1_genes = toy.var_names[(m[2] + m[3]) > 0]
@@ -415,19 +423,20 @@ def test_steer_towards_toy(toy, toy_decode, tmp_path):
     assert "de" in out.uns["contrast"]
     out.write_h5ad(tmp_path / "t.h5ad")
     back = ad.read_h5ad(tmp_path / "t.h5ad")
-    assert back.uns["steer_towards"]["distance_ratio"] == info["distance_ratio"]
-    pd.testing.assert_frame_equal(back.uns["steer_towards"]["baseline"], info["baseline"])
-    np.testing.assert_array_equal(back.uns["steer_towards"]["markers"], info["markers"])
+    assert back.uns["steer_towards"]["params"]["distance_ratio"] == info["distance_ratio"]
+    pd.testing.assert_frame_equal(back.uns["steer_towards"]["baseline"], rec["baseline"])
+    np.testing.assert_array_equal(back.uns["steer_towards"]["params"]["markers"], info["markers"])
+    np.testing.assert_array_equal(back.uns["steer_towards"]["objective"], rec["objective"])
     # explicit markers; one feature only
     one = steer_towards(
         toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, decode=decode,
         markers=list(type1_genes[:3]), max_features=1, n_random=5,
     )  # fmt: skip
     assert len(one.uns["steer_towards"]["features"]) == 1
-    assert list(one.uns["steer_towards"]["markers"]) == list(type1_genes[:3])
+    assert list(one.uns["steer_towards"]["params"]["markers"]) == list(type1_genes[:3])
     # without a decoder: embedding metrics only
     emb_only = steer_towards(toy, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, n_random=0)
-    assert "markers" not in emb_only.uns["steer_towards"]
+    assert "markers" not in emb_only.uns["steer_towards"]["params"]
     assert list(emb_only.uns["steer_towards"]["baseline"].columns) == ["features", "distance_ratio"]
     assert emb_only.n_vars == 0
 
@@ -471,7 +480,7 @@ def test_steering_through_scvi_with_batch_covariate(monkeypatch):
     towards = steer_towards(
         adata, source={"cell_type": "type_0"}, target={"cell_type": "type_1"}, model=model, n_random=0
     )
-    info = towards.uns["steer_towards"]
+    info = towards.uns["steer_towards"]["params"]
     assert info["distance_ratio"] < 0.1  # measured 0.02: the exact SAE spans the latent
     assert info["decoder"] == "scvi"
     assert towards.layers["counts"].shape == (2 * sel.sum(), adata.n_vars)

@@ -67,7 +67,7 @@ def test_steering_the_best_matching_feature_moves_its_programs_genes(sim, mode):
     sign = -1 if mode == "knockout" else 1
     top = np.argsort(-sign * stat, kind="stable")[: genes.size]
     assert np.isin(top, genes).mean() >= 0.8
-    assert out.uns["steer"]["mode"][0] == mode
+    assert out.uns["steer"]["features"]["mode"].iloc[0] == mode
 
 
 def test_steer_towards_on_simulated_cell_types(sim):
@@ -77,7 +77,8 @@ def test_steer_towards_on_simulated_cell_types(sim):
     out = sl.tl.steer_towards(
         sim, source={"cell_type": types[src]}, target={"cell_type": types[tgt]}, decode=_decoder(sim), max_features=10
     )
-    info = out.uns["steer_towards"]
+    rec = out.uns["steer_towards"]
+    info = rec["params"]
     assert info["distance_after"] < 0.5 * info["distance_before"]
     # against 50 random sets of 10 features set to the target means (measured: distance ratio 0.26 vs
     # 0.97, every cell closer than under the median random set; marker shift 10.6 vs 6.2): all worse
@@ -86,8 +87,8 @@ def test_steer_towards_on_simulated_cell_types(sim):
     assert info["marker_shift_pvalue"] == pytest.approx(1 / 51)
     # the DE correlation alone is weak evidence: random sets reach 0.59 (chosen 0.75, p = 0.14)
     assert info["de_correlation"] > info["de_correlation_random"] > 0.4
-    assert np.all(np.diff(info["objective"]) < 0)
-    assert len(info["objective"]) == len(info["features"]) + 1
+    assert np.all(np.diff(rec["objective"]) < 0)
+    assert len(rec["objective"]) == len(rec["features"]) + 1
     # the target's markers (decoded target vs source) go up; the steering agrees with the real difference
     assert info["markers_up"] >= 0.9
     assert info["markers_rank_pvalue"] < 1e-3

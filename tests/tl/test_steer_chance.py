@@ -40,16 +40,17 @@ def test_empirical_pvalue_counts_ties_and_adds_one():
 
 
 def test_chosen_features_beat_random_ones(toy, towards):
-    info = towards.uns["steer_towards"]
-    assert set(info["features"][:3]) == {0, 1, 2}
-    table = info["baseline"]
+    rec = towards.uns["steer_towards"]
+    info, chosen = rec["params"], list(rec["features"].index)
+    assert set(chosen[:3]) == {0, 1, 2}
+    table = rec["baseline"]
     assert list(table.index) == ["chosen"] + [f"random_{i}" for i in range(50)]
     # random sets: as many features, never a chosen one, all active in the source or the target
     active = set(range(16))
     for feats in table["features"].iloc[1:]:
         drawn = {int(f) for f in feats.split(",")}
         assert len(drawn) == 4
-        assert not drawn & set(info["features"])
+        assert not drawn & set(chosen)
         assert drawn <= active
     # random features set to the target means also bring the cells closer (the retired frac_closer was
     # 1.0 for them too), but far less than the chosen ones: every draw is worse, p = 1 / 51
@@ -76,7 +77,7 @@ def test_wrong_choice_gives_large_p_and_half_the_cells(toy):
     pvalues, fractions, naive = [], [], []
     for seed in range(20):
         wrong = np.sort(rng.choice(pool, 4, replace=False))
-        res = _towards_chance(
+        _, res = _towards_chance(
             toy, run, src, wrong, mu_t, m_t, n_random=50, strengths=np.array(STRENGTHS), seed=seed, scores_of=None
         )
         pvalues.append(res["distance_ratio_pvalue"])
@@ -89,8 +90,8 @@ def test_wrong_choice_gives_large_p_and_half_the_cells(toy):
 
 
 def test_dose_response_towards(towards):
-    info = towards.uns["steer_towards"]
-    dose = info["dose_response"]
+    rec = towards.uns["steer_towards"]
+    info, dose = rec["params"], rec["dose_response"]
     assert info["dose_metric"] == "distance_ratio"
     np.testing.assert_allclose(dose["strength"], STRENGTHS)
     assert dose["chosen"].iloc[0] == pytest.approx(1.0)
@@ -107,14 +108,14 @@ def test_dose_response_towards(towards):
 
 def test_steer_knockout_of_a_used_feature_beats_random_knockouts(toy):
     out = steer(toy, features=0, cells={"cell_type": "type_0"}, mode="knockout")
-    info = out.uns["steer"]
+    info = out.uns["steer"]["params"]
     sel = (toy.obs["cell_type"] == "type_0").to_numpy()
     z0 = toy.obsm["X_sae"][sel, 0].toarray().ravel()
     w0 = toy.uns["sae"]["weights"]["W_dec"][0]
     assert info["displacement"] == pytest.approx(np.abs(z0).mean() * np.linalg.norm(w0), rel=1e-6)
     assert info["displacement_pvalue"] == pytest.approx(1 / 51)
     # knocking out type_1's program in type_0 cells, where it is off, moves nothing: p = 1
-    wrong = steer(toy, features=2, cells={"cell_type": "type_0"}, mode="knockout").uns["steer"]
+    wrong = steer(toy, features=2, cells={"cell_type": "type_0"}, mode="knockout").uns["steer"]["params"]
     assert wrong["displacement"] == 0.0
     assert wrong["displacement_pvalue"] == 1.0
     # the same rule on the random features: each set to its own maximum, in the same cells
@@ -126,7 +127,7 @@ def test_steer_knockout_of_a_used_feature_beats_random_knockouts(toy):
         assert moved == pytest.approx(np.abs(acts[:, f].max() - acts[sel, f]).mean() * np.linalg.norm(w[f]), rel=1e-5)
     # dose-response: linear in the strength while no code is clipped at 0
     dose = maxed["dose_response"].set_index("strength")
-    assert dose.loc[0.5, "chosen"] == pytest.approx(0.5 * maxed["displacement"], rel=1e-6)
+    assert dose.loc[0.5, "chosen"] == pytest.approx(0.5 * maxed["params"]["displacement"], rel=1e-6)
 
 
 def test_steer_expression_shift_against_random_features(toy):
@@ -139,8 +140,7 @@ def test_steer_expression_shift_against_random_features(toy):
     out = steer(
         toy, features=[0, 1], cells={"cell_type": "type_0"}, mode="knockout", decode=toy_decoder(toy), n_random=20
     )
-    info = out.uns["steer"]
-    table = info["baseline"]
+    info, table = out.uns["steer"]["params"], out.uns["steer"]["baseline"]
     n = out.n_obs // 2
     frac = out.X / out.X.sum(axis=1, keepdims=True)
     assert info["expression_shift"] == pytest.approx(0.5 * np.abs(frac[n:] - frac[:n]).sum(axis=1).mean(), rel=1e-5)
@@ -163,7 +163,8 @@ def test_chance_h5ad_round_trip(towards, tmp_path):
     info = towards.uns["steer_towards"]
     pd.testing.assert_frame_equal(back["baseline"], info["baseline"])
     pd.testing.assert_frame_equal(back["dose_response"], info["dose_response"])
-    assert back["distance_ratio_pvalue"] == info["distance_ratio_pvalue"]
+    assert back["params"]["distance_ratio_pvalue"] == info["params"]["distance_ratio_pvalue"]
+    assert back["params"]["frac_closer_than_random"] == info["params"]["frac_closer_than_random"]
 
 
 def test_chance_bad_input(toy):

@@ -8,7 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import atomic_path
-from ._pipeline import REQUIRED, SCHEMA, ConfigError, call, check_choices, check_inputs, run_steps, validate
+from ._pipeline import (
+    REQUIRED,
+    SCHEMA,
+    ConfigError,
+    Key,
+    call,
+    check_choices,
+    check_inputs,
+    option_help,
+    run_steps,
+    validate,
+)
 
 logger = logging.getLogger("sclens")
 MAX_CONFIG_BYTES = 1 << 20
@@ -82,14 +93,8 @@ def cmd_specificity(args: argparse.Namespace) -> None:
     _steps(args, {"specificity": section(args, "specificity")})
 
 
-#: defaults of ``sl.tl.annotate_features`` shown by ``sclens annotate --help`` (a test keeps them equal)
-ANNOTATE_DEFAULTS = {"high_quantile": 0.99, "n_low": 1000, "min_high": 50, "de_method": "fast"}
-
-
 def cmd_annotate(args: argparse.Namespace) -> None:
-    kw = section(args, "annotate")
-    kw["namespaces"] = args.namespaces.split(",") if args.namespaces else None
-    _steps(args, {"annotate": kw})
+    _steps(args, {"annotate": section(args, "annotate")})
 
 
 def cmd_atlas(args: argparse.Namespace) -> None:
@@ -177,78 +182,86 @@ COMMANDS = {
 }  # fmt: skip
 
 
-def _io(p: argparse.ArgumentParser, *, out_help: str = "output .h5ad (written via a temporary file)") -> None:
-    p.add_argument("input", help="input .h5ad")
-    p.add_argument("-o", "--output", required=True, help=out_help)
+#: the subcommands that run one config section: command -> (what it does, a longer description or None)
+STEPS = {
+    "fit": ("train a sparse autoencoder on an embedding (sl.tl.fit_sae)", None),
+    "specificity": ("local / global features per cell group (sl.tl.feature_specificity)", None),
+    "annotate": (
+        "GO terms of every feature (sl.tl.annotate_features)",
+        "Annotate every SAE feature with the GO terms its most active cells up-regulate "
+        "(sl.tl.annotate_features). Exits with status 1 and the reason when no feature can be tested.",
+    ),
+    "atlas": ("write the feature atlas, one offline HTML page (sl.pl.atlas)", None),
+}
+#: the options of a step command that are not keys of its section: top-level config keys
+TOP_OPTIONS = {"input", "output", "seed"}
+
+
+class _Help(argparse.HelpFormatter):
+    """Help lines of the section options read from the functions (docstring, default, choices).
+
+    They are made only when ``--help`` is asked, so building the parser imports no tool.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        where = getattr(action, "sclens_key", None)
+        return option_help(*where).replace("%", "%%") if where else super()._get_help_string(action)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _boolean(text: str) -> bool:
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        msg = f"expected true or false, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _or_none(parse: Any) -> Any:
+    def parse_or_none(text: str) -> Any:
+        return None if text.lower() == "none" else parse(text)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")  # argparse names the type in its errors
+    return parse_or_none
+
+
+def _type(key: Key) -> Any:
+    """Return the argparse ``type`` of a config key.
+
+    A list is comma-separated on the command line, a boolean is true / false, and ``none`` stands for
+    ``None`` where the key takes it.
+    """
+    if list in key.types:
+        return _comma_list
+    if bool in key.types:
+        return _boolean
+    parse = float if float in key.types else key.types[0]
+    return _or_none(parse) if type(None) in key.types else parse
+
+
+def _section_options(p: argparse.ArgumentParser, name: str) -> None:
+    """One ``--key-name`` option per key of config section ``name`` (default ``None``: the function's own)."""
+    for key, spec in SCHEMA[name].items():
+        if name == "atlas" and key == "path":  # the page: -o
+            continue
+        flags = [f"--{key.replace('_', '-')}", *([spec.short] if spec.short else [])]
+        action = p.add_argument(*flags, dest=key, type=_type(spec), required=spec.required, help="(from the API)")
+        action.sclens_key = (name, key)
 
 
 def add_parsers(sub: Any) -> None:
-    """Add every subcommand's parser to ``sub``."""
-    p = sub.add_parser("fit", help="train a sparse autoencoder on an embedding (sl.tl.fit_sae)")
-    _io(p)
-    p.add_argument("--use-rep", required=True, help="obsm key of the embedding, e.g. X_scVI")
-    p.add_argument("--n-features", type=int, help="SAE features (default: 16 x embedding dims)")
-    p.add_argument("-k", "--k", type=int, help="active features per cell (TopK)")
-    p.add_argument("--architecture", help="a registered architecture (sl.sae.available_architectures()); default: topk")
-    p.add_argument("--n-epochs", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--device", help="cpu, cuda, auto")
-    p.add_argument("--key-added", help="key of the SAE run (default: sae)")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser("specificity", help="local / global features per cell group (sl.tl.feature_specificity)")
-    _io(p)
-    p.add_argument("--groupby", required=True, help="obs column with the cell groups, e.g. cell_type")
-    p.add_argument("--method", help="specificity rule of sl.tl.feature_specificity (default: paper)")
-    p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser(
-        "annotate", help="GO terms of every feature (sl.tl.annotate_features)",
-        description="Annotate every SAE feature with the GO terms its most active cells up-regulate "
-        "(sl.tl.annotate_features). Exits with status 1 and the reason when no feature can be tested.",
-    )  # fmt: skip
-    _io(p)
-    d = ANNOTATE_DEFAULTS
-    p.add_argument("--gene-sets", required=True, help="go-human, go-mouse (embedded GO) or a .gmt file")
-    p.add_argument("--namespaces", help="GO namespaces, comma-separated (default: BP,MF,CC)")
-    p.add_argument("--layer", help="layer with integer counts (default: X)")
-    p.add_argument(
-        "--high-quantile",
-        type=float,
-        default=d["high_quantile"],
-        help="high set: cells at or above this quantile of the activations (default: %(default)s)",
-    )
-    p.add_argument(
-        "--min-high",
-        type=int,
-        default=d["min_high"],
-        help="high set: at least this many most active cells, for small data (default: %(default)s)",
-    )
-    p.add_argument(
-        "--n-low",
-        type=int,
-        default=d["n_low"],
-        help="low set: at most this many cells where the feature is zero (default: %(default)s)",
-    )
-    p.add_argument(
-        "--de-method", default=d["de_method"], help="DE engine of sl.tl.annotate_features (default: %(default)s)"
-    )
-    p.add_argument("--alpha", type=float,
-                   help="keep terms at BH-adjusted p < alpha within each feature (default: 0.05)")  # fmt: skip
-    p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
-    p.add_argument("--key-added", help="key of the annotation (default: sae_go)")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser("atlas", help="write the feature atlas, one offline HTML page (sl.pl.atlas)")
-    _io(p, out_help="output .html")
-    p.add_argument("--sae-key", help="key of the SAE run (default: sae)")
-    p.add_argument("--annotation-key", help="key of the annotation (default: sae_go)")
-    p.add_argument("--basis", help="embedding drawn (default: umap)")
-    p.add_argument("--groupby", help="obs column colouring the cells (default: the one specificity used)")
-    p.add_argument("--max-cells", type=int, help="cells drawn (default: 20000)")
-    p.add_argument("--title")
+    """Add every subcommand's parser to ``sub``: the step commands' options come from :data:`SCHEMA`."""
+    for name, (short, description) in STEPS.items():
+        p = sub.add_parser(name, help=short, description=description or short, formatter_class=_Help)
+        p.add_argument("input", help="input .h5ad")
+        out = "output .html" if name == "atlas" else "output .h5ad (written via a temporary file)"
+        p.add_argument("-o", "--output", required=True, help=out)
+        _section_options(p, name)
+        if name != "atlas":
+            p.add_argument("--seed", type=int, default=0, help="random_state of the step (default: %(default)s)")
 
     p = sub.add_parser(
         "run", help="the whole pipeline from a YAML config", description=_config_help(),

@@ -23,7 +23,12 @@ A config (``sclens run CONFIG.yaml``) is a mapping; every section is optional ex
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
+import textwrap
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,57 +37,132 @@ from .._utils import group_labels
 logger = logging.getLogger("sclens")
 
 _NUM = (int, float)
-# section -> {key: allowed types}; keys marked required below
-SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "fit": {
-        "use_rep": (str,), "n_features": (int,), "expansion_factor": (int,), "architecture": (str,), "k": (int,),
-        "l1_weight": _NUM, "lr": _NUM, "n_epochs": (int,), "batch_size": (int,), "validation_fraction": _NUM,
-        "device": (str,), "key_added": (str,),
-    },
-    "specificity": {"groupby": (str,), "method": (str,), "alpha": _NUM, "min_effect": _NUM, "sae_key": (str,)},
-    "annotate": {
-        "gene_sets": (str,), "namespaces": (list,), "layer": (str,), "high_quantile": _NUM, "low_quantile": _NUM,
-        "n_low": (int,), "min_high": (int,), "de_method": (str,), "enrichment": (str,), "alpha": _NUM,
-        "de_alpha": _NUM, "min_log2fc": _NUM, "min_size": (int,), "max_size": (int,), "flavor": (str,),
-        "sae_key": (str,), "key_added": (str,),
-    },
-    "feature_space": {"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)},
-    "atlas": {
-        "path": (str,), "basis": (str,), "groupby": (str,), "max_cells": (int,), "max_terms": (int,), "n_genes": (int,),
-        "title": (str,), "sae_key": (str,), "annotation_key": (str,),
-    },
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a config section, and the ``--key-name`` option of the subcommand that runs the section.
+
+    ``types``: what the YAML value may be; ``required``; ``short``: a short option (``-k``); ``help``:
+    the option's help where the command line differs from the function (otherwise the first
+    sentence of the function's docstring is shown, with its default and choices: :func:`option_help`);
+    ``open_choice``: the function's ``Literal[...] | str`` lists examples and any other name is
+    passed on (not checked as a choice).
+    """
+
+    types: tuple[type, ...]
+    required: bool = False
+    short: str | None = None
+    help: str | None = None
+    open_choice: bool = False
+
+
+def _keys(types: dict[str, tuple[type, ...]], **special: Key) -> dict[str, Key]:
+    return {name: special.get(name, Key(t)) for name, t in types.items()}
+
+
+# section -> {key: Key}: the one list of the config keys and of the subcommands' options
+SCHEMA: dict[str, dict[str, Key]] = {
+    "fit": _keys(
+        {"use_rep": (str,), "n_features": (int,), "expansion_factor": (int,), "architecture": (str,), "k": (int,),
+         "l1_weight": _NUM, "lr": _NUM, "n_epochs": (int,), "batch_size": (int,), "validation_fraction": _NUM,
+         "device": (str,), "key_added": (str,)},
+        use_rep=Key((str,), required=True), k=Key((int,), short="-k"),
+    ),
+    "specificity": _keys(
+        {"groupby": (str,), "method": (str,), "alpha": _NUM, "min_effect": _NUM, "sae_key": (str,)},
+        groupby=Key((str,), required=True),
+    ),
+    "annotate": _keys(
+        {"gene_sets": (str,), "namespaces": (list,), "layer": (str,), "high_quantile": _NUM, "low_quantile": _NUM,
+         "n_low": (int,), "min_high": (int,), "de_method": (str,), "enrichment": (str,), "alpha": _NUM,
+         "de_alpha": _NUM, "min_log2fc": _NUM, "max_de_genes": (int, type(None)), "independent_filter": (bool,),
+         "min_size": (int,), "max_size": (int,), "flavor": (str,), "sae_key": (str,), "key_added": (str,)},
+        gene_sets=Key((str,), required=True, help="go-human, go-mouse (the embedded GO snapshot) or a .gmt file"),
+        enrichment=Key((str,), open_choice=True),  # 'ora' or any decoupler method
+        namespaces=Key((list,), help="GO namespaces of go-human / go-mouse, comma-separated (default: BP,MF,CC)"),
+    ),
+    "feature_space": _keys({"namespaces": (list, type(None)), "n_neighbors": (int,), "annotation_key": (str,)}),
+    "atlas": _keys(
+        {"path": (str,), "basis": (str,), "groupby": (str,), "max_cells": (int,), "max_terms": (int,),
+         "n_genes": (int,), "title": (str,), "sae_key": (str,), "annotation_key": (str,)},
+        path=Key((str,), required=True),
+    ),
 }  # fmt: skip
-REQUIRED = {"fit": ["use_rep"], "specificity": ["groupby"], "annotate": ["gene_sets"], "atlas": ["path"]}
+REQUIRED = {section: [k for k, key in keys.items() if key.required] for section, keys in SCHEMA.items()}
 TOP_LEVEL = {"input": (str,), "output": (str,), "seed": (int,), **{s: (dict,) for s in SCHEMA}}
+# section -> the public function whose keyword arguments its keys are (``namespace.name``)
+FUNCTIONS = {"fit": "tl.fit_sae", "specificity": "tl.feature_specificity", "annotate": "tl.annotate_features",
+             "feature_space": "tl.feature_space", "atlas": "pl.atlas"}  # fmt: skip
 
 
-# config keys that are choices -> the public function whose ``Literal`` type lists them
-CHOICE_SOURCES = {
-    ("fit", "architecture"): ("fit_sae", "architecture"),
-    ("specificity", "method"): ("feature_specificity", "method"),
-    ("annotate", "de_method"): ("annotate_features", "de_method"),
-    ("annotate", "flavor"): ("annotate_features", "flavor"),
-}
+def function(section: str) -> Any:
+    """Return the public function that runs config section ``section`` (imports its namespace)."""
+    import sclens as sl
+
+    namespace, name = FUNCTIONS[section].split(".")
+    return getattr(getattr(sl, namespace), name)
+
+
+def _literal(func: Any, name: str) -> list[str] | None:
+    """Return the strings of the ``Literal`` type of ``func``'s parameter ``name`` (also in ``Literal[...] | str``)."""
+    hint = typing.get_type_hints(func).get(name)  # (a stand-in function in a test: none)
+    parts = (hint,) if typing.get_origin(hint) is typing.Literal else typing.get_args(hint)
+    values = [v for part in parts if typing.get_origin(part) is typing.Literal for v in typing.get_args(part)]
+    return [v for v in values if isinstance(v, str)] or None
 
 
 def choices(keys: Any = None) -> dict[tuple[str, str], list[str]]:
     """``(section, key) -> allowed values`` of the choice keys (``keys``: only those; imports only what they need).
 
-    Read from the ``Literal`` types of the public functions, which ``tests/test_package_structure.py``
-    checks against the registries (SAE architectures, DE engines, flavors, specificity methods).
+    A key is a choice when the function of its section types it with ``Literal`` (unless the key
+    is an ``open_choice``), which ``tests/test_package_structure.py`` checks against the
+    registries (SAE architectures, DE engines, flavors, specificity methods).
     """
-    import typing
-
-    import sclens as sl
-
+    wanted = [(s, k) for s, ks in SCHEMA.items() for k in ks] if keys is None else list(keys)
     out = {}
-    for where in CHOICE_SOURCES if keys is None else [k for k in keys if k in CHOICE_SOURCES]:
-        func, name = CHOICE_SOURCES[where]
-        hint = typing.get_type_hints(getattr(sl.tl, func)).get(name)  # (a stand-in function in a test: none)
-        args = [a for arg in typing.get_args(hint) for a in (typing.get_args(arg) or [arg])]  # `Literal[...] | str`
-        if any(isinstance(a, str) for a in args):
-            out[where] = [a for a in args if isinstance(a, str)]
+    for section, key in wanted:
+        if key not in SCHEMA.get(section, {}) or SCHEMA[section][key].open_choice:
+            continue
+        allowed = _literal(function(section), key)
+        if allowed:
+            out[section, key] = allowed
     return out
+
+
+def _plain(text: str) -> str:
+    """Docstring markup as plain text: ````x```` -> ``x``, ``:func:`~a.b``` -> ``b``."""
+    text = re.sub(r":\w+:`~([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return re.sub(r":\w+:`([^`]+)`", r"\1", text).replace("``", "")
+
+
+def _doc_of(func: Any, name: str) -> str:
+    """First sentence of the description of parameter ``name`` in ``func``'s numpy docstring (``""``: none)."""
+    doc = inspect.getdoc(func) or ""
+    params = doc.split("Parameters\n----------\n", 1)[-1].split("\nReturns\n", 1)[0]
+    found = re.search(rf"^(?:\w+, )*{name}(?:, \w+)*\n((?:[ \t]+.*\n?)+)", params, flags=re.M)
+    if found is None:
+        return ""
+    text = " ".join(line.strip() for line in found.group(1).splitlines())
+    return _plain(re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]).replace(" (see Returns)", "").rstrip(".")
+
+
+def option_help(section: str, key: str) -> str:
+    """Return the help of the ``--key`` option of the subcommand running ``section``.
+
+    The :class:`Key`'s own help, or the first sentence of the function's docstring with its
+    default (unless ``None``) and choices.
+    """
+    own = SCHEMA[section][key].help
+    if own is not None:
+        return own
+    func = function(section)
+    text = textwrap.shorten(_doc_of(func, key), 240, placeholder=" ...")  # the API docs have the rest
+    default = inspect.signature(func).parameters[key].default
+    extra = [] if default is None or default is inspect.Parameter.empty else [f"default: {default}"]
+    allowed = choices([(section, key)]).get((section, key))
+    extra += [f"one of {', '.join(allowed)}"] if allowed else []
+    return f"{text} ({'; '.join(extra)})" if extra else text
 
 
 class ConfigError(ValueError):
@@ -108,7 +188,7 @@ def _check_section(section: str, params: dict[str, Any]) -> None:
             msg = f"`{section}` needs `{key}`."
             raise ConfigError(msg)
     for key, value in params.items():
-        _check_type(f"`{section}.{key}`", value, SCHEMA[section][key])
+        _check_type(f"`{section}.{key}`", value, SCHEMA[section][key].types)
     check_choices(section, params)
 
 

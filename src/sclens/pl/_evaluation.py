@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .._docs import doc_params
-from .._readers import result
+from .._readers import features_table, result
 from ._utils import finish, panels
 
 
@@ -119,7 +119,7 @@ def evaluation(
     fig, axes = panels(len(draw), ax, ncols=len(draw), panel_size=(4.2, 3.4))
     for name, panel in zip(draw, axes, strict=True):
         if name == "stability":
-            _stability(panel, found[name], adata.uns[sae_key]["features"])
+            _stability(panel, found[name], features_table(adata, sae_key, required=True))
         else:
             _PANELS[name](panel, found[name])
     return finish(fig, ax=ax, show=show, save=save, return_fig=return_fig)

@@ -24,7 +24,7 @@ def steering_coords(adata: AnnData, steer_key: str = "steer") -> tuple[np.ndarra
     Extra points: the target centroid of :func:`sclens.tl.steer_towards` (0 x 2 when absent).
     """
     info = steering_info(adata, steer_key)
-    emb = np.asarray(adata.obsm[info["use_rep"]], dtype=np.float64)
+    emb = np.asarray(adata.obsm[info["params"]["use_rep"]], dtype=np.float64)
     extra = np.asarray(info.get("target_centroid", np.zeros((0, emb.shape[1]))), dtype=np.float64).reshape(
         -1, emb.shape[1]
     )
@@ -45,30 +45,31 @@ DOSE_LABELS = {
 }
 
 
-def _versus_chance(info: dict, metric: str, fmt: str) -> str:
-    """``"<metric> (random <median>, p = <p>)"`` of a steering result; no random part without draws."""
-    text = format(float(info[metric]), fmt)
-    if int(info.get("n_random", 0)) > 0:
-        text += f" (random {format(float(info[f'{metric}_random']), fmt)}, p = {float(info[f'{metric}_pvalue']):.2g})"
+def _versus_chance(params: Mapping, metric: str, fmt: str) -> str:
+    """``"<metric> (random <median>, p = <p>)"`` of a steering result's params; no random part without draws."""
+    text = format(float(params[metric]), fmt)
+    if int(params.get("n_random", 0)) > 0:
+        text += (
+            f" (random {format(float(params[f'{metric}_random']), fmt)}, p = {float(params[f'{metric}_pvalue']):.2g})"
+        )
     return text
 
 
 def _title(info: dict, kind: str) -> str:
-    feats, modes = np.atleast_1d(info["features"]), np.atleast_1d(info["mode"])
+    table, params = info["features"], info["params"]
+    feats, modes = table.index.to_numpy(), table["mode"].astype(str).to_numpy()
     if kind == "dose":
-        n = int(info.get("n_random", 0))
+        n = int(params.get("n_random", 0))
         return f"dose-response: chosen features vs {n} random sets" if n else "dose-response"
-    if "source" in info and kind == "embedding":
-        src, tgt = (str(info[k]).split("=", 1)[-1] for k in ("source", "target"))
-        if "distance_ratio" not in info:  # written before the chance baseline: the ratio of its stored distances
-            info = {**info, "distance_ratio": float(info["distance_after"]) / float(info["distance_before"])}
-        return f"{src} \u2192 {tgt}\ndistance ratio {_versus_chance(info, 'distance_ratio', '.2f')}"
+    if "source" in params and kind == "embedding":
+        src, tgt = (str(params[k]).split("=", 1)[-1] for k in ("source", "target"))
+        return f"{src} \u2192 {tgt}\ndistance ratio {_versus_chance(params, 'distance_ratio', '.2f')}"
     if feats.size > 1:
         return f"{feats.size} features steered ({', '.join(sorted(set(modes.astype(str))))})"
     if str(modes[0]) == "knockout":
         return f"feature {feats[0]} knocked out"
     verb = "raised by" if str(modes[0]) == "add" else "steered to"
-    return f"feature {feats[0]} {verb} {float(np.atleast_1d(info['amount'])[0]):.3g}"
+    return f"feature {feats[0]} {verb} {float(table['amount'].iloc[0]):.3g}"
 
 
 def _embedding(ax: Axes, adata: AnnData, info: dict, steer_key: str, *, max_pairs, palette, size, seed) -> None:
@@ -117,9 +118,9 @@ def _bar_label(feature: int, mode: str, label: str, width: int = 36) -> str:
 
 
 def _features(ax: Axes, info: dict, *, max_features: int, palette, names: Mapping[int, str]) -> None:
-    feats = np.atleast_1d(info["features"])
-    change = np.atleast_1d(np.asarray(info["mean_change"], dtype=float))
-    modes = np.atleast_1d(info["mode"]).astype(str)
+    table = info["features"]
+    feats, modes = table.index.to_numpy(), table["mode"].astype(str).to_numpy()
+    change = table["mean_change"].to_numpy(dtype=float)
     order = np.argsort(-np.abs(change), kind="stable")[:max_features][::-1]
     labels = [_bar_label(int(feats[i]), modes[i], names.get(int(feats[i]), "")) for i in order]
     ax.barh(np.arange(order.size), change[order], color=[palette[1] if c >= 0 else palette[0] for c in change[order]])
@@ -139,7 +140,7 @@ def _dose(ax: Axes, info: dict, *, palette) -> None:
     ax.plot(s, table["chosen"], color=palette[1], marker="o", label="chosen features")
     ax.axvline(1.0, color="0.6", linewidth=0.8, linestyle=":")
     ax.set_xlabel("steering strength (1 = the steering asked for)")
-    metric = str(info.get("dose_metric", ""))
+    metric = str(info["params"].get("dose_metric", ""))
     ax.set_ylabel(DOSE_LABELS.get(metric, metric))
     ax.legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
@@ -203,17 +204,11 @@ def steering(
     if kind not in ("embedding", "features", "dose"):
         msg = f"kind must be 'embedding', 'features' or 'dose', got {kind!r}."
         raise ValueError(msg)
-    if kind == "dose" and not isinstance(info.get("dose_response"), pd.DataFrame):
-        msg = (
-            f"`uns[{steer_key!r}]` has no 'dose_response' table: it was written by an earlier sclens version; "
-            "re-run `sl.tl.steer` / `sl.tl.steer_towards`."
-        )
-        raise KeyError(msg)
     if len(palette) < 2:
         msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
         raise ValueError(msg)
-    n_feat = np.atleast_1d(info["features"]).size
-    names = _feature_labels(labels, str(info.get("sae_key", "sae")))
+    n_feat = len(info["features"])
+    names = _feature_labels(labels, str(info["params"].get("sae_key", "sae")))
     size_fig = {"embedding": (5.2, 4), "dose": (6.4, 4)}.get(
         kind, (5.5, 1.2 + (0.45 if names else 0.25) * min(n_feat, max_features))
     )

@@ -5,25 +5,41 @@
 >>> history = train_sae(sae, x)  # until held-out loss stops improving; numpy / sparse / dask / backed / tensors
 """
 
-from . import _architectures  # noqa: F401  (registers batchtopk, matryoshka_batchtopk, jumprelu)
+from ._architectures import BatchTopKConfig, JumpReLUConfig, MatryoshkaBatchTopKConfig  # registers them too
 from ._config import SAEConfig
 from ._data import ArrayBatches, TensorBatches, data_stats, geometric_median
 from ._evaluate import EvalResult, evaluate
 from ._io import check_input_dim, from_arrays, load_sae, save_sae, to_arrays
 from ._model import SAEOutput, SparseAutoencoder
-from ._registry import Architecture, available_architectures, get_architecture, register_architecture
+from ._registry import (
+    Architecture,
+    ArchitectureConfig,
+    ReLUConfig,
+    TopKConfig,
+    VanillaConfig,
+    available_architectures,
+    get_architecture,
+    register_architecture,
+)
 from ._schedule import Stopping, default_lr
 from ._train import global_rank, initialize_from_data, torch_threads, train_sae
 
 __all__ = [
     "Architecture",
+    "ArchitectureConfig",
     "ArrayBatches",
+    "BatchTopKConfig",
     "EvalResult",
+    "JumpReLUConfig",
+    "MatryoshkaBatchTopKConfig",
+    "ReLUConfig",
     "SAEConfig",
     "SAEOutput",
     "SparseAutoencoder",
     "Stopping",
     "TensorBatches",
+    "TopKConfig",
+    "VanillaConfig",
     "available_architectures",
     "check_input_dim",
     "data_stats",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ._registry import Architecture, register_architecture, sum_sq_error, topk_encode
+from ._registry import Architecture, ArchitectureConfig, register_architecture, sum_sq_error, topk_encode
 
 
 def _n_candidates(sae) -> int:
@@ -30,6 +31,63 @@ def _batch_topk(sae, xc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return vals * keep, idx, threshold.float()
 
 
+@dataclass(frozen=True)
+class BatchTopKConfig(ArchitectureConfig):
+    """Settings of ``batchtopk``.
+
+    Parameters
+    ----------
+    momentum
+        Weight of the running mean of the per-batch thresholds during training (an exponential
+        moving average after ``1 / (1 - momentum)`` steps); in ``[0, 1)``.
+    """
+
+    momentum: float = 0.99
+
+    def check(self) -> None:
+        self._require("momentum", "in [0, 1)", ok=0 <= self.momentum < 1)
+
+
+@dataclass(frozen=True)
+class MatryoshkaBatchTopKConfig(BatchTopKConfig):
+    """Settings of ``matryoshka_batchtopk``: ``momentum`` as :class:`BatchTopKConfig`, and its prefixes.
+
+    Parameters
+    ----------
+    n_prefixes
+        Nested prefixes trained to reconstruct: the first ``F / 2**j`` features, ``j < n_prefixes``
+        (4: ``F/8``, ``F/4``, ``F/2``, ``F``); at least 1.
+    """
+
+    n_prefixes: int = 4
+
+    def check(self) -> None:
+        super().check()
+        self._require("n_prefixes", ">= 1", ok=self.n_prefixes >= 1)
+
+
+@dataclass(frozen=True)
+class JumpReLUConfig(ArchitectureConfig):
+    """Settings of ``jumprelu``.
+
+    Parameters
+    ----------
+    bandwidth
+        Width of the rectangle kernel of the thresholds' straight-through gradient, in units of the
+        normalised input (mean squared norm = ``input_dim``); > 0.
+    init_threshold
+        Initial threshold of every feature; > 0.
+    """
+
+    bandwidth: float = 0.2
+    init_threshold: float = 0.5
+
+    def check(self) -> None:
+        for name in ("bandwidth", "init_threshold"):
+            value = getattr(self, name)
+            self._require(name, "a finite number > 0", ok=math.isfinite(value) and value > 0)
+
+
 @register_architecture
 class BatchTopK(Architecture):
     """Top ``k * n`` pre-activations over a training batch of ``n`` cells (Bussmann et al. 2024).
@@ -47,7 +105,7 @@ class BatchTopK(Architecture):
     uses_auxk = True
     state = ("threshold",)
     capturable = False  # the running mean's weight is a host-side step count
-    options: ClassVar[dict[str, Any]] = {"momentum": 0.99}
+    config_class = BatchTopKConfig
 
     def init_state(self, sae):
         sae.register_buffer("threshold", torch.tensor(-1.0))
@@ -68,7 +126,7 @@ class BatchTopK(Architecture):
     def _observe(self, sae, value: Tensor) -> None:
         # running mean of the per-batch thresholds, an EMA after 1 / (1 - momentum) steps
         self._steps += 1
-        beta = min(self.momentum, 1.0 - 1.0 / self._steps)
+        beta = min(self.config.momentum, 1.0 - 1.0 / self._steps)
         new = sae.threshold * beta + (1 - beta) * value
         sae.threshold.copy_(torch.where(torch.isfinite(value), new, sae.threshold))
 
@@ -97,10 +155,10 @@ class MatryoshkaBatchTopK(BatchTopK):
     """
 
     name = "matryoshka_batchtopk"
-    options: ClassVar[dict[str, Any]] = {**BatchTopK.options, "n_prefixes": 4}
+    config_class = MatryoshkaBatchTopKConfig
 
     def prefixes(self, n_features: int) -> list[int]:
-        return sorted({max(n_features >> j, 1) for j in range(self.n_prefixes)})
+        return sorted({max(n_features >> j, 1) for j in range(self.config.n_prefixes)})
 
     def reconstruction_loss(self, sae, xn, acts, idx, recon):
         total = sum_sq_error(recon, xn)
@@ -159,11 +217,11 @@ class JumpReLU(Architecture):
     name = "jumprelu"
     uses_l1 = True
     state = ("log_threshold",)
-    # bandwidth: in units of the normalised input (mean squared norm = input_dim)
-    options: ClassVar[dict[str, Any]] = {"bandwidth": 0.2, "init_threshold": 0.5}
+    config_class = JumpReLUConfig
 
     def init_state(self, sae):
-        sae.log_threshold = nn.Parameter(torch.full((sae.n_features,), float(torch.tensor(self.init_threshold).log())))
+        init = float(torch.tensor(self.config.init_threshold).log())
+        sae.log_threshold = nn.Parameter(torch.full((sae.n_features,), init))
 
     def state_shapes(self, cfg):
         return {"log_threshold": (cfg.n_features,)}
@@ -174,9 +232,9 @@ class JumpReLU(Architecture):
     def activate(self, sae, xc):
         pre = self._pre(sae, xc)
         theta = sae.log_threshold.exp().to(pre.dtype)
-        return F.relu(_JumpReLU.apply(pre, theta, self.bandwidth)), None
+        return F.relu(_JumpReLU.apply(pre, theta, self.config.bandwidth)), None
 
     def penalty(self, sae, xc, acts, idx):
         pre = self._pre(sae, xc).detach()
         theta = sae.log_threshold.exp().to(pre.dtype)
-        return _Step.apply(pre, theta, self.bandwidth).float().sum() / xc.shape[0]
+        return _Step.apply(pre, theta, self.config.bandwidth).float().sum() / xc.shape[0]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._registry import ArchitectureConfig
 
 _B_DEC_INIT = ("mean", "median", "zeros")
 _SCALE = ("none", "norm", "std")
@@ -48,10 +52,14 @@ class SAEConfig:
         norm of a centred cell equals ``input_dim``) or ``"std"`` (per dimension). Centring and
         scaling are folded into the weights after training, so the saved model reads raw inputs.
     architecture_options
-        The architecture's own hyperparameters (``momentum`` of ``batchtopk``'s inference threshold,
-        ``n_prefixes`` of ``matryoshka_batchtopk``, ``bandwidth`` / ``init_threshold`` of
-        ``jumprelu``); unnamed ones take the architecture's defaults. Stored with the weights
-        (``cfg.json``, ``adata.uns[key]['params']``), so a reloaded model uses the same values.
+        The architecture's own hyperparameters: an instance of its config class
+        (:class:`~sclens.sae.BatchTopKConfig` ``momentum``, :class:`~sclens.sae.MatryoshkaBatchTopKConfig`
+        ``n_prefixes``, :class:`~sclens.sae.JumpReLUConfig` ``bandwidth`` / ``init_threshold``;
+        :class:`~sclens.sae.TopKConfig`, :class:`~sclens.sae.ReLUConfig` and
+        :class:`~sclens.sae.VanillaConfig` have none) or a dict of its fields; ``None`` or unnamed
+        fields take the defaults. Unknown or invalid settings are refused. Kept as the config
+        instance and stored with the weights as a dict (``cfg.json``, ``adata.uns[key]['params']``),
+        so a reloaded model uses the same values.
     """
 
     input_dim: int
@@ -65,7 +73,7 @@ class SAEConfig:
     b_dec_init: str = "mean"
     center: bool = True
     scale: str = "norm"
-    architecture_options: dict[str, Any] = field(default_factory=dict)
+    architecture_options: ArchitectureConfig | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from ._registry import get_architecture
@@ -83,8 +91,7 @@ class SAEConfig:
             msg = f"n_features must be >= 1, got {self.n_features}; pass e.g. `n_features=16 * input_dim`."
             raise ValueError(msg)
         arch = get_architecture(self.architecture, self.architecture_options)  # raises on unknown names / options
-        given = {k: v.item() if hasattr(v, "item") else v for k, v in dict(self.architecture_options or {}).items()}
-        self.architecture_options = {**arch.options, **given}  # saved with the weights, defaults included
+        self.architecture_options = arch.config  # the typed config, defaults filled in
         if arch.uses_k and not 1 <= self.k < self.n_features:
             msg = (
                 f"k must satisfy 1 <= k < n_features for architecture {self.architecture!r}, got "
@@ -118,7 +125,7 @@ class SAEConfig:
             raise ValueError(msg)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of all fields (JSON and h5ad friendly: no ``None``)."""
+        """Plain dict of all fields (JSON and h5ad friendly: no ``None``; ``architecture_options`` as a dict)."""
         return asdict(self)
 
     @classmethod

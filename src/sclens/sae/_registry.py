@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -88,6 +90,71 @@ def sum_sq_error(recon: Tensor, target: Tensor) -> Tensor:
     return (recon.float() - target.float()).pow(2).sum() / target.shape[0]
 
 
+@dataclass(frozen=True)
+class ArchitectureConfig:
+    """The hyperparameters an architecture owns; each architecture has a subclass with its own fields.
+
+    A subclass is a frozen dataclass whose fields (``float`` or ``int``, each with a default) are
+    the architecture's settings, and whose :meth:`check` refuses invalid values. It is the
+    ``architecture_options`` of :class:`~sclens.sae.SAEConfig`, saved with the weights as a dict of
+    its fields (``cfg.json``, ``adata.uns[key]['params']``).
+    """
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(self, f.name, getattr(self, f.name), str(f.type)))
+        self.check()
+
+    def check(self) -> None:
+        """Raise a ``ValueError`` naming the setting when a value is invalid (none to check here)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (as saved)."""
+        return asdict(self)
+
+    @classmethod
+    def build(cls, options: ArchitectureConfig | Mapping[str, Any] | None, *, architecture: str) -> ArchitectureConfig:
+        """Return the config from an instance, a dict of its fields (unnamed ones: defaults) or ``None``."""
+        if isinstance(options, ArchitectureConfig):
+            if type(options) is not cls:
+                names = sorted(f.name for f in fields(cls)) or "none"
+                msg = (
+                    f"architecture_options is a {type(options).__name__}; architecture {architecture!r} takes a "
+                    f"{cls.__name__} or a dict of its fields ({names})."
+                )
+                raise ValueError(msg)
+            return options
+        if options is not None and not isinstance(options, Mapping):
+            msg = f"architecture_options must be a {cls.__name__} or a dict, got {type(options).__name__}."
+            raise TypeError(msg)
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(options or {}) - names)
+        if unknown:
+            msg = (
+                f"architecture_options {unknown} are not options of architecture {architecture!r}; "
+                f"its options ({cls.__name__}): {sorted(names) or 'none'}."
+            )
+            raise ValueError(msg)
+        return cls(**{k: v.item() if hasattr(v, "item") else v for k, v in (options or {}).items()})
+
+    def _require(self, name: str, rule: str, *, ok: bool) -> None:
+        if not ok:
+            msg = f"architecture_options[{name!r}] ({type(self).__name__}) must be {rule}, got {getattr(self, name)!r}."
+            raise ValueError(msg)
+
+
+def _coerce(config: ArchitectureConfig, name: str, value: Any, kind: str) -> Any:
+    """``value`` as the field's type (``int`` / ``float``; numpy scalars accepted), or a TypeError naming it."""
+    value = value.item() if hasattr(value, "item") else value
+    ok = {"int": (int,), "float": (int, float)}.get(kind)
+    if ok is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, ok):
+        msg = f"architecture_options[{name!r}] ({type(config).__name__}) must be {kind}, got {value!r}."
+        raise TypeError(msg)
+    return int(value) if kind == "int" else float(value)
+
+
 class Architecture:
     """Base class of an SAE variant; subclass it and decorate with :func:`register_architecture`.
 
@@ -96,6 +163,8 @@ class Architecture:
     by gathering ``k`` decoder rows) or ``(dense, None)`` of shape ``(n, F)``. An architecture
     with its own tensors (thresholds, ...) names them in ``state``, creates them in
     ``init_state`` and gives their shapes in ``state_shapes``; they are saved beside the weights.
+    Its own hyperparameters are the fields of its ``config_class`` (an :class:`ArchitectureConfig`),
+    read from ``self.config``.
     """
 
     name: ClassVar[str] = ""
@@ -106,9 +175,11 @@ class Architecture:
     state: ClassVar[tuple[str, ...]] = ()
     capturable: ClassVar[bool] = True  # no per-step state on the host: a training step can be a CUDA graph
     topk_select: str = "full"  # how TopK-like architectures select (`TOPK_SELECT`); set per model by `train_sae`
-    #: the architecture's own hyperparameters and their defaults (``SAEConfig.architecture_options``),
-    #: set as attributes of the instance
-    options: ClassVar[dict[str, Any]] = {}
+    #: the class of the architecture's own hyperparameters (``SAEConfig.architecture_options``)
+    config_class: ClassVar[type[ArchitectureConfig]] = ArchitectureConfig
+
+    def __init__(self, config: ArchitectureConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
 
     def init_state(self, sae: SparseAutoencoder) -> None:
         """Register the architecture's own buffers / parameters on ``sae``."""
@@ -157,23 +228,32 @@ def available_architectures() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_architecture(name: str, options: dict[str, Any] | None = None) -> Architecture:
-    """Instantiate the registered architecture ``name`` with its ``options`` (defaults: ``cls.options``)."""
+def get_architecture(name: str, options: ArchitectureConfig | Mapping[str, Any] | None = None) -> Architecture:
+    """Instantiate the registered architecture ``name`` with its config.
+
+    ``options``: an instance of its ``config_class``, a dict of its fields or ``None`` (the
+    defaults), checked by :meth:`ArchitectureConfig.build`.
+    """
     if name not in _REGISTRY:
         msg = f"Unknown SAE architecture {name!r}; choose one of {available_architectures()}."
         raise ValueError(msg)
     cls = _REGISTRY[name]
-    unknown = sorted(set(options or {}) - set(cls.options))
-    if unknown:
-        msg = (
-            f"architecture_options {unknown} are not options of architecture {name!r}; "
-            f"its options: {sorted(cls.options) or 'none'}."
-        )
-        raise ValueError(msg)
-    arch = cls()
-    for key, value in {**cls.options, **(options or {})}.items():
-        setattr(arch, key, value)
-    return arch
+    return cls(cls.config_class.build(options, architecture=name))
+
+
+@dataclass(frozen=True)
+class VanillaConfig(ArchitectureConfig):
+    """Settings of ``vanilla`` beyond :class:`~sclens.sae.SAEConfig` (none: its sparsity is ``l1_weight``)."""
+
+
+@dataclass(frozen=True)
+class ReLUConfig(VanillaConfig):
+    """Settings of ``relu`` beyond :class:`~sclens.sae.SAEConfig` (none: its sparsity is ``l1_weight``)."""
+
+
+@dataclass(frozen=True)
+class TopKConfig(ArchitectureConfig):
+    """Settings of ``topk`` beyond :class:`~sclens.sae.SAEConfig` (none: ``k``, ``aux_k`` are shared there)."""
 
 
 @register_architecture
@@ -181,6 +261,7 @@ class Vanilla(Architecture):
     """``z = ReLU(W_enc x + b_enc)``, loss MSE + ``l1_weight * ||z||_1`` (paper eq. 1-3)."""
 
     name = "vanilla"
+    config_class = VanillaConfig
     pre_bias = False
     uses_l1 = True
     l1_by_decoder_norm: ClassVar[bool] = False
@@ -200,6 +281,7 @@ class ReLU(Vanilla):
     """Vanilla with the pre-encoder bias (``x - b_dec`` is encoded) and L1 weighted by decoder norms."""
 
     name = "relu"
+    config_class = ReLUConfig
     pre_bias = True
     l1_by_decoder_norm = True
 
@@ -209,6 +291,7 @@ class TopK(Architecture):
     """Keep the ``k`` largest pre-activations of each cell (Gao et al. 2024), AuxK on dead features."""
 
     name = "topk"
+    config_class = TopKConfig
     uses_k = True
     uses_auxk = True
 

@@ -32,7 +32,8 @@ Returns ``None`` (or the modified copy when ``copy=True``) and writes
 * ``adata.obsm['X_' + {key}]``: CSR float32 activations, cells x ``n_features`` (all >= 0);
 * ``adata.uns[{key}]['run_id']``: a unique id of this SAE run, recorded by every result derived from it
   (results of an earlier run under the same key are dropped, with a warning);
-* ``adata.uns[{key}]['params']``: architecture, sizes, training settings and ``use_rep``;
+* ``adata.uns[{key}]['params']``: architecture (and its ``architecture_options``), sizes, training
+  settings (``trainer_kwargs`` as given) and ``use_rep``;
 * ``adata.uns[{key}]['metrics']``: ``fvu`` (``fit_sae``: on the held-out cells if any; ``encode``: on
   these cells), ``fvu_all`` (all cells), ``l0``, ``dead_fraction``, ``n_live``{extra};
 * ``adata.uns[{key}]['weights']``: ``W_enc``, ``b_enc``, ``W_dec``, ``b_dec`` (and ``threshold``
@@ -74,6 +75,25 @@ def _default_width(n_cells: int, n_dims: int, expansion_factor: int, k: int) -> 
 
 
 _SUMMARY = ("n_steps", "stop_reason", "best_step", "best_val_fvu")
+
+
+def recorded_kwargs(kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``trainer_kwargs`` as stored in ``params`` (h5ad-safe).
+
+    Numbers, strings and lists of them are kept as given; ``None`` (the default) is left out; any
+    other object (a Lightning strategy, a callback) is recorded by its name.
+    """
+    out: dict[str, Any] = {}
+    for name, value in (kwargs or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, (bool, int, float, str, np.generic)):
+            out[name] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, str)) for v in value):
+            out[name] = np.asarray(value)
+        else:
+            out[name] = getattr(value, "__qualname__", type(value).__name__)
+    return out
 
 
 def _training_metrics(history: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -185,7 +205,10 @@ def fit_sae(
     validation_fraction
         Fraction of cells held out to measure FVU (0, or fewer than 2 held-out cells, measures it on all cells).
     sae_kwargs
-        Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``).
+        Further :class:`sclens.sae.SAEConfig` fields (``dead_steps``, ``b_dec_init``, ``center``, ``scale``,
+        ``architecture_options``: the architecture's own settings, e.g.
+        ``{{"architecture_options": sclens.sae.JumpReLUConfig(bandwidth=0.1)}}``, or ``{{"bandwidth": 0.1}}``
+        in its place).
     trainer_kwargs
         Further arguments of :func:`sclens.sae.train_sae` (``devices``, ``strategy``, ``precision``,
         ``min_steps``, ``max_steps``, ``patience``, ``eval_every``). With ``strategy="ddp"`` and several
@@ -248,7 +271,7 @@ def fit_sae(
         "n_epochs": "auto" if n_epochs is None else int(n_epochs), "batch_size": int(batch_size),
         "validation_fraction": float(validation_fraction), "n_train": n - n_val, "n_val": n_val,
         "fvu_on": "validation" if n_val else "all", "random_state": seed, "device": str(accelerator),
-        "source": "fit_sae",
+        "trainer_kwargs": recorded_kwargs(trainer_kwargs), "source": "fit_sae",
     }  # fmt: skip
     metrics = {"fvu": fvu, "fvu_all": ev.fvu, "l0": ev.l0, "dead_fraction": ev.dead_fraction, "n_live": ev.n_live}
     metrics.update(_training_metrics(history))

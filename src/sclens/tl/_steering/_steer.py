@@ -7,10 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
 from ..._features import resolve_features
+from ..._readers import store_result
 from ..._utils import resolve_seed
 from ._chance import (
     STRENGTHS,
@@ -65,13 +67,14 @@ strengths
     strength (codes kept >= 0); 1 is the steering asked for."""
 
 doc_chance_returns = """\
-* the chance baseline, also in ``uns[key_added]``: ``n_random``, ``random_state``; ``baseline``, a
-  DataFrame with one row for the chosen features (``"chosen"``) and one per random set
-  (``"random_0"``, ...): their ``features`` (comma-separated) and the metrics; for each metric
-  ``m``: ``m`` (chosen features), ``m_random`` (median over the random sets) and ``m_pvalue``
-  (empirical, ``(1 + #sets at least as good) / (1 + n_random)``; NaN with ``n_random=0``);
-  ``dose_response``, a DataFrame with ``strength``, ``chosen``, ``random_median``,
-  ``random_q05``, ``random_q95`` of the metric named by ``dose_metric``."""
+* the chance baseline: ``uns[key_added]['baseline']``, a DataFrame with one row for the chosen
+  features (``"chosen"``) and one per random set (``"random_0"``, ...): their ``features``
+  (comma-separated) and the metrics; ``['dose_response']``, a DataFrame with ``strength``,
+  ``chosen``, ``random_median``, ``random_q05``, ``random_q95`` of the metric named by
+  ``params['dose_metric']``; in ``['params']``: ``n_random``, ``random_state``, ``dose_metric``
+  and for each metric ``m``: ``m`` (chosen features), ``m_random`` (median over the random sets)
+  and ``m_pvalue`` (empirical, ``(1 + #sets at least as good) / (1 + n_random)``; NaN with
+  ``n_random=0``)."""
 
 
 doc_paired_returns = """\
@@ -96,6 +99,20 @@ def steer_params(run, *, sae_key: str, idx: np.ndarray, decoder: str) -> dict[st
     return out
 
 
+def steered_table(feats: np.ndarray, modes, values, factors, amounts, mean_change: np.ndarray) -> pd.DataFrame:
+    """One row per steered feature, in the order given (index ``feature``: the feature numbers)."""
+    return pd.DataFrame(
+        {
+            "mode": np.asarray([str(m) for m in modes], dtype=object),
+            "value": np.asarray([str(v) for v in values], dtype=object),
+            "factor": np.asarray(factors, dtype=np.float64),
+            "amount": np.asarray(amounts, dtype=np.float64),
+            "mean_change": np.asarray(mean_change, dtype=np.float64),
+        },
+        index=pd.Index(np.asarray(feats, dtype=np.int64), name="feature"),
+    )
+
+
 def _steer_chance(
     adata: AnnData,
     run,
@@ -108,8 +125,8 @@ def _steer_chance(
     seed: int,
     expr_before: np.ndarray | None,
     decode_kw: dict[str, Any],
-) -> dict[str, Any]:
-    """Baseline table, summaries and dose-response of a steering: the chosen features, then random sets.
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Baseline and dose-response tables, and summaries (params), of a steering: chosen features, then random sets.
 
     ``rule``: each steered feature's mode, value and factor, applied to the random feature in its
     place; ``expr_before``: the decoded expression of the unsteered cells (``None``: no decoder), each
@@ -138,11 +155,10 @@ def _steer_chance(
             row["expression_shift"] = expression_shift(expr_before, after)
         rows.append(row)
     table = baseline_table(draws, rows)
-    out = {"n_random": n_random, "random_state": seed, "baseline": table}
+    params = {"n_random": n_random, "random_state": seed, "dose_metric": "displacement"}
     for metric in table.columns[1:]:
-        out.update(summarise(table, metric, larger_is_better=True))
-    out.update({"dose_response": dose_table(strengths, np.asarray(curves)), "dose_metric": "displacement"})
-    return out
+        params.update(summarise(table, metric, larger_is_better=True))
+    return {"baseline": table, "dose_response": dose_table(strengths, np.asarray(curves))}, params
 
 
 @doc_params(
@@ -218,10 +234,12 @@ def steer(
     Returns
     -------
     {paired_returns}
-    * ``uns[key_added]``: per steered feature ``features``, ``mode``, ``value``, ``factor``,
-      ``amount`` (activation set, amount added, or 0) and ``mean_change`` (mean :math:`z'_f - z_f`
-      of the steered cells); ``sae_key``, ``sae_run_id`` (when the SAE run has one), ``use_rep``,
-      ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``);
+    * ``uns[key_added]['features']``: DataFrame, one row per steered feature (index ``feature``, the
+      feature numbers in the order given) with ``mode``, ``value``, ``factor``, ``amount``
+      (activation set, amount added, or 0) and ``mean_change`` (mean :math:`z'_f - z_f` of the
+      steered cells);
+    * ``uns[key_added]['params']``: ``sae_key``, ``sae_run_id`` (when the SAE run has one),
+      ``use_rep``, ``n_cells``, ``decoder`` (``"scvi"``, ``"callable"`` or ``"none"``);
     {chance_returns}
       Metrics: ``displacement`` (the ``dose_metric``; larger is better) and, with a decoder
       returning non-negative expression, ``expression_shift``.
@@ -250,7 +268,7 @@ def steer(
     x_new = x + dz @ run.w_dec[feats]
     kw = {"model": model, "decode": decode, "library_size": library_size, "batch_size": batch_size}
     expr, decoder = decode_pair(adata, idx, (x, x_new), **kw)
-    chance = _steer_chance(
+    tables, chance = _steer_chance(
         adata, run, idx, feats, (modes, values, factors), n_random=n_random, strengths=grid, seed=seed,
         expr_before=expr[0] if expr is not None and min(e.min() for e in expr) >= 0 else None, decode_kw=kw,
     )  # fmt: skip
@@ -258,16 +276,11 @@ def steer(
         adata, idx, x=x, x_new=x_new, z=z, z_new=z_new, expr=expr, decoder=decoder,
         library_size=library_size, use_rep=run.use_rep, sae_key=sae_key,
     )  # fmt: skip
-    out.uns[key_added] = {
-        "features": feats,
-        "mode": np.asarray(modes, dtype=str),
-        "value": np.asarray([str(v) for v in values]),
-        "factor": np.asarray(factors, dtype=float),
-        "amount": np.asarray(amounts, dtype=float),
-        "mean_change": dz.mean(axis=0),
-        **steer_params(run, sae_key=sae_key, idx=idx, decoder=decoder),
-        **chance,
-    }
+    store_result(
+        out, "steer", key=key_added, parent=None,
+        tables={"features": steered_table(feats, modes, values, factors, amounts, dz.mean(axis=0)), **tables},
+        params={**steer_params(run, sae_key=sae_key, idx=idx, decoder=decoder), **chance},
+    )  # fmt: skip
     logger.info(
         "steer: %d feature(s) changed in %d cells (decoder: %s); displacement %.3g (random median %.3g, p = %.3g)",
         feats.size, idx.size, decoder, chance["displacement"], chance["displacement_random"],

@@ -13,7 +13,7 @@ from scipy import stats
 
 from ..._docs import doc_params
 from ..._network import GeneSetsLike
-from ..._readers import result
+from ..._readers import result, store_result
 from ..._utils import resolve_seed
 from ._chance import (
     STRENGTHS,
@@ -25,7 +25,15 @@ from ._chance import (
     scaled_change,
     summarise,
 )
-from ._steer import doc_chance, doc_chance_returns, doc_decoders, doc_paired_returns, doc_sae_key, steer_params
+from ._steer import (
+    doc_chance,
+    doc_chance_returns,
+    doc_decoders,
+    doc_paired_returns,
+    doc_sae_key,
+    steer_params,
+    steered_table,
+)
 from ._steer_core import change_codes, check_decoder, decode_pair, paired_result, select_cells, steer_run
 
 logger = logging.getLogger("sclens")
@@ -172,11 +180,12 @@ def _towards_chance(
     strengths: np.ndarray,
     seed: int,
     scores_of: Any,
-) -> dict[str, Any]:
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Distance ratios (and expression scores) of the chosen features and of random sets set to the target means.
 
     Random features are drawn among the other features active in the source or the target.
     ``scores_of(x_new)``: :func:`expression_scores` of the source cells moved to ``x_new`` (``None``: no decoder).
+    Returns the ``baseline`` and ``dose_response`` tables and the summaries (params).
     """
     m_s = np.asarray(run.act[src].mean(axis=0)).ravel()
     pool = np.setdiff1d(np.flatnonzero((m_s > 0) | (m_t > 0)), feats)
@@ -200,16 +209,17 @@ def _towards_chance(
             row.update(scores_of(x + step))
         rows.append(row)
     table = baseline_table(draws, rows)
-    out = {"distance_before": before, "distance_after": float(dists[0].mean())}
-    out.update({"n_random": n_random, "random_state": seed, "baseline": table})
-    out.update(summarise(table, "distance_ratio", larger_is_better=False))
+    params = {"distance_before": before, "distance_after": float(dists[0].mean())}
+    params.update({"n_random": n_random, "random_state": seed, "dose_metric": "distance_ratio"})
+    params.update(summarise(table, "distance_ratio", larger_is_better=False))
     for metric in ("marker_shift", "de_correlation"):
         if metric in table:
-            out.update(summarise(table, metric, larger_is_better=True))
+            params.update(summarise(table, metric, larger_is_better=True))
     median_random = np.median(dists[1:], axis=0) if n_random else None
-    out["frac_closer_than_random"] = float("nan") if median_random is None else float((dists[0] < median_random).mean())
-    out.update({"dose_response": dose_table(strengths, np.asarray(curves)), "dose_metric": "distance_ratio"})
-    return out
+    params["frac_closer_than_random"] = (
+        float("nan") if median_random is None else float((dists[0] < median_random).mean())
+    )
+    return {"baseline": table, "dose_response": dose_table(strengths, np.asarray(curves))}, params
 
 
 @doc_params(
@@ -299,22 +309,23 @@ def steer_towards(
     Returns
     -------
     {paired_returns}
-    * ``uns[key_added]``: as :func:`steer` (``features``, ``amount`` = the target means,
-      ``mean_change``, ...) plus ``source``, ``target``, ``objective`` (:math:`J` before and after
-      each chosen feature), ``target_centroid``, ``distance_before`` / ``distance_after`` (mean
-      distance to the centroid), ``n_target``; with a decoder also ``markers``, ``markers_up``
-      (fraction of markers with DE log2 fold change > 0), ``markers_log2fc`` / ``others_log2fc``
-      (DE medians), ``markers_rank_pvalue`` (one-sided Mann-Whitney test, markers vs other
-      genes), ``markers_enriched`` (the marker set passes the contrast's enrichment test),
-      ``n_pairs_tested``;
+    * ``uns[key_added]['features']``: as :func:`steer`, in the order chosen (``amount``: the target
+      means); ``['objective']``: :math:`J` before and after each chosen feature;
+      ``['target_centroid']``: :math:`\mu_t`;
+    * ``uns[key_added]['params']``: as :func:`steer`, plus ``source``, ``target``, ``n_target``,
+      ``distance_before`` / ``distance_after`` (mean distance to the centroid); with a decoder also
+      ``markers``, ``markers_up`` (fraction of markers with DE log2 fold change > 0),
+      ``markers_log2fc`` / ``others_log2fc`` (DE medians), ``markers_rank_pvalue`` (one-sided
+      Mann-Whitney test, markers vs other genes), ``markers_enriched`` (the marker set passes the
+      contrast's enrichment test), ``n_pairs_tested``;
     {chance_returns}
       Metrics: ``distance_ratio`` (the ``dose_metric``; lower is better) and, with a decoder,
       ``marker_shift`` (median log2 ratio of the markers minus that of the other genes) and
       ``de_correlation`` (Spearman correlation of the steering's log2 ratios with the
       target-vs-source ones); these log2 ratios are of the mean library-normalised predicted
-      expression, perturbed / normal, computed the same way for every set (no DE test). Also
-      ``frac_closer_than_random``: the fraction of source cells closer to the target centroid
-      than under the median random set;
+      expression, perturbed / normal, computed the same way for every set (no DE test). Also in
+      ``params``: ``frac_closer_than_random``, the fraction of source cells closer to the target
+      centroid than under the median random set;
     * ``uns['contrast']``: the DE (``de``) and enriched gene sets (``results``) of perturbed vs normal.
     """
     run = steer_run(adata, sae_key)
@@ -352,19 +363,25 @@ def steer_towards(
             moved = decode_pair(adata, src, (x_moved,), **kw)[0][0]
             return expression_scores(log2_ratio(expr[0], moved), is_marker, expected)
 
-    chance = _towards_chance(
+    tables, chance = _towards_chance(
         adata, run, src, feats, mu_t, m_t, n_random=n_random, strengths=grid, seed=seed, scores_of=scores_of
     )
     info = {
-        "features": feats, "mode": np.full(feats.size, "set"), "value": np.full(feats.size, "target mean"),
-        "factor": np.ones(feats.size), "amount": amounts, "mean_change": dz.mean(axis=0),
         **steer_params(run, sae_key=sae_key, idx=src, decoder=decoder),
         "source": _describe(source), "target": _describe(target), "n_target": int(tgt.size),
-        "objective": objective, "target_centroid": mu_t, **chance,
+        **chance,
     }  # fmt: skip
     if chosen is not None:
         info.update(marker_report(out, chosen, gene_sets))
-    out.uns[key_added] = info
+    n = feats.size
+    table = steered_table(feats, ["set"] * n, ["target mean"] * n, np.ones(n), amounts, dz.mean(axis=0))
+    store_result(
+        out, "steer_towards", key=key_added, parent=None, params=info,
+        tables={
+            "features": table, "objective": np.asarray(objective, dtype=np.float64), "target_centroid": mu_t,
+            **tables,
+        },
+    )  # fmt: skip
     logger.info(
         "steer_towards: %d features, distance to the target x%.2f (random sets x%.2f, p = %.3g)",
         feats.size, info["distance_ratio"], info["distance_ratio_random"], info["distance_ratio_pvalue"],

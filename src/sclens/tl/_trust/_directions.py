@@ -6,12 +6,13 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
+from ..._readers import sae_run
 from ..._utils import as_dense_float32, get_rep
 
 
 def embedding_of(adata: AnnData, sae_key: str) -> np.ndarray:
     """Return the embedding an SAE run was trained on (float64), for the random-direction null."""
-    use_rep = adata.uns[sae_key].get("params", {}).get("use_rep")
+    use_rep = sae_run(adata, sae_key, need=()).get("params", {}).get("use_rep")
     if use_rep is None:
         msg = (
             f"`adata.uns[{sae_key!r}]['params']` does not name the embedding it was trained on (`use_rep`); "

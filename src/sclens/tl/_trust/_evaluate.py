@@ -11,7 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from ..._docs import doc_params
-from ..._readers import result, sae_run, store_result
+from ..._readers import features_table, result, sae_run, store_result
 from ..._utils import check_key_added, get_rep, resolve_seed, writable
 from ._absorption import _coarse_of, feature_absorption
 from ._alignment import feature_alignment
@@ -25,9 +25,8 @@ logger = logging.getLogger("sclens")
 COLUMNS = ["metric", "value", "baseline", "baseline_method", "meaning"]
 
 
-def _light(adata: AnnData, sae_key: str, columns: list[str]) -> AnnData:
+def _light(adata: AnnData, run: Mapping, sae_key: str, columns: list[str]) -> AnnData:
     """Return an AnnData with the obs columns, the embedding and the SAE run the tools need (no expression, no copy)."""
-    run = adata.uns[sae_key]
     light = AnnData(obs=adata.obs[columns].copy() if columns else pd.DataFrame(index=adata.obs_names.copy()))
     light.obsm[f"X_{sae_key}"] = adata.obsm[f"X_{sae_key}"]
     params = dict(run.get("params", {}))
@@ -82,29 +81,29 @@ def _null_rows(null: Mapping | None) -> list[dict[str, Any]]:
     return [_row("annotated_fraction", null["n_annotated"] / n, meaning, rates[worst], f"null_{worst}")]
 
 
-def _rows(run: Mapping, keys: Mapping[str, str], groupby: str, split_by: str | None, null: Mapping | None):
-    """Scorecard rows read from the results the tools wrote into the run."""
+def _rows(run: Mapping, found: Mapping[str, Mapping], groupby: str, split_by: str | None, null: Mapping | None):
+    """Scorecard rows read from the run's metrics and the results the tools wrote (``found``: kind -> result)."""
     metrics = run.get("metrics", {})
     meanings = {"fvu": "embedding variance the features leave unexplained (lower is better)",
                 "l0": "features active per cell", "dead_fraction": "features never active"}  # fmt: skip
     rows = [_row(m, np.asarray(metrics[m], dtype=float).ravel()[-1], t) for m, t in meanings.items() if m in metrics]
-    if "stability" in keys:
-        p = run[keys["stability"]]["params"]
+    if "stability" in found:
+        p = found["stability"]["params"]
         refits = f"by {len(p['seeds'])} refits with other seeds"
         rows.append(_row("share_reproduced", p["share_reproduced"],
                          f"live features found again (|cos| >= {p['threshold']:g}) {refits}"))  # fmt: skip
         rows.append(_row("median_stability", p["median_stability"], f"median |cos| of a feature's match {refits}"))
-    if "probing" in keys:
-        rows += _probing_rows(run[keys["probing"]]["summary"], groupby, split_by)
-    if "absorption" in keys:
+    if "probing" in found:
+        rows += _probing_rows(found["probing"]["summary"], groupby, split_by)
+    if "absorption" in found:
         meaning = (
             "cells of a coarse type whose coarse feature is silent while a subtype feature fires (lower is better)"
         )
-        rows.append(_row("mean_absorption", run[keys["absorption"]]["params"]["mean_absorption"], meaning))
-    if "alignment" in keys:
-        rows += _alignment_rows(run[keys["alignment"]]["table"], run["features"])
-    if "spurious" in keys:
-        p = run[keys["spurious"]]["params"]
+        rows.append(_row("mean_absorption", found["absorption"]["params"]["mean_absorption"], meaning))
+    if "alignment" in found:
+        rows += _alignment_rows(found["alignment"]["table"], run["features"])
+    if "spurious" in found:
+        p = found["spurious"]["params"]
         what = f"held-out balanced accuracy lost when the {len(p['features'])} technical features are ablated"
         rows.append(_row("technical_drop", p["technical_drop"], f"`{p['technical']}` {what}",
                          p["random_technical_drop"], "random features"))  # fmt: skip
@@ -198,7 +197,7 @@ def evaluate(
     seed = resolve_seed(random_state)
     null = result(adata, "annotation_null", key=null_key, parent=sae_key, missing_ok=True)
     is_sae = run.get("params", {}).get("source") == "fit_sae"
-    light = _light(adata, sae_key, list(dict.fromkeys(columns)))
+    light = _light(adata, run, sae_key, list(dict.fromkeys(columns)))
     keys: dict[str, str] = {}
     sparse_probing(light, groupby=groupby, split_by=split_by, sae_key=sae_key, k=k, baselines=baselines,
                    random_state=seed, key_added="probing")  # fmt: skip
@@ -209,7 +208,7 @@ def evaluate(
     feature_alignment(light, groupby=groupby, technical=tech or None, sae_key=sae_key, random_state=seed)
     keys["alignment"] = "alignment"
     if tech:
-        flagged = np.flatnonzero(light.uns[sae_key]["features"]["batch_driven"].to_numpy(dtype=bool))
+        flagged = np.flatnonzero(features_table(light, sae_key, required=True)["batch_driven"].to_numpy(dtype=bool))
         live = int((np.diff(light.obsm[f"X_{sae_key}"].tocsc().indptr) > 0).sum())
         chosen = flagged if 0 < flagged.size <= live // 2 else None  # else the top 5 by technical AUROC
         spurious_removal(light, groupby=groupby, technical=tech[0], sae_key=sae_key, features=chosen,
@@ -218,13 +217,14 @@ def evaluate(
     if n_seeds and is_sae:  # the costly part last: n_seeds more fits
         feature_stability(light, sae_key=sae_key, n_seeds=n_seeds, fit_kwargs=fit_kwargs, key_added="stability")
         keys["stability"] = "stability"
-    scored = light.uns[sae_key]
-    card = pd.DataFrame(_rows(scored, keys, groupby, split_by, null), columns=COLUMNS)
+    scored = sae_run(light, sae_key, need=("params", "features"))
+    found = {kind: result(light, kind, key=key, parent=sae_key) for kind, key in keys.items()}
+    card = pd.DataFrame(_rows(scored, found, groupby, split_by, null), columns=COLUMNS)
     card.index = card.index.astype(str)
     logger.info("evaluate:\n%s", card[["metric", "value", "baseline"]].to_string(index=False))
 
     adata = writable(adata, copy=copy)
-    target = adata.uns[sae_key]
+    target = sae_run(adata, sae_key, need=())
     for name in [*keys.values(), "features"]:
         target[name] = scored[name]
     store_result(

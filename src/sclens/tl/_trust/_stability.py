@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..._columns import write_columns
 from ..._docs import doc_params
-from ..._readers import sae_run, store_result
+from ..._readers import result, sae_run, store_result
 from ..._utils import as_dense_float32, check_key_added, get_rep, progress, writable
 from .._specificity import _group_codes, feature_specificity
 from ._consensus import consensus_weights
@@ -24,7 +24,9 @@ logger = logging.getLogger("sclens")
 # fit_sae arguments rebuilt from a run's params (SAEConfig fields other than the sizes go to sae_kwargs)
 _FIT_ARGS = ("n_features", "architecture", "k", "l1_weight", "aux_k", "aux_weight", "lr", "batch_size",
              "validation_fraction")  # fmt: skip
-_SAE_KWARGS = ("dead_steps", "b_dec_init", "center", "scale")
+_SAE_KWARGS = ("dead_steps", "b_dec_init", "center", "scale", "architecture_options")
+# recorded trainer_kwargs that set the training schedule (the hardware ones are this machine's choice)
+_SCHEDULE = ("min_steps", "max_steps", "patience", "eval_every")
 
 
 def refit_kwargs(params: dict, overrides: dict | None) -> dict[str, Any]:
@@ -32,7 +34,10 @@ def refit_kwargs(params: dict, overrides: dict | None) -> dict[str, Any]:
     kw: dict[str, Any] = {k: params[k] for k in _FIT_ARGS if k in params}
     epochs = params.get("n_epochs", "auto")
     kw["n_epochs"] = None if epochs == "auto" else int(epochs)
-    kw["sae_kwargs"] = {k: params[k] for k in _SAE_KWARGS if k in params}
+    kw["sae_kwargs"] = {k: dict(params[k]) if k == "architecture_options" else params[k]
+                        for k in _SAE_KWARGS if k in params}  # fmt: skip
+    trainer = params.get("trainer_kwargs", {})
+    kw["trainer_kwargs"] = {k: int(trainer[k]) for k in _SCHEDULE if k in trainer}
     reserved = {"random_state", "key_added", "copy", "use_rep"} & set(overrides or {})
     if reserved:
         msg = f"{sorted(reserved)} are set by feature_stability; remove them from fit_kwargs."
@@ -68,7 +73,7 @@ def match_decoders(ref: np.ndarray, other: np.ndarray, other_live: np.ndarray | 
 
 def _seed_row(fitted: AnnData, groupby: str | None) -> dict[str, float]:
     """FVU, L0, live / dead (and with ``groupby`` local / global) counts of one refit (the paper's table S6)."""
-    run = fitted.uns["sae"]
+    run = sae_run(fitted, "sae", need=("metrics",))
     act = sparse.csr_matrix(fitted.obsm["X_sae"])
     n_features = act.shape[1]
     n_dead = int((np.diff(act.tocsc().indptr) == 0).sum())
@@ -76,7 +81,7 @@ def _seed_row(fitted: AnnData, groupby: str | None) -> dict[str, float]:
            "n_live": n_features - n_dead, "n_dead": n_dead}  # fmt: skip
     if groupby is not None:
         feature_specificity(fitted, groupby=groupby)
-        params = run["specificity"]["params"]
+        params = result(fitted, "specificity", key="specificity", parent="sae")["params"]
         row.update(n_local=params["n_local"], n_global=params["n_global"])
     return row
 
@@ -86,7 +91,7 @@ def _store_consensus(adata: AnnData, sae_key: str, key: str, runs: list, matched
     from ...sae import from_arrays, get_architecture
     from .._fit import encode
 
-    params = dict(adata.uns[sae_key]["params"])
+    params = dict(sae_run(adata, sae_key, need=("params",))["params"])
     n_keep = int(keep.sum())
     top_k = get_architecture(str(params.get("architecture", "topk"))).uses_k  # the registry says which use k
     if n_keep == 0 or (top_k and n_keep <= int(params.get("k", 0))):
@@ -101,7 +106,7 @@ def _store_consensus(adata: AnnData, sae_key: str, key: str, runs: list, matched
         logger.warning("feature_stability: consensus %s", note)
         return note
     encode(adata, sae=model, use_rep=str(params["use_rep"]), key_added=key)
-    cons = adata.uns[key]
+    cons = sae_run(adata, key, need=("params", "features"))
     cons["params"]["consensus_of"] = sae_key
     ids = pd.DataFrame({"reference_feature": np.flatnonzero(keep).astype(np.int64)}, index=cons["features"].index)
     write_columns(adata, key, ids, writer="sl.tl.feature_stability")
@@ -151,11 +156,12 @@ def feature_stability(
     """Seed stability of every SAE feature: whether it is found again when the SAE is trained with another seed.
 
     The run ``adata.uns[sae_key]`` is refitted ``n_seeds`` times with :func:`sclens.tl.fit_sae` on
-    the same embedding with the same settings (width, architecture, ``k``, learning rate, epochs,
-    batch size, validation split, ...) and only the seed changed. The decoder directions of each
-    refit are matched one-to-one to the stored run's by the Hungarian assignment
-    (:func:`scipy.optimize.linear_sum_assignment`) on ``|cosine|`` (dead refit features are not
-    matched). A feature's ``stability`` is the median, over the refits, of the ``|cosine|`` of its
+    the same embedding with the same settings (width, architecture and its options, ``k``, learning
+    rate, epochs, batch size, validation split, the schedule of ``trainer_kwargs``: ``min_steps``,
+    ``max_steps``, ``patience``, ``eval_every``, ...) and only the seed changed. The decoder
+    directions of each refit are matched one-to-one to the stored run's by the Hungarian
+    assignment (:func:`scipy.optimize.linear_sum_assignment`) on ``|cosine|`` (dead refit features
+    are not matched). A feature's ``stability`` is the median, over the refits, of the ``|cosine|`` of its
     matched direction: 1 means it is found again exactly, values near the cosine of random
     directions mean it is an accident of one seed. The run-level ``share_reproduced`` is the
     fraction of live features with ``stability >= threshold`` (Paulo & Belrose 2025 use 0.9 and
@@ -222,8 +228,9 @@ def feature_stability(
     for j, seed in enumerate(progress(seeds, desc="feature_stability", unit="seed")):
         fitted = fit_sae(light, use_rep="X_rep", random_state=seed, key_added="sae", copy=True, **kw)
         other_live = np.diff(sparse.csr_matrix(fitted.obsm["X_sae"]).tocsc().indptr) > 0
-        matched[:, j], cosine[:, j] = match_decoders(ref, fitted.uns["sae"]["weights"]["W_dec"], other_live)
-        weights.append(dict(fitted.uns["sae"]["weights"]))
+        refit = sae_run(fitted, "sae", arrays=("W_dec",))
+        matched[:, j], cosine[:, j] = match_decoders(ref, refit["weights"]["W_dec"], other_live)
+        weights.append(dict(refit["weights"]))
         row = _seed_row(fitted, groupby)
         row["share_reproduced"] = float((cosine[live, j] >= threshold).mean()) if live.any() else np.nan
         row["median_cosine"] = float(np.median(cosine[live, j])) if live.any() else np.nan
