@@ -20,7 +20,8 @@ simulator; genes named by GO symbols), library-normalised for the published func
 seeded sample, given to the published loop). sclens: ``annotate_features`` on the 30 features, both
 flavours, timed end to end (size factors, dispersions, gene-set indexing included). Wall-clock and
 CPU time (the published code's includes its pool workers') are both printed: on a shared machine
-the CPU ratio is the steadier one.
+the CPU ratio is the steadier one. The table is stored through ``benchmarks/_results.py``
+(``benchmarks/results/scfeaturelens_cost.{json,md}``).
 
 Run: ``python benchmarks/scfeaturelens_cost.py /path/to/sc_mechinterp [--published-features 2]``
 """
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _results import save
 
 N_CELLS, N_GENES, N_SETS, N_FEATURES, N_HIGH, N_LOW = 10_000, 13_431, 930, 30, 567, 1000
 
@@ -180,8 +182,10 @@ def main() -> None:
         for k, (w, c) in ours.items()
     ]
     cols = ["method", "features timed", "s per feature", "CPU s per feature", "speed-up", "speed-up (CPU)"]
-    table = pd.DataFrame(rows, columns=cols)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    dataset = (f"{N_CELLS:,} cells x {N_GENES:,} genes (benchmarks/atlas.py simulator), {N_SETS} GO BP sets, "
+               f"{N_FEATURES} features ({N_HIGH} high vs <= {N_LOW} low cells)")  # fmt: skip
+    save("scfeaturelens_cost", [dict(zip(cols, r, strict=True)) for r in rows], dataset=dataset,
+         params={**vars(args), "repo": str(args.repo)})  # fmt: skip
 
 
 if __name__ == "__main__":
