@@ -249,7 +249,7 @@ def _cluster() -> Any:
 
 
 def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
-    """Flat average-linkage clusters (any numbering) of ``k`` terms from their condensed distances (overwritten).
+    """Flat average-linkage clusters (any numbering) of ``k`` terms from their condensed distances.
 
     ``fcluster(linkage(d, "average"), cut, "distance")``, component by component: two groups of
     terms merge only when their mean distance is at most ``cut``, so at least one pair across them
