@@ -1,7 +1,7 @@
 """A small version of ``benchmarks/evaluate.py``: the architecture table's row on a tiny simulation.
 
 The full benchmark (every architecture, real immune cells and the tutorial-scale simulation) writes
-``benchmarks/results/evaluate_architectures.*``; here a 600-cell simulation, an SAE trained for a few
+``benchmarks/results/evaluate_{immune559,sim}.*``; here a 600-cell simulation, an SAE trained for a few
 epochs and the PCA baseline check that every column is filled and that the ground-truth scores read
 the right run.
 """
