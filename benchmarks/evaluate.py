@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _results import save
+from _results import RESULTS, load, save
 
 import sclens as sl
 
@@ -109,7 +109,7 @@ def score(data: Dataset, setting: str, *, n_seeds: int, n_permutations: int) -> 
     """Fit one setting on ``data`` and return its row of the table."""
     adata = data.adata
     arch, _, k = setting.partition(":")
-    key = setting.replace(":", "_k")
+    key = f"{arch}_baseline" if arch in ("pca", "ica") else setting.replace(":", "_k")  # obsm["X_pca"] is scanpy's
     t0 = time.perf_counter()
     if arch in ("pca", "ica"):
         sl.tl.baseline_features(adata, use_rep=data.use_rep, method=arch, key_added=key)
@@ -148,10 +148,13 @@ def score(data: Dataset, setting: str, *, n_seeds: int, n_permutations: int) -> 
     return row
 
 
-def run(data: Dataset, settings: list[str], *, n_seeds: int, n_permutations: int, store=None) -> list[dict[str, Any]]:
-    """One row per setting; ``store(rows)`` after each (a long run keeps what it measured)."""
-    rows = []
-    for setting in settings:
+def run(
+    data: Dataset, settings: list[str], *, n_seeds: int, n_permutations: int, store=None, rows: list | None = None
+) -> list[dict[str, Any]]:
+    """One row per setting, after ``rows`` already measured (skipped); ``store(rows)`` after each."""
+    rows = list(rows or [])
+    done = {r["method"] for r in rows}
+    for setting in [s for s in settings if s not in done]:
         rows.append(score(data, setting, n_seeds=n_seeds, n_permutations=n_permutations))
         print(f"{data.name} {setting}: {rows[-1]['seconds']:.0f} s", flush=True)
         if store is not None:
@@ -204,6 +207,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="architecture[:k], pca or ica")
     parser.add_argument("--n-seeds", type=int, default=1, help="refits for the stability score")
     parser.add_argument("--permutations", type=int, default=1, help="permutations per annotation null")
+    parser.add_argument("--resume", action="store_true", help="keep the stored rows, run the missing settings")
     parser.add_argument("--configs", nargs="+", default=["topk:32:4", "topk:64:8", "topk:256:16",
                                                          "batchtopk:256:16", "topk:256:4"],
                         help="--data pbmc only: architecture:width:k")  # fmt: skip
@@ -229,7 +233,9 @@ def main() -> None:
             notes = f"{len(rows)} of {len(args.settings)} settings, {time.perf_counter() - t0:.0f} s"
             save(f"evaluate_{data.name}", rows, dataset=described[data.name], params=vars(args), notes=notes)
 
-        run(data, args.settings, n_seeds=args.n_seeds, n_permutations=args.permutations, store=store)
+        stored = RESULTS / f"evaluate_{data.name}.json"
+        rows = load(f"evaluate_{data.name}")["rows"] if args.resume and stored.is_file() else None
+        run(data, args.settings, n_seeds=args.n_seeds, n_permutations=args.permutations, store=store, rows=rows)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def bench():
 @pytest.mark.slow  # about 2 minutes on a loaded 2-core machine
 def test_small_simulation_rows(bench):
     data = bench.simulation(n_cells=600, n_genes=200, ae_epochs=3, n_epochs=5)
+    data.adata.obsm["X_pca"] = data.adata.obsm["X_ae"]  # scanpy's PCA: the baseline must not replace it
     assert data.adata.obs["top_program"].nunique() > 5
     rows = bench.run(data, ["topk:8", "pca"], n_seeds=1, n_permutations=1)
     sae, pca = rows
@@ -54,3 +55,5 @@ def test_small_simulation_rows(bench):
     assert np.isnan(sae["absorption"])  # the simulation has no label hierarchy
     # the runs are removed after scoring: the next setting starts from the same AnnData
     assert not {k for k in data.adata.uns if k.startswith(("topk", "pca"))}
+    # stored rows are kept and their settings skipped (a resumed run)
+    assert bench.run(data, ["topk:8", "pca"], n_seeds=1, n_permutations=1, rows=rows) == rows
