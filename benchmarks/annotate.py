@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import os
 import resource
 import time
@@ -40,6 +41,7 @@ from anndata import AnnData
 from scipy import sparse, stats
 
 import sclens as sl
+from sclens._stats import fdr_bh
 from sclens.tl._annotation import _de_fast as fast
 from sclens.tl._annotation._cellsets import annotated_features, cell_sets
 from sclens.tl._annotation._enrich import gene_set_matrix, ora, up_genes
@@ -183,16 +185,29 @@ def deseq2_tables(adata, feats, cache=CACHE, *, only_cached=False, worker=(0, 1)
     return out
 
 
+#: the annotation's default study-set rule, applied to both engines (``independent_filter``, ``max_de_genes``)
+DEFAULTS = {k: inspect.signature(sl.tl.annotate_features).parameters[k].default
+            for k in ("independent_filter", "max_de_genes")}  # fmt: skip
+
+
 def as_result(fit):
-    """A cached pyDESeq2 fit as a one-contrast ``DEResult`` (filtered genes at padj 1, as ``de_method="deseq2"``)."""
+    """A cached pyDESeq2 fit as a one-contrast ``DEResult`` with the default adjustment of ``de_method="deseq2"``.
+
+    The cache holds pyDESeq2's independently filtered padj; without the filter (the default) padj is BH
+    over the tested genes, as ``DeseqStats(independent_filter=False)`` computes it.
+    """
     arrays = [fit[c][None] for c in REFERENCE_COLS]
-    arrays[3] = np.where(np.isfinite(arrays[2]) & np.isnan(arrays[3]), 1.0, arrays[3])
+    if DEFAULTS["independent_filter"]:
+        arrays[3] = np.where(np.isfinite(arrays[2]) & np.isnan(arrays[3]), 1.0, arrays[3])
+    else:
+        arrays[3] = fdr_bh(arrays[2])
     return fast.DEResult(*arrays)
 
 
 def kept_terms(de, gsm):
     """Kept terms of one contrast at the default rule (ORA of up genes, BH padj < 0.05) and the paper's raw p < 0.01."""
-    res = ora(up_genes(de, de_alpha=0.05, min_log2fc=1.0), de.tested, gsm, min_size=5, max_size=None)
+    study = up_genes(de, de_alpha=0.05, min_log2fc=1.0, max_genes=DEFAULTS["max_de_genes"])
+    res = ora(study, de.tested, gsm, min_size=5, max_size=None)
     return {
         rule: set(np.flatnonzero(res[col][:, 0] < cut))
         for rule, col, cut in (("bh", "padj", 0.05), ("p", "pvalue", 0.01))
@@ -253,7 +268,7 @@ def agreement(label, cache, *, only_cached=False):
         "min": float(with_terms["Jaccard terms BH<0.05"].min()),
     })  # fmt: skip
     dataset = f"sl.datasets.immune559_counts() ({adata.n_obs} cells x {adata.n_vars} genes), fit_sae defaults on PCA"
-    params = {**AGREEMENT_KW, "label": label, "features": feats, "local": sorted(set(feats) & local),
+    params = {**AGREEMENT_KW, **DEFAULTS, "label": label, "features": feats, "local": sorted(set(feats) & local),
               "fast_engine_seconds": round(seconds, 1), "fast_engine_cpu_seconds": round(cpu, 1)}  # fmt: skip
     notes = (f"pyDESeq2 ({len(feats)} features, one run each, cached) vs the fast engine ({seconds:.1f} s wall, "
              f"{cpu:.1f} s CPU for all features, DE + ORA) on the same high / low cells")  # fmt: skip
