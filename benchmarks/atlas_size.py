@@ -57,19 +57,23 @@ def synthetic(n_cells: int, n_features: int, k: int, n_terms: int, seed: int = 0
         index=[str(i) for i in range(n_features)],
     )  # fmt: skip
     means = pd.DataFrame(rng.random((n_features, 20)), index=table.index, columns=groups)
-    space = {"features": np.arange(n_features), "umap": rng.normal(size=(n_features, 2))}
+    space = {
+        "features": np.arange(n_features), "umap": rng.normal(size=(n_features, 2)),
+        "category": rng.choice(["cellular process", "metabolic process", "response to stimulus"], n_features),
+        "params": {"annotation_key": "sae_go"},
+    }  # fmt: skip
     return AnnData(
         np.zeros((n_cells, 1), np.float32),
         obs=pd.DataFrame({"cell_type": pd.Categorical(rng.choice(groups, n_cells))}, index=map(str, range(n_cells))),
         obsm={"X_sae": acts, "X_umap": rng.normal(size=(n_cells, 2)).astype(np.float32)},
-        uns={
+        uns={  # the layout sl.tl writes (sclens._readers.store_result), without run ids
             "sae": {
+                "params": {"architecture": "topk", "n_features": n_features, "k": k},
                 "features": table,
-                "group_means": means,
-                "specificity_params": {"groupby": "cell_type"},
+                "specificity": {"group_means": means, "params": {"groupby": "cell_type"}},
                 "weights": {"W_dec": rng.normal(size=(n_features, 64)).astype(np.float32)},
             },
-            "sae_go": {"results": results, "top_genes": top, "feature_space": space},
+            "sae_go": {"results": results, "top_genes": top, "feature_space": space, "params": {"sae_key": "sae"}},
         },
     )
 
