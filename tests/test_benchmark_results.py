@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parents[1]
 
@@ -135,3 +139,40 @@ def test_quote_check_fails_on_wrong_numbers():
     for old, new in wrong.items():
         assert check_quotes(good.replace(old, new), load), f"{old} -> {new} passed"
     assert "the table has 1 rows" in check_quotes(good.replace("| `slow` | 50 % | | 1 |\n", ""), load)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# benchmarks/gpu.py stores its table without a GPU (--device cpu), never over the GPU's own results
+
+
+def _gpu(tmp_path, *args: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    tiny = ["--device", "cpu", "--cells", "600", "--dims", "8", "--features", "32", "--k", "4", "--batch-size", "200"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), *tiny, "--results-dir", str(tmp_path), *args]
+    subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_cpu_check.json", "gpu_cpu_check.md"]
+    return _module().load("gpu_cpu_check", directory=tmp_path)
+
+
+def test_gpu_benchmark_stores_on_cpu(tmp_path):
+    """``--budget 0``: every row is stored as skipped, with the configuration; no GPU table is written."""
+    record = _gpu(tmp_path, "--budget", "0")
+    steps = [(r["step"], r["topk_select"], r["precision"]) for r in record["rows"]]
+    assert steps == [(s, t, p) for p in ("32-true", "bf16-mixed") for s, t in
+                     [("plain", "full"), ("static", "full"), ("static", "blocked")]]  # fmt: skip
+    assert {r["status"] for r in record["rows"]} == {"skipped (budget of 0 s spent)"}
+    assert record["params"]["cells"] == 600
+    assert record["dataset"].startswith("fit_sae.make_data: 600 cells x 8 dims")
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_measures_on_cpu(tmp_path):
+    """A tiny CPU run: every row timed, throughput = cells / seconds, the plain step its own baseline."""
+    rows = _gpu(tmp_path)["rows"]
+    assert len(rows) == 7
+    assert rows[-1]["step"] == "plain PyTorch loop (no trainer)"
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["s_per_epoch"] > 0
+        assert row["m_cells_per_s"] == pytest.approx(600 / row["s_per_epoch"] / 1e6)
+    assert [r["x_plain_step"] for r in rows if r["step"] == "plain"] == [1.0, 1.0]
