@@ -163,6 +163,10 @@ def steering(
     if kind not in ("embedding", "features"):
         msg = f"kind must be 'embedding' or 'features', got {kind!r}."
         raise ValueError(msg)
+    for name, value in (("max_pairs", max_pairs), ("max_features", max_features)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            msg = f"{name} must be a positive integer, got {value!r}."
+            raise ValueError(msg)
     if len(palette) < 2:
         msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
         raise ValueError(msg)
