@@ -58,6 +58,12 @@ def _check_batches(batch: np.ndarray, labelled: np.ndarray, batch_key: str) -> N
 
 
 @doc_params(sae_key=doc_sae_key)
+def _check_count(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        msg = f"{name} must be an integer >= {low}, got {value!r}."
+        raise ValueError(msg)
+
+
 def batch_steer(
     adata: AnnData,
     *,
@@ -119,6 +125,8 @@ def batch_steer(
       ``sae_run_id`` when the run has one, ``use_rep``, ``n_neighbors``).
     """
     run = steer_run(adata, sae_key)
+    _check_count("n_neighbors", n_neighbors, 1)
+    _check_count("max_cells", max_cells, max(16, n_neighbors + 1))
     feats = _batch_features(adata, sae_key, features, run.n_features)
     batch, keep = _obs_column(adata, batch_key, "batch_key")
     _check_batches(batch, keep, batch_key)
