@@ -11,7 +11,9 @@ their partial sums stay bounded in memory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -252,6 +254,31 @@ def dask_block_stats(rows: Rows, mats: list[sparse.csc_matrix], **kw: Any):
         )
         for b, part in zip(batch, parts, strict=True):
             yield (*spans[b], part)
+
+
+@contextlib.contextmanager
+def worker_deaths() -> Iterator[None]:
+    """Turn ``distributed.KilledWorker`` into an error that says what was lost and what to do.
+
+    dask.distributed reruns a task whose worker died on another worker (``distributed.scheduler.allowed-failures``
+    times, 3 by default); only when every attempt died does ``KilledWorker`` reach the caller. Nothing is
+    stored by then: results are written only after every chunk was reduced.
+    """
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # without dask.distributed no worker can die
+        yield
+        return
+    try:
+        yield
+    except KilledWorker as err:
+        msg = (
+            "A dask worker died on every attempt to reduce a chunk of the counts (dask.distributed gave up after "
+            "`distributed.scheduler.allowed-failures` retries); nothing was stored. Workers are usually killed for "
+            "exceeding their memory limit: each task holds one chunk of cells and features x genes partial sums, "
+            f"so give the workers more memory or the counts smaller chunks of cells. dask: {err}"
+        )
+        raise RuntimeError(msg) from err
 
 
 def _batch_size() -> int:

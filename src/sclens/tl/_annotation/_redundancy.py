@@ -302,7 +302,7 @@ def cluster_terms(
     if (rows < 0).any():
         msg = (
             f"{int((rows < 0).sum())} kept term(s) (e.g. {out['term'][rows < 0].iloc[0]!r}) are not in the gene sets "
-            "given; pass the gene sets the annotation was run with."
+            "given; pass as `gene_sets` the gene sets the annotation was run with."
         )
         raise ValueError(msg)
     mat = sparse.csr_matrix(matrix)
