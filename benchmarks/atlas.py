@@ -16,9 +16,14 @@ child stops the driver with a non-zero exit and its stderr.
 
 ``--compare-term-clusters``: each child also reports the CPU seconds of the term clustering inside
 ``annotate_features`` (``cluster_terms``, the last step) and its share of the annotation, then,
-after its peak RSS is taken, runs the previous implementation (``tests/redundancy_reference.py``)
-on the same kept terms, checks that both give identical columns and reports its CPU seconds; the
-table of these columns is written to ``benchmarks/results/atlas_term_clusters.md``.
+after its peak RSS is taken, runs the previous implementation (``tests/redundancy_reference.py``:
+scipy's average linkage over all of a feature's kept terms) on the same kept terms, reports its CPU
+seconds and how many features and rows get the same clusters (the current code clusters each
+connected component of close terms on its own, which differs only where distances tie exactly; all
+other columns must be identical).
+
+Tables are stored through ``benchmarks/_results.py``: ``benchmarks/results/atlas.{json,md}`` and, with
+``--compare-term-clusters``, ``benchmarks/results/atlas_term_clusters.{json,md}``.
 
 Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]
 [--compare-term-clusters]``
@@ -35,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import save
 
 N_GENES, N_TYPES, N_PROGRAMS, DIM, BLOCK = 20_000, 20, 200, 30, 5_000
 
@@ -169,8 +175,28 @@ def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
         c0 = time.process_time()
         old = cluster_terms_reference(*args, **kwargs)
         row["term_cluster_ref_cpu_s"] = round(time.process_time() - c0, 1)
-        row["term_clusters_identical"] = bool(old.equals(new))
+        row.update(agreement(new, old))
     return row
+
+
+def agreement(new, old) -> dict:
+    """Features and rows whose term clusters (as sets of terms) and representatives are the same in both tables.
+
+    Raises when any other column differs (only the clustering may).
+    """
+    cols = ["term_cluster", "representative"]
+    if not new.drop(columns=cols).equals(old.drop(columns=cols)):
+        sys.exit("atlas.py: cluster_terms changed columns other than term_cluster / representative")
+    f = new["feature"].to_numpy()
+    pair = np.stack([f, new["term_cluster"].to_numpy(), old["term_cluster"].to_numpy()], axis=1)
+    _, pair_id, pair_n = np.unique(pair, axis=0, return_inverse=True, return_counts=True)
+    _, new_id, new_n = np.unique(pair[:, :2], axis=0, return_inverse=True, return_counts=True)
+    _, old_id, old_n = np.unique(pair[:, [0, 2]], axis=0, return_inverse=True, return_counts=True)
+    pn = pair_n[pair_id.ravel()]
+    same = (pn == new_n[new_id.ravel()]) & (pn == old_n[old_id.ravel()])  # the row's cluster has the same terms
+    same &= new["representative"].to_numpy() == old["representative"].to_numpy()
+    by_feature = np.bincount(np.unique(f, return_inverse=True)[1], weights=~same) == 0
+    return {"term_cluster_rows_same": int(same.sum()), "term_cluster_features_same": int(by_feature.sum())}
 
 
 def run_child(path: Path, n_features: int, extra: tuple[str, ...] = ()) -> dict:
@@ -221,13 +247,36 @@ def main() -> None:
             path.unlink()
     print("Wall seconds on a shared machine overstate the cost; *_cpu_s are the child's user + sys seconds.")
     print(table(rows))
+    dataset = (f"synthetic atlas (benchmarks/atlas.py), {N_GENES:,} genes, GO BP of the embedded snapshot; "
+               f"sizes {args.sizes}")  # fmt: skip
+    save("atlas", [summary_row(r) for r in rows], dataset=dataset, params=vars(args), notes=table(rows))
     if args.compare_term_clusters:
-        text = term_cluster_table(rows)
-        print(text)
-        out = Path(__file__).parent / "results" / "atlas_term_clusters.md"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(f"`python benchmarks/atlas.py {' '.join(sys.argv[1:])}`\n\n{table(rows)}\n\n{text}\n")
-        print(f"written to {out}")
+        save("atlas_term_clusters", [term_cluster_row(r) for r in rows], dataset=dataset, params=vars(args))
+
+
+def summary_row(r: dict) -> dict:
+    """The stored row of one size: wall and CPU seconds, peak RSS, the term clustering's CPU share."""
+    return {
+        "cells": r["cells"], "genes": r["genes"], "live features": r["live_features"],
+        "annotated features": r["annotated_features"], "fit s": r["fit_s"], "fit CPU s": r["fit_cpu_s"],
+        "annotate s": r["annotate_s"], "annotate CPU s": r["annotate_cpu_s"], "peak RSS GiB": r["peak_rss_GiB"],
+        "term clusters CPU s": r["term_cluster_cpu_s"],
+        "term clusters share %": round(100 * r["term_cluster_cpu_s"] / max(r["annotate_cpu_s"], 1e-9), 1),
+        "file GiB": r["file_GiB"], "write s": r["write_s"],
+    }  # fmt: skip
+
+
+def term_cluster_row(r: dict) -> dict:
+    """The stored comparison of one size: term clustering now and with the previous code (CPU seconds, agreement)."""
+    new, old, ann = r["term_cluster_cpu_s"], r["term_cluster_ref_cpu_s"], r["annotate_cpu_s"]
+    before = ann - new + old  # the annotation with the previous clustering
+    return {
+        "cells": r["cells"], "kept terms": r["kept_terms"], "annotate CPU s": ann, "term clusters CPU s": new,
+        "share %": round(100 * new / ann, 1), "previous code CPU s": old,
+        "previous share %": round(100 * old / before, 1), "speed-up": round(old / max(new, 1e-9), 1),
+        "features same": f"{r['term_cluster_features_same']:,} / {r['annotated_features']:,}",
+        "rows same": f"{r['term_cluster_rows_same']:,} / {r['kept_terms']:,}",
+    }  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
@@ -239,22 +288,6 @@ def table(rows: list[dict]) -> str:
             f"| {r['cells']:,} | {r['genes']:,} | {r['live_features']:,} / {r['annotated_features']:,} "
             f"| {r['fit_s']:.0f} ({r['fit_cpu_s']:.0f}) | {r['annotate_s']:.0f} ({r['annotate_cpu_s']:.0f}) "
             f"| {r['peak_rss_GiB']:.2f} |"
-        )
-    return "\n".join(lines)
-
-
-def term_cluster_table(rows: list[dict]) -> str:
-    """Markdown table: term clustering CPU seconds now and before, and their shares of the annotation."""
-    head = ("| cells | kept terms | annotate CPU s | term clusters CPU s (share) | previous code CPU s (share) "
-            "| speed-up | identical |")  # fmt: skip
-    lines = [head, "|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        new, old, ann = r["term_cluster_cpu_s"], r["term_cluster_ref_cpu_s"], r["annotate_cpu_s"]
-        before = ann - new + old  # the annotation with the previous clustering
-        lines.append(
-            f"| {r['cells']:,} | {r['kept_terms']:,} | {ann:.0f} | {new:.1f} ({100 * new / ann:.0f} %) "
-            f"| {old:.1f} ({100 * old / before:.0f} % of {before:.0f}) | {old / max(new, 1e-9):.1f}x "
-            f"| {r['term_clusters_identical']} |"
         )
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ atlas shows ``max_cells`` (20,000) of the cells.
 
 Run: ``python benchmarks/atlas_size.py [--n-cells 50000] [--n-features 1000]``: the two documented
 configurations (k=32 with 30 terms per feature, k=64 with 50), printed and stored in
-``benchmarks/results/atlas_size.md``.
+``benchmarks/results/atlas_size.json`` (and ``.md``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _results import save
 from anndata import AnnData
 from scipy import sparse
 
@@ -56,24 +57,27 @@ def synthetic(n_cells: int, n_features: int, k: int, n_terms: int, seed: int = 0
         index=[str(i) for i in range(n_features)],
     )  # fmt: skip
     means = pd.DataFrame(rng.random((n_features, 20)), index=table.index, columns=groups)
-    space = {"features": np.arange(n_features), "umap": rng.normal(size=(n_features, 2))}
+    space = {
+        "features": np.arange(n_features), "umap": rng.normal(size=(n_features, 2)),
+        "category": rng.choice(["cellular process", "metabolic process", "response to stimulus"], n_features),
+        "params": {"annotation_key": "sae_go"},
+    }  # fmt: skip
     return AnnData(
         np.zeros((n_cells, 1), np.float32),
         obs=pd.DataFrame({"cell_type": pd.Categorical(rng.choice(groups, n_cells))}, index=map(str, range(n_cells))),
         obsm={"X_sae": acts, "X_umap": rng.normal(size=(n_cells, 2)).astype(np.float32)},
-        uns={
+        uns={  # the layout sl.tl writes (sclens._readers.store_result), without run ids
             "sae": {
+                "params": {"architecture": "topk", "n_features": n_features, "k": k},
                 "features": table,
-                "group_means": means,
-                "specificity_params": {"groupby": "cell_type"},
+                "specificity": {"group_means": means, "params": {"groupby": "cell_type"}},
                 "weights": {"W_dec": rng.normal(size=(n_features, 64)).astype(np.float32)},
             },
-            "sae_go": {"results": results, "top_genes": top, "feature_space": space},
+            "sae_go": {"results": results, "top_genes": top, "feature_space": space, "params": {"sae_key": "sae"}},
         },
     )
 
 
-RESULTS = Path(__file__).parent / "results" / "atlas_size.md"
 CONFIGS = ((32, 30), (64, 50))  # (k, terms per feature)
 
 
@@ -82,10 +86,7 @@ def main() -> None:
     parser.add_argument("--n-cells", type=int, default=50_000)
     parser.add_argument("--n-features", type=int, default=1000)
     args = parser.parse_args()
-    lines = [
-        "| cells | features | k | shown cells | terms/feature | size (MB) | build (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for k, max_terms in CONFIGS:
         adata = synthetic(args.n_cells, args.n_features, k, max_terms)
         atlas = sl.pl.atlas  # the first access imports sl.pl (matplotlib, scanpy): not part of the build
@@ -94,24 +95,13 @@ def main() -> None:
             path = atlas(adata, Path(tmp) / "atlas.html", max_terms=max_terms)
             seconds = time.perf_counter() - t0
             size = path.stat().st_size / 1e6
-        shown = min(args.n_cells, 20_000)
-        cols = [
-            f"{args.n_cells:,}",
-            f"{args.n_features:,}",
-            k,
-            f"{shown:,}",
-            max_terms,
-            f"{size:.1f}",
-            f"{seconds:.1f}",
-        ]
-        lines.append("| " + " | ".join(map(str, cols)) + " |")
-        print(lines[-1] if len(lines) > 3 else "\n".join(lines))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
-        "Written by `python benchmarks/atlas_size.py` (build time on a shared 2-core machine).\n\n"
-        + "\n".join(lines)
-        + "\n"
-    )
+        rows.append({
+            "cells": args.n_cells, "features": args.n_features, "k": k, "shown_cells": min(args.n_cells, 20_000),
+            "terms_per_feature": max_terms, "size_mb": size, "build_s": seconds,
+        })  # fmt: skip
+        print(rows[-1], flush=True)
+    dataset = f"synthetic TopK run: {args.n_cells:,} cells, {args.n_features:,} features, 20 cell groups"
+    save("atlas_size", rows, dataset=dataset, params=vars(args), notes="build time excludes the import of sl.pl")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ the embedding is written to an HDF5 file in a temporary directory (so it is neve
 as a whole), and each process reports the peak RSS increase of one ``train_sae`` epoch
 (data statistics + one pass) over the RSS just before it, for a few batch sizes at fixed data
 size and a few data sizes at fixed batch size. Linux only (``/proc/self/status``).
+
+Every mode stores its table through ``benchmarks/_results.py``: ``benchmarks/results/fit_sae.json``
+(``fit_sae_quick`` with ``--quick``), ``fit_sae_overhead``, ``fit_sae_recovery`` and ``fit_sae_memory``
+(each also as ``.md``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ import subprocess
 import sys
 import time
 
+from _results import save
+
 ARCHS = ("topk", "batchtopk", "relu", "vanilla")
 
 
-def make_data(n: int, d: int, seed: int = 0, *, n_atoms: int | None = None, active: int = 5, return_atoms: bool = False):
+def make_data(
+    n: int, d: int, seed: int = 0, *, n_atoms: int | None = None, active: int = 5, return_atoms: bool = False
+):
     """Cells as gamma-weighted sums of ``active`` of ``n_atoms`` (default ``4 d``) random unit atoms, plus noise."""
     import numpy as np
 
@@ -119,6 +127,7 @@ def run_overhead(cfg: dict) -> dict:
     from sclens.sae import SAEConfig, SparseAutoencoder, torch_threads, train_sae
 
     x = make_data(cfg["n"], cfg["d"])
+
     def model():
         c = SAEConfig(input_dim=cfg["d"], n_features=cfg["F"], architecture=cfg["arch"], k=cfg["k"])
         return SparseAutoencoder(c, seed=0)
@@ -142,20 +151,25 @@ def overhead_table(args: argparse.Namespace) -> None:
 
     cfg = {"n": args.overhead_cells, "d": 20, "F": 10_000, "arch": "vanilla", "k": 32, "batch_size": 128,
            "epochs": 1, "threads": args.threads, "repeats": args.overhead_repeats}  # fmt: skip
-    print(f"# per-step overhead: {cfg['n']} cells x 20 dims -> 10,000 vanilla features, batch 128, "
-          f"{args.threads} thread(s); seconds per epoch after a warm-up epoch, {cfg['repeats']} interleaved "
-          "runs: median [min - max]; ratio = train_sae / plain loop of the same run")  # fmt: skip
     r = _in_child("--one-overhead", cfg, label="overhead")
     if r is None:
         return
     labels = {"plain": "plain PyTorch loop (torch.optim.Adam)", "sclens": "sclens train_sae",
               "tuned": "plain loop, train_sae's optimizer settings"}  # fmt: skip
-    print(f"{'loop':<44} {'s/epoch':>8} {'range':>15} {'ratio':>6} {'ratio range':>13}")
+    rows = []
     for name in ("plain", "sclens", "tuned"):
         t = r[name]
         ratio = [a / b for a, b in zip(t, r["plain"], strict=True)]
-        print(f"{labels[name]:<44} {statistics.median(t):>8.2f} {min(t):>7.2f} - {max(t):<5.2f} "
-              f"{statistics.median(ratio):>6.2f} {min(ratio):>5.2f} - {max(ratio):<5.2f}")  # fmt: skip
+        rows.append({
+            "loop": labels[name], "s_per_epoch": statistics.median(t), "s_min": min(t), "s_max": max(t),
+            "ratio": statistics.median(ratio), "ratio_min": min(ratio), "ratio_max": max(ratio),
+        })  # fmt: skip
+    dataset = f"make_data: {cfg['n']:,} cells x 20 dims -> 10,000 vanilla features, batch 128"
+    notes = (
+        f"seconds per epoch after a warm-up epoch, {cfg['repeats']} interleaved runs: median, min, max; "
+        "ratio = train_sae (or tuned loop) / plain loop of the same run"
+    )
+    save("fit_sae_overhead", rows, dataset=dataset, params=cfg, notes=notes)
 
 
 OLD_DEFAULTS = {"lr": 1e-4, "n_epochs": 50, "batch_size": 1024}  # fit_sae before convergence-based training
@@ -191,27 +205,30 @@ def recovery_table(args: argparse.Namespace) -> None:
     sizes = [int(v) for v in args.recovery_cells.split(",")]
     dims = [int(v) for v in args.recovery_dims.split(",")]
     variants = {"new": {}, "old": OLD_DEFAULTS} if args.old else {"new": {}}
-    print(f"# planted dictionaries (3*dims unit atoms, {args.active} active per cell, noise 0.05); "
-          f"fit_sae(use_rep, k={args.recovery_k}), default width (16*dims, at most cells/3); "
-          f"{args.threads} torch thread(s)")  # fmt: skip
-    print("# old = lr 1e-4, 50 epochs, batch 1024 (the defaults before convergence-based training)")
-    cols = ("cells", "dims", "defaults", "|cos|", "FVU", "L0", "dead", "steps", "stop", "wall s", "CPU s")
-    widths = (8, 5, 9, 6, 6, 5, 6, 6, 10, 7, 7)
-    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
-    print(head)
-    print("-" * len(head))
+    rows = []
     for n in sizes:
         for d in dims:
             for name, train in variants.items():
-                cfg = {"n": n, "d": d, "k": args.recovery_k, "active": args.active, "threads": args.threads, "train": train}
-                r = _in_child("--one-recovery", cfg, label=f"{n:>8} {d:>5} {name:>9}")
+                cfg = {
+                    "n": n,
+                    "d": d,
+                    "k": args.recovery_k,
+                    "active": args.active,
+                    "threads": args.threads,
+                    "train": train,
+                }
+                r = _in_child("--one-recovery", cfg, label=f"{n} cells, {d} dims, {name} defaults")
                 if r is None:
                     continue
-                print(
-                    f"{n:>8} {d:>5} {name:>9} {r['cosine']:>6.3f} {r['fvu']:>6.3f} {r['l0']:>5.1f} {r['dead']:>6.3f} "
-                    f"{r['steps']:>6} {r['stop']:>10} {r['wall_s']:>7.1f} {r['cpu_s']:>7.1f}",
-                    flush=True,
-                )
+                keys = ("cosine", "fvu", "l0", "dead", "steps", "stop", "wall_s", "cpu_s")
+                rows.append({"cells": n, "dims": d, "defaults": name, **{k: r[k] for k in keys}})
+                print(rows[-1], flush=True)
+    dataset = f"make_data: 3*dims unit atoms, {args.active} active per cell, noise 0.05"
+    notes = (
+        f"fit_sae(use_rep, k={args.recovery_k}) at its default width (16*dims, at most cells/3); cosine = mean over "
+        "atoms of the best |cosine| with a decoder row; old = lr 1e-4, 50 epochs, batch 1024"
+    )
+    save("fit_sae_recovery", rows, dataset=dataset, params=vars(args), notes=notes)
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -263,28 +280,24 @@ def memory_table(args: argparse.Namespace) -> None:
     batches = [int(v) for v in args.memory_batches.split(",")]
     n_fixed, b_fixed = sizes[len(sizes) // 2], args.batch_size
     runs = [(n_fixed, b) for b in batches] + [(n, b_fixed) for n in sizes if n != n_fixed]
-    chunk_mb = 8 * 2**20 * 4 / 2**20
-    print(f"# peak RSS increase of one train_sae epoch ({arch}, {d} dims, {f} features, k={args.k}, "
-          f"{args.threads} thread(s)); data streamed from HDF5 in chunks of max(batch, {chunk_mb:.0f} MB)")  # fmt: skip
-    cols = ("cells", "data MB", "batch", "base MB", "+peak MB", "s/epoch")
-    widths = (8, 8, 6, 8, 9, 8)
-    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
-    print(head)
-    print("-" * len(head))
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted({n for n, _ in runs}):
             write_h5(str(Path(tmp) / f"x{n}.h5"), n, d)
         for n, b in runs:
             cfg = {"path": str(Path(tmp) / f"x{n}.h5"), "n": n, "d": d, "F": f, "arch": arch, "k": args.k,
                    "batch_size": b, "threads": args.threads}  # fmt: skip
-            r = _in_child("--one-memory", cfg, label=f"{n:>8} {b:>6}")
+            r = _in_child("--one-memory", cfg, label=f"{n} cells, batch {b}")
             if r is None:
                 continue
-            print(
-                f"{n:>8} {n * d * 4 / 2**20:>8.0f} {b:>6} {r['base_mb']:>8.0f} {r['increase_mb']:>9.0f} "
-                f"{r['seconds']:>8.1f}",
-                flush=True,
-            )
+            rows.append({
+                "cells": n, "data_mb": n * d * 4 / 2**20, "batch": b, "base_mb": r["base_mb"],
+                "peak_increase_mb": r["increase_mb"], "s_per_epoch": r["seconds"],
+            })  # fmt: skip
+            print(rows[-1], flush=True)
+    dataset = f"make_data written to HDF5: {d} dims, streamed in chunks of max(batch, 32 MB)"
+    notes = f"peak RSS increase of one train_sae epoch ({arch}, {f} features, k={args.k}, {args.threads} thread(s))"
+    save("fit_sae_memory", rows, dataset=dataset, params=vars(args), notes=notes)
 
 
 def _in_child(flag: str, cfg: dict, *, label: str) -> dict | None:
@@ -338,22 +351,19 @@ def main() -> None:
     else:
         grid = [(20, f, a) for f in (4096, 10_000) for a in ARCHS] + [(512, 4096, a) for a in ARCHS]
         n = args.cells
-    cols = ("dims", "features", "arch", "s/epoch", "cells/s", "peak MB", "base MB", "FVU", "L0", "dead")
-    head = " ".join(f"{c:>{w}}" for c, w in zip(cols, (5, 8, 10, 8, 9, 8, 8, 6, 7, 6), strict=True))
-    print(f"# {n} cells, batch {args.batch_size}, k={args.k}, {args.epochs} epoch(s), {args.threads} torch thread(s)")
-    print(head)
-    print("-" * len(head))
+    rows = []
     for d, f, arch in grid:
         cfg = {"n": n, "d": d, "F": f, "arch": arch, "k": args.k, "epochs": args.epochs,
                "batch_size": args.batch_size, "threads": args.threads}  # fmt: skip
-        r = _in_child("--one", cfg, label=f"{d:>5} {f:>8} {arch:>10}")
+        r = _in_child("--one", cfg, label=f"{d} dims, {f} features, {arch}")
         if r is None:
             continue
-        print(
-            f"{d:>5} {f:>8} {arch:>10} {r['s_per_epoch']:>8.2f} {r['cells_per_s']:>9.0f} {r['peak_rss_mb']:>8.0f} "
-            f"{r['data_rss_mb']:>8.0f} {r['fvu']:>6.3f} {r['l0']:>7.1f} {r['dead']:>6.3f}",
-            flush=True,
-        )
+        keys = ("s_per_epoch", "cells_per_s", "peak_rss_mb", "data_rss_mb", "fvu", "l0", "dead")
+        rows.append({"dims": d, "features": f, "arch": arch, **{k: r[k] for k in keys}})
+        print(rows[-1], flush=True)
+    dataset = f"make_data: {n:,} cells, 4*dims unit atoms, 5 active per cell"
+    notes = f"batch {args.batch_size}, k={args.k}, {args.epochs} epoch(s), {args.threads} torch thread(s)"
+    save("fit_sae_quick" if args.quick else "fit_sae", rows, dataset=dataset, params=vars(args), notes=notes)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ fraction of the card's peak FLOP/s used, counting the dense-equivalent encoder w
 (``6 n d F`` per epoch: forward product plus the two backward products a dense layer would need,
 as in the usual ``6 x parameters x tokens``; the sparse decoder and AuxK add little) against the
 peak for the precision (``--peak-tflops FP32 BF16``; defaults known for A100 / H100 / H200, dense,
-no TF32 since torch keeps fp32 matmuls in fp32 by default). The table is also written to
-``benchmarks/results/gpu.md``. ``--device cpu`` (with small ``--cells``) runs the CPU-capable rows
-only, to check the script without a GPU.
+no TF32 since torch keeps fp32 matmuls in fp32 by default). The table is stored through
+``benchmarks/_results.py`` as ``benchmarks/results/gpu.json`` (and ``.md``). ``--device cpu`` (with small
+``--cells``) runs the CPU-capable rows only, to check the script without a GPU, and stores them as
+``gpu_cpu_check`` (``--results-dir`` elsewhere), never over the GPU's table.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import time
 from pathlib import Path
 
 import torch
+from _results import RESULTS, save
 
 # dense peak TFLOP/s (fp32 without TF32, bf16 tensor cores) by device-name substring
 PEAKS = {"H200": (66.9, 989.4), "H100": (66.9, 989.4), "A100": (19.5, 312.0)}
+TIMES = ("s_per_epoch", "m_cells_per_s", "x_plain_step", "pct_peak_flops")  # a row's measured columns
 VARIANTS = [
     ("plain", "full"),
     ("static", "full"),
@@ -58,35 +61,36 @@ def timed_epoch(
     return marks[1] - marks[0]
 
 
-def variant_rows(x, args: argparse.Namespace, peaks: tuple[float, float] | None, t_start: float) -> list[str]:
-    """One table row per precision and step variant (skipped past the budget, an error reported in its row)."""
+def variant_rows(x, args: argparse.Namespace, peaks: tuple[float, float] | None, t_start: float) -> list[dict]:
+    """One row per precision and step variant (skipped past the budget, an error reported in its row)."""
     kw = {"batch_size": args.batch_size, "n_features": args.features, "k": args.k, "device": args.device}
     flop = 6.0 * args.cells * args.dims * args.features
-    lines = []
+    rows = []
     for precision in ("32-true", "bf16-mixed"):
         base = None
         for step, select in VARIANTS:
             if step == "cuda_graph" and args.device != "cuda":
                 continue
+            row = {"step": step, "topk_select": select, "precision": precision, **dict.fromkeys(TIMES), "status": "ok"}
+            rows.append(row)
             if time.perf_counter() - t_start > args.budget:
-                lines.append(
-                    f"| {step} | {select} | {precision} | skipped (budget of {args.budget:.0f} s spent) | | | |"
-                )
+                row["status"] = f"skipped (budget of {args.budget:.0f} s spent)"
                 continue
             try:  # a failing variant (e.g. an op that cannot be captured in a CUDA graph) leaves the others
                 timed_epoch(x[:100_000], precision=precision, step=step, topk_select=select, **kw)  # warm-up
                 sec = timed_epoch(x, precision=precision, step=step, topk_select=select, **kw)
             except RuntimeError as err:
-                lines.append(f"| {step} | {select} | {precision} | failed: {str(err).splitlines()[0][:200]} | | | |")
-                print(lines[-1], flush=True)
+                row["status"] = f"failed: {str(err).splitlines()[0][:200]}"
+                print(row, flush=True)
                 continue
             base = base or sec
             peak = peaks[precision.startswith("bf16")] if peaks else None
-            frac = f"{100 * flop / sec / (peak * 1e12):.1f}" if peak else "n/a"
-            lines.append(f"| {step} | {select} | {precision} | {sec:.3f} | {args.cells / sec / 1e6:.2f} "
-                         f"| {base / sec:.2f} | {frac} |")  # fmt: skip
-            print(lines[-1], flush=True)
-    return lines
+            row.update({
+                "s_per_epoch": sec, "m_cells_per_s": args.cells / sec / 1e6, "x_plain_step": base / sec,
+                "pct_peak_flops": 100 * flop / sec / (peak * 1e12) if peak else None,
+            })  # fmt: skip
+            print(row, flush=True)
+    return rows
 
 
 def main() -> None:
@@ -106,7 +110,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=300.0, help="skip remaining rows after this many seconds")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--peak-tflops", type=float, nargs=2, metavar=("FP32", "BF16"), help="the card's dense peaks")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu.md"))
+    ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where gpu.json / gpu.md are stored")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print("No CUDA device: this benchmark needs a GPU (or --device cpu with small --cells to check it).")
@@ -115,29 +119,26 @@ def main() -> None:
     peaks = args.peak_tflops or next((v for key, v in PEAKS.items() if key in name), None)
     t_start = time.perf_counter()
     x = torch.from_numpy(make_data(args.cells, args.dims)).to(args.device)
-    lines = [
-        f"{name}: {args.cells:,} cells x {args.dims} dims, {args.features:,} TopK features, k={args.k}, "
-        f"batch {args.batch_size}; data made in {time.perf_counter() - t_start:.0f} s; "
-        f"peak TFLOP/s (fp32, bf16): {peaks or 'unknown'}",
-        "",
-        "| step | topk_select | precision | s/epoch | M cells/s | x plain step | % of peak FLOP/s |",
-        "|---|---|---|---:|---:|---:|---:|",
-    ]
-    print(lines[0], flush=True)
-    lines += variant_rows(x, args, peaks, t_start)
+    data_s = time.perf_counter() - t_start
+    rows = variant_rows(x, args, peaks, t_start)
     if time.perf_counter() - t_start < args.budget:
         model = SparseAutoencoder(SAEConfig(input_dim=args.dims, n_features=args.features, k=args.k), seed=0)
         sec = plain_loop(model, x.cpu().numpy(), batch_size=args.batch_size, n_epochs=1, device=args.device)
-        lines.append(
-            f"| plain PyTorch loop (no trainer) | full | 32-true | {sec:.3f} | {args.cells / sec / 1e6:.2f} | | |"
-        )
-        print(lines[-1])
-    lines.append(f"\ntotal {time.perf_counter() - t_start:.0f} s; `python benchmarks/gpu.py {' '.join(sys.argv[1:])}`")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[1:]))
-    print(f"written to {out}")
+        rows.append({
+            "step": "plain PyTorch loop (no trainer)", "topk_select": "full", "precision": "32-true",
+            **dict.fromkeys(TIMES), "s_per_epoch": sec, "m_cells_per_s": args.cells / sec / 1e6, "status": "ok",
+        })  # fmt: skip
+    dataset = (
+        f"fit_sae.make_data: {args.cells:,} cells x {args.dims} dims; {args.features:,} TopK features, k={args.k}, "
+        f"batch {args.batch_size}"
+    )
+    notes = (
+        f"{name}; peak TFLOP/s (fp32, bf16): {peaks or 'unknown'}; data made in {data_s:.0f} s; "
+        f"total {time.perf_counter() - t_start:.0f} s"
+    )
+    params = {**vars(args), "results_dir": str(args.results_dir)}
+    save("gpu" if args.device == "cuda" else "gpu_cpu_check", rows, dataset=dataset, params=params, notes=notes,
+         directory=args.results_dir)  # fmt: skip
 
 
 if __name__ == "__main__":

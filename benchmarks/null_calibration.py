@@ -10,7 +10,9 @@ fraction of planted features annotated,
 and the calibration of the per-gene Wald test on the null features (fraction of genes at
 ``p < 0.05``, program genes vs the others; 0.05 if calibrated).
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/null_calibration.py [--seeds 3] [--n-null 80]``
+Run: ``OMP_NUM_THREADS=1 python benchmarks/null_calibration.py [--seeds 3] [--n-null 80]``; the table is
+stored in ``benchmarks/results/null_calibration.json`` (and ``.md``), one row per dispersion weight: rates as
+fractions, counts as integers.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from __future__ import annotations
 import argparse
 import functools
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _results import save
 from scipy import sparse, stats
 
 import sclens as sl
@@ -65,16 +67,19 @@ def measure(seeds: int, n_null: int, weight: float | None) -> dict:
     finally:
         _engines.nb_dispersions = original
     null, planted = np.concatenate(null), np.concatenate(planted)
-    rate, k = null.mean(), int(null.sum())
-    upper = stats.beta.ppf(0.975, k + 1, null.size - k)  # Clopper-Pearson
+    rate, k = float(null.mean()), int(null.sum())
     return {
-        "dispersion weight": "MAP, per gene (default)" if weight is None else f"fixed {weight}",
-        "null annotated": f"{k}/{null.size} = {rate:.1%} (SE {np.sqrt(rate * (1 - rate) / null.size):.1%})",
-        "95% upper": f"{upper:.1%}",
-        "planted annotated": f"{planted.sum()}/{planted.size}",
-        "p<0.05 program genes": f"{np.mean(p_prog):.3f}",
-        "p<0.05 other genes": f"{np.mean(p_other):.3f}",
-        "annotate s/seed": f"{seconds / seeds:.1f}",
+        "dispersion_weight": "MAP, per gene (default)" if weight is None else f"fixed {weight}",
+        "null_annotated": k,
+        "n_null": int(null.size),
+        "null_rate": rate,
+        "null_se": float(np.sqrt(rate * (1 - rate) / null.size)),
+        "null_upper95": float(stats.beta.ppf(0.975, k + 1, null.size - k)),  # Clopper-Pearson
+        "planted_annotated": int(planted.sum()),
+        "n_planted": int(planted.size),
+        "p05_program_genes": float(np.mean(p_prog)),
+        "p05_other_genes": float(np.mean(p_other)),
+        "annotate_s_per_seed": seconds / seeds,
     }
 
 
@@ -84,12 +89,11 @@ def main():
     ap.add_argument("--n-null", type=int, default=80, help="null features per seed")
     args = ap.parse_args()
     rows = [measure(args.seeds, args.n_null, w) for w in (None, 0.25, 1.0)]
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False))
-    out = Path(__file__).parent / "results" / "null_calibration.md"
-    out.parent.mkdir(exist_ok=True)
-    cmd = f"`OMP_NUM_THREADS=1 python benchmarks/null_calibration.py --seeds {args.seeds} --n-null {args.n_null}`"
-    out.write_text(f"{cmd} (per-contrast dispersions, issue 20)\n\n{table.to_markdown(index=False)}\n")
+    dataset = (
+        "sl.datasets.toy(n_cells=2000, n_genes=1000, genes_per_program=15, n_decoy_sets=40), seeds "
+        f"0-{args.seeds - 1}: 16 planted program codes + {args.n_null} null features per seed"
+    )
+    save("null_calibration", rows, dataset=dataset, params=vars(args), notes="per-contrast dispersions (issue 20)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ CPU core::
     python benchmarks/simulation.py
     python benchmarks/simulation.py --n-cells 100000 --n-genes 20000 --device cuda
     python benchmarks/simulation.py --n-cell-types 0 --mask-density 0.1   # sparser, easier X''
+    python benchmarks/simulation.py --sweep   # SAE width x k on the same embedding, stored as results
+
+``--sweep`` trains one SAE per (``--sweep-width``, ``--sweep-k``) pair on the autoencoder's embedding
+(``sl.sim.sweep``) after the superposition fit, and stores every row with the X'' ceiling through
+``benchmarks/_results.py`` (``benchmarks/results/simulation_sweep.json`` / ``.md``), rewritten after
+each pair; the single SAE, recovery and connectivity steps are then skipped.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import argparse
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 import torch
+from _results import save
 
 import sclens as sl
 
@@ -39,7 +47,7 @@ def step(name: str):
     print(f"   {name}: {TIMES[name]:.1f} s", flush=True)
 
 
-def _parse_args() -> argparse.Namespace:
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-cells", type=int, default=20_000)
     p.add_argument("--n-genes", type=int, default=2_000)
@@ -67,11 +75,41 @@ def _parse_args() -> argparse.Namespace:
         help="torch / BLAS threads and sl.settings.n_jobs (0: library defaults; sclens fits then use 1)",
     )
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args()
+    p.add_argument("--sweep", action="store_true", help="sweep SAE width x k instead of one SAE")
+    p.add_argument("--sweep-width", type=int, nargs="+", default=[100, 200])
+    p.add_argument("--sweep-k", type=int, nargs="+", default=[30, 45, 8])
+    p.add_argument("--results", type=Path, default=None, help="where --sweep stores (default: benchmarks/results)")
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = _parse_args()
+def sweep(adata, args: argparse.Namespace, ceiling: float) -> pd.DataFrame:
+    """One SAE per (width, k) on the embedding, X'' recovery next to the linear ceiling, stored after each."""
+    rows = []
+    pairs = [(w, k) for w in args.sweep_width for k in args.sweep_k if k < w]
+    for width, k in pairs:
+        start = time.perf_counter()
+        table = sl.sim.sweep(adata, use_rep="X_ae", grid={"n_features": [width], "k": [k]}, targets=("X''",),
+                             threshold=args.threshold, max_cells=args.max_cells, random_state=args.seed,
+                             architecture=args.architecture, l1_weight=args.l1_weight, lr=args.sae_lr,
+                             n_epochs=args.sae_epochs, device=args.device)  # fmt: skip
+        row = table.iloc[0]
+        rows.append({
+            "n_features": width, "k": k, "fvu": float(row["fvu"]), "l0": float(row["l0"]),
+            "n_live": int(row["n_live"]), "mean_best_r": float(row["mean_best_r"]),
+            "median_best_r": float(row["median_best_r"]), "frac_recovered": float(row["frac_recovered"]),
+            "ceiling_r": ceiling, "seconds": round(time.perf_counter() - start, 1),
+        })  # fmt: skip
+        dataset = (f"sl.sim.simulate(large preset, {args.n_cells} cells, {args.n_genes} genes, {args.n_programs} "
+                   f"programs, {args.n_cell_types} cell types, mask density {args.mask_density}), {args.n_latent}-dim "
+                   f"autoencoder ({args.ae_epochs} epochs)")  # fmt: skip
+        notes = f"{len(rows)} of {len(pairs)} settings; recovery on {args.max_cells} cells; {args.architecture}"
+        save("simulation_sweep", rows, dataset=dataset, params=vars(args), notes=notes,
+             **({"directory": args.results} if args.results else {}))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame | None:
+    args = _parse_args(argv)
     if args.threads:  # on shared cores, oversubscribed BLAS / torch threads can be 10x slower
         from threadpoolctl import threadpool_limits
 
@@ -112,6 +150,11 @@ def main() -> None:
     # a feature is a thresholded linear read-out of the embedding: sqrt(R^2) roughly caps its best |r|
     summary["ceiling_r"] = r2.assign(c=r2["r2"].clip(0, 1) ** 0.5).groupby("family", observed=True)["c"].mean()
     print(summary.round(3))
+    ceiling = float(summary.loc["X''", "ceiling_r"])
+    print(f"\nX'' ceiling: mean best |r| of a linear map from the embedding (sqrt of held-out R^2) = {ceiling:.3f}")
+    if args.sweep:
+        with step("sweep"):
+            return sweep(adata, args, ceiling)
     with step("fit_sae"):
         sl.tl.fit_sae(
             adata,
@@ -160,6 +203,7 @@ def main() -> None:
     for name, sec in TIMES.items():
         print(f"  {name:<32s} {sec:8.1f} s")
     print(f"  {'total':<32s} {sum(TIMES.values()):8.1f} s")
+    return None
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Execute the tutorials and store them with their outputs, so the docs show their figures.
 
 Each notebook is run top to bottom in a fresh kernel (working directory: a temporary folder;
-matplotlib's inline backend, so figures are stored as PNG), then written back with its outputs
+matplotlib's inline backend, so figures are stored as PNG; one BLAS / OpenMP / torch thread, so that
+the printed numbers do not depend on the machine's cores), then written back with its outputs
 and ``metadata.sclens.code_hash``: the hash of its code cells. ``tests/test_tutorials.py`` fails
 when a committed notebook's code no longer matches that hash (stale outputs) or when a cell lacks
 an output that a fresh run produces.
@@ -13,6 +14,7 @@ Run from the repository root after changing a tutorial (all of them without argu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import sys
@@ -25,6 +27,8 @@ import nbformat
 
 TUTORIALS = Path(__file__).parents[1] / "tutorials"
 VOLATILE_CELL_METADATA = ("execution",)
+#: the kernel's thread counts: float sums (and so trained SAEs) depend on how work is split between threads
+PINNED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def code_hash(nb: nbformat.NotebookNode) -> str:
@@ -40,12 +44,27 @@ def code_hash(nb: nbformat.NotebookNode) -> str:
 def execute(nb: nbformat.NotebookNode, *, timeout: int = 1200) -> nbformat.NotebookNode:
     """Run ``nb`` in a fresh python3 kernel in a temporary folder (``nb`` is changed in place)."""
     os.environ.pop("MPLBACKEND", None)  # Agg would draw no figure into the notebook: keep the inline backend
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _environ(PINNED):
         client = nbclient.NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": tmp}}
         )
         client.execute()
     return nb
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """``os.environ`` updated with ``values`` (the kernel inherits it), restored afterwards."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def store(path: Path) -> float:

@@ -201,3 +201,52 @@ def test_sigkill_and_concurrent_writers(annotated, tmp_path):
     pd.testing.assert_frame_equal(result.uns["sae_go"]["results"], ref.uns["sae_go"]["results"], check_dtype=False)
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp.h5ad"))
     assert left == [f".killed.h5ad.{victim.pid}.tmp.h5ad"]  # only the killed writer's temporary file remains
+
+
+@pytest.mark.slow
+def test_killed_dask_worker_is_retried_or_a_clear_error(annotated):
+    """A dask worker killed (SIGKILL) during a ``LocalCluster`` annotation never leaves partial results.
+
+    Killed once: dask reruns the chunk on another worker and the annotation equals the in-memory one.
+    Killed on every attempt: a clear error, and the AnnData is as it was. Slow: worker processes start
+    and restart (about a minute on 2 loaded cores).
+    """
+    import dask
+
+    distributed = pytest.importorskip("distributed")
+    da = pytest.importorskip("dask.array")
+
+    class KillWorkers(distributed.diagnostics.plugin.SchedulerPlugin):
+        """SIGKILL the worker a chunk's ``block_stats`` task is sent to, the first ``times`` times."""
+
+        def __init__(self, scheduler, times: int) -> None:
+            self.scheduler, self.times, self.killed = scheduler, times, []
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "processing" and str(key).startswith("block_stats") and len(self.killed) < self.times:
+                self.killed.append(key)
+                os.kill(self.scheduler.tasks[key].processing_on.pid, signal.SIGKILL)
+
+    adata = annotated.copy()
+    adata.layers["counts"] = da.from_array(adata.layers["counts"].toarray(), chunks=(100, -1))
+    gs = adata.uns["toy"]["gene_sets"]
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),  # a chunk fails when its 2nd worker dies
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        once = KillWorkers(cluster.scheduler, times=1)
+        cluster.scheduler.add_plugin(once, name="once")
+        sl.tl.annotate_features(adata, gene_sets=gs, **ANNOTATE, key_added="dask_go")
+        cluster.scheduler.remove_plugin(name="once")
+        assert len(once.killed) == 1
+        want = annotated.uns["sae_go"]["results"]
+        assert len(want) > 10  # planted programs found: the comparison is not empty
+        pd.testing.assert_frame_equal(adata.uns["dask_go"]["results"], want, check_exact=False, rtol=1e-9)
+        before = fingerprint(adata)
+        always = KillWorkers(cluster.scheduler, times=1000)
+        cluster.scheduler.add_plugin(always, name="always")
+        with pytest.raises(RuntimeError, match=r"A dask worker died on every attempt .* nothing was stored"):
+            sl.tl.annotate_features(adata, gene_sets=gs, **ANNOTATE, key_added="dask_go_2")
+    assert len(always.killed) >= 2
+    assert fingerprint(adata) == before

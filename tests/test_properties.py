@@ -2,28 +2,37 @@
 
 AnnData objects are drawn with dense / CSR / CSC X and layers, float16-64 and int dtypes, NaN / inf /
 negative values, zero or one cell, views, duplicated gene names, categorical labels with missing values
-and unused categories, and MuData. Calls: ``tl.fit_sae``, ``tl.encode``, ``tl.feature_specificity``,
+and unused categories, and MuData, for ``tl.fit_sae``, ``tl.encode``, ``tl.feature_specificity``,
 ``tl.annotate_features``, ``tl.contrast``, ``tl.baseline_features``, ``tl.feature_alignment``,
-``get.gene_coverage``, ``get.feature_terms``, ``pl.feature_activation``. For each call: either it returns,
-or it raises a ``ValueError`` / ``KeyError`` / ``TypeError`` whose message names one of the function's
-parameters or the AnnData field at fault, and the AnnData's fingerprint is unchanged. The annotation of the same counts is the same
-dense, CSR, CSC and backed.
+``get.gene_coverage``, ``get.feature_terms`` and ``pl.feature_activation``. Every other public function
+(``CALLS``) gets a fully analysed AnnData with one drawn defect (a view, one or no cell, missing labels,
+a dropped result, weights, activations, embedding or counts, NaN in the embedding, non-integer counts,
+duplicated genes, a stale run) and drawn arguments, valid or not. For each call: either it returns a
+valid result, or it raises a ``ValueError`` / ``KeyError`` / ``TypeError`` (``FileNotFoundError`` for a
+path) whose message names one of the function's parameters or the AnnData field at fault, and the input's
+fingerprint is unchanged. The annotation of the same counts is the same dense, CSR, CSC and backed, and so
+is the annotation null dense and CSR. ``test_every_public_function_is_covered`` fails for a public
+``tl`` / ``pl`` / ``get`` function that no test here draws inputs for.
 
-Example counts come from the hypothesis profile: ``ci`` (default, 10 per test) or
-``long`` (``pytest --hypothesis-profile=long tests/test_properties.py``).
+Example counts come from the hypothesis profile: ``ci`` (default, 10 per test; half for the ``CALLS``, a
+fifth for those that refit or re-annotate) or ``long`` (``pytest --hypothesis-profile=long
+tests/test_properties.py``).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from typing import Any
+from unittest import mock
 
 import anndata
 import numpy as np
 import pandas as pd
+import pytest
 from fingerprint import fingerprint
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
@@ -83,19 +92,26 @@ def _names_a_parameter(func: Any, message: str) -> bool:
     return any(p in message for p in params) or any(f in message for f in FIELDS)
 
 
+def _state(data: Any) -> str:
+    """The fingerprint of an AnnData / MuData, the content of a table (``pl.sweep`` takes one)."""
+    return fingerprint(data) if hasattr(data, "uns") else repr(data.to_dict("list"))
+
+
 def check_contract(func: Any, adata: Any, **kwargs: Any) -> Any:
     """Call ``func``; return its result, or ``None`` after checking the error and that nothing changed."""
-    before = fingerprint(adata)
+    before = _state(adata)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = func(adata, **kwargs)
         return adata if out is None else out
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:  # the last: a path argument
         error = err
     text = str(error.args[0]) if error.args else str(error)
-    assert _names_a_parameter(func, text), f"{func.__name__}: {type(error).__name__} names no parameter: {text}"
-    assert fingerprint(adata) == before, f"{func.__name__} changed the AnnData before raising: {text}"
+    assert _names_a_parameter(func, text), (
+        f"{getattr(func, '__name__', func)}: {type(error).__name__} names no parameter: {text}"
+    )
+    assert _state(adata) == before, f"{getattr(func, '__name__', func)} changed its input before raising: {text}"
     return None
 
 
@@ -189,3 +205,424 @@ def test_alignment_and_activation_plot(adata, features):
     fig = check_contract(sl.pl.feature_activation, adata, features=features, basis="emb", return_fig=True)
     plt.close("all")
     assert fig is None or hasattr(fig, "savefig")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every other public function: drawn damage to a fully analysed AnnData and drawn arguments, valid or not
+
+
+def _tiny_umap(mat, **kwargs):
+    """A stand-in for UMAP (its numba compilation alone exceeds this file's time budget; tests/tl test it)."""
+    dense = mat.toarray() if sparse.issparse(mat) else np.asarray(mat)
+    return np.column_stack([dense.sum(1), np.arange(dense.shape[0])]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def analysed():
+    """240 toy cells x 160 genes with every result a reader needs, and a steered copy; read-only."""
+    from biology_fixtures import categories_for
+
+    adata = sl.datasets.toy(n_cells=240, n_genes=160, random_state=0)
+    rng = np.random.default_rng(0)
+    adata.obs["batch"] = pd.Categorical(rng.choice(["b0", "b1"], adata.n_obs))
+    lineage = {t: f"L{i % 2}" for i, t in enumerate(adata.obs["cell_type"].cat.categories)}
+    adata.obs["lineage"] = adata.obs["cell_type"].map(lineage).astype("category")
+    adata.obsm["X_umap"] = np.asarray(adata.obsm["X_emb"])[:, :2].copy()
+    gs = adata.uns["toy"]["gene_sets"]
+    with warnings.catch_warnings(), mock.patch("sclens.tl._feature_space._umap", _tiny_umap):
+        warnings.simplefilter("ignore")
+        sl.tl.fit_sae(adata, use_rep="X_emb", n_features=16, k=3, n_epochs=2, lr=1e-2)
+        sl.tl.annotate_features(adata, gene_sets=gs, **{**ANNOTATE, "n_low": 60, "min_size": 3})
+        sl.tl.feature_specificity(adata, groupby="cell_type")
+        sl.tl.feature_alignment(adata, groupby="cell_type")
+        categories = categories_for(adata.uns["sae_go"]["results"])
+        sl.tl.feature_space(adata, categories=categories, namespaces=None, n_neighbors=3)
+        sl.tl.annotation_null(adata, gene_sets=gs, n_permutations=1, nulls=["cells"])
+        sl.tl.evaluate(adata, groupby="cell_type", n_seeds=2, k=(1, 2), baselines=("embedding",), fit_kwargs=FIT1)
+        steered = sl.tl.steer(adata, features=[0, 1], cells={"cell_type": "type_0"})
+    return adata, steered, gs
+
+
+FIT1 = {"n_epochs": 1}
+CELL_SETS = [None, {"cell_type": "type_0"}, {"cell_type": "nope"}, {"nope": "x"}, ["c0", "c1"], np.zeros(3, bool)]
+FEATURES = st.one_of(
+    st.integers(-2, 20), st.lists(st.integers(-1, 17), min_size=0, max_size=3), st.sampled_from(["0", 1.5, None])
+)
+GROUPBY = st.sampled_from(["cell_type", "cell_type", "batch", "lineage", "n_counts", "nope"])
+KEYS = st.sampled_from(["sae", "sae_go", "nope", "specificity", "alignment", "feature_space", "evaluation"])
+
+
+def _damaged(draw, adata: anndata.AnnData) -> anndata.AnnData:
+    """A copy of ``adata`` with one drawn defect (or none)."""
+    damage = draw(
+        st.sampled_from([
+            "none", "none", "none", "view", "one cell", "no cell", "nan labels", "drop annotation", "drop specificity",
+            "drop weights", "drop activations", "drop embedding", "drop umap", "nan embedding", "float counts",
+            "duplicated genes", "stale", "drop counts",
+        ])
+    )  # fmt: skip
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    if damage in ("view", "one cell", "no cell"):
+        n = {"view": adata.n_obs // 2, "one cell": 1, "no cell": 0}[damage]
+        return adata[np.sort(rng.choice(adata.n_obs, n, replace=False))]
+    a = adata.copy()
+    if damage == "nan labels":
+        labels = a.obs["cell_type"].cat.add_categories(["unused"])
+        labels[rng.random(a.n_obs) < 0.2] = np.nan
+        a.obs["cell_type"] = labels
+    elif damage.startswith("drop"):
+        where = {
+            "annotation": (a.uns, "sae_go"), "specificity": (a.uns["sae"], "specificity"),
+            "weights": (a.uns["sae"], "weights"), "activations": (a.obsm, "X_sae"), "embedding": (a.obsm, "X_emb"),
+            "umap": (a.obsm, "X_umap"), "counts": (a.layers, "counts"),
+        }  # fmt: skip
+        holder, key = where[damage.split()[1]]
+        del holder[key]
+    elif damage == "nan embedding":
+        a.obsm["X_emb"] = np.where(rng.random(a.obsm["X_emb"].shape) < 0.01, np.nan, a.obsm["X_emb"])
+    elif damage == "float counts":
+        a.layers["counts"] = a.layers["counts"] * 0.5
+    elif damage == "duplicated genes":
+        a.var_names = [a.var_names[0], *a.var_names[:-1]]
+    elif damage == "stale":
+        a.uns["sae"]["run_id"] = "another run"
+    return a
+
+
+def _figure(out: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    assert hasattr(out, "savefig"), f"a plot returned {type(out).__name__}, not a figure"
+    plt.close("all")
+
+
+def _stored(key: str, parent: str | None = None):
+    """Check that a successful call stored ``uns[parent][key]`` with its params."""
+
+    def check(out: Any) -> None:
+        holder = out.uns if parent is None else out.uns[parent]
+        assert "params" in holder[key], f"uns[{parent}][{key}] stored without params"
+
+    return check
+
+
+#: name -> (make(adata, steered, gene sets, draw) -> (function, its AnnData, kwargs), check of a result)
+CALLS: dict[str, tuple[Any, Any]] = {}
+
+
+def call(name: str, check: Any = None):
+    """Register ``make`` as the drawn call of the public function ``name``."""
+
+    def register(make):
+        CALLS[name] = (make, check or (lambda out: None))
+        return make
+
+    return register
+
+
+def _returns(kind: type):
+    def check(out: Any) -> None:
+        assert isinstance(out, kind), f"returned {type(out).__name__}, not {kind.__name__}"
+
+    return check
+
+
+def _pick(draw, *values: Any) -> Any:
+    return draw(st.sampled_from(values))
+
+
+@call("tl.annotation_null", _stored("null2", "sae"))
+def _annotation_null(a, s, gs, draw):
+    kw = {
+        "gene_sets": _pick(draw, gs, gs.iloc[: len(gs) // 3], "nope"),
+        "nulls": _pick(draw, ["cells"], ["genes"], ["directions"], ["bogus"], []),
+        "n_permutations": _pick(draw, 1, 0, -1, 1.5),
+    }
+    return sl.tl.annotation_null, a, {**kw, "key_added": "null2"}
+
+
+@call("tl.batch_steer")
+def _batch_steer(a, s, gs, draw):
+    kw = {
+        "batch_key": _pick(draw, "batch", "cell_type", "nope", "n_counts"),
+        "features": draw(FEATURES),
+        "label_key": _pick(draw, None, "cell_type", "nope"),
+        "max_cells": _pick(draw, 200, 1, 0),
+        "n_neighbors": _pick(draw, 5, 0, 500),
+    }
+    return sl.tl.batch_steer, a, {**kw, "key_added": "bs"}
+
+
+@call("tl.compare_features", _returns(dict))
+def _compare_features(a, s, gs, draw):
+    kw = {"namespaces": _pick(draw, None, ("BP",), ("XX",)), "annotation_key_a": _pick(draw, "sae_go", "nope")}
+    return functools.partial(sl.tl.compare_features, adata_b=_pick(draw, a, s)), a, kw
+
+
+@call("tl.compare_runs", _returns(pd.DataFrame))
+def _compare_runs(a, s, gs, draw):
+    kw = {"sae_keys": _pick(draw, ["sae"], [], ["nope"], "sae", ["sae", "sae"]), "min_auroc": _pick(draw, 0.9, 1.5)}
+    return sl.tl.compare_runs, a, kw
+
+
+@call("tl.evaluate", _stored("ev2", "sae"))
+def _evaluate(a, s, gs, draw):
+    kw = {
+        "groupby": draw(GROUPBY),
+        "n_seeds": _pick(draw, 2, 1, 0),
+        "k": _pick(draw, (1,), (0,), (1, 100)),
+        "baselines": _pick(draw, (), ("bogus",)),
+    }
+    return sl.tl.evaluate, a, {**kw, "fit_kwargs": FIT1, "key_added": "ev2"}
+
+
+@call("tl.feature_absorption", _stored("abs2", "sae"))
+def _feature_absorption(a, s, gs, draw):
+    kw = {
+        "fine": draw(GROUPBY),
+        "coarse": _pick(draw, "lineage", "cell_type", {"type_0": "L"}, "nope"),
+        "min_auroc": _pick(draw, 0.8, 0.0, 1.0, 2.0),
+    }
+    return sl.tl.feature_absorption, a, {**kw, "key_added": "abs2"}
+
+
+@call("tl.feature_space", _stored("space2", "sae_go"))
+def _feature_space(a, s, gs, draw):
+    kw = {
+        "namespaces": _pick(draw, None, ("BP",), ()),
+        "n_neighbors": _pick(draw, 3, 1, 0, 1000),
+        "n_top_terms": _pick(draw, 5, 0, -1),
+    }
+    return sl.tl.feature_space, a, {**kw, "key_added": "space2"}
+
+
+@call("tl.feature_stability", _stored("stab2", "sae"))
+def _feature_stability(a, s, gs, draw):
+    kw = {
+        "n_seeds": _pick(draw, 2, 1, 0),
+        "threshold": _pick(draw, 0.9, 0.0, 1.5, np.nan),
+        "groupby": _pick(draw, None, "cell_type", "nope"),
+    }
+    return sl.tl.feature_stability, a, {**kw, "fit_kwargs": FIT1, "key_added": "stab2"}
+
+
+@call("tl.sparse_probing", _stored("probe2", "sae"))
+def _sparse_probing(a, s, gs, draw):
+    kw = {
+        "groupby": draw(GROUPBY),
+        "k": _pick(draw, (1, 2), (), (0,), (-1,)),
+        "baselines": _pick(draw, ("embedding",), (), ("bogus",)),
+        "test_size": _pick(draw, 0.3, 0.0, 1.0),
+    }
+    return sl.tl.sparse_probing, a, {**kw, "key_added": "probe2"}
+
+
+@call("tl.spurious_removal", _stored("spur2", "sae"))
+def _spurious_removal(a, s, gs, draw):
+    kw = {
+        "groupby": draw(GROUPBY),
+        "technical": _pick(draw, "batch", "cell_type", "nope"),
+        "features": draw(st.one_of(st.none(), FEATURES)),
+        "n_features": _pick(draw, 1, 0, 100),
+        "n_random": _pick(draw, 3, 0),
+    }
+    return sl.tl.spurious_removal, a, {**kw, "key_added": "spur2"}
+
+
+@call("tl.steer", _returns(anndata.AnnData))
+def _steer(a, s, gs, draw):
+    kw = {
+        "features": draw(FEATURES),
+        "cells": _pick(draw, *CELL_SETS),
+        "value": _pick(draw, "max", 0.0, -1.0, np.nan, "bogus"),
+        "mode": _pick(draw, "set", "add", "knockout", "bogus"),
+        "factor": _pick(draw, 1.0, 0.0, np.inf),
+    }
+    return sl.tl.steer, a, kw
+
+
+@call("tl.steer_towards", _returns(anndata.AnnData))
+def _steer_towards(a, s, gs, draw):
+    kw = {
+        "source": _pick(draw, *CELL_SETS[1:]),
+        "target": _pick(draw, *CELL_SETS[1:]),
+        "max_features": _pick(draw, 3, 0, -1),
+        "max_cells": _pick(draw, 100, 1, 0),
+    }
+    return sl.tl.steer_towards, a, kw
+
+
+@call("tl.term_redundancy")
+def _term_redundancy(a, s, gs, draw):
+    kw = {"gene_sets": _pick(draw, gs, gs.iloc[:5], "nope"), "min_similarity": _pick(draw, 0.2, 0.0, 1.0, -1.0, np.nan)}
+    return sl.tl.term_redundancy, a, kw
+
+
+@call("pl.alignment", _figure)
+def _pl_alignment(a, s, gs, draw):
+    kw = {
+        "groupby": _pick(draw, None, "cell_type", "nope"),
+        "features": draw(st.one_of(st.none(), FEATURES)),
+        "metric": _pick(draw, "auroc", "f1", "bogus"),
+        "n_features": _pick(draw, 5, 0, -1),
+    }
+    return sl.pl.alignment, a, {**kw, "return_fig": True}
+
+
+@call("pl.atlas", lambda out: out.exists() or pytest.fail("atlas returned a path that does not exist"))
+def _pl_atlas(a, s, gs, draw):
+    kw = {
+        "path": _pick(draw, "atlas.html", "nodir/atlas.html", "atlas.txt"),
+        "groupby": _pick(draw, None, "cell_type", "nope"),
+        "features": draw(st.one_of(st.none(), FEATURES)),
+        "max_cells": _pick(draw, 50, 0, -1),
+        "max_terms": _pick(draw, 5, 0),
+        "basis": _pick(draw, "umap", "emb", "nope"),
+    }
+    return sl.pl.atlas, a, kw
+
+
+@call("pl.enrichment", _figure)
+def _pl_enrichment(a, s, gs, draw):
+    kw = {"features": draw(FEATURES), "n_terms": _pick(draw, 3, 0, -1), "ncols": _pick(draw, 2, 0)}
+    return sl.pl.enrichment, a, {**kw, "return_fig": True}
+
+
+@call("pl.evaluation", _figure)
+def _pl_evaluation(a, s, gs, draw):
+    kw = {"sae_key": _pick(draw, "sae", "nope"), "evaluation_key": draw(KEYS)}
+    return sl.pl.evaluation, a, {**kw, "return_fig": True}
+
+
+@call("pl.feature_umap", _figure)
+def _pl_feature_umap(a, s, gs, draw):
+    kw = {
+        "space_key": draw(KEYS),
+        "concept": _pick(draw, None, "cellular process", "nope"),
+        "size": _pick(draw, 10.0, 0.0, -1.0),
+    }
+    return sl.pl.feature_umap, a, {**kw, "return_fig": True}
+
+
+@call("pl.specificity", _figure)
+def _pl_specificity(a, s, gs, draw):
+    kw = {
+        "specificity_key": draw(KEYS),
+        "kinds": _pick(draw, ("local", "global"), (), ("bogus",)),
+        "max_labels": _pick(draw, 40, 0, -1),
+    }
+    return sl.pl.specificity, a, {**kw, "return_fig": True}
+
+
+@call("pl.steering", _figure)
+def _pl_steering(a, s, gs, draw):
+    kw = {
+        "kind": _pick(draw, "embedding", "features", "bogus"),
+        "max_pairs": _pick(draw, 200, 0, -1),
+        "max_features": _pick(draw, 30, 0),
+        "steer_key": _pick(draw, "steer", "nope"),
+    }
+    return sl.pl.steering, _pick(draw, s, s, a), {**kw, "return_fig": True}
+
+
+@call("pl.training", _figure)
+def _pl_training(a, s, gs, draw):
+    kw = {"sae_key": _pick(draw, "sae", "nope"), "metrics": _pick(draw, ("loss", "fvu"), (), ("bogus",), "loss")}
+    return sl.pl.training, a, {**kw, "return_fig": True}
+
+
+@call("get.feature_space", _returns(anndata.AnnData))
+def _get_feature_space(a, s, gs, draw):
+    return sl.get.feature_space, a, {"space_key": draw(KEYS)}
+
+
+@call("get.sae", lambda out: hasattr(out, "encode") or pytest.fail(f"get.sae returned {type(out).__name__}"))
+def _get_sae(a, s, gs, draw):
+    return sl.get.sae, a, {"sae_key": draw(KEYS)}
+
+
+#: calls that refit SAEs or re-annotate: a fifth of the profile's examples (the others: half)
+EXPENSIVE = {"tl.annotation_null", "tl.evaluate", "tl.feature_stability", "pl.atlas"}
+
+
+def _examples(names, **kwargs):
+    return [pytest.param(n, id=n, **kwargs) for n in names]
+
+
+@pytest.mark.parametrize("name", _examples(sorted(set(CALLS) - EXPENSIVE)))
+@settings(max_examples=max(3, settings.default.max_examples // 2))
+@given(data=st.data())
+def test_public_call(analysed, name, data, tmp_path_factory):
+    _public_call(analysed, name, data, tmp_path_factory)
+
+
+@pytest.mark.parametrize("name", _examples(sorted(EXPENSIVE)))
+@settings(max_examples=max(2, settings.default.max_examples // 5))
+@given(data=st.data())
+def test_expensive_public_call(analysed, name, data, tmp_path_factory):
+    _public_call(analysed, name, data, tmp_path_factory)
+
+
+def _public_call(analysed, name: str, data, tmp_path_factory) -> None:
+    adata, steered, gs = analysed
+    make, check = CALLS[name]
+    func, target, kwargs = make(_damaged(data.draw, adata), steered, gs, data.draw)
+    if "path" in kwargs:
+        kwargs["path"] = tmp_path_factory.mktemp("atlas") / kwargs["path"]
+    with mock.patch("sclens.tl._feature_space._umap", _tiny_umap):
+        out = check_contract(func, target, **kwargs)
+    if out is None:
+        return
+    check(out)
+    if name in COUNTS and "counts" in target.layers:  # the same counts dense and CSR: the same result
+        other = target.copy()
+        counts = other.layers["counts"]
+        other.layers["counts"] = counts.toarray() if sparse.issparse(counts) else sparse.csr_matrix(counts)
+        again = check_contract(func, other, **kwargs)
+        for key, table in COUNTS[name](out).items():
+            pd.testing.assert_frame_equal(COUNTS[name](again)[key], table, check_exact=False, rtol=1e-9, obj=key)
+
+
+#: calls that read the counts -> the tables to compare between dense and CSR counts
+COUNTS = {"tl.annotation_null": lambda out: {"table": out.uns["sae"]["null2"]["table"]}}
+
+
+@given(
+    df=st.fixed_dictionaries(
+        {
+            "l0": st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=0, max_size=4),
+            "family": st.lists(st.sampled_from(["X''", "X", None]), min_size=0, max_size=4),
+        }
+    ),
+    x=st.sampled_from(["l0", "nope"]),
+    family=st.sampled_from(["X''", None, "nope"]),
+)
+def test_sweep_plot(df, x, family):
+    """``pl.sweep`` takes a table, not an AnnData: the table is unchanged whether it plots or raises."""
+    n = min(len(v) for v in df.values())
+    table = pd.DataFrame({k: v[:n] for k, v in df.items()})
+    table["mean_best_r"] = np.linspace(0, 1, n)
+    before = table.copy()
+    fig = check_contract(sl.pl.sweep, table, x=x, family=family, return_fig=True)
+    if fig is not None:
+        _figure(fig)
+    pd.testing.assert_frame_equal(table, before)
+
+
+#: every public function -> the test that draws inputs for it
+COVERED = {
+    **dict.fromkeys(CALLS, "test_public_call / test_expensive_public_call"),
+    "tl.fit_sae": "test_fit_sae_and_encode", "tl.encode": "test_fit_sae_and_encode",
+    "tl.feature_specificity": "test_feature_specificity", "tl.annotate_features": "test_annotate_features",
+    "tl.contrast": "test_get_and_contrast", "tl.baseline_features": "test_baseline_features",
+    "tl.feature_alignment": "test_alignment_and_activation_plot", "get.gene_coverage": "test_get_and_contrast",
+    "get.feature_terms": "test_get_and_contrast", "pl.feature_activation": "test_alignment_and_activation_plot",
+    "pl.sweep": "test_sweep_plot",
+}  # fmt: skip
+
+
+def test_every_public_function_is_covered():
+    """A new public ``tl`` / ``pl`` / ``get`` function fails here until a generated-input test covers it."""
+    public = {f"{m}.{name}" for m in ("tl", "pl", "get") for name in getattr(sl, m).__all__}
+    assert sorted(public - set(COVERED)) == [], "public functions without a generated-input test"
+    assert sorted(set(COVERED) - public) == [], "covered names that are not public (renamed or removed?)"

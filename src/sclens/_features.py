@@ -33,9 +33,9 @@ def resolve_features(features: Any, n_features: int | None, *, live: np.ndarray 
     checked by the caller (e.g. against the features an annotation covered).
     """
     if features is None:
-        if live is None:  # a programming error: the caller must give the mask for the default
-            msg = "resolve_features(None, ...) needs the live mask."
-            raise RuntimeError(msg)
+        if live is None:  # the caller has no default: features must be given
+            msg = "features=None is not accepted here; pass a feature number or a sequence of them."
+            raise TypeError(msg)
         out = np.flatnonzero(live).astype(np.int64)
         if out.size == 0:
             msg = f"All {n_features} features are dead (never active in these cells); there is nothing to work on."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -74,6 +75,9 @@ def as_network(gene_sets: Any) -> pd.DataFrame:
     ``source`` when unknown) and ``namespace`` (empty when unknown), without duplicate rows.
     """
     if isinstance(gene_sets, (str, PathLike)):
+        if not Path(gene_sets).exists():
+            msg = f"gene_sets: GMT file {str(gene_sets)!r} not found (or pass a DataFrame or a mapping of gene sets)."
+            raise FileNotFoundError(msg)
         gene_sets = read_gmt_table(gene_sets)
     if isinstance(gene_sets, Mapping):
         rows = [(str(s), str(g)) for s, genes in gene_sets.items() for g in _as_iterable(s, genes)]

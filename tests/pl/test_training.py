@@ -34,7 +34,7 @@ def test_training_plot_into_given_ax(fitted):
     np.testing.assert_allclose(ax.lines[0].get_ydata(), fitted.uns["sae"]["metrics"]["train_l0"])
     with pytest.raises(ValueError, match="one axes per metric"):
         sl.pl.training(fitted, ax=ax, show=False)
-    with pytest.raises(ValueError, match="Unknown metric"):
+    with pytest.raises(ValueError, match="metrics must name at least one of"):
         sl.pl.training(fitted, metrics=["accuracy"], ax=ax, show=False)
     plt.close(fig)
 

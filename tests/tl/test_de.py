@@ -349,3 +349,62 @@ def test_dispersion_trend_without_fittable_genes_stays_finite():
         trend[0], np.clip(0.1 + 1.0 / np.where(mean[0] > 0, mean[0], np.inf), MIN_DISP, MAX_DISP)
     )
     assert (trend[1] > MIN_DISP).all()
+
+
+def _independent_filtering_reference(pvalue, base_mean, alpha=0.05):
+    """The independent filtering before its rejection-count kernel: BH at all 50 cutoffs at once."""
+    from sclens.tl._annotation._de_fast import _bh_above, lowess
+
+    padj = np.full(pvalue.shape, np.nan)
+    rows = [c for c in range(pvalue.shape[0]) if (~np.isnan(pvalue[c])).any()]
+    n_rej, by_cut = np.zeros((len(rows), 50)), []
+    for r, c in enumerate(rows):
+        p, base = pvalue[c], base_mean[c]
+        lower = np.mean(base == 0)
+        theta = np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50)
+        by_cut.append(_bh_above(p, ~np.isnan(p)[None, :] & (base[None, :] >= np.quantile(base, theta)[:, None])))
+        n_rej[r] = (by_cut[-1] < alpha).sum(1)
+    smooth = lowess(n_rej)
+    for r, c in enumerate(rows):
+        j = 0
+        if n_rej[r].max() > 10:
+            hit = n_rej[r] > 0
+            above = np.flatnonzero(n_rej[r] > smooth[r].max() - np.sqrt(np.mean((n_rej[r, hit] - smooth[r, hit]) ** 2)))
+            j = int(above[0]) if above.size else 0
+        padj[c] = np.where(~np.isnan(pvalue[c]) & np.isnan(by_cut[r][j]), 1.0, by_cut[r][j])
+    return padj
+
+
+def test_independent_filtering_equals_bh_at_every_cutoff():
+    """The rejection-count kernel gives the padj of BH computed at all 50 cutoffs, to the last bit.
+
+    Contrasts with many or few small p-values (the chosen cutoff moves), tied p-values and base means,
+    untested genes (NaN) and genes with base mean 0, and a contrast without any tested gene.
+    """
+    rng = np.random.default_rng(6)
+    n_c, n_g = 40, 3000
+    base = np.round(rng.lognormal(0.0, 2.0, (n_c, n_g)), 1) * (rng.random((n_c, n_g)) > 0.2)
+    signal = rng.random((n_c, n_g)) < rng.uniform(0.0, 0.3, (n_c, 1))
+    # tied p-values on a grid, so BH's step-up matters (a rank above alpha m / r with a later one below it)
+    p = np.where(
+        signal, 10.0 ** -np.round(rng.uniform(1.5, 6, (n_c, n_g)) + base / 10, 1), np.round(rng.random((n_c, n_g)), 3)
+    )
+    p[rng.random((n_c, n_g)) < 0.1] = np.nan
+    p[3] = np.nan
+    want = _independent_filtering_reference(p, base)
+    got = independent_filtering(p, base)
+    np.testing.assert_array_equal(got, want)
+    assert ((want < 0.05).sum(1) > 10).sum() > 10  # most contrasts call genes, so the cutoff choice matters
+    from sclens.tl._annotation._de_fast import _bh_above, _rejections
+
+    n_step_up = 0
+    for c in range(n_c):  # the kernel's counts at each cutoff are those of BH at that cutoff
+        cuts = np.quantile(base[c], np.linspace(np.mean(base[c] == 0), 0.95, 50))
+        masks = ~np.isnan(p[c])[None, :] & (base[c][None, :] >= cuts[:, None])
+        order, counts = np.argsort(np.where(np.isnan(p[c]), np.inf, p[c])), np.zeros(50)
+        _rejections()(p[c][order], base[c][order], cuts, 0.05, counts)
+        np.testing.assert_array_equal(counts, (_bh_above(p[c], masks) < 0.05).sum(1))
+        m = masks.sum(1)[:, None]
+        ranked = np.sort(np.where(masks, p[c][None, :], np.inf), axis=1) * m / np.arange(1, p.shape[1] + 1)
+        n_step_up += int(((ranked < 0.05).sum(1) != counts).sum())  # ranks above the line before one below it
+    assert n_step_up > 0

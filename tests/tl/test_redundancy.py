@@ -142,12 +142,13 @@ def _kept(rng, terms: pd.Index, n_features: int, mean_terms: float, shuffle: boo
 
 
 def _assert_same_clusters(results, matrix, terms, ic, min_similarity):
+    """``cluster_terms`` equals scipy's linkage run on each connected component (``redundancy_reference``)."""
     from redundancy_reference import cluster_terms_reference
 
     from sclens.tl._annotation._redundancy import cluster_terms
 
     new = cluster_terms(results, matrix, terms, ic, min_similarity=min_similarity)
-    old = cluster_terms_reference(results, matrix, terms, ic, min_similarity=min_similarity)
+    old = cluster_terms_reference(results, matrix, terms, ic, min_similarity=min_similarity, by_component=True)
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     return new
 
@@ -187,6 +188,60 @@ def test_kernel_clusters_equal_the_reference_on_go():
     n_clusters = new.groupby("feature")["term_cluster"].max() + 1
     assert (n_clusters > 1).any()
     assert (n_clusters < new.groupby("feature").size()).any()
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """Cluster labels renumbered by first member (a partition's canonical form)."""
+    _, first, inv = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inv]
+
+
+def test_linkage_kernel_equals_scipy_with_ties():
+    """The numba chain + flat cut equal ``fcluster(linkage(d, "average"), cut, "distance")`` on whole matrices.
+
+    Jaccard distances of random sets with exact copies and nested sets (many exactly tied distances, which
+    scipy's chain breaks in its own order) at cuts that some distances equal exactly (0.5, 0.75).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    from sclens.tl._annotation._redundancy import _chain, _distances, _flat
+
+    rng = np.random.default_rng(4)
+    matrix, _ = _random_sets(rng, 300, 120)
+    ptr, genes = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64)
+    count, start = np.zeros(matrix.shape[1], dtype=np.int64), np.full(matrix.shape[1], -1, dtype=np.int64)
+    n_split = 0
+    for _ in range(150):
+        n = int(rng.integers(2, 60))
+        dist = np.empty(n * (n - 1) // 2)
+        _distances()(ptr, genes, rng.choice(300, n, replace=False).astype(np.int64), count, start, dist)
+        for cut in (0.5, 0.75, 0.9):
+            want = fcluster(linkage(dist, method="average"), t=cut, criterion="distance")
+            got = np.empty(n, dtype=np.int64)
+            _flat()(*_chain()(dist.copy(), n), n, cut, got)
+            np.testing.assert_array_equal(_canonical(got), _canonical(want))
+            n_split += 1 < want.max() < n
+    assert n_split > 100  # most cuts give clusters of several terms, not all apart or all together
+
+
+def test_clusters_by_component_equal_whole_linkage_without_ties():
+    """Without tied distances, clustering each component on its own gives scipy's clusters of all terms.
+
+    Blocks of terms close to each other (distances 0-1 within a block, > the cut across blocks), random
+    continuous distances: the component split changes nothing.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    from sclens.tl._annotation._redundancy import _labels
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        block = rng.integers(0, int(rng.integers(1, 8)), int(rng.integers(2, 90)))
+        square = np.where(block[:, None] == block[None, :], rng.random((block.size,) * 2), rng.uniform(0.81, 1.0))
+        dist = squareform(np.triu(square, 1) + np.triu(square, 1).T, checks=False)
+        want = fcluster(linkage(dist, method="average"), t=0.8, criterion="distance")
+        np.testing.assert_array_equal(_canonical(_labels(dist.copy(), block.size, 0.8)), _canonical(want))
 
 
 def test_term_clusters_hold_one_feature_at_a_time():

@@ -30,7 +30,7 @@ def alignment_matrix(
     cols = present if groupby is None else ([groupby] if isinstance(groupby, str) else list(groupby))
     missing = [c for c in cols if c not in present]
     if missing:
-        msg = f"Columns {missing} were not scored; the alignment table has {present}."
+        msg = f"groupby: columns {missing} were not scored; the alignment table has {present}."
         raise KeyError(msg)
     sel = long[long["groupby"].isin(cols)]
     label = (
@@ -103,7 +103,7 @@ def alignment(
         feats = resolve_features(features, None).tolist()
         missing = [f for f in feats if f not in wide.index]
         if missing:
-            msg = f"Features {missing} have no alignment scores (dead, or not in the table)."
+            msg = f"features {missing} have no alignment scores (dead, or not in the table)."
             raise KeyError(msg)
         wide = wide.loc[feats]
     x = wide.to_numpy(dtype=float)

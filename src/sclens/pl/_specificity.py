@@ -25,7 +25,7 @@ def specificity_matrix(adata: AnnData, sae_key: str, specificity_key: str, kinds
     groups = list(means.columns)
     sel = feats[feats["kind"].isin(list(kinds))]
     if sel.empty:
-        msg = f"No feature of kind {list(kinds)}; counts: {feats['kind'].value_counts().to_dict()}."
+        msg = f"kinds: no feature of kind {list(kinds)}; counts: {feats['kind'].value_counts().to_dict()}."
         raise ValueError(msg)
     rank = {g: i for i, g in enumerate(groups)}
     order = pd.DataFrame(

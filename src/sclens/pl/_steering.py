@@ -204,6 +204,10 @@ def steering(
     if kind not in ("embedding", "features", "dose"):
         msg = f"kind must be 'embedding', 'features' or 'dose', got {kind!r}."
         raise ValueError(msg)
+    for name, value in (("max_pairs", max_pairs), ("max_features", max_features)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            msg = f"{name} must be a positive integer, got {value!r}."
+            raise ValueError(msg)
     if len(palette) < 2:
         msg = f"palette needs two colours (normal, perturbed), got {palette!r}."
         raise ValueError(msg)

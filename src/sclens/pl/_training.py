@@ -86,7 +86,7 @@ def training(
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in _LABELS]
     if unknown or not metrics:
-        msg = f"Unknown metric(s) {unknown}; choose from {list(_LABELS)}."
+        msg = f"metrics must name at least one of {list(_LABELS)}; unknown: {unknown}."
         raise ValueError(msg)
     missing = [m for m in metrics if f"train_{m}" not in run_metrics]
     if missing:

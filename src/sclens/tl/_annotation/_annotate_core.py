@@ -13,6 +13,7 @@ from ..._columns import write_columns
 from ..._readers import features_table
 from ..._settings import resolve_n_jobs
 from ..._utils import progress
+from ._chunks import worker_deaths
 from ._engines import FLAVORS, de_methods, pick
 from ._enrich import collect
 from ._types import Options
@@ -98,20 +99,21 @@ def run_contrasts(
         keys = ["pvalue", "padj", "n_overlap", "set_size", "n_de", enr.effect]
         empty = {k: np.zeros((len(gs.terms), 0)) for k in keys}
         return collect(empty, gs, ids[:0], np.zeros((len(gs.terms), 0), bool)), {}
-    engine = engine_cls(expr, high, low, opt)
     tables: list[pd.DataFrame] = []
     de_tables: dict[str, pd.DataFrame] = {}
-    for start in progress(range(0, n_c, FEATURE_CHUNK), desc="annotating", unit="chunk"):
-        sl_ = slice(start, min(start + FEATURE_CHUNK, n_c))
-        de = engine.test(sl_)
-        tables.append(enr.add(de, sl_))
-        if top is not None:
-            top.append(top_genes(de, ids[sl_], genes, de_alpha=opt.de_alpha))
-        for j, f in enumerate(ids[sl_]):
-            if int(f) in keep_de:
-                de_tables[str(int(f))] = pd.DataFrame(
-                    {c: getattr(de, c)[j].astype(float) for c in DE_COLUMNS}, index=genes.astype(str)
-                )
+    with worker_deaths():  # dask counts: a chunk whose workers all died is a clear error
+        engine = engine_cls(expr, high, low, opt)
+        for start in progress(range(0, n_c, FEATURE_CHUNK), desc="annotating", unit="chunk"):
+            sl_ = slice(start, min(start + FEATURE_CHUNK, n_c))
+            de = engine.test(sl_)
+            tables.append(enr.add(de, sl_))
+            if top is not None:
+                top.append(top_genes(de, ids[sl_], genes, de_alpha=opt.de_alpha))
+            for j, f in enumerate(ids[sl_]):
+                if int(f) in keep_de:
+                    de_tables[str(int(f))] = pd.DataFrame(
+                        {c: getattr(de, c)[j].astype(float) for c in DE_COLUMNS}, index=genes.astype(str)
+                    )
     tables.append(enr.finish())
     out = pd.concat([t for t in tables if t is not None], ignore_index=True)
     tie = ["mean_log2fc"] if "mean_log2fc" in out.columns else []

@@ -11,7 +11,9 @@ their partial sums stay bounded in memory.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -142,13 +144,19 @@ def _row_medians():
     return kernel
 
 
-def _values(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
-    """Return the chunk in canonical form, its raw size factors and the values of ``y``, ``y / s``, ``(y / s)^2``."""
+def _scaled(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """Return the chunk in canonical form, its raw size factors ``sf`` and ``1 / max(sf, 1e-12)`` per cell."""
     if not y.has_canonical_format:
         y = y.copy()
         y.sum_duplicates()
     sf = size_factors(y, log_means)
-    z = y.data * np.repeat(1.0 / np.maximum(sf, 1e-12), np.diff(y.indptr))
+    return y, sf, 1.0 / np.maximum(sf, 1e-12)
+
+
+def _values(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """Return the chunk in canonical form, its raw size factors and the values of ``y``, ``y / s``, ``(y / s)^2``."""
+    y, sf, inv = _scaled(y, log_means)
+    z = y.data * np.repeat(inv, np.diff(y.indptr))
     return y, sf, np.vstack([y.data, z, z * z])
 
 
@@ -180,29 +188,36 @@ def local_stats(
     nearly dense (every feature has some high cells in every chunk), so forming it sparse and then
     adding it costs more than adding each stored count once per membership (:func:`_group_sums`).
     """
-    y, sf, vals = _values(y, log_means)
+    y, sf, inv = _scaled(y, log_means)
     for out, m in zip(acc, members, strict=True):
         if m.nnz:
             m = m.tocsr()  # features x chunk cells
-            _group_sums()(out, m.indptr, m.indices, m.data, y.indptr, y.indices, vals)
+            _group_sums()(out, m.indptr, m.indices, m.data, y.indptr, y.indices, y.data, inv)
     return {"sf": sf}
 
 
 @functools.cache
 def _group_sums():
-    """Return the kernel ``out[r, f, g] += m[c, f] * vals[r, y(c, g)]``, compiled by numba."""
+    """Return the kernel adding ``m[f, c] * (y, y / s, (y / s)^2)[c, g]`` into ``out[:, f, g]``, compiled by numba.
+
+    ``inv``: ``1 / s`` per cell. The three sums are taken in one pass over each member cell's
+    stored counts (no ``3 x nnz`` array of values is formed).
+    """
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(out, m_ptr, m_idx, m_val, y_ptr, y_idx, vals):  # pragma: no cover - compiled
-        for f in range(m_ptr.size - 1):  # feature-major: one output row stays in cache over its cells
-            for r in range(vals.shape[0]):
-                o = out[r, f]
-                for jj in range(m_ptr[f], m_ptr[f + 1]):
-                    c = m_idx[jj]
-                    a = m_val[jj]
-                    for ii in range(y_ptr[c], y_ptr[c + 1]):
-                        o[y_idx[ii]] += a * vals[r, ii]
+    def kernel(out, m_ptr, m_idx, m_val, y_ptr, y_idx, y_val, inv):  # pragma: no cover - compiled
+        for f in range(m_ptr.size - 1):  # feature-major: its three output rows stay in cache over its cells
+            o0, o1, o2 = out[0, f], out[1, f], out[2, f]
+            for jj in range(m_ptr[f], m_ptr[f + 1]):
+                c, a = m_idx[jj], m_val[jj]
+                s = inv[c]
+                for ii in range(y_ptr[c], y_ptr[c + 1]):
+                    g, v = y_idx[ii], y_val[ii]
+                    z = v * s
+                    o0[g] += a * v
+                    o1[g] += a * z
+                    o2[g] += a * (z * z)
 
     return kernel
 
@@ -239,6 +254,31 @@ def dask_block_stats(rows: Rows, mats: list[sparse.csc_matrix], **kw: Any):
         )
         for b, part in zip(batch, parts, strict=True):
             yield (*spans[b], part)
+
+
+@contextlib.contextmanager
+def worker_deaths() -> Iterator[None]:
+    """Turn ``distributed.KilledWorker`` into an error that says what was lost and what to do.
+
+    dask.distributed reruns a task whose worker died on another worker (``distributed.scheduler.allowed-failures``
+    times, 3 by default); only when every attempt died does ``KilledWorker`` reach the caller. Nothing is
+    stored by then: results are written only after every chunk was reduced.
+    """
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # without dask.distributed no worker can die
+        yield
+        return
+    try:
+        yield
+    except KilledWorker as err:
+        msg = (
+            "A dask worker died on every attempt to reduce a chunk of the counts (dask.distributed gave up after "
+            "`distributed.scheduler.allowed-failures` retries); nothing was stored. Workers are usually killed for "
+            "exceeding their memory limit: each task holds one chunk of cells and features x genes partial sums, "
+            f"so give the workers more memory or the counts smaller chunks of cells. dask: {err}"
+        )
+        raise RuntimeError(msg) from err
 
 
 def _batch_size() -> int:

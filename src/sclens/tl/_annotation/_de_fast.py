@@ -169,13 +169,13 @@ def independent_filtering(pvalue: np.ndarray, base_mean: np.ndarray, *, alpha: f
     """
     padj = np.full(pvalue.shape, np.nan)
     rows = [c for c in range(pvalue.shape[0]) if (~np.isnan(pvalue[c])).any()]
-    n_rej, by_cut = np.zeros((len(rows), 50)), []
+    n_rej, cuts = np.zeros((len(rows), 50)), np.zeros((len(rows), 50))
     for r, c in enumerate(rows):
         p, base = pvalue[c], base_mean[c]
         lower = np.mean(base == 0)
-        theta = np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50)
-        by_cut.append(_bh_above(p, ~np.isnan(p)[None, :] & (base[None, :] >= np.quantile(base, theta)[:, None])))
-        n_rej[r] = (by_cut[-1] < alpha).sum(1)
+        cuts[r] = np.quantile(base, np.linspace(lower, 0.95 if lower < 0.95 else 1.0, 50))
+        order = np.argsort(np.where(np.isnan(p), np.inf, p))
+        _rejections()(p[order], base[order], cuts[r], alpha, n_rej[r])
     smooth = lowess(n_rej)  # theta is evenly spaced: the smooth does not depend on its values
     for r, c in enumerate(rows):
         j = 0
@@ -183,8 +183,38 @@ def independent_filtering(pvalue: np.ndarray, base_mean: np.ndarray, *, alpha: f
             hit = n_rej[r] > 0
             above = np.flatnonzero(n_rej[r] > smooth[r].max() - np.sqrt(np.mean((n_rej[r, hit] - smooth[r, hit]) ** 2)))
             j = int(above[0]) if above.size else 0
-        padj[c] = np.where(~np.isnan(pvalue[c]) & np.isnan(by_cut[r][j]), 1.0, by_cut[r][j])
+        tested = ~np.isnan(pvalue[c])
+        q = _bh_above(pvalue[c], (tested & (base_mean[c] >= cuts[r, j]))[None, :])[0]
+        padj[c] = np.where(tested & np.isnan(q), 1.0, q)
     return padj
+
+
+@functools.cache
+def _rejections():
+    """Return the numba kernel counting, per base-mean cutoff, the genes at BH ``padj < alpha`` above it.
+
+    ``p`` / ``base``: one contrast's p-values (increasing, NaN last) and base means in that order. Above
+    cutoff ``t`` (``m`` tested genes with ``base >= t``), a gene of rank ``r`` has ``padj < alpha`` exactly
+    when some rank ``r' >= r`` has ``p m / r' < alpha`` (the BH step-up), so the count is the largest such
+    rank: the number :func:`_bh_above` gives, without its cutoffs x genes arrays.
+    """
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(p, base, cuts, alpha, out):  # pragma: no cover - compiled
+        for j in range(cuts.size):
+            m = 0
+            for i in range(p.size):
+                m += not np.isnan(p[i]) and base[i] >= cuts[j]
+            rank, best = 0, 0
+            for i in range(p.size):
+                if not np.isnan(p[i]) and base[i] >= cuts[j]:
+                    rank += 1
+                    if p[i] * m / rank < alpha:
+                        best = rank
+            out[j] = best
+
+    return kernel
 
 
 def lowess(y: np.ndarray, *, frac: float = 1 / 5, n_iter: int = 3) -> np.ndarray:

@@ -52,20 +52,20 @@ def _distance_kernel(ptr, idx, rows, count, start, out):  # pragma: no cover - c
     """Condensed Jaccard distances between the gene sets ``rows`` (CSR ``ptr`` / ``idx``) into ``out``.
 
     The terms of each gene are bucketed in increasing order; then, term by term, each of its genes
-    adds one shared gene to the pairs with the later terms of the gene's bucket, all in the term's
-    own row of the condensed matrix (scipy's order: ``k a - a (a + 1) / 2 + b - a - 1``). Each
-    entry then becomes ``1 - shared / union`` (1 when both sets are empty), bit for bit the value
-    computed from the binary matrix's ``B @ B.T``. ``count`` and ``start`` (one entry per gene, 0
-    and -1) are workspaces, left as found. Cost: the sum over genes of (terms holding it) squared.
+    adds one shared gene to the pairs with the later terms of the gene's bucket, counted in a
+    small integer row that is turned at once into the term's row of the condensed matrix (scipy's
+    order: ``k a - a (a + 1) / 2 + b - a - 1``): ``1 - shared / union`` (1 when both sets are empty),
+    bit for bit the value computed from the binary matrix's ``B @ B.T``. ``count`` and ``start`` (one
+    entry per gene, 0 and -1) are workspaces, left as found. Cost: the sum over genes of (terms
+    holding it) squared, plus the pairs.
     """
     k = rows.size
-    out[:] = 0.0
-    total = 0
+    size = np.empty(k, dtype=np.int64)
     for a in range(k):
-        total += ptr[rows[a] + 1] - ptr[rows[a]]
+        size[a] = ptr[rows[a] + 1] - ptr[rows[a]]
         for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
             count[idx[e]] += 1
-    bucket, cursor = np.empty(total, dtype=np.int64), 0
+    bucket, cursor = np.empty(size.sum(), dtype=np.int64), 0
     for a in range(k):  # terms of each gene in increasing order; `count` refills as the bucket's cursor
         for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
             g = idx[e]
@@ -73,22 +73,20 @@ def _distance_kernel(ptr, idx, rows, count, start, out):  # pragma: no cover - c
                 start[g], cursor, count[g] = cursor, cursor + count[g], 0
             bucket[start[g] + count[g]] = a
             count[g] += 1
+    shared, p = np.zeros(k, dtype=np.int64), 0
     for a in range(k):  # `start[g]` now points at term `a` in the bucket of each of its genes
-        base = k * a - a * (a + 1) // 2 - a - 1
         for e in range(ptr[rows[a]], ptr[rows[a] + 1]):
             g = idx[e]
             s = start[g]
             for y in range(s + 1, s + count[g]):
-                out[base + bucket[y]] += 1.0
+                shared[bucket[y]] += 1
             start[g], count[g] = s + 1, count[g] - 1
             if count[g] == 0:
                 start[g] = -1
-    p = 0
-    for a in range(k):
-        size_a = ptr[rows[a] + 1] - ptr[rows[a]]
         for b in range(a + 1, k):
-            union = size_a + (ptr[rows[b] + 1] - ptr[rows[b]]) - out[p]
-            out[p] = 1.0 - out[p] / union if union > 0 else 1.0
+            union = size[a] + size[b] - shared[b]
+            out[p] = 1.0 - shared[b] / union if union > 0 else 1.0
+            shared[b] = 0
             p += 1
 
 
@@ -100,25 +98,173 @@ def _distances() -> Any:
     return numba.njit(cache=True, nogil=True)(_distance_kernel)
 
 
+@lru_cache(maxsize=1)
+def _tree() -> tuple[Any, Any]:
+    """Numba helpers ``(condensed, root)``: a pair's position in a condensed matrix; a union-find root."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def condensed(n, a, b):  # pragma: no cover - compiled
+        """Position of the pair ``a != b`` of ``n`` items in a condensed distance matrix (scipy's order)."""
+        lo, hi = min(a, b), max(a, b)
+        return n * lo - lo * (lo + 1) // 2 + hi - lo - 1
+
+    @numba.njit(cache=True, nogil=True)
+    def root(parent, a):  # pragma: no cover - compiled
+        """Root of ``a`` in the union-find forest ``parent`` (halving the path on the way)."""
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    return condensed, root
+
+
+@lru_cache(maxsize=1)
+def _chain() -> Any:
+    """Return average linkage's merges by scipy's nearest-neighbour chain (``_hierarchy.nn_chain``), in numba."""
+    import numba
+
+    condensed, _ = _tree()
+
+    @numba.njit(cache=True, nogil=True)
+    def nearest(dist, n, size, x, current, y):  # pragma: no cover - compiled
+        """Return the active cluster nearest ``x`` and its distance; ``y`` kept on ties (scipy: strict ``<``)."""
+        for i in range(n):
+            if size[i] > 0 and i != x and dist[condensed(n, x, i)] < current:
+                current, y = dist[condensed(n, x, i)], i
+        return current, y
+
+    @numba.njit(cache=True, nogil=True)
+    def merges(dist, n):  # pragma: no cover - compiled
+        """Return the ``n - 1`` merges ``(x, y, height)`` of average linkage in the chain's order (overwrites dist).
+
+        As scipy: the chain starts at the lowest active cluster, each step prefers the previous
+        element on ties, two mutual nearest neighbours merge into the slot of the larger one, and
+        its distances become ``(n_x d_ix + n_y d_iy) / (n_x + n_y)``.
+        """
+        size, chain = np.ones(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        zx, zy, zd = np.empty(n - 1, dtype=np.int64), np.empty(n - 1, dtype=np.int64), np.empty(n - 1)
+        length = 0
+        for m in range(n - 1):
+            if length == 0:
+                chain[0], length = np.flatnonzero(size > 0)[0], 1
+            while True:  # follow nearest neighbours until two are each other's
+                x = chain[length - 1]
+                prev = chain[length - 2] if length > 1 else -1
+                current, y = nearest(dist, n, size, x, dist[condensed(n, x, prev)] if length > 1 else np.inf, prev)
+                if length > 1 and y == prev:
+                    break
+                chain[length], length = y, length + 1
+            length -= 2
+            x, y = min(x, y), max(x, y)
+            nx, ny = size[x], size[y]
+            zx[m], zy[m], zd[m] = x, y, current
+            size[x], size[y] = 0, nx + ny
+            for i in range(n):
+                if size[i] > 0 and i != y:
+                    p = condensed(n, i, y)
+                    dist[p] = (nx * dist[condensed(n, i, x)] + ny * dist[p]) / (nx + ny)
+        return zx, zy, zd
+
+    return merges
+
+
+@lru_cache(maxsize=1)
+def _flat() -> Any:
+    """Return scipy's ``cluster_dist`` of a merge list (flat clusters at a distance cut), in numba."""
+    import numba
+
+    _, root = _tree()
+
+    @numba.njit(cache=True, nogil=True)
+    def flat(zx, zy, zd, n, cut, out):  # pragma: no cover - compiled
+        """Write the flat clusters at ``cut`` of merges ``(zx, zy, zd)`` of ``n`` items (a cluster's smallest item).
+
+        As scipy: the merges sorted by height (stable) and relabelled by union-find (``label``);
+        the subtrees below a merge form one flat cluster when the highest merge within it is at
+        most ``cut`` (``cluster_dist``).
+        """
+        node, leaf, highest = np.arange(2 * n - 1), np.arange(2 * n - 1), np.zeros(2 * n - 1)
+        for i in range(n):
+            out[i] = i
+        for r, j in enumerate(np.argsort(zd, kind="mergesort")):
+            a, b, new = root(node, zx[j]), root(node, zy[j]), n + r
+            node[a], node[b], leaf[new] = new, new, leaf[a]
+            highest[new] = max(zd[j], highest[a], highest[b])
+            if highest[new] <= cut:
+                ra, rb = root(out, leaf[a]), root(out, leaf[b])
+                out[max(ra, rb)] = min(ra, rb)
+        for i in range(n):  # roots are smallest items and parents smaller than children
+            out[i] = out[out[i]]
+
+    return flat
+
+
+@lru_cache(maxsize=1)
+def _cluster() -> Any:
+    """Return the numba kernel of :func:`_labels`."""
+    import numba
+
+    condensed, root = _tree()
+    merges, flat = _chain(), _flat()
+
+    @numba.njit(cache=True, nogil=True)
+    def components(dist, k, cut, out):  # pragma: no cover - compiled
+        """Each term's connected component (its smallest term) over the pairs at distance ``<= cut``."""
+        for a in range(k):
+            out[a] = a
+        p = 0
+        for a in range(k):
+            for b in range(a + 1, k):
+                if dist[p] <= cut:
+                    ra, rb = root(out, a), root(out, b)
+                    out[max(ra, rb)] = min(ra, rb)
+                p += 1
+        for a in range(k):  # roots are smallest terms and parents smaller than children
+            out[a] = out[out[a]]
+
+    @numba.njit(cache=True, nogil=True)
+    def labels(dist, k, cut, out):  # pragma: no cover - compiled
+        """Write the flat average-linkage clusters of ``k`` terms (a cluster's smallest term), by component."""
+        components(dist, k, cut + 1e-9, out)
+        order = np.argsort(out, kind="mergesort")  # each component's terms, in increasing order
+        bounds = np.append(np.flatnonzero(np.diff(out[order])) + 1, k)
+        lo = 0
+        for hi in bounds:
+            members, c = order[lo:hi], hi - lo
+            lo = hi
+            if c < 2:
+                continue
+            sub, q = np.empty(c * (c - 1) // 2), 0
+            for i in range(c):
+                for j in range(i + 1, c):
+                    sub[q], q = dist[condensed(k, members[i], members[j])], q + 1
+            zx, zy, zd = merges(sub, c)
+            within = np.empty(c, dtype=np.int64)
+            flat(zx, zy, zd, c, cut, within)
+            out[members] = members[within]
+
+    return labels
+
+
 def _labels(dist: np.ndarray, k: int, cut: float) -> np.ndarray:
     """Flat average-linkage clusters (any numbering) of ``k`` terms from their condensed distances.
 
-    ``fcluster(linkage(dist, "average"), cut, "distance")`` through scipy's own kernels, without the
-    checks and copies of the public functions. When no two terms are closer than ``cut`` (with a
-    margin for rounding), every merge height (a mean of distances) lies above it: all stay apart.
+    ``fcluster(linkage(d, "average"), cut, "distance")``, component by component: two groups of
+    terms merge only when their mean distance is at most ``cut``, so at least one pair across them
+    is that close; every cluster lies within one connected component of the pairs at distance
+    ``<= cut`` (with a margin for rounding), and a component's merges depend only on its own
+    distances. Each component of two or more terms runs scipy's algorithm (nearest-neighbour chain,
+    stable sort of the merges, ``cluster_dist``) ported to numba; the cost is the sum of the
+    components' squared sizes instead of ``k`` squared. Where distances tie exactly, which tied pair
+    merges first follows the chain within the component, so a term's cluster can differ from that
+    of scipy's chain over all ``k`` terms.
     """
-    if k < 2 or dist.min() > cut + 1e-9:
-        return np.arange(k, dtype=np.int64)
-    try:
-        from scipy.cluster import _hierarchy
-        from scipy.cluster.hierarchy import _LINKAGE_METHODS
-    except ImportError:  # pragma: no cover - scipy's private kernels moved
-        from scipy.cluster.hierarchy import fcluster, linkage
-
-        return fcluster(linkage(dist, method="average"), t=cut, criterion="distance").astype(np.int64)
-    out = np.zeros(k, dtype=np.int32)
-    _hierarchy.cluster_dist(_hierarchy.nn_chain(dist, k, _LINKAGE_METHODS["average"]), out, float(cut), k)
-    return out.astype(np.int64)
+    out = np.arange(k, dtype=np.int64)
+    if k > 1 and dist.min() <= cut + 1e-9:
+        _cluster()(dist, k, cut, out)
+    return out
 
 
 def _number_clusters(raw: np.ndarray, block: np.ndarray, ic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +302,7 @@ def cluster_terms(
     if (rows < 0).any():
         msg = (
             f"{int((rows < 0).sum())} kept term(s) (e.g. {out['term'][rows < 0].iloc[0]!r}) are not in the gene sets "
-            "given; pass the gene sets the annotation was run with."
+            "given; pass as `gene_sets` the gene sets the annotation was run with."
         )
         raise ValueError(msg)
     mat = sparse.csr_matrix(matrix)

@@ -68,6 +68,12 @@ def _clamp_step(run, keep: np.ndarray, codes: np.ndarray, n_batches: int, feats:
 
 
 @doc_params(sae_key=doc_sae_key)
+def _check_count(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        msg = f"{name} must be an integer >= {low}, got {value!r}."
+        raise ValueError(msg)
+
+
 def batch_steer(
     adata: AnnData,
     *,
@@ -143,6 +149,8 @@ def batch_steer(
       the random sets) and ``batch_entropy_gain_pvalue``, NaN with ``n_random=0``).
     """
     run = steer_run(adata, sae_key)
+    _check_count("n_neighbors", n_neighbors, 1)
+    _check_count("max_cells", max_cells, max(16, n_neighbors + 1))
     feats = _batch_features(adata, sae_key, features, run.n_features)
     batch, keep = _obs_column(adata, batch_key, "batch_key")
     _check_batches(batch, keep, batch_key)

@@ -47,6 +47,9 @@ class SAERun:
 
 def steer_run(adata: AnnData, sae_key: str) -> SAERun:
     """Activations, decoder weights and input embedding name of the SAE run ``sae_key`` (checked)."""
+    if adata.n_obs == 0:
+        msg = "adata has no cells; steering needs the cells whose activations it changes."
+        raise ValueError(msg)
     act = sae_activations(adata, sae_key)
     run = sae_run(adata, sae_key, need=(), arrays=("W_dec",))
     w_dec = np.asarray(run["weights"]["W_dec"], dtype=np.float64)

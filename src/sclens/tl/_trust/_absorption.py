@@ -28,6 +28,9 @@ def _coarse_of(adata: AnnData, fine_names: list[str], fine: str, coarse: str | M
             raise ValueError(msg)
         return np.asarray([str(coarse[f]) for f in fine_names], dtype=object)
     codes, _ = obs_codes(adata, fine)
+    if coarse not in adata.obs.columns:
+        msg = f"coarse={coarse!r} is neither a column of adata.obs nor a mapping of fine to coarse types."
+        raise KeyError(msg)
     col = adata.obs[coarse].astype(str).to_numpy()
     out = []
     for i, name in enumerate(fine_names):
