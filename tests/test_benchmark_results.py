@@ -51,8 +51,13 @@ def _value(record: dict, path: str):
     """``record`` at ``path`` (``rows[0].null_rate``: keys and list indices)."""
     value = record
     for key, index in re.findall(r"(\w+)|\[(\d+)\]", path):
-        value = value[key] if key else value[int(index)]
+        value = _field(value, key) if key else value[int(index)]
     return value
+
+
+def _field(mapping: dict, name: str):
+    """``mapping[name]``; ``_`` in ``name`` stands for a space of the stored key (``annotate_CPU_s``)."""
+    return mapping[name] if name in mapping else mapping[name.replace("_", " ")]
 
 
 def _agrees(shown: str, value, *, percent: bool) -> bool:
@@ -91,8 +96,8 @@ def check_quotes(text: str, load) -> list[str]:
         for j, (row, stored) in enumerate(zip(body, record["rows"], strict=False)):
             cells = [c.strip() for c in row.strip("|").split("|")]
             for cell, column in zip(cells, columns, strict=True):
-                if column != "-" and not _agrees(cell, stored[column], percent=cell.endswith("%")):
-                    errors.append(f"line {i}: row {j} {column}: {cell} shown, {stored[column]} stored")
+                if column != "-" and not _agrees(cell, _field(stored, column), percent=cell.endswith("%")):
+                    errors.append(f"line {i}: row {j} {column}: {cell} shown, {_field(stored, column)} stored")
     return errors
 
 

@@ -67,13 +67,13 @@ def _clamp_step(run, keep: np.ndarray, codes: np.ndarray, n_batches: int, feats:
     return mean, dz @ run.w_dec[feats]
 
 
-@doc_params(sae_key=doc_sae_key)
 def _check_count(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         msg = f"{name} must be an integer >= {low}, got {value!r}."
         raise ValueError(msg)
 
 
+@doc_params(sae_key=doc_sae_key)
 def batch_steer(
     adata: AnnData,
     *,
