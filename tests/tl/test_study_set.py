@@ -87,7 +87,7 @@ def test_filter_off_calls_the_markers_of_a_small_population(immune, bp):
 def test_defaults_put_the_type_vocabulary_first(immune, bp, cell_type):
     """The whole type against the rest, defaults: a term of the type's GO vocabulary among the top 5.
 
-    Measured: T cell activation first (T), lipid localization terms 1st-4th (macrophages). With
+    Measured: T cell activation 1st (T), a lipid-metabolism term 5th (macrophages). With
     filtering on and no cap, neither vocabulary is in the top 40 (T: never kept; macrophages: rank 48).
     """
     res = _contrast(immune, bp, cell_type)["results"]

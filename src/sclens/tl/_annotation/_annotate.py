@@ -57,8 +57,8 @@ max_de_genes
     study set (ORA; the decoupler methods' study flag); ``None``: all of them. A contrast of a few
     cells against hundreds calls thousands of genes on real data, and ORA over such a set ranks
     the largest gene sets (translation, respiration) first; the cap keeps the most specific genes
-    (on 559 real immune cells it moves the macrophage lipid vocabulary from rank 47 to rank 4 of
-    the macrophage-vs-rest contrast, ``benchmarks/biology.py``).
+    (on 559 real immune cells it moves the macrophage lipid vocabulary from 48th to 5th place
+    in the macrophage-vs-rest contrast, ``benchmarks/biology.py``).
 independent_filter
     ``True``: pyDESeq2's independent filtering of the adjusted p-values (BH only above a base-mean
     cutoff that maximises discoveries); ``False`` (default): BH over all tested genes. The base
