@@ -353,7 +353,7 @@ def test_dispersion_trend_without_fittable_genes_stays_finite():
 
 def _independent_filtering_reference(pvalue, base_mean, alpha=0.05):
     """The independent filtering before its rejection-count kernel: BH at all 50 cutoffs at once."""
-    from sclens.tl._annotation._de_fast import _bh_above, lowess
+    from sclens.tl._annotation._de_fast import _bh_above, chosen_cutoff, lowess
 
     padj = np.full(pvalue.shape, np.nan)
     rows = [c for c in range(pvalue.shape[0]) if (~np.isnan(pvalue[c])).any()]
@@ -366,11 +366,7 @@ def _independent_filtering_reference(pvalue, base_mean, alpha=0.05):
         n_rej[r] = (by_cut[-1] < alpha).sum(1)
     smooth = lowess(n_rej)
     for r, c in enumerate(rows):
-        j = 0
-        if n_rej[r].max() > 10:
-            hit = n_rej[r] > 0
-            above = np.flatnonzero(n_rej[r] > smooth[r].max() - np.sqrt(np.mean((n_rej[r, hit] - smooth[r, hit]) ** 2)))
-            j = int(above[0]) if above.size else 0
+        j = chosen_cutoff(n_rej[r], smooth[r])
         padj[c] = np.where(~np.isnan(pvalue[c]) & np.isnan(by_cut[r][j]), 1.0, by_cut[r][j])
     return padj
 

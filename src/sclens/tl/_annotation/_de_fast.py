@@ -178,15 +178,24 @@ def independent_filtering(pvalue: np.ndarray, base_mean: np.ndarray, *, alpha: f
         _rejections()(p[order], base[order], cuts[r], alpha, n_rej[r])
     smooth = lowess(n_rej)  # theta is evenly spaced: the smooth does not depend on its values
     for r, c in enumerate(rows):
-        j = 0
-        if n_rej[r].max() > 10:
-            hit = n_rej[r] > 0
-            above = np.flatnonzero(n_rej[r] > smooth[r].max() - np.sqrt(np.mean((n_rej[r, hit] - smooth[r, hit]) ** 2)))
-            j = int(above[0]) if above.size else 0
+        j = chosen_cutoff(n_rej[r], smooth[r])
         tested = ~np.isnan(pvalue[c])
         q = _bh_above(pvalue[c], (tested & (base_mean[c] >= cuts[r, j]))[None, :])[0]
         padj[c] = np.where(tested & np.isnan(q), 1.0, q)
     return padj
+
+
+def chosen_cutoff(n_rej: np.ndarray, smooth: np.ndarray) -> int:
+    """Return pyDESeq2's choice among the cutoffs of one contrast.
+
+    The first cutoff whose rejections exceed the smooth's maximum less the residuals' root mean square;
+    the lowest cutoff when no count exceeds 10.
+    """
+    if n_rej.max() <= 10:
+        return 0
+    hit = n_rej > 0
+    above = np.flatnonzero(n_rej > smooth.max() - np.sqrt(np.mean((n_rej[hit] - smooth[hit]) ** 2)))
+    return int(above[0]) if above.size else 0
 
 
 @functools.cache
