@@ -14,9 +14,10 @@ fingerprint is unchanged. The annotation of the same counts is the same dense, C
 is the annotation null dense and CSR. ``test_every_public_function_is_covered`` fails for a public
 ``tl`` / ``pl`` / ``get`` function that no test here draws inputs for.
 
-Example counts come from the hypothesis profile: ``ci`` (default, 10 per test; half for the ``CALLS``, a
-fifth for those that refit or re-annotate) or ``long`` (``pytest --hypothesis-profile=long
-tests/test_properties.py``).
+Example counts per test come from ``EXAMPLES`` for the hypothesis profile: ``ci`` (default, 10 per test;
+5 per function of ``CALLS``, 2 for those that refit or re-annotate) or ``long`` (``pytest
+--hypothesis-profile=long tests/test_properties.py``: 40-200 per function, bounded by what one example costs,
+so that the run reaches every function; an example running over 2 minutes fails).
 """
 
 from __future__ import annotations
@@ -43,6 +44,22 @@ GENE_SETS = {f"set{i}": [f"g{j}" for j in range(i, i + 5)] for i in range(0, N_G
 #: where a message may point instead of a parameter name: the AnnData field at fault
 FIELDS = ("adata", "obsm[", "obs[", "layers[", "uns[", "var_names", "the embedding", "the counts")
 STORAGES = ("dense", "csr", "csc")
+#: examples per test in the ``ci`` (default) and ``long`` profiles, bounded by what one example costs (one
+#: thread: a fit about 10 s, an annotation 3 s, most public calls 0.2 s), so that ``long`` reaches every
+#: function in under an hour; any other profile runs its own ``max_examples``
+EXAMPLES = {
+    "test_feature_specificity": (10, 200), "test_annotate_features": (10, 60), "test_fit_sae_and_encode": (10, 40),
+    "test_baseline_features": (10, 200), "test_get_and_contrast": (10, 150),
+    "test_annotation_same_dense_sparse_backed": (10, 60), "test_alignment_and_activation_plot": (10, 200),
+    "test_public_call": (5, 100), "test_expensive_public_call": (2, 40), "test_sweep_plot": (10, 200),
+}  # fmt: skip
+
+
+def example_budget(test: str) -> settings:
+    """The settings of ``test``: its example count in the current profile (``EXAMPLES``)."""
+    ci, long = EXAMPLES[test]
+    profile = settings.get_current_profile_name()
+    return settings(max_examples={"ci": ci, "long": long}.get(profile, settings.default.max_examples))
 
 
 def _store(x: np.ndarray, storage: str) -> Any:
@@ -118,6 +135,7 @@ def check_contract(func: Any, adata: Any, **kwargs: Any) -> Any:
 ANNOTATE = {"layer": "counts", "high_quantile": 0.8, "min_high": 2, "n_low": 6, "min_size": 2}
 
 
+@example_budget("test_feature_specificity")
 @given(adata=datasets(), method=st.sampled_from(["paper", "rank"]))
 def test_feature_specificity(adata, method):
     out = check_contract(sl.tl.feature_specificity, adata, groupby="cell_type", method=method)
@@ -125,6 +143,7 @@ def test_feature_specificity(adata, method):
         assert set(out.uns["sae"]["specificity"]["group_means"].index) <= {"a", "b", "c"}
 
 
+@example_budget("test_annotate_features")
 @given(adata=datasets(), which=st.sampled_from(["X", "counts"]))
 def test_annotate_features(adata, which):
     kw = {**ANNOTATE, "layer": None if which == "X" else "counts"}
@@ -136,6 +155,7 @@ def test_annotate_features(adata, which):
         assert out.uns["sae_go"]["params"]["gene_sets"]["fingerprint"]
 
 
+@example_budget("test_fit_sae_and_encode")
 @given(adata=datasets(views=False), mudata=st.booleans())
 def test_fit_sae_and_encode(adata, mudata):
     if mudata:
@@ -152,6 +172,7 @@ def test_fit_sae_and_encode(adata, mudata):
         check_contract(sl.tl.encode, out, sae_key="fit", key_added="enc")
 
 
+@example_budget("test_baseline_features")
 @given(adata=datasets(), method=st.sampled_from(["pca", "ica", "nmf"]))
 def test_baseline_features(adata, method):
     out = check_contract(sl.tl.baseline_features, adata, use_rep="X_emb", method=method, n_components=2)
@@ -159,6 +180,7 @@ def test_baseline_features(adata, method):
         assert np.isfinite(out.uns[f"{method}_baseline"]["metrics"]["fvu"])
 
 
+@example_budget("test_get_and_contrast")
 @given(adata=datasets())
 def test_get_and_contrast(adata):
     check_contract(sl.get.gene_coverage, adata, gene_sets=GENE_SETS)
@@ -171,6 +193,7 @@ def test_get_and_contrast(adata):
             assert table is None or isinstance(table, pd.DataFrame)
 
 
+@example_budget("test_annotation_same_dense_sparse_backed")
 @given(adata=datasets(min_cells=20, views=False))
 def test_annotation_same_dense_sparse_backed(adata, tmp_path_factory):
     """The same counts in X give the same annotation dense, CSR, CSC and backed on disk."""
@@ -194,6 +217,7 @@ def test_annotation_same_dense_sparse_backed(adata, tmp_path_factory):
             pd.testing.assert_frame_equal(res, ref, check_dtype=False, obj=storage)
 
 
+@example_budget("test_alignment_and_activation_plot")
 @given(adata=datasets(), features=st.lists(st.integers(0, 8), min_size=1, max_size=3))
 def test_alignment_and_activation_plot(adata, features):
     import matplotlib.pyplot as plt
@@ -541,7 +565,7 @@ def _get_sae(a, s, gs, draw):
     return sl.get.sae, a, {"sae_key": draw(KEYS)}
 
 
-#: calls that refit SAEs or re-annotate: a fifth of the profile's examples (the others: half)
+#: calls that refit SAEs or re-annotate: fewer examples (`EXAMPLES["test_expensive_public_call"]`)
 EXPENSIVE = {"tl.annotation_null", "tl.evaluate", "tl.feature_stability", "pl.atlas"}
 
 
@@ -550,14 +574,14 @@ def _examples(names, **kwargs):
 
 
 @pytest.mark.parametrize("name", _examples(sorted(set(CALLS) - EXPENSIVE)))
-@settings(max_examples=max(3, settings.default.max_examples // 2))
+@example_budget("test_public_call")
 @given(data=st.data())
 def test_public_call(analysed, name, data, tmp_path_factory):
     _public_call(analysed, name, data, tmp_path_factory)
 
 
 @pytest.mark.parametrize("name", _examples(sorted(EXPENSIVE)))
-@settings(max_examples=max(2, settings.default.max_examples // 5))
+@example_budget("test_expensive_public_call")
 @given(data=st.data())
 def test_expensive_public_call(analysed, name, data, tmp_path_factory):
     _public_call(analysed, name, data, tmp_path_factory)
@@ -587,6 +611,7 @@ def _public_call(analysed, name: str, data, tmp_path_factory) -> None:
 COUNTS = {"tl.annotation_null": lambda out: {"table": out.uns["sae"]["null2"]["table"]}}
 
 
+@example_budget("test_sweep_plot")
 @given(
     df=st.fixed_dictionaries(
         {
@@ -626,3 +651,10 @@ def test_every_public_function_is_covered():
     public = {f"{m}.{name}" for m in ("tl", "pl", "get") for name in getattr(sl, m).__all__}
     assert sorted(public - set(COVERED)) == [], "public functions without a generated-input test"
     assert sorted(set(COVERED) - public) == [], "covered names that are not public (renamed or removed?)"
+
+
+def test_every_generated_test_has_an_example_budget():
+    """Each hypothesis test of this file has its ``ci`` / ``long`` example counts in ``EXAMPLES``."""
+    tests = {name for name, f in globals().items() if getattr(f, "is_hypothesis_test", False)}
+    assert tests == set(EXAMPLES)
+    assert all(0 < ci <= long for ci, long in EXAMPLES.values())
