@@ -63,7 +63,7 @@ def check_numbers(old, new, name: str, i: int) -> None:
     assert not differ, f"{where}; first difference: stored {differ[0][0]}, fresh {differ[0][1]}; run `{REGENERATE}`"
 
 
-def check_stored(stored, fresh, name: str, *, numbers: bool = True) -> None:
+def check_stored(stored, fresh, name: str) -> None:
     """Raise AssertionError when ``stored`` is not the executed form of the current code."""
     script = _script()
     recorded = stored.metadata.get("sclens", {}).get("code_hash")
@@ -79,14 +79,10 @@ def check_stored(stored, fresh, name: str, *, numbers: bool = True) -> None:
         assert not missing, (
             f"{name}: code cell {i} lacks outputs {sorted(missing)} that a fresh run gives; run `{REGENERATE}`"
         )
-        if numbers:
-            check_numbers(old, new, name, i)
+        check_numbers(old, new, name, i)
 
 
 SLOW = {"steering"}  # trains scVI and two SAEs: over the default run's time budget
-#: notebooks whose printed numbers differ between two runs of the same code with one thread (not compared):
-#: in both, the SAE is the same and the count of annotated features after `annotate_features` differs
-UNREPRODUCIBLE = {"trust": "annotated SAE features 60, then 57", "pbmc_quickstart": "annotated features 82, then 81"}
 PARAMS = [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else []) for p in TUTORIALS]
 
 
@@ -97,7 +93,7 @@ def test_tutorial_runs(path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend stores the figures
     stored = nbformat.read(path, as_version=4)
     fresh = _script().execute(copy.deepcopy(stored))
-    check_stored(stored, fresh, path.name, numbers=path.stem not in UNREPRODUCIBLE)
+    check_stored(stored, fresh, path.name)
 
 
 def test_staleness_check_fails():
