@@ -607,6 +607,14 @@ def _public_call(analysed, name: str, data, tmp_path_factory) -> None:
             pd.testing.assert_frame_equal(COUNTS[name](again)[key], table, check_exact=False, rtol=1e-9, obj=key)
 
 
+def test_term_redundancy_refuses_other_gene_sets_before_touching_a_view(analysed):
+    """Found by the long profile: gene sets lacking the kept terms made a view actual before the error."""
+    adata, _, gs = analysed
+    view = adata[: adata.n_obs // 2]
+    assert check_contract(sl.tl.term_redundancy, view, gene_sets=gs.iloc[:5]) is None
+    assert view.is_view
+
+
 #: calls that read the counts -> the tables to compare between dense and CSR counts
 COUNTS = {"tl.annotation_null": lambda out: {"table": out.uns["sae"]["null2"]["table"]}}
 

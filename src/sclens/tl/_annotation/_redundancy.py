@@ -285,6 +285,18 @@ def _number_clusters(raw: np.ndarray, block: np.ndarray, ic: np.ndarray) -> tupl
     return number[inv], representative
 
 
+def term_rows(results: pd.DataFrame, terms: pd.Index) -> np.ndarray:
+    """Return the row of each kept term of ``results`` in ``terms`` (the gene sets'); raise if one is missing."""
+    rows = terms.get_indexer(results["term"].astype(str))
+    if (rows < 0).any():
+        msg = (
+            f"{int((rows < 0).sum())} kept term(s) (e.g. {results['term'][rows < 0].iloc[0]!r}) are not in the gene "
+            "sets given; pass as `gene_sets` the gene sets the annotation was run with."
+        )
+        raise ValueError(msg)
+    return rows
+
+
 def cluster_terms(
     results: pd.DataFrame, matrix: sparse.csr_matrix, terms: pd.Index, ic: pd.Series, *, min_similarity: float
 ) -> pd.DataFrame:
@@ -298,13 +310,7 @@ def cluster_terms(
     """
     out = results.copy()
     out["ic"] = ic.reindex(out["term"].astype(str)).to_numpy(dtype=float)
-    rows = terms.get_indexer(out["term"].astype(str))
-    if (rows < 0).any():
-        msg = (
-            f"{int((rows < 0).sum())} kept term(s) (e.g. {out['term'][rows < 0].iloc[0]!r}) are not in the gene sets "
-            "given; pass as `gene_sets` the gene sets the annotation was run with."
-        )
-        raise ValueError(msg)
+    rows = term_rows(out, terms)
     mat = sparse.csr_matrix(matrix)
     if not mat.has_canonical_format:
         mat = mat.copy()
@@ -435,6 +441,8 @@ def term_redundancy(
     annotation(adata, annotation_key, sae_key=sae_key)
     features_table(adata, sae_key, required=True)
     gs = gene_set_matrix(gene_sets, adata.var_names)
+    terms = pd.Index(gs.terms["term"].astype(str))
+    term_rows(annotation(adata, annotation_key)["results"], terms)  # before a view is made actual
     adata = writable(adata, copy=copy)
     ann = annotation(adata, annotation_key)
     adata.uns[annotation_key] = {**ann, "params": dict(ann["params"])}  # the copy's own dicts, not the original's
