@@ -1,8 +1,9 @@
 """Reliability counts of issue 23: generated examples run, failures found and fixed, fault scenarios, data lost.
 
 Runs ``tests/test_properties.py`` under each hypothesis profile (``--hypothesis-show-statistics``) and
-counts, per public function, the examples that ran to the end (passing or failing; hypothesis's
-"invalid" cases, rejected while drawing, are left out), and runs the fault and untrusted-file tests
+counts, per public function, the examples drawn that ran to the end (passing or failing; hypothesis's
+"invalid" cases, rejected while drawing, and the re-runs that shrink a failure are counted apart) and
+the distinct failures found, and runs the fault and untrusted-file tests
 (``tests/test_faults.py``, ``tests/test_untrusted.py``, slow ones included): each asserts that the
 AnnData, the input file and the old output are unchanged, so every failed fault test counts as a
 scenario that lost data. Failures found and fixed come from ``FIXED`` (commits of issue 23).
@@ -44,24 +45,36 @@ FIXED = [
     ("generated inputs (long profile)", "pl.specificity", "kinds", "098ea42"),
     ("generated inputs (long profile)", "batch_steer", "n_neighbors / max_cells: scikit-learn's errors", "fe6f557"),
     ("generated inputs (long profile)", "feature_absorption", "a coarse column that does not exist", "fe6f557"),
+    ("generated inputs (long profile)", "term_redundancy", "made a view actual before its gene_sets error", "fbfaa4d"),
     ("fault tests", "fit_sae / encode / annotate_features", "Ctrl-C while storing left half the results", "7324ea7"),
 ]  # fmt: skip
 
 _TEST = re.compile(r"^(tests/\S+::(\w+)(?:\[([^\]]+)\])?):\s*$")
+_PHASE = re.compile(r"- during (\w+) phase")
 _CASES = re.compile(r"(\d+) passing, (\d+) failing, and (\d+) invalid test cases")
+_ERRORS = re.compile(r"Found (\d+) distinct error")
+#: hypothesis phases that draw new examples (shrinking and explaining re-run variants of a failing one)
+DRAWING = ("explicit", "reuse", "generate")
 _OUTCOME = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (tests/\S+?)(?: - .*)?$")
 
 
 def statistics(log: str) -> dict[str, dict[str, int]]:
-    """Per test id: examples ``passing``, ``failing`` and ``invalid``, summed over hypothesis's phases."""
+    """Per test id: ``examples`` drawn and run (passing or failing), ``shrinks`` (examples run while shrinking
+    or explaining a failure) and ``errors`` (distinct failures found), from ``--hypothesis-show-statistics``."""
     counts: dict[str, dict[str, int]] = {}
-    current = None
+    current, phase = None, None
     for line in log.splitlines():
         if m := _TEST.match(line):
-            current = counts.setdefault(m.group(1), {"passing": 0, "failing": 0, "invalid": 0})
-        elif current is not None and (m := _CASES.search(line)):
-            for key, value in zip(("passing", "failing", "invalid"), m.groups(), strict=True):
-                current[key] += int(value)
+            current = counts.setdefault(m.group(1), {"examples": 0, "shrinks": 0, "errors": 0})
+        elif current is None:
+            continue
+        elif m := _PHASE.search(line):
+            phase = m.group(1)
+        elif m := _CASES.search(line):
+            run = int(m.group(1)) + int(m.group(2))
+            current["examples" if phase in DRAWING else "shrinks"] += run
+        elif (m := _ERRORS.search(line)) and phase in DRAWING:
+            current["errors"] += int(m.group(1))
     return counts
 
 
@@ -93,7 +106,7 @@ def covered() -> dict[str, str]:
 
 
 def function_rows(stats: dict[str, dict[str, dict[str, int]]]) -> list[dict]:
-    """Examples run (passing + failing) per public function and profile."""
+    """Examples drawn and run, and distinct errors found, per public function and profile."""
     expensive = re.search(r"^EXPENSIVE = \{(.*)\}$", (ROOT / PROPERTIES).read_text(), flags=re.MULTILINE).group(1)
     rows = []
     for func, test in sorted(covered().items()):
@@ -104,9 +117,9 @@ def function_rows(stats: dict[str, dict[str, dict[str, int]]]) -> list[dict]:
             test_id = f"{PROPERTIES}::{test}"
         row = {"function": func, "test": test_id.split("::")[1]}
         for profile, counts in stats.items():
-            c = counts.get(test_id, {"passing": 0, "failing": 0})
-            row[f"{profile}_examples"] = c["passing"] + c["failing"]
-            row[f"{profile}_failing"] = c["failing"]
+            c = counts.get(test_id, {"examples": 0, "errors": 0})
+            row[f"{profile}_examples"] = c["examples"]
+            row[f"{profile}_errors"] = c["errors"]
         rows.append(row)
     return rows
 
@@ -134,11 +147,13 @@ def main() -> None:
 
     summary = []
     for profile in args.profiles:
-        examples = sum(c["passing"] + c["failing"] for c in stats[profile].values())
+        total = {k: sum(c[k] for c in stats[profile].values()) for k in ("examples", "shrinks", "errors")}
         reached = sum(r[f"{profile}_examples"] > 0 for r in functions)
         summary += [
-            {"measure": f"generated examples run ({profile} profile)", "count": examples},
+            {"measure": f"generated examples run ({profile} profile)", "count": total["examples"]},
+            {"measure": f"examples re-run to shrink a failure ({profile} profile)", "count": total["shrinks"]},
             {"measure": f"public functions reached ({profile} profile, of {len(functions)})", "count": reached},
+            {"measure": f"distinct failures found ({profile} profile)", "count": total["errors"]},
             {"measure": f"generated-input tests failing ({profile} profile)", "count": len(failed_tests[profile])},
         ]
     lost = sum(f["outcome"] in ("failed", "error") for f in faults)
@@ -153,7 +168,8 @@ def main() -> None:
     dataset = "tests/test_properties.py (generated AnnData), tests/test_faults.py, tests/test_untrusted.py"
     params = {**vars(args), "log_dir": str(args.log_dir), "cpu_and_wall_s": seconds, "fault_cpu_s": round(fault_cpu)}
     notes = (
-        "examples run = passing + failing examples, summed over hypothesis's phases; failing tests: "
+        "examples run = passing + failing examples of the phases that draw them (explicit, reuse, generate); "
+        "shrinking and explaining a failure re-run variants of it, counted apart; failing tests: "
         f"{failed_tests}; fixed: " + "; ".join(f"{f[1]} ({f[2]}) {f[3]}" for f in FIXED)
     )
     save("reliability", summary, dataset=dataset, params=params, notes=notes)
