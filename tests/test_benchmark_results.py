@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import sclens as sl
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -274,6 +276,55 @@ def test_passage_check_fails_on_unmarked_and_misdated_numbers():
     unstored = "Table: `benchmarks/results/old.md`, 5 of 6 rows.<!-- result: new rows[0].n -->\n"
     assert "old, which is not stored as JSON" in check_passages(unstored, "x.md", dated=True, stored={"new"})[0]
     assert check_passages(unstored, "x.md", dated=True, stored={"old"}) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# benchmarks/reliability.py: the counts it stores come from hypothesis's statistics and pytest's outcomes
+
+STATISTICS = """
+tests/test_properties.py::test_public_call[tl.steer]:
+
+  - during reuse phase (0.10 seconds):
+    - 2 passing, 0 failing, and 0 invalid test cases
+  - during generate phase (21.54 seconds):
+    - 64 passing, 1 failing, and 3 invalid test cases
+    - Found 1 distinct error in this phase
+  - during shrink phase (17.16 seconds):
+    - 12 passing, 4 failing, and 4 invalid test cases
+  - during explain phase (104.22 seconds):
+    - 1 passing, 89 failing, and 0 invalid test cases
+
+tests/test_properties.py::test_fit_sae_and_encode:
+
+  - during generate phase (90.1 seconds):
+    - 40 passing, 0 failing, and 0 invalid test cases
+
+PASSED tests/test_properties.py::test_fit_sae_and_encode
+FAILED tests/test_properties.py::test_public_call[tl.steer] - AssertionError: steer changed its input
+"""
+
+
+def test_reliability_counts(monkeypatch):
+    """Examples of the drawing phases only, shrinking re-runs apart, distinct errors; every public function mapped."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import reliability
+
+    stats = reliability.statistics(STATISTICS)
+    assert stats == {
+        "tests/test_properties.py::test_public_call[tl.steer]": {"examples": 67, "shrinks": 106, "errors": 1},
+        "tests/test_properties.py::test_fit_sae_and_encode": {"examples": 40, "shrinks": 0, "errors": 0},
+    }
+    assert reliability.outcomes(STATISTICS) == {
+        "tests/test_properties.py::test_fit_sae_and_encode": "PASSED",
+        "tests/test_properties.py::test_public_call[tl.steer]": "FAILED",
+    }
+    rows = {r["function"]: r for r in reliability.function_rows({"long": stats})}
+    public = {f"{m}.{name}" for m in ("tl", "pl", "get") for name in getattr(sl, m).__all__}
+    assert set(rows) == public
+    assert (rows["tl.steer"]["long_examples"], rows["tl.steer"]["long_errors"]) == (67, 1)
+    assert (rows["tl.fit_sae"]["long_examples"], rows["tl.encode"]["long_examples"]) == (40, 40)
+    assert rows["tl.evaluate"]["test"] == "test_expensive_public_call[tl.evaluate]"
+    assert rows["pl.atlas"]["long_examples"] == 0
 
 
 # ---------------------------------------------------------------------------------------------------------
