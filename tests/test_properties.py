@@ -615,6 +615,17 @@ def test_term_redundancy_refuses_other_gene_sets_before_touching_a_view(analysed
     assert view.is_view
 
 
+def test_atlas_and_null_name_what_is_missing(analysed, tmp_path):
+    """Found by the long profile: an atlas path in a missing folder, the null without the annotation's layer."""
+    adata, _, gs = analysed
+    path = tmp_path / "nodir" / "atlas.html"
+    with mock.patch("sclens.pl._atlas.build_payload", side_effect=AssertionError("built before the path was checked")):
+        assert check_contract(sl.pl.atlas, adata, path=path) is None
+    no_counts = adata.copy()
+    del no_counts.layers["counts"]
+    assert check_contract(sl.tl.annotation_null, no_counts, gene_sets=gs, nulls=["cells"], n_permutations=1) is None
+
+
 #: calls that read the counts -> the tables to compare between dense and CSR counts
 COUNTS = {"tl.annotation_null": lambda out: {"table": out.uns["sae"]["null2"]["table"]}}
 

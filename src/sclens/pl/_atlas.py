@@ -150,6 +150,9 @@ def _check_path(adata: AnnData, path: str | os.PathLike) -> Path:
         msg = f"path {str(path)!r} is a directory; pass the HTML file to write, e.g. {str(path / 'atlas.html')!r}."
         raise IsADirectoryError(msg)
     backed = getattr(adata, "filename", None)
+    if not path.parent.is_dir():
+        msg = f"path {str(path)!r}: directory {str(path.parent)!r} does not exist; create it first."
+        raise FileNotFoundError(msg)
     other = path.is_file() and not _is_page(path)
     if other or path.suffix.lower() in DATA_SUFFIXES or (backed and path.resolve() == Path(backed).resolve()):
         msg = (

@@ -66,6 +66,12 @@ def _light(adata: AnnData, sae_key: str, kw: dict) -> AnnData:
     light = AnnData(obs=adata.obs[cols].copy(), var=pd.DataFrame(index=adata.var_names.copy()))
     if kw["layer"] is None:
         light.X = adata.X
+    elif kw["layer"] not in adata.layers:
+        msg = (
+            f"`adata.layers[{kw['layer']!r}]`, the expression the annotation (`annotation_key`) was run on, is "
+            f"missing; available layers: {list(adata.layers) or 'none'}. Restore it, or annotate again."
+        )
+        raise KeyError(msg)
     else:
         light.layers[kw["layer"]] = adata.layers[kw["layer"]]
     light.uns["null"] = {}
