@@ -46,6 +46,8 @@ FIXED = [
     ("generated inputs (long profile)", "batch_steer", "n_neighbors / max_cells: scikit-learn's errors", "fe6f557"),
     ("generated inputs (long profile)", "feature_absorption", "a coarse column that does not exist", "fe6f557"),
     ("generated inputs (long profile)", "term_redundancy", "made a view actual before its gene_sets error", "fbfaa4d"),
+    ("generated inputs (long profile)", "pl.atlas", "a path in a missing folder: error after the work", "b581264"),
+    ("generated inputs (long profile)", "annotation_null", "the annotation's layer missing: bare KeyError", "b581264"),
     ("fault tests", "fit_sae / encode / annotate_features", "Ctrl-C while storing left half the results", "7324ea7"),
 ]  # fmt: skip
 
