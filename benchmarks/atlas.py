@@ -11,8 +11,15 @@ projection of cell type and program activities plus noise. The file is written b
 Each size runs in its own process (so peak RSS is its own): read backed, ``fit_sae`` (defaults,
 except ``n_features`` so that >= 2,000 features live), then ``annotate_features`` on all live
 features with GO BP of the embedded snapshot, counts read from the backed ``X``. Each row gives wall
-seconds and CPU seconds (user + sys): on a shared machine wall time overstates the cost. A failing
-child stops the driver with a non-zero exit and its stderr.
+seconds and CPU seconds (user + sys): on a shared machine wall time overstates the cost, and the peak RSS
+of the whole child and of its ``fit_sae`` part. A failing child stops the driver with a non-zero exit and its
+stderr.
+
+``--tile-from FILE``: instead of simulating, write ``atlas_N.h5ad`` by repeating the cells of an atlas file
+written before (``tile_atlas``; N a multiple of its cells): minutes instead of the simulation's half hour at
+1M cells, for memory and time at sizes the simulation is too slow to write on a loaded machine. Every cell
+then has copies (the SAE and its high cells differ from those of a simulated file of that size); the table
+is stored as ``atlas_tiled`` unless ``--name`` says otherwise.
 
 ``--compare-term-clusters``: each child also reports the CPU seconds of the term clustering inside
 ``annotate_features`` (``cluster_terms``, the last step) and its share of the annotation, then,
@@ -22,20 +29,22 @@ seconds and how many features and rows get the same clusters (the current code c
 connected component of close terms on its own, which differs only where distances tie exactly; all
 other columns must be identical).
 
-Tables are stored through ``benchmarks/_results.py``: ``benchmarks/results/atlas.{json,md}`` and, with
-``--compare-term-clusters``, ``benchmarks/results/atlas_term_clusters.{json,md}``.
+Tables are stored through ``benchmarks/_results.py``: ``benchmarks/results/<name>.{json,md}`` (``--name``,
+default ``atlas``) and, with ``--compare-term-clusters``, ``benchmarks/results/<name>_term_clusters.{json,md}``.
 
 Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]
-[--compare-term-clusters]``
+[--compare-term-clusters] [--tile-from /tmp/atlas/atlas_100000.h5ad] [--name atlas]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -171,11 +180,57 @@ def _write_rest(f, n_cells: int, genes: np.ndarray, emb: np.ndarray) -> None:
     f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
 
 
-def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
+class Phases:
+    """Peak RSS (``/proc/self/statm``, sampled every 20 ms by a thread) and CPU seconds of named phases.
+
+    ``wrap`` makes a function a phase; a phase inside another counts for itself only (the outer one gets
+    the rest of its time, and the samples taken outside the inner one).
+    """
+
+    def __init__(self, first: str) -> None:
+        self.now, self.last = first, time.process_time()
+        self.peak: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page / 2**30
+            self.peak[self.now] = max(self.peak.get(self.now, 0.0), rss)
+            time.sleep(0.02)
+
+    def switch(self, name: str) -> str:
+        """Start phase ``name``; returns the phase it ends."""
+        c = time.process_time()
+        self.cpu[self.now] = self.cpu.get(self.now, 0.0) + c - self.last
+        self.last, (self.now, before) = c, (name, self.now)
+        return before
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        """Make ``owner.attr`` (a function or method) the phase ``name``."""
+        fn = getattr(owner, attr)
+
+        def phase(*args, **kwargs):
+            outer = self.switch(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.switch(outer)
+
+        setattr(owner, attr, phase)
+
+    def table(self) -> dict:
+        self.switch("end")
+        return {k: [round(self.peak.get(k, float("nan")), 2), round(self.cpu[k], 1)] for k in self.cpu if k != "end"}
+
+
+def run_one(path: str, n_features: int, *, compare: bool = False, phases: bool = False) -> dict:
     import anndata as ad
 
     import sclens as sl
-    from sclens.tl._annotation import _redundancy
+    from sclens.tl._annotation import _annotate, _de, _redundancy
 
     go = go_bp()
     calls, cluster_terms = [], _redundancy.cluster_terms
@@ -187,12 +242,25 @@ def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
         return out
 
     _redundancy.cluster_terms = timed
+    mon = Phases("read") if phases else None
+    if mon is not None:  # the steps of annotate_features, each a phase
+        for owner, attr, name in [
+            (_annotate, "annotated_features", "activations + cell sets"),
+            (_annotate, "cell_sets", "activations + cell sets"), (_annotate, "run_contrasts", "DE + ORA"),
+            (_de.Expression, "scan", "expression pass"),
+            (_redundancy, "cluster_terms", "term clusters"),
+        ]:  # fmt: skip
+            mon.wrap(owner, attr, name)
     adata = ad.read_h5ad(path, backed="r")
+    if mon is not None:
+        mon.switch("fit_sae")
     t0, c0 = time.perf_counter(), time.process_time()
     sl.tl.fit_sae(adata, use_rep="X_emb", n_features=n_features)
     t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
     rss_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # the peak up to the end of fit_sae
     live = int((adata.uns["sae"]["features"]["kind"] != "dead").sum())
+    if mon is not None:
+        mon.switch("annotate (other)")
     t0, c0 = time.perf_counter(), time.process_time()
     sl.tl.annotate_features(adata, gene_sets=go)
     t_ann, c_ann = time.perf_counter() - t0, time.process_time() - c0
@@ -205,6 +273,8 @@ def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
         "fit_peak_rss_GiB": round(rss_fit, 2),
         "term_cluster_cpu_s": round(calls[-1][0], 1), "kept_terms": len(res),
     }  # fmt: skip
+    if mon is not None:
+        row["phases"] = mon.table()
     if compare:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from redundancy_reference import cluster_terms_reference
@@ -263,11 +333,12 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="use an existing atlas_N.h5ad in --dir instead of writing it")
     ap.add_argument("--compare-term-clusters", action="store_true", help="also time the previous term clustering")
     ap.add_argument("--tile-from", help="write atlas_N.h5ad by repeating the cells of this atlas file (tile_atlas)")
+    ap.add_argument("--phases", action="store_true", help="also store peak RSS and CPU seconds per step")
     ap.add_argument("--name", help="name of the stored table (default: atlas, or atlas_tiled with --tile-from)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.n_features, compare=args.compare_term_clusters)))
+        print(json.dumps(run_one(args.one, args.n_features, compare=args.compare_term_clusters, phases=args.phases)))
         return
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -283,7 +354,8 @@ def main() -> None:
             t_write = round(tile_atlas(path, Path(args.tile_from), n), 1)
         else:
             t_write = round(write_atlas(path, n, genes, go), 1)
-        extra = ("--compare-term-clusters",) if args.compare_term_clusters else ()
+        extra = tuple(f for f, on in [("--compare-term-clusters", args.compare_term_clusters),
+                                      ("--phases", args.phases)] if on)  # fmt: skip
         row = {**run_child(path, args.n_features, extra), "write_s": t_write}
         row["file_GiB"] = round(path.stat().st_size / 2**30, 2)
         rows.append(row)
@@ -300,6 +372,10 @@ def main() -> None:
     save(name, [summary_row(r) for r in rows], dataset=dataset, params=vars(args), notes=table(rows))
     if args.compare_term_clusters:
         save(f"{name}_term_clusters", [term_cluster_row(r) for r in rows], dataset=dataset, params=vars(args))
+    if args.phases:
+        phase_rows = [{"cells": r["cells"], "phase": k, "peak RSS GiB": v[0], "CPU s": v[1]}
+                      for r in rows for k, v in r["phases"].items()]  # fmt: skip
+        save(f"{name}_phases", phase_rows, dataset=dataset, params=vars(args))
 
 
 def summary_row(r: dict) -> dict:
