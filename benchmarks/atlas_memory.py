@@ -86,7 +86,7 @@ def run_one(path: str, sae_run: str, n_chunks: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--files", nargs="+", required=True, help="atlas h5ad files (benchmarks/atlas.py --keep)")
+    ap.add_argument("--files", nargs="+", default=[], help="atlas h5ad files (benchmarks/atlas.py --keep)")
     ap.add_argument("--sae-run", required=True, help="pickle of adata.uns['sae'] after fit_sae on an atlas file")
     ap.add_argument("--chunks", type=int, default=8, help="chunks of the counts pass read before the cut")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -94,6 +94,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.sae_run, args.chunks)))
         return
+    if not args.files:
+        ap.error("--files: name at least one atlas file")
     rows = []
     for path in args.files:
         cmd = [sys.executable, __file__, "--one", path, "--sae-run", args.sae_run, "--chunks", str(args.chunks)]
