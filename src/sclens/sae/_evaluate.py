@@ -32,7 +32,7 @@ class _FeatureStats:
     Compact (TopK-like) activations are scattered by feature index and turned into CSR rows
     directly, without an ``(n, F)`` dense intermediate. With ``n_rows`` known they are written into two
     arrays allocated once (values, feature numbers): a small CSR block kept per batch among the batch's
-    freed temporaries fragments the heap (at 1M cells x 2,500 features, 2.8 instead of 1.2 GiB RSS).
+    freed temporaries fragments the heap (see :func:`evaluate`).
     """
 
     def __init__(self, n_features: int, *, keep: bool, n_rows: int | None = None) -> None:
@@ -114,19 +114,25 @@ def evaluate(
     mu = torch.as_tensor(reference_mean, dtype=torch.float64).to(model.device)
     n_rows = batches.n_obs if getattr(batches, "world_size", 1) == 1 and hasattr(batches, "n_obs") else None
     feats = _FeatureStats(model.n_features, keep=return_activations, n_rows=n_rows)
-    sse, sq_dev = [], []
+    # per cell, written in place when the rows are known (a small tensor kept per batch fragments the heap)
+    sse, sq_dev = ([np.empty(n_rows)], [np.empty(n_rows)]) if n_rows is not None else ([], [])
+    at = 0
     for batch in batches:
         x = model.check_input(torch.as_tensor(batch, dtype=torch.float32))
         acts, idx = model.encode_compact(x)
         recon = model._denormalize(model._decode_normalized(acts, idx))
-        sse.append((recon - x).double().pow(2).sum(1).cpu())
-        sq_dev.append((x.double() - mu).pow(2).sum(1).cpu())
+        errors = [(recon - x).double().pow(2).sum(1).cpu(), (x.double() - mu).pow(2).sum(1).cpu()]
+        for out, e in zip((sse, sq_dev), errors, strict=True):
+            if n_rows is None:
+                out.append(e.numpy())
+            else:
+                out[0][at : at + len(e)] = e.numpy()
+        at += len(x)
         feats.add(acts, idx)
-    if not sse:
+    if at == 0:
         msg = "No data to evaluate the SAE on."
         raise ValueError(msg)
-    sse_all = torch.cat(sse).numpy()
-    sq_dev = torch.cat(sq_dev).numpy()
+    sse_all, sq_dev = np.concatenate(sse)[:at], np.concatenate(sq_dev)[:at]
     n = len(sse_all)
     freq = (feats.count / n).numpy()
     live = freq > 0
