@@ -15,6 +15,10 @@ seconds and CPU seconds (user + sys): on a shared machine wall time overstates t
 of the whole child and of its ``fit_sae`` part. A failing child stops the driver with a non-zero exit and its
 stderr.
 
+``--phases``: the child also samples its RSS every 20 ms (``Phases``) and stores, per step (read, ``fit_sae``,
+activations + cell sets, expression pass, DE + ORA, term clusters, the rest of ``annotate_features``), the
+peak RSS and the CPU seconds as ``<name>_phases``.
+
 ``--tile-from FILE``: instead of simulating, write ``atlas_N.h5ad`` by repeating the cells of an atlas file
 written before (``tile_atlas``; N a multiple of its cells): minutes instead of the simulation's half hour at
 1M cells, for memory and time at sizes the simulation is too slow to write on a loaded machine. Every cell
@@ -33,7 +37,7 @@ Tables are stored through ``benchmarks/_results.py``: ``benchmarks/results/<name
 default ``atlas``) and, with ``--compare-term-clusters``, ``benchmarks/results/<name>_term_clusters.{json,md}``.
 
 Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]
-[--compare-term-clusters] [--tile-from /tmp/atlas/atlas_100000.h5ad] [--name atlas]``
+[--compare-term-clusters] [--phases] [--tile-from /tmp/atlas/atlas_100000.h5ad] [--name atlas]``
 """
 
 from __future__ import annotations
