@@ -144,7 +144,8 @@ def test_evaluate_compact_activations_match_dense(make_planted, arch):
     with _ShapeLog() as log:
         ev = evaluate(sae, x, batch_size=100, return_activations=True)
     np.testing.assert_allclose(ev.activations.toarray(), dense, rtol=1e-5, atol=1e-6)
-    assert ev.activations.has_sorted_indices and ev.activations.nnz == int((dense > 0).sum())
+    assert ev.activations.has_sorted_indices
+    assert ev.activations.nnz == int((dense > 0).sum())
     np.testing.assert_allclose(ev.frequency, (dense > 0).mean(0))
     np.testing.assert_allclose(ev.mean_activation, dense.mean(0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(ev.max_activation, dense.max(0), rtol=1e-6)
