@@ -11,8 +11,19 @@ projection of cell type and program activities plus noise. The file is written b
 Each size runs in its own process (so peak RSS is its own): read backed, ``fit_sae`` (defaults,
 except ``n_features`` so that >= 2,000 features live), then ``annotate_features`` on all live
 features with GO BP of the embedded snapshot, counts read from the backed ``X``. Each row gives wall
-seconds and CPU seconds (user + sys): on a shared machine wall time overstates the cost. A failing
-child stops the driver with a non-zero exit and its stderr.
+seconds and CPU seconds (user + sys): on a shared machine wall time overstates the cost, and the peak RSS
+of the whole child and of its ``fit_sae`` part. A failing child stops the driver with a non-zero exit and its
+stderr.
+
+``--phases``: the child also samples its RSS every 20 ms (``Phases``) and stores, per step (read, ``fit_sae``,
+activations + cell sets, expression pass, DE + ORA, term clusters, the rest of ``annotate_features``), the
+peak RSS and the CPU seconds as ``<name>_phases``.
+
+``--tile-from FILE``: instead of simulating, write ``atlas_N.h5ad`` by repeating the cells of an atlas file
+written before (``tile_atlas``; N a multiple of its cells): minutes instead of the simulation's half hour at
+1M cells, for memory and time at sizes the simulation is too slow to write on a loaded machine. Every cell
+then has copies (the SAE and its high cells differ from those of a simulated file of that size); the table
+is stored as ``atlas_tiled`` unless ``--name`` says otherwise.
 
 ``--compare-term-clusters``: each child also reports the CPU seconds of the term clustering inside
 ``annotate_features`` (``cluster_terms``, the last step) and its share of the annotation, then,
@@ -22,20 +33,22 @@ seconds and how many features and rows get the same clusters (the current code c
 connected component of close terms on its own, which differs only where distances tie exactly; all
 other columns must be identical).
 
-Tables are stored through ``benchmarks/_results.py``: ``benchmarks/results/atlas.{json,md}`` and, with
-``--compare-term-clusters``, ``benchmarks/results/atlas_term_clusters.{json,md}``.
+Tables are stored through ``benchmarks/_results.py``: ``benchmarks/results/<name>.{json,md}`` (``--name``,
+default ``atlas``) and, with ``--compare-term-clusters``, ``benchmarks/results/<name>_term_clusters.{json,md}``.
 
 Run: ``python benchmarks/atlas.py [--sizes 100000 300000] [--dir /tmp/atlas] [--n-features 2500] [--keep] [--reuse]
-[--compare-term-clusters]``
+[--compare-term-clusters] [--phases] [--tile-from /tmp/atlas/atlas_100000.h5ad] [--name atlas]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,7 +126,6 @@ def write_atlas(path: Path, n_cells: int, genes: np.ndarray, go) -> float:
     """Write ``n_cells`` synthetic cells to ``path`` block by block; returns seconds taken."""
     import anndata as ad
     import h5py
-    import pandas as pd
 
     t0 = time.perf_counter()
     sim = Simulator(genes, go)
@@ -126,20 +138,103 @@ def write_atlas(path: Path, n_cells: int, genes: np.ndarray, go) -> float:
                 ad.io.write_elem(f, "X", counts)
             else:
                 ad.io.sparse_dataset(f["X"]).append(counts)
-        ad.io.write_elem(f, "obs", pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)]))
-        ad.io.write_elem(f, "var", pd.DataFrame(index=genes))
-        ad.io.write_elem(f, "obsm", {"X_emb": np.vstack(embs)})
-        for key in ("layers", "obsp", "varm", "varp", "uns"):
-            ad.io.write_elem(f, key, {})
-        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+        _write_rest(f, n_cells, genes, np.vstack(embs))
     return time.perf_counter() - t0
 
 
-def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
+def tile_atlas(path: Path, source: Path, n_cells: int) -> float:
+    """Write ``n_cells`` cells to ``path`` by repeating the cells of the atlas file ``source``; returns seconds.
+
+    Counts and embedding are ``source``'s, ``n_cells / source cells`` times over (cell names are new): a file of
+    1M cells in minutes instead of the simulation's half hour, for memory and time at sizes the simulation is
+    too slow to write. Every cell has copies, so the SAE's features and their high cells differ from a simulated
+    file of that size.
+    """
+    import anndata as ad
+    import h5py
+
+    t0 = time.perf_counter()
+    with h5py.File(source, "r") as src, h5py.File(path, "w") as f:
+        x = ad.io.sparse_dataset(src["X"])
+        n0 = x.shape[0]
+        if n_cells % n0:
+            sys.exit(f"atlas.py: --tile-from: {n_cells} cells is not a multiple of the {n0} cells of {source}")
+        for rep in range(n_cells // n0):
+            for start in range(0, n0, BLOCK):
+                counts = x[start : min(start + BLOCK, n0)]
+                if rep == start == 0:
+                    ad.io.write_elem(f, "X", counts)
+                else:
+                    ad.io.sparse_dataset(f["X"]).append(counts)
+        genes = ad.io.read_elem(src["var"]).index.to_numpy()
+        _write_rest(f, n_cells, genes, np.tile(src["obsm"]["X_emb"][:], (n_cells // n0, 1)))
+    return time.perf_counter() - t0
+
+
+def _write_rest(f, n_cells: int, genes: np.ndarray, emb: np.ndarray) -> None:
+    """Write everything of an atlas h5ad but ``X`` into the open file ``f``."""
+    import anndata as ad
+    import pandas as pd
+
+    ad.io.write_elem(f, "obs", pd.DataFrame(index=[f"cell{i}" for i in range(n_cells)]))
+    ad.io.write_elem(f, "var", pd.DataFrame(index=genes))
+    ad.io.write_elem(f, "obsm", {"X_emb": emb})
+    for key in ("layers", "obsp", "varm", "varp", "uns"):
+        ad.io.write_elem(f, key, {})
+    f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+
+
+class Phases:
+    """Peak RSS (``/proc/self/statm``, sampled every 20 ms by a thread) and CPU seconds of named phases.
+
+    ``wrap`` makes a function a phase; a phase inside another counts for itself only (the outer one gets
+    the rest of its time, and the samples taken outside the inner one).
+    """
+
+    def __init__(self, first: str) -> None:
+        self.now, self.last = first, time.process_time()
+        self.peak: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page / 2**30
+            self.peak[self.now] = max(self.peak.get(self.now, 0.0), rss)
+            time.sleep(0.02)
+
+    def switch(self, name: str) -> str:
+        """Start phase ``name``; returns the phase it ends."""
+        c = time.process_time()
+        self.cpu[self.now] = self.cpu.get(self.now, 0.0) + c - self.last
+        self.last, (self.now, before) = c, (name, self.now)
+        return before
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        """Make ``owner.attr`` (a function or method) the phase ``name``."""
+        fn = getattr(owner, attr)
+
+        def phase(*args, **kwargs):
+            outer = self.switch(name)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.switch(outer)
+
+        setattr(owner, attr, phase)
+
+    def table(self) -> dict:
+        self.switch("end")
+        return {k: [round(self.peak.get(k, float("nan")), 2), round(self.cpu[k], 1)] for k in self.cpu if k != "end"}
+
+
+def run_one(path: str, n_features: int, *, compare: bool = False, phases: bool = False) -> dict:
     import anndata as ad
 
     import sclens as sl
-    from sclens.tl._annotation import _redundancy
+    from sclens.tl._annotation import _annotate, _de, _redundancy
 
     go = go_bp()
     calls, cluster_terms = [], _redundancy.cluster_terms
@@ -151,11 +246,25 @@ def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
         return out
 
     _redundancy.cluster_terms = timed
+    mon = Phases("read") if phases else None
+    if mon is not None:  # the steps of annotate_features, each a phase
+        for owner, attr, name in [
+            (_annotate, "annotated_features", "activations + cell sets"),
+            (_annotate, "cell_sets", "activations + cell sets"), (_annotate, "run_contrasts", "DE + ORA"),
+            (_de.Expression, "scan", "expression pass"),
+            (_redundancy, "cluster_terms", "term clusters"),
+        ]:  # fmt: skip
+            mon.wrap(owner, attr, name)
     adata = ad.read_h5ad(path, backed="r")
+    if mon is not None:
+        mon.switch("fit_sae")
     t0, c0 = time.perf_counter(), time.process_time()
     sl.tl.fit_sae(adata, use_rep="X_emb", n_features=n_features)
     t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
+    rss_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # the peak up to the end of fit_sae
     live = int((adata.uns["sae"]["features"]["kind"] != "dead").sum())
+    if mon is not None:
+        mon.switch("annotate (other)")
     t0, c0 = time.perf_counter(), time.process_time()
     sl.tl.annotate_features(adata, gene_sets=go)
     t_ann, c_ann = time.perf_counter() - t0, time.process_time() - c0
@@ -165,8 +274,11 @@ def run_one(path: str, n_features: int, *, compare: bool = False) -> dict:
         "fit_cpu_s": round(c_fit, 1), "annotate_s": round(t_ann, 1), "annotate_cpu_s": round(c_ann, 1),
         "annotated_features": int(res["feature"].nunique()),
         "peak_rss_GiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "fit_peak_rss_GiB": round(rss_fit, 2),
         "term_cluster_cpu_s": round(calls[-1][0], 1), "kept_terms": len(res),
     }  # fmt: skip
+    if mon is not None:
+        row["phases"] = mon.table()
     if compare:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from redundancy_reference import cluster_terms_reference
@@ -224,10 +336,13 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the h5ad files")
     ap.add_argument("--reuse", action="store_true", help="use an existing atlas_N.h5ad in --dir instead of writing it")
     ap.add_argument("--compare-term-clusters", action="store_true", help="also time the previous term clustering")
+    ap.add_argument("--tile-from", help="write atlas_N.h5ad by repeating the cells of this atlas file (tile_atlas)")
+    ap.add_argument("--phases", action="store_true", help="also store peak RSS and CPU seconds per step")
+    ap.add_argument("--name", help="name of the stored table (default: atlas, or atlas_tiled with --tile-from)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.n_features, compare=args.compare_term_clusters)))
+        print(json.dumps(run_one(args.one, args.n_features, compare=args.compare_term_clusters, phases=args.phases)))
         return
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -237,8 +352,14 @@ def main() -> None:
     for n in args.sizes:
         path = out / f"atlas_{n}.h5ad"
         reuse = args.reuse and path.exists()
-        t_write = None if reuse else round(write_atlas(path, n, genes, go), 1)
-        extra = ("--compare-term-clusters",) if args.compare_term_clusters else ()
+        if reuse:
+            t_write = None
+        elif args.tile_from:
+            t_write = round(tile_atlas(path, Path(args.tile_from), n), 1)
+        else:
+            t_write = round(write_atlas(path, n, genes, go), 1)
+        extra = tuple(f for f, on in [("--compare-term-clusters", args.compare_term_clusters),
+                                      ("--phases", args.phases)] if on)  # fmt: skip
         row = {**run_child(path, args.n_features, extra), "write_s": t_write}
         row["file_GiB"] = round(path.stat().st_size / 2**30, 2)
         rows.append(row)
@@ -249,9 +370,16 @@ def main() -> None:
     print(table(rows))
     dataset = (f"synthetic atlas (benchmarks/atlas.py), {N_GENES:,} genes, GO BP of the embedded snapshot; "
                f"sizes {args.sizes}")  # fmt: skip
-    save("atlas", [summary_row(r) for r in rows], dataset=dataset, params=vars(args), notes=table(rows))
+    if args.tile_from:
+        dataset += f"; the cells of {Path(args.tile_from).name} repeated (tile_atlas)"
+    name = args.name or ("atlas_tiled" if args.tile_from else "atlas")
+    save(name, [summary_row(r) for r in rows], dataset=dataset, params=vars(args), notes=table(rows))
     if args.compare_term_clusters:
-        save("atlas_term_clusters", [term_cluster_row(r) for r in rows], dataset=dataset, params=vars(args))
+        save(f"{name}_term_clusters", [term_cluster_row(r) for r in rows], dataset=dataset, params=vars(args))
+    if args.phases:
+        phase_rows = [{"cells": r["cells"], "phase": k, "peak RSS GiB": v[0], "CPU s": v[1]}
+                      for r in rows for k, v in r["phases"].items()]  # fmt: skip
+        save(f"{name}_phases", phase_rows, dataset=dataset, params=vars(args))
 
 
 def summary_row(r: dict) -> dict:
@@ -260,6 +388,7 @@ def summary_row(r: dict) -> dict:
         "cells": r["cells"], "genes": r["genes"], "live features": r["live_features"],
         "annotated features": r["annotated_features"], "fit s": r["fit_s"], "fit CPU s": r["fit_cpu_s"],
         "annotate s": r["annotate_s"], "annotate CPU s": r["annotate_cpu_s"], "peak RSS GiB": r["peak_rss_GiB"],
+        "fit peak RSS GiB": r["fit_peak_rss_GiB"],
         "term clusters CPU s": r["term_cluster_cpu_s"],
         "term clusters share %": round(100 * r["term_cluster_cpu_s"] / max(r["annotate_cpu_s"], 1e-9), 1),
         "file GiB": r["file_GiB"], "write s": r["write_s"],

@@ -144,12 +144,31 @@ def test_evaluate_compact_activations_match_dense(make_planted, arch):
     with _ShapeLog() as log:
         ev = evaluate(sae, x, batch_size=100, return_activations=True)
     np.testing.assert_allclose(ev.activations.toarray(), dense, rtol=1e-5, atol=1e-6)
-    assert ev.activations.has_sorted_indices and ev.activations.nnz == int((dense > 0).sum())
+    assert ev.activations.has_sorted_indices
+    assert ev.activations.nnz == int((dense > 0).sum())
     np.testing.assert_allclose(ev.frequency, (dense > 0).mean(0))
     np.testing.assert_allclose(ev.mean_activation, dense.mean(0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(ev.max_activation, dense.max(0), rtol=1e-6)
     if arch != "vanilla":  # compact activations never become a (batch, n_features) dense block
         assert {op for op, shape in log.outputs if shape == (100, 256)} == {"aten.addmm.default"}  # pre-activations
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_evaluate_activations_of_known_and_unknown_length_equal(make_planted, arch):
+    """An array (rows known: compact activations written into arrays allocated once) and the same rows as a
+    list of tensors (blocks stacked at the end) give the same CSR, a short last batch included."""
+    x = make_planted(n=300, d=8, n_atoms=16)[0]
+    sae = _model(arch)
+    train_sae(sae, x, n_epochs=2, batch_size=32, lr=1e-2, show_progress=False)
+    known = evaluate(sae, x, batch_size=128, return_activations=True).activations
+    batches = [torch.from_numpy(x[i : i + 128]) for i in range(0, 300, 128)]
+    unknown = evaluate(sae, batches, batch_size=128, return_activations=True).activations
+    assert known.shape == (300, 256)
+    assert known.nnz > 300
+    for name in ("data", "indices", "indptr"):
+        a, b = getattr(known, name), getattr(unknown, name)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
 
 
 class _ShapeLog(TorchDispatchMode):

@@ -30,15 +30,19 @@ class _FeatureStats:
     """Per-feature firing counts, sums and maxima, accumulated batch by batch on the host.
 
     Compact (TopK-like) activations are scattered by feature index and turned into CSR rows
-    directly, without an ``(n, F)`` dense intermediate.
+    directly, without an ``(n, F)`` dense intermediate. With ``n_rows`` known they are written into two
+    arrays allocated once (values, feature numbers): a small CSR block kept per batch among the batch's
+    freed temporaries fragments the heap (see :func:`evaluate`).
     """
 
-    def __init__(self, n_features: int, *, keep: bool) -> None:
+    def __init__(self, n_features: int, *, keep: bool, n_rows: int | None = None) -> None:
         self.n_features = n_features
         self.count = torch.zeros(n_features, dtype=torch.float64)
         self.total = torch.zeros(n_features, dtype=torch.float64)
         self.vmax = torch.zeros(n_features)
         self.blocks: list[Any] = [] if keep else None
+        self.n_rows = n_rows
+        self.flat: list[Any] | None = None  # [values, feature numbers, rows written, k] of compact activations
 
     def add(self, acts: torch.Tensor, idx: torch.Tensor | None) -> None:
         from scipy import sparse
@@ -56,7 +60,13 @@ class _FeatureStats:
         self.count.index_add_(0, flat_i, (flat_a > 0).double())
         self.total.index_add_(0, flat_i, flat_a.double())
         self.vmax.scatter_reduce_(0, flat_i, flat_a, reduce="amax")  # activations are >= 0, vmax starts at 0
-        if self.blocks is not None:
+        if self.blocks is not None and self.n_rows is not None:  # k is the model's: the same for every batch
+            if self.flat is None:
+                self.flat = [np.empty(self.n_rows * k, np.float32), np.empty(self.n_rows * k, np.int32), 0, k]
+            values, cols, at, _ = self.flat
+            values[at * k : (at + n) * k], cols[at * k : (at + n) * k] = flat_a.numpy(), flat_i.numpy()
+            self.flat[2] = at + n
+        elif self.blocks is not None:
             indptr = np.arange(0, n * k + 1, k, dtype=np.int64)
             block = sparse.csr_matrix((flat_a.numpy(), flat_i.numpy(), indptr), shape=(n, self.n_features))
             block.eliminate_zeros()
@@ -65,7 +75,13 @@ class _FeatureStats:
     def activations(self) -> Any:
         from scipy import sparse
 
-        acts = sparse.vstack(self.blocks, format="csr")  # float32 blocks without stored zeros
+        if self.flat is not None:
+            values, cols, n, k = self.flat
+            shape = (n, self.n_features)
+            acts = sparse.csr_matrix((values[: n * k], cols[: n * k], np.arange(0, n * k + 1, k)), shape=shape)
+            acts.eliminate_zeros()
+        else:
+            acts = sparse.vstack(self.blocks, format="csr")  # float32 blocks without stored zeros
         acts.sort_indices()
         return acts
 
@@ -96,20 +112,27 @@ def evaluate(
             n += len(batch)
         reference_mean = s1 / max(n, 1)
     mu = torch.as_tensor(reference_mean, dtype=torch.float64).to(model.device)
-    feats = _FeatureStats(model.n_features, keep=return_activations)
-    sse, sq_dev = [], []
+    n_rows = batches.n_obs if getattr(batches, "world_size", 1) == 1 and hasattr(batches, "n_obs") else None
+    feats = _FeatureStats(model.n_features, keep=return_activations, n_rows=n_rows)
+    # per cell, written in place when the rows are known (a small tensor kept per batch fragments the heap)
+    sse, sq_dev = ([np.empty(n_rows)], [np.empty(n_rows)]) if n_rows is not None else ([], [])
+    at = 0
     for batch in batches:
         x = model.check_input(torch.as_tensor(batch, dtype=torch.float32))
         acts, idx = model.encode_compact(x)
         recon = model._denormalize(model._decode_normalized(acts, idx))
-        sse.append((recon - x).double().pow(2).sum(1).cpu())
-        sq_dev.append((x.double() - mu).pow(2).sum(1).cpu())
+        errors = [(recon - x).double().pow(2).sum(1).cpu(), (x.double() - mu).pow(2).sum(1).cpu()]
+        for out, e in zip((sse, sq_dev), errors, strict=True):
+            if n_rows is None:
+                out.append(e.numpy())
+            else:
+                out[0][at : at + len(e)] = e.numpy()
+        at += len(x)
         feats.add(acts, idx)
-    if not sse:
+    if at == 0:
         msg = "No data to evaluate the SAE on."
         raise ValueError(msg)
-    sse_all = torch.cat(sse).numpy()
-    sq_dev = torch.cat(sq_dev).numpy()
+    sse_all, sq_dev = np.concatenate(sse)[:at], np.concatenate(sq_dev)[:at]
     n = len(sse_all)
     freq = (feats.count / n).numpy()
     live = freq > 0

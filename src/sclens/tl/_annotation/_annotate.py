@@ -243,6 +243,8 @@ def annotate_features(
         acts, feats, high_quantile=high_quantile, low_quantile=low_quantile, n_low=int(n_low),
         min_high=int(min_high), mask=mask, seed=seed, strict=fl.strict,
     )  # fmt: skip
+    n_features = acts.shape[1]
+    del acts  # a copy of the activations (cells x features), not needed past the cell sets
     if len(sets.skipped):
         text = skip_message(sets.skipped, len(feats), cells=cells, low_quantile=low_quantile)
         if sets.features.size == 0:
@@ -275,7 +277,7 @@ def annotate_features(
     }
     adata = writable(adata, copy=copy)
     with all_or_nothing(adata):  # an error or Ctrl-C while storing leaves adata as it was
-        update_feature_table(adata, sae_key, summary, n_features=acts.shape[1])
+        update_feature_table(adata, sae_key, summary, n_features=n_features)
         store_result(adata, "annotation", key=key_added, parent=None, tables=tables, params=params)
         add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None

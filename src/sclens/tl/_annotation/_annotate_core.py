@@ -114,12 +114,14 @@ def run_contrasts(
                     de_tables[str(int(f))] = pd.DataFrame(
                         {c: getattr(de, c)[j].astype(float) for c in DE_COLUMNS}, index=genes.astype(str)
                     )
+        del engine  # its group sums (2 x 3 x contrasts x genes floats) go before the table is assembled
     tables.append(enr.finish())
     out = pd.concat([t for t in tables if t is not None], ignore_index=True)
+    tables.clear()
     tie = ["mean_log2fc"] if "mean_log2fc" in out.columns else []
     by = ["feature", enr.order, *tie, "term"]
-    out = out.sort_values(by, ascending=[True, True, *([False] * len(tie)), True], kind="stable")
-    return out.reset_index(drop=True), de_tables
+    asc = [True, True, *([False] * len(tie)), True]
+    return out.sort_values(by, ascending=asc, kind="stable", ignore_index=True), de_tables
 
 
 def top_genes(de: Any, ids: np.ndarray, genes: pd.Index, *, de_alpha: float, n_top: int = 20) -> pd.DataFrame:
