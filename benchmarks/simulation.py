@@ -11,7 +11,7 @@ GPU); the default here, 20,000 cells x 2,000 genes with a 100-feature SAE (one p
 ``k=30`` (about the programs on per cell), takes about 7 minutes on one CPU core. The sweep
 (``benchmarks/results/simulation_sweep.md``, quoted in docs/choosing_an_sae.md) supports it: smaller
 ``k`` recovers X'' worse at this scale (mean best |r| 0.32 at ``k=4``, 0.38 at ``k=8``, 0.43 at
-``k=30``), ``k=45`` or 200 features gain at most 0.02::
+``k=30``), ``k=45`` and 200 features gain at most 0.03::
 
     python benchmarks/simulation.py
     python benchmarks/simulation.py --n-cells 100000 --n-genes 20000 --device cuda
