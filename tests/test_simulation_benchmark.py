@@ -41,3 +41,24 @@ def test_small_sweep_is_stored_with_the_ceiling(tmp_path, capsys):
     assert [r["mean_best_r"] for r in stored["rows"]] == rows["mean_best_r"].tolist()
     assert stored["params"]["sweep_k"] == [1, 4, 20]
     assert "| 20 | 4 |" in (tmp_path / "simulation_sweep.md").read_text()
+
+
+def test_resume_keeps_the_stored_pairs_of_the_same_data(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("simulation_benchmark", BENCH / "simulation.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        args = bench._parse_args(["--sweep", "--sweep-width", "20", "--sweep-k", "1", "4", "--results", str(tmp_path)])
+        stored = [{"n_features": 20, "k": k, "mean_best_r": r} for k, r in ((1, 0.3), (4, 0.6))]
+        bench.save("simulation_sweep", stored, dataset="toy", params=vars(args), directory=tmp_path)
+        resumed = bench._parse_args([*["--sweep", "--resume", "--sweep-width", "20", "--sweep-k", "4", "1"],
+                                     "--threads", "1", "--results", str(tmp_path)])  # fmt: skip
+        # every pair is stored: nothing is trained (there is no data to train on) and the rows come back
+        rows = bench.sweep(None, resumed, ceiling=0.9)
+        assert rows["mean_best_r"].tolist() == [0.3, 0.6]
+        other = bench._parse_args(["--sweep", "--resume", "--n-cells", "500", "--results", str(tmp_path)])
+        with pytest.raises(SystemExit, match="measured with other n_cells; rerun without it"):
+            bench.sweep(None, other, ceiling=0.9)
+    finally:
+        sys.path.remove(str(BENCH))

@@ -64,6 +64,29 @@ def test_scorecard_survives_h5ad_and_is_drawn(scored, tmp_path):
         sl.pl.evaluation(back)
 
 
+def test_probing_panel_draws_equal_baselines_apart(scored):
+    """The PCA of a PCA embedding is the embedding: both curves stay visible and the legend says they agree."""
+    adata = scored.copy()
+    summary = adata.uns["sae"]["probing"]["summary"]
+    emb, pca = summary["method"] == "embedding", summary["method"] == "pca"
+    summary.loc[pca, "balanced_accuracy"] = summary.loc[emb, "balanced_accuracy"].to_numpy()
+    fig = sl.pl.evaluation(adata, return_fig=True)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert set(lines) == {"sae", "embedding", "pca = embedding", "ica"}
+    e, p = lines["embedding"], lines["pca = embedding"]
+    by_k = summary[emb].sort_values("k")
+    np.testing.assert_allclose(e.get_ydata(), by_k["balanced_accuracy"])
+    np.testing.assert_allclose(p.get_ydata(), e.get_ydata())
+    np.testing.assert_allclose(lines["sae"].get_xdata(), by_k["k"])  # the SAE sits on k itself
+    np.testing.assert_allclose(np.log2(p.get_xdata() / e.get_xdata()), 0.08)  # the next baseline, shifted apart
+    markers = {line.get_marker() for line in lines.values()}
+    styles = {line.get_linestyle() for name, line in lines.items() if name != "sae"}
+    assert len(markers) == 4
+    assert len(styles) == 3
+    assert "pca = embedding" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_compare_runs_reads_the_scorecard(scored):
     table = sl.tl.compare_runs(scored, sae_keys=["sae"])
     card = scored.uns["sae"]["evaluation"]["scorecard"].set_index("metric")["value"]

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 import sclens as sl
+from sclens.sae import SAEConfig, SparseAutoencoder, from_arrays
+from sclens.tl._trust._consensus import consensus_weights
 from sclens.tl._trust._stability import match_decoders, unit_rows
 
 
@@ -79,6 +81,48 @@ def test_consensus_keeps_the_reproduced_features(fitted):
     assert np.median(cons_truth) >= np.median(ref_truth) - 0.005  # averaging the seeds does not blur the atoms
     assert (cons_truth >= 0.95).mean() >= 0.9
     assert cons["metrics"]["fvu"] < 0.5  # the reproduced features still reconstruct most of the embedding
+
+
+@pytest.mark.parametrize("architecture", ["batchtopk", "jumprelu"])
+def test_consensus_keeps_the_activation_scale_of_thresholded_saes(architecture):
+    """A consensus of runs that agree is the reference restricted to the kept features, activations included.
+
+    Folded decoder rows carry the input scale (here 3, not 1) and BatchTopK's / JumpReLU's thresholds
+    are in activation units: putting decoder rows back to unit length and scaling the encoder to match
+    shrank every activation by the scale and silenced most of them (BatchTopK consensus L0 1.5 of 4, FVU
+    0.38 against 0.02 on the toy data of ``fitted``).
+    """
+    import torch
+
+    torch.manual_seed(0)
+    cfg = SAEConfig(input_dim=8, n_features=6, architecture=architecture, k=2)
+    model = SparseAutoencoder(cfg, seed=0)
+    model.set_normalization_(torch.zeros(8), torch.tensor(3.0))
+    x = 3 * torch.randn(200, 8)
+    with torch.no_grad():
+        pre = model._encoder_input(model._normalize(x)) @ model.W_enc + model.b_enc
+        if architecture == "batchtopk":  # a threshold that silences some of the top candidates
+            model.threshold.fill_(float(pre.clamp_min(0).quantile(0.8)))
+    model.eval()
+    ref = {k: v.numpy() for k, v in model.folded_state().items()}
+    assert np.linalg.norm(ref["W_dec"], axis=1) == pytest.approx(3 * np.ones(6), rel=1e-5)
+    keep = np.array([True, True, False, True, False, True])
+    cons = consensus_weights([ref, ref], np.arange(6)[:, None], np.ones((6, 1)), keep, 0.9)
+    np.testing.assert_allclose(cons["W_dec"], ref["W_dec"][keep], rtol=1e-5)
+    np.testing.assert_allclose(cons["W_enc"], ref["W_enc"][:, keep], rtol=1e-5)
+    small = from_arrays({**cfg.to_dict(), "n_features": 4}, cons).eval()
+    with torch.no_grad():
+        full, part = model.encode(x).numpy(), small.encode(x).numpy()
+    assert (full[:, keep] > 0).mean() > 0.1
+    np.testing.assert_allclose(part, full[:, keep], rtol=1e-4, atol=1e-5)
+    # a refit whose directions differ a little: the averaged rows keep the runs' mean length
+    other = {**ref, "W_dec": ref["W_dec"] * 1.2 + 0.3 * np.roll(ref["W_dec"], 1, axis=1)}
+    cos = np.einsum("fd,fd->f", unit_rows(ref["W_dec"]), unit_rows(other["W_dec"]))
+    cons = consensus_weights([ref, other], np.arange(6)[:, None], cos[:, None], keep, 0.9)
+    assert cos[keep].min() >= 0.9
+    mean_length = (np.linalg.norm(ref["W_dec"], axis=1) + np.linalg.norm(other["W_dec"], axis=1))[keep] / 2
+    np.testing.assert_allclose(np.linalg.norm(cons["W_dec"], axis=1), mean_length, rtol=1e-5)
+    np.testing.assert_allclose(cons["W_enc"], ref["W_enc"][:, keep], rtol=1e-5)  # the same encoder: not rescaled
 
 
 def test_stability_survives_h5ad(fitted, tmp_path):

@@ -15,15 +15,28 @@ from .._docs import doc_params
 from .._readers import features_table, result
 from ._utils import finish, panels
 
+# each baseline its own marker and line style; equal curves (the PCA of a PCA embedding is the embedding)
+# are also shifted apart along k, by this share of an octave per baseline, so that none hides another
+_BASELINE_STYLES = (("s", "--"), ("^", "-."), ("D", ":"), ("v", (0, (6, 2))), ("P", (0, (2, 1))))
+_DODGE = 0.08
+
 
 def _probing(ax: Axes, result: Mapping) -> None:
-    summary = result["summary"]
-    for method, sub in summary.groupby("method", sort=False):
-        sub = sub.sort_values("k")
-        style = {"lw": 2.5, "color": "black"} if method == "sae" else {"lw": 1.2, "ls": "--"}
-        ax.plot(sub["k"], sub["balanced_accuracy"], marker="o", label=str(method), **style)
+    curves = {str(m): sub.sort_values("k") for m, sub in result["summary"].groupby("method", sort=False)}
+    baselines = [m for m in curves if m != "sae"]
+    for method, sub in curves.items():
+        k, acc = sub["k"].to_numpy(dtype=float), sub["balanced_accuracy"].to_numpy(dtype=float)
+        if method == "sae":
+            ax.plot(k, acc, marker="o", label=method, lw=2.5, color="black", zorder=3)
+            continue
+        i = baselines.index(method)
+        marker, ls = _BASELINE_STYLES[i % len(_BASELINE_STYLES)]
+        same = [b for b in baselines[:i] if _same_curve(curves[b], sub)]
+        label = f"{method} = {same[0]}" if same else method
+        shift = 2.0 ** (_DODGE * (i - (len(baselines) - 1) / 2))
+        ax.plot(k * shift, acc, marker=marker, ls=ls, lw=1.2, mfc="none", label=label)
     ax.set_xscale("log", base=2)
-    ks = sorted(summary["k"].unique())
+    ks = sorted(result["summary"]["k"].unique())
     ax.set_xticks(ks, [str(int(k)) for k in ks])
     ax.set_ylim(0.45, 1.02)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
@@ -31,6 +44,11 @@ def _probing(ax: Axes, result: Mapping) -> None:
     ax.set(xlabel="features per probe (k)", ylabel="held-out balanced accuracy",
            title=f"sparse probing ({'held-out ' + str(split) if split else 'held-out cells'})")  # fmt: skip
     ax.legend(frameon=False, fontsize=8)
+
+
+def _same_curve(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two methods' probing curves have the same ``k`` and the same accuracies."""
+    return a["k"].tolist() == b["k"].tolist() and np.allclose(a["balanced_accuracy"], b["balanced_accuracy"])
 
 
 def _stability(ax: Axes, result: Mapping, features: pd.DataFrame) -> None:
@@ -88,7 +106,9 @@ def evaluation(
     """Draw the scorecard of :func:`sclens.tl.evaluate`, one panel per measurement it holds.
 
     Panels: sparse probing (held-out balanced accuracy against ``k`` for the SAE, thick, and each
-    baseline, dashed; chance 0.5 dotted), seed stability (histogram of the features' ``stability``,
+    baseline with its own marker and line style, shifted a little along ``k`` so that equal curves
+    stay visible; a baseline equal to an earlier one is labelled so, e.g. ``pca = embedding`` when the
+    embedding is itself a PCA; chance 0.5 dotted), seed stability (histogram of the features' ``stability``,
     the threshold dashed), absorption (per subtype, the share of cells where the coarse feature is
     silent, and where a subtype feature fires instead) and spurious-correlation removal (the two
     probes' accuracies with nothing, the technical features and random features ablated). Panels

@@ -38,8 +38,11 @@ def consensus_weights(
     ``cosine``: reference features x refits, the matched refit feature and its ``|cosine|``. Each kept
     reference feature is averaged with its matches at ``|cosine| >= threshold`` (encoder column,
     encoder bias, decoder row and any other per-feature array); arrays that are not per feature
-    (``b_dec``, a global threshold) are averaged over all runs. Decoder rows are put back to unit
-    length, the encoder scaled by the same factor, so that reconstructions keep their scale.
+    (``b_dec``, a global threshold) are averaged over all runs. Averaging decoder rows that point in
+    slightly different directions shortens them, so each averaged row is put back to the mean length
+    of the rows it averages. The encoder is not rescaled: activations keep the runs' scale, the one
+    their thresholds (BatchTopK's, JumpReLU's) are in. Folded decoder rows are not unit length (they
+    carry the input scale), so the length is the runs', not 1.
     """
     ref = runs[0]
     n_features = ref["W_dec"].shape[0]
@@ -47,27 +50,26 @@ def consensus_weights(
     unit = [_unit(r["W_dec"]) for r in runs]
     dots = [np.einsum("fd,fd->f", unit[0][keep], u[matched[keep, j]]) for j, u in enumerate(unit[1:])]
     same_sign = np.stack(dots, axis=1) > 0
+    use = (cosine[keep] >= threshold) & same_sign  # kept features x refits: a direction, not its opposite
+    rows = np.where(use, matched[keep], 0)
+
+    def average(arrays: list[np.ndarray], axis: int) -> np.ndarray:
+        total = np.take(np.asarray(arrays[0], dtype=np.float64), keep, axis=axis)
+        shape = [1] * total.ndim
+        shape[axis] = keep.size
+        for j, other in enumerate(arrays[1:]):
+            part = np.take(np.asarray(other, dtype=np.float64), rows[:, j], axis=axis)
+            total = total + part * use[:, j].reshape(shape)
+        return total / (1 + use.sum(axis=1)).reshape(shape)
+
     out: dict[str, np.ndarray] = {}
     for name, value in ref.items():
         axis = _feature_axis(name, np.asarray(value), n_features)
         if axis is None:
             out[name] = np.mean([np.asarray(r[name], dtype=np.float64) for r in runs], axis=0)
-            continue
-        total = np.take(np.asarray(value, dtype=np.float64), keep, axis=axis)
-        count = np.ones(keep.size)
-        for j, other in enumerate(runs[1:]):
-            use = (cosine[keep, j] >= threshold) & same_sign[:, j]  # a direction, not its opposite
-            part = np.take(np.asarray(other[name], dtype=np.float64), np.where(use, matched[keep, j], 0), axis=axis)
-            shape = [1] * part.ndim
-            shape[axis] = keep.size
-            total = total + part * use.reshape(shape)
-            count = count + use
-        shape = [1] * total.ndim
-        shape[axis] = keep.size
-        out[name] = total / count.reshape(shape)
+        else:
+            out[name] = average([r[name] for r in runs], axis)
+    length = average([np.linalg.norm(np.asarray(r["W_dec"], dtype=np.float64), axis=1) for r in runs], 0)
     norm = np.linalg.norm(out["W_dec"], axis=1)
-    norm = np.where(norm > 0, norm, 1.0)
-    out["W_dec"] = out["W_dec"] / norm[:, None]
-    out["W_enc"] = out["W_enc"] * norm[None, :]
-    out["b_enc"] = out["b_enc"] * norm
+    out["W_dec"] = out["W_dec"] * np.divide(length, norm, out=np.ones_like(norm), where=norm > 0)[:, None]
     return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
