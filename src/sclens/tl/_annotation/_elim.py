@@ -114,9 +114,10 @@ def elim(
     p = res["pvalue"].copy()
     hits, size = res["n_overlap"].astype(np.float64), res["set_size"].astype(np.float64)
     n_bg, n_de = background.sum(axis=1).astype(float), study.sum(axis=1).astype(float)
-    bg_m = sparse.csr_matrix(background.astype(np.float64))
-    st_m = sparse.csr_matrix(study.astype(np.float64))
-    members = gs.matrix.tocsr()
+    members = gs.matrix.tocoo()
+    n_genes = members.shape[1]
+    pairs = np.sort(members.row.astype(np.int64) * n_genes + members.col)  # (term, gene) keys, for lookups
+    members = members.tocsr()
     sig = np.nan_to_num(p, nan=1.0) < graph.cutoff
     for rows in graph.heights[1:]:  # leaves have nothing to remove
         has = np.asarray(graph.descendants[rows] @ sig.astype(np.float64)) > 0  # a significant descendant
@@ -126,11 +127,13 @@ def elim(
             d = graph.descendants[t].tocoo()
             keep = sig[d.col, c[d.row]]
             pick = sparse.csr_matrix((np.ones(int(keep.sum())), (d.row[keep], d.col[keep])), shape=(t.size, len(sig)))
-            removed = (pick @ members).multiply(members[t])  # the term's genes in a significant descendant
-            removed.data[:] = 1.0
-            removed = sparse.csr_matrix(removed)
-            hits[t, c] -= np.asarray(removed.multiply(st_m[c]).sum(axis=1)).ravel()
-            size[t, c] -= np.asarray(removed.multiply(bg_m[c]).sum(axis=1)).ravel()
+            removed = (pick @ members).tocoo()  # genes of each pair's significant descendants
+            r, g = removed.row, removed.col
+            key = t[r] * n_genes + g
+            own = pairs[np.minimum(np.searchsorted(pairs, key), pairs.size - 1)] == key  # the term's own genes
+            r, g = r[own], g[own]
+            hits[t, c] -= np.bincount(r, weights=study[c[r], g], minlength=t.size)
+            size[t, c] -= np.bincount(r, weights=background[c[r], g], minlength=t.size)
             p[t, c] = np.where(hits[t, c] > 0, hypergeom_sf(hits[t, c], n_bg[c], size[t, c], n_de[c]), 1.0)
         sig[rows] = np.nan_to_num(p[rows], nan=1.0) < graph.cutoff
     return {"pvalue": p, "n_overlap_elim": hits, "set_size_elim": size}
