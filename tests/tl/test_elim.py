@@ -155,3 +155,17 @@ def test_go_algorithm_bad_input(toy_annot_copy):
     with pytest.raises(ValueError, match="go_algorithm='elim' needs GO term IDs"):
         sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", go_algorithm="elim")
     assert set(ad.uns) == before
+
+
+def test_annotation_null_reruns_the_annotation_with_elim(toy_annot_copy, monkeypatch):
+    """The null repeats the observed run's rule: with elim, every null annotation walks the GO graph too."""
+    from sclens.tl._annotation import _annotate
+
+    ad = toy_annot_copy
+    sets = _go_named(ad.uns["toy"]["gene_sets"])
+    sl.tl.annotate_features(ad, gene_sets=sets, layer="counts", features=[0, 2], min_size=3, go_algorithm="elim")
+    calls = []
+    monkeypatch.setattr(_annotate, "term_graph", lambda gs, onto: calls.append(1) or term_graph(gs, onto))
+    sl.tl.annotation_null(ad, gene_sets=sets, n_permutations=2, nulls=("cells", "genes"))
+    assert len(calls) == 4
+    assert ad.uns["sae"]["annotation_null"]["table"]["feature"].tolist() == [0, 2]
