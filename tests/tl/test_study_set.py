@@ -18,7 +18,11 @@ from sclens.tl._annotation._types import DEResult
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "biology.py"
 #: canonical B-cell markers (Hao et al. 2021) and the GO vocabulary of two types (roots, with descendants)
 MARKERS = {"B": ["MS4A1", "CD79A", "CD79B"]}
-ROOTS = {"T": ["GO:0042110"], "macrophage": ["GO:0006629", "GO:0002274"]}  # T cell activation; lipid / myeloid
+ROOTS = {
+    "T": ["GO:0042110"],  # T cell activation
+    "macrophage": ["GO:0006629", "GO:0002274"],  # lipid metabolic process; myeloid leukocyte activation
+    "B": ["GO:0042113", "GO:0050853"],  # B cell activation; B cell receptor signaling pathway
+}
 
 
 def test_up_genes_keeps_the_largest_fold_changes():
@@ -96,6 +100,22 @@ def test_defaults_put_the_type_vocabulary_first(immune, bp, cell_type):
     assert not old["term"].head(40).isin(_vocabulary(cell_type)).any(), old["name"].head(5).tolist()
 
 
+def test_elim_brings_the_b_cell_vocabulary_into_the_top_10(immune, bp):
+    """B cells against the rest: "B cell receptor signaling pathway" is 11th with every term tested on all
+    its genes (RNA splicing, localisation and ribosome biogenesis parents first) and 3rd with elim, whose
+    kept terms are no longer significant through a kept descendant's genes alone."""
+    classic = _contrast(immune, bp, "B")["results"]
+    elim = _contrast(immune, bp, "B", go_algorithm="elim")["results"]
+    assert not classic["term"].head(10).isin(_vocabulary("B")).any()
+    assert elim["term"].head(3).isin(_vocabulary("B")).any(), elim["name"].head(10).tolist()
+    assert len(elim) < len(classic) / 3
+    # a kept term's p-value is computed on the genes its significant descendants left it
+    assert (elim["set_size_elim"] <= elim["set_size"]).all()
+    assert (elim["n_overlap_elim"] < elim["n_overlap"]).any()
+    assert {"RNA splicing", "mRNA processing", "ribosome biogenesis"} <= set(classic["name"].head(10))
+    assert not {"RNA splicing", "mRNA processing", "ribosome biogenesis"} & set(elim["name"])
+
+
 def test_max_de_genes_caps_the_study_set(immune, bp):
     capped = _contrast(immune, bp, "macrophage", max_de_genes=50)["results"]
     full = _contrast(immune, bp, "macrophage", max_de_genes=None)["results"]
@@ -110,6 +130,7 @@ def test_max_de_genes_caps_the_study_set(immune, bp):
         ({"max_de_genes": 2.5}, ValueError, "max_de_genes must be a positive integer or None, got 2.5"),
         ({"max_de_genes": True}, ValueError, "max_de_genes must be a positive integer or None, got True"),
         ({"independent_filter": "yes"}, TypeError, "independent_filter must be True or False, got 'yes'"),
+        ({"go_algorithm": "weight"}, ValueError, "go_algorithm must be 'classic' or 'elim', got 'weight'"),
     ],
 )
 def test_bad_study_options(immune, bp, kw, err, match):

@@ -18,9 +18,11 @@ from ..._utils import all_or_nothing, check_adata, check_key_added, group_labels
 from ._annotate_core import check_options, feature_summary, run_contrasts, update_feature_table
 from ._cellsets import MIN_CELLS, annotated_features, cell_sets, check_cell_set_args, resolve_within, skip_message
 from ._de import Expression
+from ._elim import ontology_of, term_graph
 from ._engines import FLAVORS
-from ._enrich import check_testable, gene_set_matrix
+from ._enrich import GeneSets, check_testable, gene_set_matrix
 from ._redundancy import add_term_clusters
+from ._types import Options
 
 logger = logging.getLogger("sclens")
 
@@ -65,12 +67,23 @@ independent_filter
     mean of a contrast of a few high cells against hundreds of low cells is small for exactly the
     genes specific to the high cells (CD79A, GNLY), so filtering drops the markers of small
     populations; both keep the false discovery rate (``benchmarks/null_calibration.py``).
+go_algorithm
+    ``"elim"``: topGO's elim decorrelation of the ORA along the GO graph (Alexa, Rahnenführer &
+    Lengauer 2006): terms are tested bottom-up, and the genes of a term with raw p < 0.01 are
+    removed from all its ancestors before those are tested, so a parent significant only through
+    a specific child's genes is not kept and the specific terms come first (``n_overlap_elim`` and
+    ``set_size_elim`` are the counts left after removal, ``pvalue``, ``padj`` and ``odds_ratio``
+    come from them). The graph is the one the gene sets were built from (:func:`sclens.datasets.go_ontology`,
+    the downloaded release for ``source="download"`` gene sets); terms not in it are tested as
+    ``"classic"``. ``"classic"``: every term tested on all its genes. ORA only (decoupler methods
+    and ``flavor="scfeaturelens"`` ignore it).
 min_size, max_size
     Terms with fewer (more) genes among the tested genes are not tested; ``None``: no upper limit."""
 
 
 DEMethod = Literal["fast", "deseq2"]
 Enrichment = Literal["ora", "ulm", "mlm", "gsea", "aucell"] | str
+GOAlgorithm = Literal["classic", "elim"]
 
 
 @doc_params(shared=_doc_shared)
@@ -94,6 +107,7 @@ def annotate_features(
     min_log2fc: float = 1.0,
     max_de_genes: int | None = 200,
     independent_filter: bool = False,
+    go_algorithm: GOAlgorithm = "classic",
     min_size: int = 5,
     max_size: int | None = None,
     flavor: Literal["sclens", "scfeaturelens"] = "sclens",
@@ -220,7 +234,7 @@ def annotate_features(
     opt = check_options(
         de_method=de_method, enrichment=enrichment, flavor=flavor, alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, max_de_genes=max_de_genes, independent_filter=independent_filter,
-        min_size=min_size, max_size=max_size, n_jobs=n_jobs,
+        go_algorithm=go_algorithm, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
     check_cell_set_args(high_quantile=high_quantile, low_quantile=low_quantile, n_low=n_low, min_high=min_high)
     seed = resolve_seed(random_state)
@@ -238,6 +252,7 @@ def annotate_features(
     gs = gene_set_matrix(gene_sets, adata.var_names, namespaces=fl.namespaces)
     if fl.check_sizes:
         check_testable(gs, min_size=opt.min_size, max_size=opt.max_size)
+    _add_term_graph(gs, gene_sets, opt, fl.enrichment or opt.enrichment)
     keep_de = _check_return_de(return_de, feats)
     sets = cell_sets(
         acts, feats, high_quantile=high_quantile, low_quantile=low_quantile, n_low=int(n_low),
@@ -266,8 +281,9 @@ def annotate_features(
         "min_high": int(min_high), "cells": _cells_param(cells),
         "de_method": fl.de_method or de_method, "enrichment": fl.enrichment or enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "max_de_genes": opt.max_de_genes,
-        "independent_filter": opt.independent_filter, "min_size": int(min_size), "max_size": max_size,
-        "flavor": flavor, "random_state": seed, "gene_sets": gs.describe(),
+        "independent_filter": opt.independent_filter, "go_algorithm": opt.go_algorithm,
+        "min_size": int(min_size), "max_size": max_size, "flavor": flavor, "random_state": seed,
+        "gene_sets": gs.describe(),
     }  # fmt: skip
     tables = {
         "results": results,
@@ -281,6 +297,12 @@ def annotate_features(
         store_result(adata, "annotation", key=key_added, parent=None, tables=tables, params=params)
         add_term_clusters(adata, sae_key=sae_key, annotation_key=key_added, gs=gs)
     return adata if copy else None
+
+
+def _add_term_graph(gs: GeneSets, gene_sets: GeneSetsLike, opt: Options, enrichment: str) -> None:
+    """Give ``gs`` its GO graph when the ORA runs with ``go_algorithm="elim"``."""
+    if opt.go_algorithm == "elim" and enrichment == "ora":
+        gs.graph = term_graph(gs, ontology_of(gene_sets))
 
 
 def _check_return_de(return_de: Any, feats: np.ndarray) -> set[int]:
@@ -324,6 +346,7 @@ def contrast(
     min_log2fc: float = 1.0,
     max_de_genes: int | None = 200,
     independent_filter: bool = False,
+    go_algorithm: GOAlgorithm = "classic",
     min_size: int = 5,
     max_size: int | None = None,
     n_jobs: int | None = None,
@@ -364,7 +387,7 @@ def contrast(
     opt = check_options(
         de_method=de_method, enrichment=enrichment, flavor="sclens", alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, max_de_genes=max_de_genes, independent_filter=independent_filter,
-        min_size=min_size, max_size=max_size, n_jobs=n_jobs,
+        go_algorithm=go_algorithm, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
     check_key_added(key_added)
     cat, n_missing = group_labels(adata, groupby)
@@ -387,6 +410,7 @@ def contrast(
     expr = Expression(adata, layer=layer, model=model)
     gs = gene_set_matrix(gene_sets, adata.var_names)
     check_testable(gs, min_size=opt.min_size, max_size=opt.max_size)
+    _add_term_graph(gs, gene_sets, opt, opt.enrichment)
     high = sparse.csc_matrix(hi[:, None].astype(np.float32))
     low = sparse.csc_matrix(lo[:, None].astype(np.float32))
     results, de = run_contrasts(expr, high, low, np.array([0]), gs, opt, keep_de={0})
@@ -396,8 +420,8 @@ def contrast(
         "reference": np.atleast_1d(reference).astype(str),
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "max_de_genes": opt.max_de_genes,
-        "independent_filter": opt.independent_filter, "min_size": int(min_size), "max_size": max_size,
-        "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
+        "independent_filter": opt.independent_filter, "go_algorithm": opt.go_algorithm,
+        "min_size": int(min_size), "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
         "gene_sets": gs.describe(),
     }  # fmt: skip
     tables = {"results": results.drop(columns="feature"), "de": de["0"]}

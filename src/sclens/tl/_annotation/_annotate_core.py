@@ -14,6 +14,7 @@ from ..._readers import features_table
 from ..._settings import resolve_n_jobs
 from ..._utils import progress
 from ._chunks import worker_deaths
+from ._elim import check_go_algorithm
 from ._engines import FLAVORS, de_methods, pick
 from ._enrich import collect
 from ._types import Options
@@ -53,6 +54,7 @@ def check_options(**kw: Any) -> Options:
             msg = f"{name} must be in (0, 1], got {kw[name]!r}."
             raise ValueError(msg)
     _check_study_options(kw)
+    kw["go_algorithm"] = check_go_algorithm(kw["go_algorithm"])
     if int(kw["min_size"]) < 1:
         msg = f"min_size must be >= 1, got {kw['min_size']!r}."
         raise ValueError(msg)

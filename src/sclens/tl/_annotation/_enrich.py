@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,9 @@ from scipy import sparse, special
 from ..._network import as_network
 from ..._stats import fdr_bh
 from ._types import DEResult
+
+if TYPE_CHECKING:
+    from ._elim import TermGraph
 
 RESULT_COLUMNS = [
     "feature",
@@ -37,6 +40,8 @@ class GeneSets:
     net: pd.DataFrame  # long table restricted to var_names
     attrs: dict
     given: pd.DataFrame = field(repr=False)  # ``as_network`` of the gene sets given (all namespaces and genes)
+    #: the GO graph among ``terms``: set, :func:`ora` decorrelates the terms along it (``go_algorithm="elim"``)
+    graph: TermGraph | None = field(default=None, repr=False)
 
     @cached_property
     def ic(self) -> pd.Series:
@@ -141,6 +146,9 @@ def ora(
 
     ``study`` / ``background``: boolean contrasts x genes. Terms with fewer than ``min_size`` (or more
     than ``max_size``) background genes are not tested (NaN); BH runs over each contrast's tested terms.
+    With ``gs.graph`` set, the p-values are topGO's elim (:func:`sclens.tl._annotation._elim.elim`),
+    the odds ratios are those of the counts left after elimination, and the result has those counts
+    as ``n_overlap_elim`` and ``set_size_elim``.
     """
     bg = sparse.csr_matrix(background.T.astype(np.float64))
     de = sparse.csr_matrix((study & background).T.astype(np.float64))
@@ -155,20 +163,20 @@ def ora(
     go = testable & (hits > 0)
     ii, jj = np.nonzero(go)
     p[ii, jj] = hypergeom_sf(hits[ii, jj], n_bg[0, jj], big_k[ii, jj], n_de[0, jj])
-    b = n_de - hits
-    c = big_k - hits
-    d = n_bg - big_k - b
+    out = {"pvalue": p, "n_overlap": hits, "set_size": big_k, "n_de": np.broadcast_to(n_de, p.shape)}
+    a, k = hits, big_k
+    if gs.graph is not None:
+        from ._elim import elim
+
+        out.update(elim(out, study & background, background, gs, gs.graph))
+        a, k = out["n_overlap_elim"], out["set_size_elim"]
+    b = n_de - a
+    c = k - a
+    d = n_bg - k - b
     with np.errstate(divide="ignore", invalid="ignore"):
-        odds = np.where(b * c > 0, hits * d / (b * c), np.where(hits * d > 0, np.inf, np.nan))
-    padj = fdr_bh(p.T).T
-    return {
-        "pvalue": p,
-        "padj": padj,
-        "n_overlap": hits,
-        "set_size": big_k,
-        "n_de": np.broadcast_to(n_de, p.shape),
-        "odds_ratio": odds,
-    }
+        out["odds_ratio"] = np.where(b * c > 0, a * d / (b * c), np.where(a * d > 0, np.inf, np.nan))
+    out["padj"] = fdr_bh(out["pvalue"].T).T
+    return out
 
 
 def hypergeom_sf(k: np.ndarray, total: np.ndarray, good: np.ndarray, draws: np.ndarray) -> np.ndarray:
@@ -256,6 +264,9 @@ def collect(res: dict[str, np.ndarray], gs: GeneSets, features: np.ndarray, keep
         },
         columns=cols,
     )
+    for extra in ("n_overlap_elim", "set_size_elim"):
+        if extra in res:
+            df[extra] = res[extra][ii, jj].astype(np.int64)
     if "mean_log2fc" in res:
         df["mean_log2fc"] = res["mean_log2fc"][ii, jj].astype(float)
     return df

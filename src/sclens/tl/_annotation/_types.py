@@ -46,3 +46,5 @@ class Options:
     independent_filter: bool = False
     #: most up-regulated genes (largest log2FC) in a contrast's study set; None: all
     max_de_genes: int | None = None
+    #: ``"elim"``: the ORA decorrelates GO terms along the graph (topGO's elim); ``"classic"``: it does not
+    go_algorithm: str = "classic"
