@@ -1,10 +1,11 @@
 """Does the annotation find the right biology on real cells, at the defaults? (issue 20, item 4).
 
-Data: ``sl.datasets.immune559_counts()``, 559 real human immune cells with raw UMI counts over
-9,810 genes (celltypist's sample, MIT licence; offline). Cell types are called from the documented
-markers in :data:`MARKERS` (log-normalised expression z-scored per gene, mean per type, the best
-type with a mean z of at least 0.25, else ``"unassigned"``). An scVI model (scvi-tools, seeded,
-``n_latent=10``) gives the embedding; ``sl.tl.fit_sae(use_rep="X_scVI")``,
+Data (``--dataset``): ``sl.datasets.immune559_counts()``, 559 real human immune cells with raw UMI counts
+over 9,810 genes (celltypist's sample, MIT licence; the default), or ``sl.datasets.pbmc4000_counts()``,
+4,000 real PBMCs over 16,778 genes (10x Genomics, CC BY 4.0; no macrophages); both offline. Cell
+types are called from the documented markers in :data:`MARKERS` (log-normalised expression z-scored
+per gene, mean per type, the best type with a mean z of at least 0.25, else ``"unassigned"``). An scVI
+model (scvi-tools, seeded, ``n_latent=10``) gives the embedding; ``sl.tl.fit_sae(use_rep="X_scVI")``,
 ``sl.tl.feature_specificity(groupby="cell_type")`` and ``sl.tl.annotate_features`` run with their
 defaults on GO biological process (the embedded snapshot). The annotation is run twice: on the
 observed counts (``layer="counts"``) and on the scVI model's predicted expression (``model=``,
@@ -70,10 +71,19 @@ VOCABULARY = {
     "macrophage": {"GO:0006629": "lipid metabolic process", "GO:0002274": "myeloid leukocyte activation"},
 }
 N_TERMS, N_GENES, MIN_Z = 10, 20, 0.25
+#: The real datasets: loader, how the report names it, the cell types called on it (keys of MARKERS).
+DATASETS = {
+    "immune559": (sl.datasets.immune559_counts, "559 immune cells (`sl.datasets.immune559_counts`)", tuple(MARKERS)),
+    "pbmc4000": (
+        sl.datasets.pbmc4000_counts,
+        "4,000 PBMCs (`sl.datasets.pbmc4000_counts`)",
+        ("B", "T", "NK", "monocyte"),
+    ),
+}
 
 
-def call_cell_types(adata) -> pd.Series:
-    """Cell type of each cell from :data:`MARKERS` (mean z-score of log-normalised markers)."""
+def call_cell_types(adata, types: tuple[str, ...] = tuple(MARKERS)) -> pd.Series:
+    """Cell type of each cell among ``types`` from :data:`MARKERS` (mean z-score of log-normalised markers)."""
     import scanpy as sc
 
     x = adata.copy()
@@ -81,8 +91,8 @@ def call_cell_types(adata) -> pd.Series:
     sc.pp.normalize_total(x, target_sum=1e4)
     sc.pp.log1p(x)
     scores = {}
-    for cell_type, genes in MARKERS.items():
-        sub = x[:, [g for g in genes if g in x.var_names]].X.toarray()
+    for cell_type in types:
+        sub = x[:, [g for g in MARKERS[cell_type] if g in x.var_names]].X.toarray()
         z = (sub - sub.mean(0)) / np.maximum(sub.std(0), 1e-8)
         scores[cell_type] = z.mean(1)
     scores = pd.DataFrame(scores, index=adata.obs_names)
@@ -90,12 +100,12 @@ def call_cell_types(adata) -> pd.Series:
     return best.astype("category")
 
 
-def scvi_model(adata, *, n_epochs: int, cache: Path | None, seed: int = 0):
+def scvi_model(adata, *, n_epochs: int, cache: Path | None, seed: int = 0, name: str = "immune559"):
     """A seeded scVI model on ``layers['counts']`` (loaded from ``cache`` when it holds one)."""
     import scvi
 
     scvi.settings.seed = seed
-    path = None if cache is None else cache / f"immune559_scvi_e{n_epochs}_s{seed}"
+    path = None if cache is None else cache / f"{name}_scvi_e{n_epochs}_s{seed}"
     scvi.model.SCVI.setup_anndata(adata, layer="counts")
     if path is not None and (path / "model.pt").is_file():
         return scvi.model.SCVI.load(str(path), adata=adata, accelerator="cpu")
@@ -128,7 +138,7 @@ def biology_table(
         else None
     )
     rows = []
-    for cell_type in MARKERS:
+    for cell_type in cell_types(adata):
         local = [int(f) for f in feats.index[(feats["kind"] == "local") & (feats["top_group"] == cell_type)]]
         n = len(local)
         annotated = right = anywhere = markers = passing = 0
@@ -162,12 +172,17 @@ def ceiling(adata, *, gene_sets, vocab: dict[str, set[str]], **kw) -> dict[str, 
     of the first kept term of the type's vocabulary, "-" when none is kept.
     """
     out = {}
-    for cell_type in MARKERS:
+    for cell_type in cell_types(adata):
         res = sl.tl.contrast(adata, groupby="cell_type", groups=cell_type, gene_sets=gene_sets, copy=True, **kw)
         terms = res.uns["contrast"]["results"]["term"].reset_index(drop=True)
         hit = np.flatnonzero(terms.isin(vocab[cell_type]).to_numpy())
         out[cell_type] = str(hit[0] + 1) if hit.size else "-"
     return out
+
+
+def cell_types(adata) -> list[str]:
+    """The types of :data:`MARKERS` called on ``adata`` (in that order)."""
+    return [t for t in MARKERS if t in set(adata.obs["cell_type"])]
 
 
 def _rank(r: float) -> str:
@@ -191,11 +206,12 @@ def null_line(adata, null_key: str) -> str:
     return "; ".join(parts)
 
 
-def prepare(*, n_epochs: int, cache: Path | None):
-    """The immune cells with their cell types, scVI embedding, SAE and feature specificity; and the scVI model."""
-    adata = sl.datasets.immune559_counts()
-    adata.obs["cell_type"] = call_cell_types(adata)
-    model = scvi_model(adata, n_epochs=n_epochs, cache=cache)
+def prepare(*, n_epochs: int, cache: Path | None, dataset: str = "immune559"):
+    """The cells of ``dataset`` with their cell types, scVI embedding, SAE and feature specificity; the scVI model."""
+    load, _, types = DATASETS[dataset]
+    adata = load()
+    adata.obs["cell_type"] = call_cell_types(adata, types)
+    model = scvi_model(adata, n_epochs=n_epochs, cache=cache, name=dataset)
     adata.obsm["X_scVI"] = model.get_latent_representation()
     sl.tl.fit_sae(adata, use_rep="X_scVI")
     sl.tl.feature_specificity(adata, groupby="cell_type")
@@ -248,13 +264,14 @@ def run(
     cache: Path | None = None,
     variants: tuple[str, ...] = ("counts", "model"),
     settings: dict | None = None,
+    dataset: str = "immune559",
 ):
     """Run the benchmark; return ``{variant: (table, null line, seconds)}`` and the AnnData.
 
     ``settings``: arguments passed to ``annotate_features`` and ``contrast`` on top of their defaults
     (e.g. an earlier engine's ``{"independent_filter": True, "max_de_genes": None}``).
     """
-    adata, model = prepare(n_epochs=n_epochs, cache=cache)
+    adata, model = prepare(n_epochs=n_epochs, cache=cache, dataset=dataset)
     out = annotate(
         adata, model, settings=dict(settings or {}), variants=variants, n_permutations=n_permutations, nulls=nulls
     )
@@ -272,12 +289,13 @@ def main():
         help="JSON list of settings, each run on the same SAE (a `settings` column in the table); replaces --settings",
     )  # fmt: skip
     ap.add_argument("--variants", default="counts,model", help="expression variants: counts, model (comma-separated)")
+    ap.add_argument("--dataset", default="immune559", choices=list(DATASETS), help="the real cells")
     ap.add_argument("--label", default="after", help="name of the stored table: results/biology_<label>.md")
     args = ap.parse_args()
     t0 = time.perf_counter()
     compare = json.loads(args.compare) if args.compare is not None else [json.loads(args.settings)]
     variants = tuple(args.variants.split(","))
-    adata, model = prepare(n_epochs=args.epochs, cache=Path(args.cache))
+    adata, model = prepare(n_epochs=args.epochs, cache=Path(args.cache), dataset=args.dataset)
     outs = [
         annotate(adata, model, settings=st, variants=variants, n_permutations=args.permutations,
                  nulls=("cells", "genes"), suffix=f"_{i}" if len(compare) > 1 else "")
@@ -287,7 +305,7 @@ def main():
     lines = [
         f"# benchmarks/biology.py ({args.label})",
         "",
-        f"559 immune cells (`sl.datasets.immune559_counts`), scVI {args.epochs} epochs (seed 0), "
+        f"{DATASETS[args.dataset][1]}, scVI {args.epochs} epochs (seed 0), "
         f"`fit_sae` defaults: {len(feats)} features, {int((feats['kind'] == 'local').sum())} local, "
         f"{int((feats['kind'] == 'global').sum())} global; cell types: "
         + ", ".join(f"{k} {v}" for k, v in adata.obs["cell_type"].value_counts().items())

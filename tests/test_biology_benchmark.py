@@ -41,6 +41,16 @@ def test_cell_types_and_vocabulary(bench):
     assert not vocab["NK"] & vocab["B"]
 
 
+def test_cell_types_of_pbmc4000(bench):
+    """The second dataset (``--dataset pbmc4000``): the four PBMC types, no macrophages, each in the hundreds."""
+    adata = sl.datasets.pbmc4000_counts()
+    _, _, types = bench.DATASETS["pbmc4000"]
+    adata.obs["cell_type"] = bench.call_cell_types(adata, types)
+    counts = adata.obs["cell_type"].value_counts().to_dict()
+    assert counts == {"T": 1553, "monocyte": 937, "B": 598, "NK": 472, "unassigned": 440}
+    assert bench.cell_types(adata) == ["B", "T", "NK", "monocyte"]
+
+
 def test_small_run_annotates_at_defaults_and_meets_null_target(bench):
     out, adata = bench.run(n_epochs=5, n_permutations=1, nulls=("cells",), cache=None, variants=("counts",))
     table, line, _ = out["counts"]
