@@ -121,7 +121,8 @@ def test_nb_wald_matches_statsmodels_glm():
     z_ref = np.array([r.params[1] / r.bse[1] for r in ref])
     d_beta = np.abs(de.log2fc[0] * np.log(2) - beta_ref)
     d_z = np.abs(de.stat[0] - z_ref)
-    assert np.median(d_beta) < 0.005 and d_beta.max() < 0.03, (np.median(d_beta), d_beta.max())
+    assert np.median(d_beta) < 0.005, np.median(d_beta)
+    assert d_beta.max() < 0.03, d_beta.max()
     assert np.median(d_z / np.abs(z_ref)) < 0.01, np.median(d_z / np.abs(z_ref))
     assert (d_z <= 0.1 + 0.02 * np.abs(z_ref)).all(), np.max(d_z - 0.02 * np.abs(z_ref))
 
@@ -146,6 +147,75 @@ def test_null_pvalues_are_calibrated():
     de = FastNB(Expression(ad), high, low, FILTERED).test(slice(None))
     share = np.nanmean(de.pvalue < 0.05)
     assert 0.03 <= share <= 0.07, share
+
+
+@pytest.fixture(scope="module")
+def mixture_null():
+    """Null contrasts on cells that mix program-active and silent states, and pyDESeq2's fit of the first 3.
+
+    ``sl.datasets.toy`` (1,000 cells, 300 genes, 240 of them in 16 programs, each active in part of the
+    cells): 40 contrasts of 50 random high vs 500 random low cells (no expression difference).
+    """
+    adata = sl.datasets.toy(n_cells=1000, n_genes=300, genes_per_program=15, random_state=0)
+    gs = adata.uns["toy"]["gene_sets"]
+    program = adata.var_names.isin(gs.loc[gs["source"].str.startswith("program"), "target"])
+    rng = np.random.default_rng(0)
+    cells = [rng.permutation(adata.n_obs)[:550] for _ in range(40)]
+    fits = []
+    for c in cells[:3]:
+        y = np.rint(adata.layers["counts"][c].toarray()).astype(np.int64)
+        fits.append((y, deseq2_fit(y, 50, pd.Index(adata.var_names), independent_filter=False)))
+    return adata, program, cells, fits
+
+
+def test_wald_equals_pydeseq2_at_its_dispersions(mixture_null):
+    """With pyDESeq2's dispersions and size factors the fast Wald test gives pyDESeq2's p-values.
+
+    On these null contrasts pyDESeq2 puts 13-32 % of the program genes at ``p < 0.05`` (its dispersions
+    are too small for mixed genes, :func:`test_floored_dispersions_hold_the_null_on_mixtures`); the fast
+    test given the same dispersions and size factors puts the same share there (measured: 0.0-0.5
+    points apart). Its z differs by a median 0.013-0.017 (90th percentile 0.04-0.05, at most 0.15): the
+    16 size-factor bins and ``sum_i y_i / (1 + alpha m_i)`` from two sums (with one bin per cell the
+    median is still 0.007-0.015). The Wald step is not what makes the fast engine anti-conservative.
+    """
+    _, program, _, fits = mixture_null
+    for y, ds in fits:
+        s = ds.dds.obs["size_factors"].to_numpy()
+        bins, centres = size_bins(s)
+        high = np.arange(y.shape[0]) < 50
+        disp = ds.dds.var["dispersions"].to_numpy()[None]
+        de = nb_wald(*_groups(y, s, high, centres, bins), centres, disp, filtering=False)
+        ref = ds.results_df
+        ok = np.isfinite(ref["pvalue"].to_numpy())
+        share_ref = np.mean(ref["pvalue"].to_numpy()[ok & program] < 0.05)
+        share = np.mean(de.pvalue[0][ok & program] < 0.05)
+        assert share_ref > 0.1, share_ref
+        assert abs(share - share_ref) <= 0.01, (share, share_ref)
+        d_z = np.abs(de.stat[0][ok] - ref["stat"].to_numpy()[ok])
+        assert np.median(d_z) < 0.025, np.median(d_z)
+        assert np.quantile(d_z, 0.9) < 0.06, np.quantile(d_z, 0.9)
+
+
+@pytest.mark.parametrize(("estimator", "calibrated"), [("floored", True), ("moments", True), ("pydeseq2", False)])
+def test_floored_dispersions_hold_the_null_on_mixtures(mixture_null, estimator, calibrated):
+    """The engine's default dispersions keep the program genes of null contrasts at 5 % with ``p < 0.05``.
+
+    40 contrasts x 240 program genes (genes of one program move together, so a single contrast is far
+    too noisy). Measured (share at ``p < 0.05``): floored 0.043, moments 0.042, pyDESeq2's
+    estimator 0.19 (the other genes: 0.031, 0.018, 0.031).
+    """
+    adata, program, cells, _ = mixture_null
+    n, k = adata.n_obs, len(cells)
+    high = sparse.csc_matrix((np.ones(50 * k), (np.concatenate([c[:50] for c in cells]), np.repeat(range(k), 50))),
+                             shape=(n, k))  # fmt: skip
+    low = sparse.csc_matrix((np.ones(500 * k), (np.concatenate([c[50:] for c in cells]), np.repeat(range(k), 500))),
+                            shape=(n, k))  # fmt: skip
+    eng = FastNB(Expression(adata, layer="counts"), high, low, FILTERED)
+    groups = eng.groups(slice(None))
+    disp = nb_dispersions(*groups, eng.centres, eng.scan.hist, estimator=estimator)
+    p = nb_wald(*groups, eng.centres, disp, filtering=False).pvalue
+    share = np.nanmean(p[:, program] < 0.05)
+    assert (0.03 <= share <= 0.07) == calibrated, share
 
 
 def test_dispersions_leave_the_group_difference_out():
@@ -254,14 +324,16 @@ def agreement(adata, cols, ref):
 
 
 def agrees(rho, rho_hi, jac):
-    return rho >= 0.99 and rho_hi >= 0.99 and jac >= 0.75
+    return rho >= 0.995 and rho_hi >= 0.995 and jac >= 0.85
 
 
 def test_fast_agrees_with_pydeseq2_on_real_cells(immune_reference):
     """Real cells (immune559, 9,810 genes), the same high / low cells as pyDESeq2.
 
-    Measured: median Spearman 0.994 over all tested genes, 0.998 over base mean >= 0.5, Jaccard of the
-    genes at padj < 0.05 0.865 (the engine before issue 20, on 7 features: 0.800 / 0.912 / 0.206).
+    Measured: median Spearman 1.000 over all tested genes, 1.000 over base mean >= 0.5, Jaccard of the
+    genes at padj < 0.05 0.934 (pyDESeq2's estimator without the moment floor: 1.000 / 1.000 / 0.889;
+    moment dispersions: 0.994 / 0.998 / 0.865; the engine before issue 20, on 7 features: 0.800 / 0.912
+    / 0.206).
     """
     rho, rho_hi, jac = agreement(*immune_reference)
     assert agrees(rho, rho_hi, jac), (rho, rho_hi, jac)
@@ -299,9 +371,9 @@ BROKEN = {
 def test_wrong_models_fail_the_agreement(immune_reference, monkeypatch, variant):
     """Each of these wrong models passed the toy-data check before issue 20; the real-cell check rejects them.
 
-    Measured (median Spearman all / base mean >= 0.5 / Jaccard): weight 0.25 0.990 / 0.994 / 0.67; one
-    dispersion 0.989 / 0.989 / 0.56; x10 0.989 / 0.995 / 0.00; Welch 0.77 / 0.985 / 0.13; z halved
-    0.994 / 0.998 / 0.05.
+    Measured (median Spearman all / base mean >= 0.5 / Jaccard): weight 0.25 0.988 / 0.997 / 0.79; one
+    dispersion 0.980 / 0.987 / 0.04; x10 0.996 / 0.995 / 0.00; Welch 0.77 / 0.985 / 0.06; z halved
+    1.000 / 1.000 / 0.00.
     """
     target, make = BROKEN[variant]
     holder = _engines.fast if target.startswith("fast.") else _engines

@@ -66,6 +66,26 @@ def count_histogram(y: np.ndarray) -> np.ndarray:
     return out
 
 
+def moment_dispersions(high: Group, low: Group) -> np.ndarray:
+    """Gene-wise dispersions by pooled within-group moments of ``z = y / s`` (NaN for genes without counts).
+
+    Under the model ``Var(z_i) = mu_g / s_i + alpha mu_g^2`` within group ``g``, so ``alpha = (sum_g SS_g -
+    sum_g (n_g - 1) zbar_g mean_g(1/s)) / sum_g (n_g - 1) zbar_g^2`` with ``SS_g`` the within-group sum of
+    squares; clipped to ``[MIN_DISP, MAX_DISP]``.
+    """
+    num = np.zeros_like(high.z)
+    den = np.zeros_like(high.z)
+    for g in (high, low):
+        n = g.n[:, None].astype(float)
+        zbar = g.z / n
+        ss = np.maximum(g.z2 - n * zbar**2, 0.0)
+        num += ss - (n - 1) * zbar * g.inv_s[:, None]
+        den += (n - 1) * zbar**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(den > 0, num / den, np.nan)
+    return np.clip(alpha, MIN_DISP, MAX_DISP)
+
+
 def rough_dispersions(high: Group, low: Group) -> np.ndarray:
     """pyDESeq2's start of the gene-wise fit (``_fit_MoM_dispersions``), per contrast and gene (NaN: no counts).
 
@@ -351,20 +371,39 @@ def dispersion_trend(alpha: np.ndarray, mean: np.ndarray, *, n_iter: int = 20) -
     return np.clip(coef[:, :1] + coef[:, 1:] * x, MIN_DISP, MAX_DISP)
 
 
-def nb_dispersions(
-    high: Group, low: Group, centres: np.ndarray, hist: np.ndarray, *, weight: float | None = None
-) -> np.ndarray:
-    """Return per-contrast dispersions as pyDESeq2's: gene-wise MLE, trend, MAP, outliers kept.
+#: dispersion estimators of :func:`nb_dispersions`
+ESTIMATORS = ("floored", "pydeseq2", "moments")
 
-    1. gene-wise: :func:`mle_dispersions` (Cox-Reid adjusted NB maximum likelihood) from pyDESeq2's
+
+def _mad_prior(genewise: np.ndarray, trend: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pyDESeq2's spread of the log gene-wise values around the trend: MAD and prior variance (contrasts x 1).
+
+    The MAD of the log residuals of the genes >= ``100 MIN_DISP``; the prior variance is its square minus
+    ``trigamma((n - 2) / 2)`` for the contrast's ``n`` cells, at least 0.25.
+    """
+    resid = np.log(genewise) - np.log(trend)
+    resid = np.where(np.isfinite(resid) & (genewise >= 100 * MIN_DISP), resid, np.nan)
+    with warnings.catch_warnings():  # a contrast with no gene above the floor has no residuals: MAD 0 below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mad = 1.4826 * np.nanmedian(np.abs(resid - np.nanmedian(resid, axis=1, keepdims=True)), axis=1)
+    mad = np.nan_to_num(mad, nan=0.0)[:, None]
+    return mad, np.maximum(mad**2 - special.polygamma(1, np.maximum(n - 2, 1) / 2)[:, None], 0.25)
+
+
+def pydeseq2_dispersions(
+    high: Group, low: Group, centres: np.ndarray, hist: np.ndarray, *, weight: float | None = None
+) -> dict[str, np.ndarray]:
+    """pyDESeq2's dispersion steps for every contrast and gene: ``genewise``, ``trend``, ``mad``, ``map``, ``final``.
+
+    1. ``genewise``: :func:`mle_dispersions` (Cox-Reid adjusted NB maximum likelihood) from pyDESeq2's
        start, :func:`rough_dispersions`; a gene whose start is at ``MIN_DISP`` (e.g. counts of 0 and 1
        only, whose rough estimate is negative) keeps ``MIN_DISP``, as pyDESeq2's L-BFGS-B, whose
        gradient in ``log alpha`` vanishes there, does;
-    2. trend: :func:`dispersion_trend` of the gene-wise values against the contrast's mean of ``y / s``;
-    3. prior variance (per contrast, pyDESeq2's): the squared MAD of the log residuals from the trend
-       (genes >= ``100 MIN_DISP``) minus ``trigamma((n - 2) / 2)`` for the contrast's ``n`` cells, at least 0.25;
-    4. MAP: :func:`mle_dispersions` with the log-normal prior centred on the trend;
-    5. *dispersion outliers* (log gene-wise more than 2 MADs above the trend) keep their gene-wise value.
+    2. ``trend``: :func:`dispersion_trend` of the gene-wise values against the contrast's mean of ``y / s``;
+    3. ``mad`` and the prior variance (per contrast, :func:`_mad_prior`);
+    4. ``map``: :func:`mle_dispersions` with the log-normal prior centred on the trend;
+    5. ``final``: the MAP, except *dispersion outliers* (log gene-wise more than 2 MADs above the
+       trend), which keep their gene-wise value.
 
     ``weight`` replaces step 4 by a fixed weight ``w`` on the log gene-wise value, ``w log alpha + (1 - w)
     log trend`` (for ablations).
@@ -372,18 +411,77 @@ def nb_dispersions(
     start = rough_dispersions(high, low)
     genewise = np.where(start <= MIN_DISP, MIN_DISP, mle_dispersions(high, low, centres, hist, start))
     n = (high.n + low.n).astype(float)
-    mean = (high.z + low.z) / n[:, None]
-    trend = dispersion_trend(genewise, mean)
-    resid = np.log(genewise) - np.log(trend)
-    resid = np.where(np.isfinite(resid) & (genewise >= 100 * MIN_DISP), resid, np.nan)
-    with warnings.catch_warnings():  # a contrast with no gene above the floor has no residuals: MAD 0 below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mad = 1.4826 * np.nanmedian(np.abs(resid - np.nanmedian(resid, axis=1, keepdims=True)), axis=1)
-    mad = np.nan_to_num(mad, nan=0.0)[:, None]
-    prior_var = np.maximum(mad**2 - special.polygamma(1, np.maximum(n - 2, 1) / 2)[:, None], 0.25)
+    trend = dispersion_trend(genewise, (high.z + low.z) / n[:, None])
+    mad, prior_var = _mad_prior(genewise, trend, n)
     if weight is None:
         shrunk = mle_dispersions(high, low, centres, hist, trend, prior_mean=trend, prior_var=prior_var)
     else:
         shrunk = np.exp(weight * np.log(genewise) + (1 - weight) * np.log(trend))
-    outlier = np.log(genewise) > np.log(trend) + 2 * mad
-    return np.where(outlier, genewise, shrunk)
+    final = np.where(np.log(genewise) > np.log(trend) + 2 * mad, genewise, shrunk)
+    return {"genewise": genewise, "trend": trend, "mad": mad, "map": shrunk, "final": final}
+
+
+def shrunk_moment_dispersions(
+    high: Group, low: Group, centres: np.ndarray, *, weight: float | None = None
+) -> np.ndarray:
+    """Moments (:func:`moment_dispersions`) shrunk towards their trend by a normal approximation of DESeq2's MAP.
+
+    The log dispersion is the precision-weighted mean of the gene-wise and trend values, ``w = prior_var
+    / (prior_var + sampling_var)`` on the gene-wise value. ``prior_var`` (per contrast) is pyDESeq2's
+    (:func:`_mad_prior`). ``sampling_var`` is each gene's: the inverse Fisher information of its log
+    dispersion in the Gaussian approximation of the count variance, ``1 / sum_i (alpha m_i / (1 + alpha
+    m_i))^2 / 2`` over the contrast's cells (``m_i = s_i mu``, cells grouped in size-factor bins), which
+    tends to DESeq2's ``trigamma((n - 2) / 2) ~ 2 / n`` for well-expressed genes and grows for genes with
+    few counts. As DESeq2, *dispersion outliers* (log gene-wise estimate more than 2 MADs above the
+    trend) keep their gene-wise value. ``weight`` fixes ``w`` instead (for ablations).
+    """
+    genewise = moment_dispersions(high, low)
+    n = (high.n + low.n).astype(float)
+    trend = dispersion_trend(genewise, (high.z + low.z) / n[:, None])
+    mad, prior_var = _mad_prior(genewise, trend, n)
+    if weight is None:
+        info = np.zeros_like(genewise)
+        for g in (high, low):
+            mu = g.z / np.maximum(g.n, 1)[:, None]
+            for b, s in enumerate(centres):
+                am = genewise * s * mu
+                info += g.nbin[:, b : b + 1] * 0.5 * (am / (1.0 + am)) ** 2
+        with np.errstate(divide="ignore"):
+            w = prior_var / (prior_var + 1.0 / info)
+    else:
+        w = weight
+    shrunk = np.exp(w * np.log(genewise) + (1 - w) * np.log(trend))
+    return np.where(np.log(genewise) > np.log(trend) + 2 * mad, genewise, shrunk)
+
+
+def nb_dispersions(
+    high: Group,
+    low: Group,
+    centres: np.ndarray,
+    hist: np.ndarray,
+    *,
+    estimator: str = "floored",
+    weight: float | None = None,
+) -> np.ndarray:
+    """Return per-contrast dispersions (contrasts x genes) by one of :data:`ESTIMATORS`.
+
+    * ``"pydeseq2"``: pyDESeq2's (:func:`pydeseq2_dispersions`);
+    * ``"floored"``: pyDESeq2's, but never below the gene's pooled within-group moment estimate
+      (:func:`moment_dispersions`), the dispersion that makes the NB variance equal to the observed
+      variance within the groups. The Wald test of a group mean is right when the variance is right;
+      on cells that mix expressing and silent states (a program active in some cells) the NB
+      likelihood fits the shape, not the variance, and its estimate is too small;
+    * ``"moments"``: the moment estimates shrunk towards their trend (:func:`shrunk_moment_dispersions`,
+      sclens 0.x before the maximum likelihood; ``hist`` unused).
+
+    ``weight`` fixes the shrinkage weight on the log gene-wise value (for ablations).
+    """
+    if estimator == "moments":
+        return shrunk_moment_dispersions(high, low, centres, weight=weight)
+    final = pydeseq2_dispersions(high, low, centres, hist, weight=weight)["final"]
+    if estimator == "pydeseq2":
+        return final
+    if estimator == "floored":
+        return np.fmax(final, moment_dispersions(high, low))
+    msg = f"estimator must be one of {ESTIMATORS}, got {estimator!r}."
+    raise ValueError(msg)
