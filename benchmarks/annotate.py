@@ -225,6 +225,17 @@ TARGETS = {
 }
 
 
+#: the summary's metrics as keys of the estimators' table (``deseq2_agreement_variants``)
+SHORT = {
+    "Spearman all": "spearman_all",
+    "Spearman base mean>=0.5": "spearman_bm05",
+    "Jaccard padj<0.05": "jaccard_genes",
+    "Jaccard terms BH<0.05": "jaccard_terms",
+    "Jaccard terms BH<0.05, features with terms": "jaccard_terms_with_terms",
+    "Jaccard terms p<0.01": "jaccard_terms_p01",
+}
+
+
 def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT):
     """Fast engine vs pyDESeq2 on real cells: the same high / low cells, ``return_de`` of both engines.
 
@@ -253,7 +264,7 @@ def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT):
         finally:
             _engines.nb_dispersions = original
         per_feature, summary = agreement_table(adata, ref, gsm, local)
-        medians.append({"dispersions": variant, **{r["metric"]: r["median"] for r in summary}, "cpu_s": cpu})
+        medians.append({"dispersions": variant, **{SHORT[r["metric"]]: r["median"] for r in summary}, "cpu_s": cpu})
         print(medians[-1], flush=True)
         if k:
             continue
