@@ -33,7 +33,7 @@ from sclens.tl._annotation._dispersion import nb_dispersions, pydeseq2_dispersio
 
 def _pydeseq2_step(pick):
     def disp(high, low, centres, hist):
-        return pick(pydeseq2_dispersions(high, low, centres, hist), high, low, centres)
+        return pick(pydeseq2_dispersions(high, low, centres, hist))
 
     return disp
 
@@ -43,14 +43,14 @@ VARIANTS = {
     "floored (default)": functools.partial(nb_dispersions, estimator="floored"),
     "moments, MAP weight": functools.partial(nb_dispersions, estimator="moments"),
     "pyDESeq2": functools.partial(nb_dispersions, estimator="pydeseq2"),
-    "gene-wise MLE": _pydeseq2_step(lambda d, *_: d["genewise"]),
-    "max(MLE, MAP)": _pydeseq2_step(lambda d, *_: np.fmax(d["genewise"], d["final"])),
+    "gene-wise MLE": _pydeseq2_step(lambda d: d["genewise"]),
+    "max(MLE, MAP)": _pydeseq2_step(lambda d: np.fmax(d["genewise"], d["final"])),
     "outliers at 1 MAD": _pydeseq2_step(
-        lambda d, *_: np.where(np.log(d["genewise"]) > np.log(d["trend"]) + d["mad"], d["genewise"], d["map"])
+        lambda d: np.where(np.log(d["genewise"]) > np.log(d["trend"]) + d["mad"], d["genewise"], d["map"])
     ),
-    "floored by shrunk moments": _pydeseq2_step(
-        lambda d, high, low, centres: np.fmax(d["final"], shrunk_moment_dispersions(high, low, centres))
-    ),
+    "floored by shrunk moments": lambda high, low, centres, hist: pydeseq2_dispersions(
+        high, low, centres, hist, floor=shrunk_moment_dispersions(high, low, centres)
+    )["final"],
 }
 
 

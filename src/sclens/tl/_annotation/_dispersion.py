@@ -124,6 +124,7 @@ def mle_dispersions(
     *,
     prior_mean: np.ndarray | None = None,
     prior_var: np.ndarray | None = None,
+    skip: np.ndarray | None = None,
 ) -> np.ndarray:
     """pyDESeq2's NB maximum-likelihood dispersions (``fit_alpha_mle``), per contrast and gene.
 
@@ -137,7 +138,8 @@ def mle_dispersions(
     counts below ``EXACT``; above, its derivative ``sum_i digamma(y_i + 1/alpha)`` is taken per log2 tail bin
     at the bin's mean count with the second-order term of its variance (0.01 % off); ``sum_i y_i
     f(s_i)`` is taken from the sums of ``y`` and ``y / s`` as in :func:`~sclens.tl._annotation._de_fast.group_means`.
-    Safeguarded Newton steps from ``start`` to the minimum; NaN for genes without counts.
+    Safeguarded Newton steps from ``start`` to the minimum; NaN for genes without counts and where
+    ``skip`` (contrasts x genes, bool) is set.
     """
     shape = high.y.shape
     out = np.full(shape, np.nan)
@@ -148,9 +150,10 @@ def mle_dispersions(
     sums = np.stack([high.y, high.z, low.y, low.z]).astype(np.float64)
     nbins = [np.asarray(g.nbin, dtype=np.float64) for g in (high, low)]
     t_start = np.log(np.clip(np.nan_to_num(start, nan=0.1), MIN_DISP, np.exp(bound)))
+    fit = np.ones(shape, dtype=np.bool_) if skip is None else ~np.broadcast_to(skip, shape)
     _mle()(
         np.ascontiguousarray(hist), sums, *nbins, np.asarray(centres, dtype=np.float64), t_start, t0, pv[:, 0],
-        bound[:, 0], has_prior, TAIL.size, out,
+        bound[:, 0], has_prior, TAIL.size, np.ascontiguousarray(fit), out,
     )  # fmt: skip
     return out
 
@@ -307,7 +310,7 @@ def _mle():
         return above, tail_n, tail_y, tail_v
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(hist, sums, nbh, nbl, centres, start, t0, pv, bound, has_prior, n_tail, out):  # pragma: no cover
+    def kernel(hist, sums, nbh, nbl, centres, start, t0, pv, bound, has_prior, n_tail, fit, out):  # pragma: no cover
         for c in range(sums.shape[1]):
             n_k, c_k, coef, grp_k = layout(nbh[c], nbl[c], centres)
             n_grp = np.zeros(2)
@@ -315,7 +318,7 @@ def _mle():
                 n_grp[grp_k[k]] += n_k[k]
             m_k, yh_k = np.empty(n_k.size), np.empty(n_k.size)
             for j in range(sums.shape[2]):
-                if sums[0, c, j] + sums[2, c, j] <= 0:
+                if sums[0, c, j] + sums[2, c, j] <= 0 or not fit[c, j]:
                     continue
                 for k in range(n_k.size):  # pyDESeq2's means for its dispersions: max(s_i zbar_g, MIN_MU)
                     gi = grp_k[k]
@@ -391,7 +394,13 @@ def _mad_prior(genewise: np.ndarray, trend: np.ndarray, n: np.ndarray) -> tuple[
 
 
 def pydeseq2_dispersions(
-    high: Group, low: Group, centres: np.ndarray, hist: np.ndarray, *, weight: float | None = None
+    high: Group,
+    low: Group,
+    centres: np.ndarray,
+    hist: np.ndarray,
+    *,
+    floor: np.ndarray | None = None,
+    weight: float | None = None,
 ) -> dict[str, np.ndarray]:
     """pyDESeq2's dispersion steps for every contrast and gene: ``genewise``, ``trend``, ``mad``, ``map``, ``final``.
 
@@ -403,21 +412,28 @@ def pydeseq2_dispersions(
     3. ``mad`` and the prior variance (per contrast, :func:`_mad_prior`);
     4. ``map``: :func:`mle_dispersions` with the log-normal prior centred on the trend;
     5. ``final``: the MAP, except *dispersion outliers* (log gene-wise more than 2 MADs above the
-       trend), which keep their gene-wise value.
+       trend), which keep their gene-wise value; with ``floor`` (contrasts x genes), at least ``floor``.
+       The MAP lies between the gene-wise value and the trend, so it is not fitted (NaN in ``map``)
+       where the floor is above both.
 
     ``weight`` replaces step 4 by a fixed weight ``w`` on the log gene-wise value, ``w log alpha + (1 - w)
     log trend`` (for ablations).
     """
     start = rough_dispersions(high, low)
-    genewise = np.where(start <= MIN_DISP, MIN_DISP, mle_dispersions(high, low, centres, hist, start))
+    at_floor = start <= MIN_DISP
+    genewise = np.where(at_floor, MIN_DISP, mle_dispersions(high, low, centres, hist, start, skip=at_floor))
     n = (high.n + low.n).astype(float)
     trend = dispersion_trend(genewise, (high.z + low.z) / n[:, None])
     mad, prior_var = _mad_prior(genewise, trend, n)
     if weight is None:
-        shrunk = mle_dispersions(high, low, centres, hist, trend, prior_mean=trend, prior_var=prior_var)
+        # a gene left at MIN_DISP has no fitted optimum: its MAP is always fitted
+        skip = None if floor is None else ~at_floor & (floor >= np.maximum(genewise, trend))
+        shrunk = mle_dispersions(high, low, centres, hist, trend, prior_mean=trend, prior_var=prior_var, skip=skip)
     else:
         shrunk = np.exp(weight * np.log(genewise) + (1 - weight) * np.log(trend))
     final = np.where(np.log(genewise) > np.log(trend) + 2 * mad, genewise, shrunk)
+    if floor is not None:
+        final = np.fmax(final, floor)
     return {"genewise": genewise, "trend": trend, "mad": mad, "map": shrunk, "final": final}
 
 
@@ -478,10 +494,11 @@ def nb_dispersions(
     """
     if estimator == "moments":
         return shrunk_moment_dispersions(high, low, centres, weight=weight)
-    final = pydeseq2_dispersions(high, low, centres, hist, weight=weight)["final"]
     if estimator == "pydeseq2":
-        return final
+        return pydeseq2_dispersions(high, low, centres, hist, weight=weight)["final"]
     if estimator == "floored":
-        return np.fmax(final, moment_dispersions(high, low))
+        return pydeseq2_dispersions(high, low, centres, hist, floor=moment_dispersions(high, low), weight=weight)[
+            "final"
+        ]
     msg = f"estimator must be one of {ESTIMATORS}, got {estimator!r}."
     raise ValueError(msg)
