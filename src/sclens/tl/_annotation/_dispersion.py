@@ -1,10 +1,13 @@
-"""Per-contrast negative-binomial dispersions: pyDESeq2's gene-wise MLE, trend and MAP, for all contrasts at once.
+"""Per-contrast negative-binomial dispersions: pyDESeq2's gene-wise MLE, trend and MAP, floored at the moments.
 
 Every contrast (one SAE feature's high vs low cells) gets its own gene dispersions, estimated on its
 own cells with the two-group design, so that the difference between the groups (a cell-type marker
 between a feature's cells and the others) is not counted as noise. Everything is vectorised over
 contrasts (rows) and genes (columns); the inputs are group sums and a histogram of the counts of each
 contrast's cells, from one pass over the counts (:meth:`sclens.tl._annotation._de.Expression.scan`).
+The default (:func:`nb_dispersions`) keeps every dispersion at least at the gene's pooled within-group
+moment estimate, so that the model's variance is never below the variance observed within the groups
+(``docs/differential_expression.md``).
 """
 
 from __future__ import annotations
@@ -488,7 +491,7 @@ def nb_dispersions(
       on cells that mix expressing and silent states (a program active in some cells) the NB
       likelihood fits the shape, not the variance, and its estimate is too small;
     * ``"moments"``: the moment estimates shrunk towards their trend (:func:`shrunk_moment_dispersions`,
-      sclens 0.x before the maximum likelihood; ``hist`` unused).
+      the engine's estimator before the maximum likelihood; ``hist`` unused).
 
     ``weight`` fixes the shrinkage weight on the log gene-wise value (for ablations).
     """
