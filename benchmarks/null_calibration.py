@@ -28,7 +28,12 @@ from scipy import sparse, stats
 
 import sclens as sl
 from sclens.tl._annotation import _engines
-from sclens.tl._annotation._dispersion import nb_dispersions, pydeseq2_dispersions, shrunk_moment_dispersions
+from sclens.tl._annotation._dispersion import (
+    moment_dispersions,
+    nb_dispersions,
+    pydeseq2_dispersions,
+    shrunk_moment_dispersions,
+)
 
 
 def _pydeseq2_step(pick):
@@ -48,6 +53,9 @@ VARIANTS = {
     "outliers at 1 MAD": _pydeseq2_step(
         lambda d: np.where(np.log(d["genewise"]) > np.log(d["trend"]) + d["mad"], d["genewise"], d["map"])
     ),
+    "floored, min_mu 1e-6": lambda high, low, centres, hist: pydeseq2_dispersions(
+        high, low, centres, hist, floor=moment_dispersions(high, low), min_mu=1e-6
+    )["final"],
     "floored by shrunk moments": lambda high, low, centres, hist: pydeseq2_dispersions(
         high, low, centres, hist, floor=shrunk_moment_dispersions(high, low, centres)
     )["final"],

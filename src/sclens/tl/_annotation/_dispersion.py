@@ -128,6 +128,7 @@ def mle_dispersions(
     prior_mean: np.ndarray | None = None,
     prior_var: np.ndarray | None = None,
     skip: np.ndarray | None = None,
+    min_mu: float = MIN_MU,
 ) -> np.ndarray:
     """pyDESeq2's NB maximum-likelihood dispersions (``fit_alpha_mle``), per contrast and gene.
 
@@ -142,7 +143,8 @@ def mle_dispersions(
     at the bin's mean count with the second-order term of its variance (0.01 % off); ``sum_i y_i
     f(s_i)`` is taken from the sums of ``y`` and ``y / s`` as in :func:`~sclens.tl._annotation._de_fast.group_means`.
     Safeguarded Newton steps from ``start`` to the minimum; NaN for genes without counts and where
-    ``skip`` (contrasts x genes, bool) is set.
+    ``skip`` (contrasts x genes, bool) is set. ``min_mu``: the floor on the means (pyDESeq2's default;
+    DESeq2 recommends ``1e-6`` for single cells).
     """
     shape = high.y.shape
     out = np.full(shape, np.nan)
@@ -156,7 +158,7 @@ def mle_dispersions(
     fit = np.ones(shape, dtype=np.bool_) if skip is None else ~np.broadcast_to(skip, shape)
     _mle()(
         np.ascontiguousarray(hist), sums, *nbins, np.asarray(centres, dtype=np.float64), t_start, t0, pv[:, 0],
-        bound[:, 0], has_prior, TAIL.size, np.ascontiguousarray(fit), out,
+        bound[:, 0], has_prior, TAIL.size, np.ascontiguousarray(fit), float(min_mu), out,
     )  # fmt: skip
     return out
 
@@ -313,7 +315,7 @@ def _mle():
         return above, tail_n, tail_y, tail_v
 
     @numba.njit(cache=True, nogil=True)
-    def kernel(hist, sums, nbh, nbl, centres, start, t0, pv, bound, has_prior, n_tail, fit, out):  # pragma: no cover
+    def kernel(hist, sums, nbh, nbl, centres, start, t0, pv, bound, prior, n_tail, fit, mu0, out):  # pragma: no cover
         for c in range(sums.shape[1]):
             n_k, c_k, coef, grp_k = layout(nbh[c], nbl[c], centres)
             n_grp = np.zeros(2)
@@ -325,13 +327,13 @@ def _mle():
                     continue
                 for k in range(n_k.size):  # pyDESeq2's means for its dispersions: max(s_i zbar_g, MIN_MU)
                     gi = grp_k[k]
-                    m_k[k] = max(c_k[k] * sums[2 * gi + 1, c, j] / n_grp[gi], 0.5)
+                    m_k[k] = max(c_k[k] * sums[2 * gi + 1, c, j] / n_grp[gi], mu0)
                     yh_k[k] = coef[k, 0] * sums[2 * gi, c, j] + coef[k, 1] * sums[2 * gi + 1, c, j]
                 gene, bins = gene_hist(hist[c, j], n_tail), (n_k, m_k, yh_k, grp_k)
                 lo, hi = np.log(1e-8), bound[c]
                 t = min(max(start[c, j], lo), hi)
                 for _ in range(60):  # Newton, bracketed by the sign of the derivative
-                    ft, ftt = derivs(t, gene, bins, has_prior, t0[c, j], pv[c])
+                    ft, ftt = derivs(t, gene, bins, prior, t0[c, j], pv[c])
                     lo, hi = (lo, t) if ft > 0 else (t, hi)
                     new = t - ft / ftt if ftt > 0 else 0.5 * (lo + hi)
                     new = new if lo <= new <= hi else 0.5 * (lo + hi)
@@ -404,6 +406,7 @@ def pydeseq2_dispersions(
     *,
     floor: np.ndarray | None = None,
     weight: float | None = None,
+    min_mu: float = MIN_MU,
 ) -> dict[str, np.ndarray]:
     """pyDESeq2's dispersion steps for every contrast and gene: ``genewise``, ``trend``, ``mad``, ``map``, ``final``.
 
@@ -420,18 +423,22 @@ def pydeseq2_dispersions(
        where the floor is above both.
 
     ``weight`` replaces step 4 by a fixed weight ``w`` on the log gene-wise value, ``w log alpha + (1 - w)
-    log trend`` (for ablations).
+    log trend`` (for ablations); ``min_mu``: the floor on the means of steps 1-4 (:func:`mle_dispersions`).
     """
     start = rough_dispersions(high, low)
     at_floor = start <= MIN_DISP
-    genewise = np.where(at_floor, MIN_DISP, mle_dispersions(high, low, centres, hist, start, skip=at_floor))
+    genewise = np.where(
+        at_floor, MIN_DISP, mle_dispersions(high, low, centres, hist, start, skip=at_floor, min_mu=min_mu)
+    )
     n = (high.n + low.n).astype(float)
     trend = dispersion_trend(genewise, (high.z + low.z) / n[:, None])
     mad, prior_var = _mad_prior(genewise, trend, n)
     if weight is None:
         # a gene left at MIN_DISP has no fitted optimum: its MAP is always fitted
         skip = None if floor is None else ~at_floor & (floor >= np.maximum(genewise, trend))
-        shrunk = mle_dispersions(high, low, centres, hist, trend, prior_mean=trend, prior_var=prior_var, skip=skip)
+        shrunk = mle_dispersions(
+            high, low, centres, hist, trend, prior_mean=trend, prior_var=prior_var, skip=skip, min_mu=min_mu
+        )
     else:
         shrunk = np.exp(weight * np.log(genewise) + (1 - weight) * np.log(trend))
     final = np.where(np.log(genewise) > np.log(trend) + 2 * mad, genewise, shrunk)
