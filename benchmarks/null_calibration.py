@@ -53,10 +53,10 @@ VARIANTS = {
     "outliers at 1 MAD": _pydeseq2_step(
         lambda d: np.where(np.log(d["genewise"]) > np.log(d["trend"]) + d["mad"], d["genewise"], d["map"])
     ),
-    "floored, min_mu 1e-6": lambda high, low, centres, hist: pydeseq2_dispersions(
-        high, low, centres, hist, floor=moment_dispersions(high, low), min_mu=1e-6
+    "floored, min_mu 0.5": lambda high, low, centres, hist: pydeseq2_dispersions(
+        high, low, centres, hist, floor=moment_dispersions(high, low)
     )["final"],
-    "floored by shrunk moments": lambda high, low, centres, hist: pydeseq2_dispersions(
+    "shrunk-moment floor, min_mu 0.5": lambda high, low, centres, hist: pydeseq2_dispersions(
         high, low, centres, hist, floor=shrunk_moment_dispersions(high, low, centres)
     )["final"],
 }

@@ -21,6 +21,7 @@ from scipy import special
 
 MIN_DISP, MAX_DISP = 1e-8, 10.0
 MIN_MU = 0.5  # pyDESeq2's floor on the fitted means (``min_mu``)
+SC_MIN_MU = 1e-6  # DESeq2's recommended ``minmu`` for single cells: the default estimator's floor on the means
 #: counts 1 .. EXACT - 1 are counted exactly per contrast and gene, larger ones in the log2 bins starting at TAIL
 EXACT = 8
 TAIL = np.array([8, 16, 32, 64, 128, 256], dtype=np.float64)
@@ -492,11 +493,14 @@ def nb_dispersions(
     """Return per-contrast dispersions (contrasts x genes) by one of :data:`ESTIMATORS`.
 
     * ``"pydeseq2"``: pyDESeq2's (:func:`pydeseq2_dispersions`);
-    * ``"floored"``: pyDESeq2's, but never below the gene's pooled within-group moment estimate
+    * ``"floored"``: pyDESeq2's steps with DESeq2's single-cell floor on the means (``min_mu =
+      SC_MIN_MU``), never below the gene's pooled within-group moment estimate
       (:func:`moment_dispersions`), the dispersion that makes the NB variance equal to the observed
       variance within the groups. The Wald test of a group mean is right when the variance is right;
       on cells that mix expressing and silent states (a program active in some cells) the NB
-      likelihood fits the shape, not the variance, and its estimate is too small;
+      likelihood fits the shape, not the variance, and its estimate is too small. pyDESeq2's floor
+      of 0.5 gives a gene nearly silent in one group (a marker of a small population) a huge
+      dispersion;
     * ``"moments"``: the moment estimates shrunk towards their trend (:func:`shrunk_moment_dispersions`,
       the engine's estimator before the maximum likelihood; ``hist`` unused).
 
@@ -507,8 +511,7 @@ def nb_dispersions(
     if estimator == "pydeseq2":
         return pydeseq2_dispersions(high, low, centres, hist, weight=weight)["final"]
     if estimator == "floored":
-        return pydeseq2_dispersions(high, low, centres, hist, floor=moment_dispersions(high, low), weight=weight)[
-            "final"
-        ]
+        floor = moment_dispersions(high, low)
+        return pydeseq2_dispersions(high, low, centres, hist, floor=floor, weight=weight, min_mu=SC_MIN_MU)["final"]
     msg = f"estimator must be one of {ESTIMATORS}, got {estimator!r}."
     raise ValueError(msg)
