@@ -42,8 +42,9 @@ def test_default_thresholds_meet_null_target():
     annotated, >= 95 % of the planted programs are.
 
     Measured: 1 of 200 (0 of 240 over three other seeds, ``benchmarks/null_calibration.py``), 16 of 16
-    planted; pyDESeq2's dispersions without the moment floor (``estimator="pydeseq2"``): 76 of 200. With the earlier fixed dispersion shrinkage (weight 0.25 on the gene-wise estimate) 12 of 240
-    were (10 % of 48 in the ``nulled`` seed): the shrunk dispersions of a program's genes made a random set
+    planted; pyDESeq2's dispersions without the moment floor (``estimator="pydeseq2"``): 76 of 200.
+    With the earlier fixed dispersion shrinkage (weight 0.25 on the gene-wise estimate) 12 of 240 were
+    (10 % of 48 in the ``nulled`` seed): the shrunk dispersions of a program's genes made a random set
     of 20 high cells with a few more of the program's cells look up-regulated in all of them.
     """
     adata = planted_and_random(200, seed=1)
