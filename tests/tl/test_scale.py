@@ -271,3 +271,29 @@ def test_group_sums_and_activations_freed_before_the_table(toy_annot_copy, monke
     sl.tl.annotate_features(adata, gene_sets=gs, layer="counts", features=[0, 1, 2])
     assert len(adata.uns["sae_go"]["results"]) > 0
     assert alive == {"sums at the table": False, "activations at the contrasts": False}
+
+
+def test_count_histogram_of_chunks_equals_dense():
+    """The count histogram of each contrast's cells: the in-process kernel, the dask task's sparse products and
+    :func:`count_histogram` of the dense counts agree (counts 1-300: exact columns and every tail bin)."""
+    from scipy import sparse
+
+    from sclens.tl._annotation._chunks import block_stats, local_stats
+    from sclens.tl._annotation._dispersion import N_HIST, count_histogram
+
+    rng = np.random.default_rng(0)
+    y = sparse.random(80, 30, density=0.4, format="csr", random_state=1, data_rvs=lambda n: rng.integers(1, 300, n))
+    y.data = np.where(rng.random(y.nnz) < 0.6, rng.integers(1, 9, y.nnz), y.data).astype(np.float64)
+    cells = [np.sort(rng.choice(80, 25, replace=False)) for _ in range(4)]
+    high = sparse.csc_matrix((np.ones(40), (np.concatenate([c[:10] for c in cells]), np.repeat(range(4), 10))),
+                             shape=(80, 4)).T.tocsc()  # fmt: skip
+    low = sparse.csc_matrix((np.ones(60), (np.concatenate([c[10:] for c in cells]), np.repeat(range(4), 15))),
+                            shape=(80, 4)).T.tocsc()  # fmt: skip
+    got = np.zeros((4, 30, N_HIST), dtype=np.float32)
+    local_stats(y, [high, low], [np.zeros((3, 4, 30)), np.zeros((3, 4, 30))], log_means=None, hist=got)
+    dask_part = block_stats(y, [high, low], log_means=None, hist=True)["hist"]
+    for k, c in enumerate(cells):
+        want = count_histogram(y[c].toarray())
+        np.testing.assert_allclose(got[k], want, rtol=1e-6)
+        np.testing.assert_allclose(dask_part[k], want, rtol=1e-6)
+    assert (got[..., N_HIST - 3] > 0).any()  # the last tail bin (>= 256) is filled

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from ._dispersion import EXACT, N_HIST, hist_codes
+
 CHUNK = 4096
 #: dask chunks computed at a time without a distributed client (each returns contrasts x genes sums)
 DASK_BATCH = 4
@@ -160,14 +162,23 @@ def _values(y: sparse.csr_matrix, log_means: np.ndarray | None) -> tuple[sparse.
     return y, sf, np.vstack([y.data, z, z * z])
 
 
-def block_stats(y: Any, members: list[sparse.csc_matrix], *, log_means: np.ndarray | None, where: str | None = None):
+def block_stats(
+    y: Any,
+    members: list[sparse.csc_matrix],
+    *,
+    log_means: np.ndarray | None,
+    where: str | None = None,
+    hist: bool = False,
+):
     """Partial sums of one chunk of cells ``y`` (cells x genes; a dask task for dask input).
 
     ``members``: each membership matrix's columns for these cells (contrasts x cells). Returns the
     cells' raw size factors ``sf`` (:func:`size_factors`) and per membership ``prods[j]`` (``None`` when
     no cell of the chunk is a member): the sums of ``y``, ``y / sf`` and ``(y / sf)^2`` over each
     contrast's cells (3 arrays, contrasts x genes). ``where`` set: ``y`` is read here and checked to hold
-    counts (out-of-core chunks).
+    counts (out-of-core chunks). ``hist``: also ``hist``, the histogram of the counts over each
+    contrast's cells of all memberships together (contrasts x genes x ``N_HIST``, see
+    :func:`~sclens.tl._annotation._dispersion.hist_codes`).
     """
     y = as_csr(y)
     if where is not None:
@@ -175,11 +186,28 @@ def block_stats(y: Any, members: list[sparse.csc_matrix], *, log_means: np.ndarr
     y, sf, vals = _values(y, log_means)
     ys = [sparse.csr_matrix((v, y.indices, y.indptr), shape=y.shape) for v in vals]
     prods = [[b.tocsr() @ r for r in ys] if b.nnz else None for b in members]
-    return {"sf": sf, "prods": prods}
+    out = {"sf": sf, "prods": prods}
+    if hist:
+        codes = hist_codes(y.data)
+        cols = [np.where(codes == h, 1.0, 0.0) for h in range(N_HIST)]
+        for h in range(EXACT, N_HIST, 3):  # the sums of counts and squares after each tail bin's cell column
+            cols[h] = np.where(codes == h - 1, np.rint(y.data), 0.0)
+            cols[h + 1] = cols[h] ** 2
+        parts = np.zeros((N_HIST, members[0].shape[0], y.shape[1]), dtype=np.float32)
+        for b in (b.tocsr() for b in members if b.nnz):
+            for h, v in enumerate(cols):
+                add_into(parts[h], b @ sparse.csr_matrix((v, y.indices, y.indptr), shape=y.shape))
+        out["hist"] = np.ascontiguousarray(np.moveaxis(parts, 0, -1))
+    return out
 
 
 def local_stats(
-    y: sparse.csr_matrix, members: list[sparse.csc_matrix], acc: list[np.ndarray], *, log_means: np.ndarray | None
+    y: sparse.csr_matrix,
+    members: list[sparse.csc_matrix],
+    acc: list[np.ndarray],
+    *,
+    log_means: np.ndarray | None,
+    hist: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`block_stats` of a CSR chunk read in this process, its group sums added straight into ``acc``.
 
@@ -187,12 +215,16 @@ def local_stats(
     ``prods``. No per-chunk product is formed: at atlas scale a chunk's product with the high cells is
     nearly dense (every feature has some high cells in every chunk), so forming it sparse and then
     adding it costs more than adding each stored count once per membership (:func:`_group_sums`).
+    ``hist`` (contrasts x genes x ``N_HIST``): the count histogram, added into as well (:func:`_group_hist`).
     """
     y, sf, inv = _scaled(y, log_means)
+    codes = hist_codes(y.data) if hist is not None else None
     for out, m in zip(acc, members, strict=True):
         if m.nnz:
             m = m.tocsr()  # features x chunk cells
             _group_sums()(out, m.indptr, m.indices, m.data, y.indptr, y.indices, y.data, inv)
+            if hist is not None:
+                _group_hist()(hist, m.indptr, m.indices, y.indptr, y.indices, codes, y.data)
     return {"sf": sf}
 
 
@@ -218,6 +250,32 @@ def _group_sums():
                     o0[g] += a * v
                     o1[g] += a * z
                     o2[g] += a * (z * z)
+
+    return kernel
+
+
+@functools.cache
+def _group_hist():
+    """Return the kernel adding every member cell's counts into the histogram ``out[f, g, code]``, compiled by numba."""
+    import numba
+
+    tail = EXACT - 1
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel(out, m_ptr, m_idx, y_ptr, y_idx, codes, y):  # pragma: no cover - compiled
+        for f in range(m_ptr.size - 1):
+            o = out[f]
+            for jj in range(m_ptr[f], m_ptr[f + 1]):
+                c = m_idx[jj]
+                for ii in range(y_ptr[c], y_ptr[c + 1]):
+                    g, k = y_idx[ii], codes[ii]
+                    if k < 0:  # rounds to 0
+                        continue
+                    o[g, k] += 1.0
+                    if k >= tail:
+                        v = np.rint(y[ii])
+                        o[g, k + 1] += v
+                        o[g, k + 2] += v * v
 
     return kernel
 

@@ -14,6 +14,7 @@ from scipy import sparse
 
 from ..._utils import get_layer, progress
 from ._chunks import CHUNK, Rows, add_prods, as_csr, block_stats, dask_block_stats, is_dask, local_stats
+from ._dispersion import N_HIST
 from ._predicted import predictor
 
 if TYPE_CHECKING:
@@ -29,13 +30,16 @@ class Scan:
     """One pass over the expression.
 
     ``size_factors`` (cells, geometric mean 1), and per membership matrix (cells x k) the k x genes
-    group sums of raw expression ``y`` (``sums``), of ``z = y / s`` (``zsums``) and of ``z^2`` (``z2sums``).
+    group sums of raw expression ``y`` (``sums``), of ``z = y / s`` (``zsums``) and of ``z^2`` (``z2sums``);
+    ``hist``: ``None``, or the histogram of the counts over each contrast's cells of all memberships
+    (k x genes x ``N_HIST`` float32, :func:`~sclens.tl._annotation._dispersion.hist_codes`).
     """
 
     size_factors: np.ndarray
     sums: list[np.ndarray]
     zsums: list[np.ndarray]
     z2sums: list[np.ndarray]
+    hist: np.ndarray | None = None
 
 
 class Expression:
@@ -100,42 +104,55 @@ class Expression:
             n_read += idx.size
         return total / n_read
 
-    def _block_stats(self, mats: list[sparse.csc_matrix], acc: list[np.ndarray], log_means: np.ndarray | None):
-        """``(start, stop, block_stats)`` of every chunk of cells, its group sums added into ``acc``.
+    def _block_stats(
+        self,
+        mats: list[sparse.csc_matrix],
+        acc: list[np.ndarray],
+        log_means: np.ndarray | None,
+        hist: np.ndarray | None,
+    ):
+        """``(start, stop, block_stats)`` of every chunk of cells, its group sums added into ``acc`` (and ``hist``).
 
         Dask chunks are dask tasks returning their products; sparse chunks read here are added
         straight into ``acc`` (:func:`~sclens.tl._annotation._chunks.local_stats`).
         """
+        want = hist is not None
         if self.model is None and is_dask(self.rows.x):
-            for start, stop, part in dask_block_stats(self.rows, mats, log_means=log_means):
+            for start, stop, part in dask_block_stats(self.rows, mats, log_means=log_means, hist=want):
                 add_prods(acc, part["prods"])
+                if want:
+                    hist += part["hist"]
                 yield start, stop, part
             return
         for idx, y in self.chunks():
             start, stop = int(idx[0]), int(idx[-1]) + 1  # chunks of all cells are contiguous
             sub = [m[:, start:stop] for m in mats]
             if sparse.issparse(y):
-                yield start, stop, local_stats(y, sub, acc, log_means=log_means)
+                yield start, stop, local_stats(y, sub, acc, log_means=log_means, hist=hist)
                 continue
-            part = block_stats(y, sub, log_means=log_means)
+            part = block_stats(y, sub, log_means=log_means, hist=want)
             add_prods(acc, part["prods"])
+            if want:
+                hist += part["hist"]
             yield start, stop, part
 
-    def scan(self, memberships: list[sparse.spmatrix], *, size_factors: str = "poscounts") -> Scan:
+    def scan(self, memberships: list[sparse.spmatrix], *, size_factors: str = "poscounts", hist: bool = False) -> Scan:
         """Size factors and the group sums of ``y``, ``y / s`` and ``(y / s)^2`` of each membership (cells x k).
 
         One pass over the cells (``size_factors="poscounts"`` first reads :meth:`log_means` on a sample).
         ``size_factors``: ``"poscounts"`` (DESeq2's median of ratios to the genes' mean log counts, no
         composition effect) or ``"library"`` (library sizes, the published tool's normalisation). Either
-        is scaled to geometric mean 1 over all cells.
+        is scaled to geometric mean 1 over all cells. ``hist``: also the histogram of the counts over
+        each contrast's cells (:attr:`Scan.hist`; the memberships' columns are the same contrasts).
         """
         n_genes, n = len(self.var_names), self.n_obs
         log_means = self.log_means() if size_factors == "poscounts" else None
         mats = [sparse.csc_matrix(m.T, dtype=np.float64) for m in memberships]  # k x cells
         sf = np.zeros(n)
         acc = [np.zeros((3, m.shape[0], n_genes)) for m in mats]
+        counts = np.zeros((mats[0].shape[0], n_genes, N_HIST), dtype=np.float32) if hist else None
         n_chunks = int(np.ceil(n / CHUNK))
-        parts = self._block_stats(mats, acc, log_means)
+        parts = self._block_stats(mats, acc, log_means, counts)
         for start, stop, part in progress(parts, total=n_chunks, desc="expression"):
             sf[start:stop] = part["sf"]
         if (sf <= 0).any():
@@ -149,4 +166,4 @@ class Expression:
         for a in acc:  # in place: each is 3 x features x genes; z = y / (sf / gm)
             a[1] *= gm
             a[2] *= gm**2
-        return Scan(sf / gm, [a[0] for a in acc], [a[1] for a in acc], [a[2] for a in acc])
+        return Scan(sf / gm, [a[0] for a in acc], [a[1] for a in acc], [a[2] for a in acc], counts)
