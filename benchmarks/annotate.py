@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from _results import save
 from anndata import AnnData
-from null_calibration import VARIANTS
+from null_calibration import VARIANTS, patch
 from scipy import sparse, stats
 
 import sclens as sl
@@ -255,11 +255,11 @@ def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT):
                             **AGREEMENT_KW)  # fmt: skip
     for k, variant in enumerate(variants):
         original = _engines.nb_dispersions
-        _engines.nb_dispersions = VARIANTS[variant]
+        _engines.nb_dispersions, dispersions = patch(variant)
         try:
             cpu0, t0 = time.process_time(), time.perf_counter()
             sl.tl.annotate_features(adata, gene_sets=go, layer="counts", features=feats, return_de=feats,
-                                    key_added="fast", **AGREEMENT_KW)  # fmt: skip
+                                    key_added="fast", dispersions=dispersions, **AGREEMENT_KW)  # fmt: skip
             seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         finally:
             _engines.nb_dispersions = original

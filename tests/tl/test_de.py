@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from sclens.tl._annotation._types import Options
 
 #: the engine's options with pyDESeq2's independent filtering, as the stored pyDESeq2 reference was run
 FILTERED = Options("fast", "ora", "sclens", 0.05, 0.05, 1.0, 5, None, 1, independent_filter=True)
+FLOORED = dataclasses.replace(FILTERED, dispersions="floored")  # the scan also builds the count histogram
 
 
 def test_bh_equals_scipy():
@@ -210,7 +212,7 @@ def test_floored_dispersions_hold_the_null_on_mixtures(mixture_null, estimator, 
                              shape=(n, k))  # fmt: skip
     low = sparse.csc_matrix((np.ones(500 * k), (np.concatenate([c[50:] for c in cells]), np.repeat(range(k), 500))),
                             shape=(n, k))  # fmt: skip
-    eng = FastNB(Expression(adata, layer="counts"), high, low, FILTERED)
+    eng = FastNB(Expression(adata, layer="counts"), high, low, FLOORED)
     groups = eng.groups(slice(None))
     disp = nb_dispersions(*groups, eng.centres, eng.scan.hist, estimator=estimator)
     p = nb_wald(*groups, eng.centres, disp, filtering=False).pvalue
@@ -308,9 +310,9 @@ def immune_reference():
     return adata, cols, ref
 
 
-def agreement(adata, cols, ref):
+def agreement(adata, cols, ref, opt=FILTERED):
     """Median over the features: Wald Spearman (all genes / base mean >= 0.5), Jaccard of genes at padj < 0.05."""
-    de = FastNB(Expression(adata, layer="counts"), *cols, FILTERED).test(slice(None))
+    de = FastNB(Expression(adata, layer="counts"), *cols, opt).test(slice(None))
     padj_ref = np.where(np.isnan(ref["padj"]) & np.isfinite(ref["pvalue"]), 1.0, ref["padj"])
     rho, rho_hi, jac = [], [], []
     for k in range(len(ref["features"])):
@@ -327,16 +329,17 @@ def agrees(rho, rho_hi, jac):
     return rho >= 0.99 and rho_hi >= 0.99 and jac >= 0.85
 
 
-def test_fast_agrees_with_pydeseq2_on_real_cells(immune_reference):
-    """Real cells (immune559, 9,810 genes), the same high / low cells as pyDESeq2.
+@pytest.mark.parametrize("opt", [FILTERED, FLOORED], ids=["moments", "floored"])
+def test_fast_agrees_with_pydeseq2_on_real_cells(immune_reference, opt):
+    """Real cells (immune559, 9,810 genes), the same high / low cells as pyDESeq2, both dispersion estimators.
 
-    Measured: median Spearman 0.996 over all tested genes, 1.000 over base mean >= 0.5, Jaccard of the
-    genes at padj < 0.05 0.938 (floored with pyDESeq2's min_mu 0.5: 1.000 / 1.000 / 0.934; pyDESeq2's
-    estimator without the moment floor: 1.000 / 1.000 / 0.889;
-    moment dispersions: 0.994 / 0.998 / 0.865; the engine before issue 20, on 7 features: 0.800 / 0.912
-    / 0.206).
+    Measured: median Spearman over all tested genes, over base mean >= 0.5, Jaccard of the genes at
+    padj < 0.05: moment dispersions (the default) 0.994 / 0.998 / 0.867; ``dispersions="floored"``
+    0.996 / 1.000 / 0.938 (floored with pyDESeq2's min_mu 0.5: 1.000 / 1.000 / 0.934; pyDESeq2's
+    estimator without the moment floor: 1.000 / 1.000 / 0.889; the engine before issue 20, on 7
+    features: 0.800 / 0.912 / 0.206).
     """
-    rho, rho_hi, jac = agreement(*immune_reference)
+    rho, rho_hi, jac = agreement(*immune_reference, opt)
     assert agrees(rho, rho_hi, jac), (rho, rho_hi, jac)
 
 
@@ -372,9 +375,9 @@ BROKEN = {
 def test_wrong_models_fail_the_agreement(immune_reference, monkeypatch, variant):
     """Each of these wrong models passed the toy-data check before issue 20; the real-cell check rejects them.
 
-    Measured (median Spearman all / base mean >= 0.5 / Jaccard): weight 0.25 0.989 / 0.997 / 0.77; one
-    dispersion 0.986 / 0.988 / 0.39; x10 0.993 / 0.995 / 0.00; Welch 0.77 / 0.985 / 0.06; z halved
-    0.996 / 1.000 / 0.00.
+    Measured at the default (moment) dispersions (median Spearman all / base mean >= 0.5 / Jaccard; right:
+    0.994 / 0.998 / 0.867): weight 0.25 0.990 / 0.994 / 0.67; one dispersion 0.988 / 0.989 / 0.55; x10
+    0.990 / 0.995 / 0.00; Welch 0.77 / 0.985 / 0.06; z halved 0.994 / 0.998 / 0.05.
     """
     target, make = BROKEN[variant]
     holder = _engines.fast if target.startswith("fast.") else _engines
@@ -533,3 +536,32 @@ def test_independent_filtering_equals_bh_at_every_cutoff():
         ranked = np.sort(np.where(masks, p[c][None, :], np.inf), axis=1) * m / np.arange(1, p.shape[1] + 1)
         n_step_up += int(((ranked < 0.05).sum(1) != counts).sum())  # ranks above the line before one below it
     assert n_step_up > 0
+
+
+def test_dispersions_option_reaches_the_engine_and_the_null(toy_annot_copy, monkeypatch):
+    """``dispersions=``: the estimator the engine runs (the count histogram built only for ``"floored"``), recorded
+    in ``params``, repeated by the null; both find the planted programs; a bad value fails before anything is written.
+    """
+    ad = toy_annot_copy
+    gs = ad.uns["toy"]["gene_sets"]
+    seen = []
+    real = _engines.nb_dispersions
+    monkeypatch.setattr(
+        _engines, "nb_dispersions", lambda *a, **k: seen.append((k["estimator"], a[3] is not None)) or real(*a, **k)
+    )
+    stats_ = {}
+    for disp in ("moments", "floored"):
+        sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", features=[0, 1, 2], dispersions=disp, return_de=[0],
+                                key_added=f"go_{disp}")  # fmt: skip
+        assert ad.uns[f"go_{disp}"]["params"]["dispersions"] == disp
+        assert ad.uns["sae"]["features"]["best_term"].iloc[:3].tolist() == ["program_00", "program_01", "program_02"]
+        stats_[disp] = ad.uns[f"go_{disp}"]["de"]["0"]["stat"].to_numpy()
+    assert set(seen) == {("moments", False), ("floored", True)}
+    assert not np.allclose(stats_["moments"], stats_["floored"])  # another estimator, other statistics
+    seen.clear()
+    sl.tl.annotation_null(ad, gene_sets=gs, annotation_key="go_floored", n_permutations=1, nulls=("cells",))
+    assert set(seen) == {("floored", True)}
+    before = set(ad.uns)
+    with pytest.raises(ValueError, match="dispersions must be 'moments' or 'floored', got 'pydeseq2'"):
+        sl.tl.annotate_features(ad, gene_sets=gs, layer="counts", dispersions="pydeseq2")
+    assert set(ad.uns) == before

@@ -77,8 +77,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         {"gene_sets": (str,), "namespaces": (list,), "layer": (str,), "high_quantile": _NUM, "low_quantile": _NUM,
          "n_low": (int,), "min_high": (int,), "de_method": (str,), "enrichment": (str,), "alpha": _NUM,
          "de_alpha": _NUM, "min_log2fc": _NUM, "max_de_genes": (int, type(None)), "independent_filter": (bool,),
-         "go_algorithm": (str,), "min_size": (int,), "max_size": (int,), "flavor": (str,), "sae_key": (str,),
-         "key_added": (str,)},
+         "go_algorithm": (str,), "dispersions": (str,), "min_size": (int,), "max_size": (int,), "flavor": (str,),
+         "sae_key": (str,), "key_added": (str,)},
         gene_sets=Key((str,), required=True, help="go-human, go-mouse (the embedded GO snapshot) or a .gmt file"),
         enrichment=Key((str,), open_choice=True),  # 'ora' or any decoupler method
         namespaces=Key((list,), help="GO namespaces of go-human / go-mouse, comma-separated (default: BP,MF,CC)"),

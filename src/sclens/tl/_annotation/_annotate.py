@@ -77,6 +77,14 @@ go_algorithm
     the downloaded release for ``source="download"`` gene sets); terms not in it are tested as
     ``"classic"``. ``"classic"``: every term tested on all its genes. ORA only (decoupler methods
     and ``flavor="scfeaturelens"`` ignore it).
+dispersions
+    The fast engine's per-contrast NB dispersions (``de_method="fast"`` only). ``"moments"``
+    (default): pooled within-group moments of ``y / s`` on the contrast's own high and low cells,
+    shrunk towards their trend with DESeq2's MAP weight. ``"floored"``: pyDESeq2's steps (Cox-Reid
+    maximum likelihood from a per-contrast count histogram built in the same pass, trend, MAP,
+    DESeq2's single-cell ``minmu``), never below the moment estimate: closer to pyDESeq2's calls
+    (:doc:`/differential_expression`), slower, and on real immune cells fewer features show their
+    type's markers and GO vocabulary (``benchmarks/biology.py``), hence not the default.
 min_size, max_size
     Terms with fewer (more) genes among the tested genes are not tested; ``None``: no upper limit."""
 
@@ -84,6 +92,7 @@ min_size, max_size
 DEMethod = Literal["fast", "deseq2"]
 Enrichment = Literal["ora", "ulm", "mlm", "gsea", "aucell"] | str
 GOAlgorithm = Literal["classic", "elim"]
+Dispersions = Literal["moments", "floored"]
 
 
 @doc_params(shared=_doc_shared)
@@ -108,6 +117,7 @@ def annotate_features(
     max_de_genes: int | None = 200,
     independent_filter: bool = False,
     go_algorithm: GOAlgorithm = "classic",
+    dispersions: Dispersions = "moments",
     min_size: int = 5,
     max_size: int | None = None,
     flavor: Literal["sclens", "scfeaturelens"] = "sclens",
@@ -234,7 +244,7 @@ def annotate_features(
     opt = check_options(
         de_method=de_method, enrichment=enrichment, flavor=flavor, alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, max_de_genes=max_de_genes, independent_filter=independent_filter,
-        go_algorithm=go_algorithm, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
+        go_algorithm=go_algorithm, dispersions=dispersions, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
     check_cell_set_args(high_quantile=high_quantile, low_quantile=low_quantile, n_low=n_low, min_high=min_high)
     seed = resolve_seed(random_state)
@@ -281,7 +291,7 @@ def annotate_features(
         "min_high": int(min_high), "cells": _cells_param(cells),
         "de_method": fl.de_method or de_method, "enrichment": fl.enrichment or enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "max_de_genes": opt.max_de_genes,
-        "independent_filter": opt.independent_filter, "go_algorithm": opt.go_algorithm,
+        "independent_filter": opt.independent_filter, "go_algorithm": opt.go_algorithm, "dispersions": opt.dispersions,
         "min_size": int(min_size), "max_size": max_size, "flavor": flavor, "random_state": seed,
         "gene_sets": gs.describe(),
     }  # fmt: skip
@@ -347,6 +357,7 @@ def contrast(
     max_de_genes: int | None = 200,
     independent_filter: bool = False,
     go_algorithm: GOAlgorithm = "classic",
+    dispersions: Dispersions = "moments",
     min_size: int = 5,
     max_size: int | None = None,
     n_jobs: int | None = None,
@@ -387,7 +398,7 @@ def contrast(
     opt = check_options(
         de_method=de_method, enrichment=enrichment, flavor="sclens", alpha=alpha, de_alpha=de_alpha,
         min_log2fc=min_log2fc, max_de_genes=max_de_genes, independent_filter=independent_filter,
-        go_algorithm=go_algorithm, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
+        go_algorithm=go_algorithm, dispersions=dispersions, min_size=min_size, max_size=max_size, n_jobs=n_jobs,
     )  # fmt: skip
     check_key_added(key_added)
     cat, n_missing = group_labels(adata, groupby)
@@ -420,7 +431,7 @@ def contrast(
         "reference": np.atleast_1d(reference).astype(str),
         "layer": layer, "expression": expr.source, "de_method": de_method, "enrichment": enrichment,
         "alpha": opt.alpha, "de_alpha": de_alpha, "min_log2fc": min_log2fc, "max_de_genes": opt.max_de_genes,
-        "independent_filter": opt.independent_filter, "go_algorithm": opt.go_algorithm,
+        "independent_filter": opt.independent_filter, "go_algorithm": opt.go_algorithm, "dispersions": opt.dispersions,
         "min_size": int(min_size), "max_size": max_size, "n_group": int(hi.sum()), "n_reference": int(lo.sum()),
         "gene_sets": gs.describe(),
     }  # fmt: skip

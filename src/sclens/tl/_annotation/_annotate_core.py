@@ -14,6 +14,7 @@ from ..._readers import features_table
 from ..._settings import resolve_n_jobs
 from ..._utils import progress
 from ._chunks import worker_deaths
+from ._dispersion import DISPERSIONS
 from ._elim import check_go_algorithm
 from ._engines import FLAVORS, de_methods, pick
 from ._enrich import collect
@@ -55,6 +56,9 @@ def check_options(**kw: Any) -> Options:
             raise ValueError(msg)
     _check_study_options(kw)
     kw["go_algorithm"] = check_go_algorithm(kw["go_algorithm"])
+    if kw["dispersions"] not in DISPERSIONS:
+        msg = f"dispersions must be {' or '.join(map(repr, DISPERSIONS))}, got {kw['dispersions']!r}."
+        raise ValueError(msg)
     if int(kw["min_size"]) < 1:
         msg = f"min_size must be >= 1, got {kw['min_size']!r}."
         raise ValueError(msg)

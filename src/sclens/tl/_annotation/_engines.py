@@ -90,7 +90,7 @@ class FastNB(DEEngine):
 
     def __init__(self, expr, high, low, opt) -> None:
         super().__init__(expr, high, low, opt)
-        self.scan = scan = expr.scan([high, low], hist=True)
+        self.scan = scan = expr.scan([high, low], hist=opt.dispersions != "moments")
         bins, self.centres = fast.size_bins(scan.size_factors)
         onehot = fast.bin_onehot(bins, self.centres.size)
         inv_s = 1.0 / scan.size_factors
@@ -109,7 +109,8 @@ class FastNB(DEEngine):
 
     def test(self, sl_: slice) -> DEResult:
         high, low = self.groups(sl_)
-        disp = nb_dispersions(high, low, self.centres, self.scan.hist[sl_])
+        hist = None if self.scan.hist is None else self.scan.hist[sl_]
+        disp = nb_dispersions(high, low, self.centres, hist, estimator=self.opt.dispersions)
         return fast.nb_wald(high, low, self.centres, disp, filtering=self.opt.independent_filter)
 
 

@@ -48,3 +48,5 @@ class Options:
     max_de_genes: int | None = None
     #: ``"elim"``: the ORA decorrelates GO terms along the graph (topGO's elim); ``"classic"``: it does not
     go_algorithm: str = "classic"
+    #: the fast engine's dispersion estimator (:data:`~sclens.tl._annotation._dispersion.ESTIMATORS`)
+    dispersions: str = "moments"

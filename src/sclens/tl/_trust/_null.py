@@ -29,7 +29,7 @@ _NULL_NAMES = {"cells": "activations permuted", "genes": "gene labels permuted",
 _PASSED = ("high_quantile", "low_quantile", "n_low", "min_high", "alpha", "de_alpha", "min_log2fc", "min_size",
            "max_size", "flavor", "random_state")  # fmt: skip
 #: arguments added later, with the value that reproduces an annotation stored before them
-_LATER = {"max_de_genes": None, "independent_filter": True, "go_algorithm": "classic"}
+_LATER = {"max_de_genes": None, "independent_filter": True, "go_algorithm": "classic", "dispersions": "moments"}
 
 
 def _annotation_args(params: dict, model: Any, adata: AnnData) -> dict[str, Any]:
