@@ -74,18 +74,19 @@ def _score():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def score(b, a, y, z, nbin, centres, ns, min_mu):  # pragma: no cover - compiled
+    def score(b, a, y, z, nbin, centres, log_floor, ns, min_mu):  # pragma: no cover - compiled
         f, df = 0.0, 0.0
         sw, swu, swuu, swh, swuh = 0.0, 0.0, 0.0, 0.0, 0.0
+        eb = np.exp(b)
         for k in range(centres.size):
             n, s = nbin[k], centres[k]
             if n == 0:
                 continue
-            m = s * np.exp(b)
+            m = s * eb
             mu = max(m, min_mu)
             h = 1.0 / (1.0 + a * mu)
             if m < min_mu:  # floored: mu = min_mu does not move with b
-                f += n * mu * h * (np.log(min_mu / s) - b - 1.0)
+                f += n * mu * h * (log_floor[k] - b - 1.0)
                 df -= n * mu * h
             else:
                 f -= n * m * h
@@ -112,6 +113,7 @@ def _solve():
 
     @numba.njit(cache=True, nogil=True)
     def kernel(ysum, zsum, nbin, centres, alpha, min_mu, b_out, info_out):  # pragma: no cover - compiled
+        log_floor = np.log(min_mu / centres)  # log(MIN_MU / s) of each bin
         for c in range(ysum.shape[0]):
             ns = 0.0
             for k in range(centres.size):
@@ -120,7 +122,7 @@ def _solve():
                 a, lo, hi = alpha[c, j], -40.0, 40.0
                 b = np.log(max(ysum[c, j], min_mu) / ns)  # closed form (the MLE without the floor)
                 for _ in range(60):
-                    f, df = score(b, a, ysum[c, j], zsum[c, j], nbin[c], centres, ns, min_mu)
+                    f, df = score(b, a, ysum[c, j], zsum[c, j], nbin[c], centres, log_floor, ns, min_mu)
                     lo, hi = (b, hi) if f > 0 else (lo, b)
                     new = b - f / df if df < 0 else 0.5 * (lo + hi)
                     new = new if lo < new < hi else 0.5 * (lo + hi)
@@ -128,9 +130,9 @@ def _solve():
                     b = new
                     if done:
                         break
-                info = 0.0
+                info, eb = 0.0, np.exp(b)
                 for k in range(centres.size):
-                    m = centres[k] * np.exp(b)
+                    m = centres[k] * eb
                     info += nbin[c, k] * m / (1.0 + a * m)
                 b_out[c, j], info_out[c, j] = b, info
 
