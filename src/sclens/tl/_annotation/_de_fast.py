@@ -125,7 +125,7 @@ def _solve():
                     f, df = score(b, a, ysum[c, j], zsum[c, j], nbin[c], centres, log_floor, ns, min_mu)
                     lo, hi = (b, hi) if f > 0 else (lo, b)
                     new = b - f / df if df < 0 else 0.5 * (lo + hi)
-                    new = new if lo < new < hi else 0.5 * (lo + hi)
+                    new = new if lo <= new <= hi else 0.5 * (lo + hi)  # kept on an end: f rounds to 0 there
                     done = abs(new - b) < 1e-10
                     b = new
                     if done:
