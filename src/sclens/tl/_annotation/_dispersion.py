@@ -1,11 +1,13 @@
-"""Per-contrast negative-binomial dispersions: pyDESeq2's gene-wise MLE, trend and MAP, floored at the moments.
+"""Per-contrast negative-binomial dispersions: within-group moments, or pyDESeq2's steps floored at them.
 
 Every contrast (one SAE feature's high vs low cells) gets its own gene dispersions, estimated on its
 own cells with the two-group design, so that the difference between the groups (a cell-type marker
 between a feature's cells and the others) is not counted as noise. Everything is vectorised over
-contrasts (rows) and genes (columns); the inputs are group sums and a histogram of the counts of each
-contrast's cells, from one pass over the counts (:meth:`sclens.tl._annotation._de.Expression.scan`).
-The default (:func:`nb_dispersions`) keeps every dispersion at least at the gene's pooled within-group
+contrasts (rows) and genes (columns); the inputs are group sums and, for the maximum likelihood, a
+histogram of the counts of each contrast's cells, from one pass over the counts
+(:meth:`sclens.tl._annotation._de.Expression.scan`). The default (``"moments"`` of
+:func:`nb_dispersions`) shrinks the pooled within-group moment estimates towards their trend;
+``"floored"`` runs pyDESeq2's gene-wise MLE, trend and MAP and keeps every dispersion at least at the
 moment estimate, so that the model's variance is never below the variance observed within the groups
 (``docs/differential_expression.md``).
 """
@@ -21,7 +23,7 @@ from scipy import special
 
 MIN_DISP, MAX_DISP = 1e-8, 10.0
 MIN_MU = 0.5  # pyDESeq2's floor on the fitted means (``min_mu``)
-SC_MIN_MU = 1e-6  # DESeq2's recommended ``minmu`` for single cells: the default estimator's floor on the means
+SC_MIN_MU = 1e-6  # DESeq2's recommended ``minmu`` for single cells: the floored estimator's floor on the means
 #: counts 1 .. EXACT - 1 are counted exactly per contrast and gene, larger ones in the log2 bins starting at TAIL
 EXACT = 8
 TAIL = np.array([8, 16, 32, 64, 128, 256], dtype=np.float64)
