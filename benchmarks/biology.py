@@ -18,6 +18,9 @@ Per expression source and cell type (local features whose ``top_group`` is the t
 * ``annotated``: local features with at least one kept term;
 * ``right GO``: share whose top-10 kept terms contain a term of the type's expected vocabulary,
   every descendant (``is_a`` / ``part_of``) of the roots in :data:`VOCABULARY`;
+* ``right GO top-10 themes``: the same for the representatives of the first 10 term themes
+  (``sl.get.feature_terms(themes=True)``, what ``sl.pl.enrichment`` draws): nested terms of one theme
+  count once, by its most specific term;
 * ``vocabulary kept``: share with a term of the vocabulary among all their kept terms, at any rank:
   what any reordering of the kept terms (e.g. ``go_algorithm``) could at most bring into the top 10;
 * ``markers``: share whose top-20 up-regulated genes contain one of the type's markers;
@@ -141,23 +144,27 @@ def biology_table(
     for cell_type in cell_types(adata):
         local = [int(f) for f in feats.index[(feats["kind"] == "local") & (feats["top_group"] == cell_type)]]
         n = len(local)
-        annotated = right = anywhere = markers = passing = 0
+        annotated = right = right_themes = anywhere = markers = passing = 0
         ranks = []
         for f in local:
-            kept = res.loc[res["feature"] == f, "term"].to_numpy()
+            rows_f = res[res["feature"] == f]
+            kept = rows_f["term"].to_numpy()
+            themes = rows_f[rows_f["representative"]].sort_values("term_cluster", kind="stable")["term"].head(N_TERMS)
             hit = np.flatnonzero(np.isin(kept, list(vocab[cell_type])))
             ranks.append(hit[0] + 1 if hit.size else np.inf)
             terms = kept[:N_TERMS]
             genes = top.loc[top["feature"] == f, "gene"].head(N_GENES)
             annotated += len(terms) > 0
             right += bool(set(terms) & vocab[cell_type])
+            right_themes += bool(set(themes) & vocab[cell_type])
             anywhere += bool(hit.size)
             markers += bool(set(genes) & set(MARKERS[cell_type]))
             passing += fdr is not None and f in fdr.index and bool(fdr[f] < 0.05)
         share = functools.partial(_share, n=n)
         rows.append({
             "cell type": cell_type, "cells": int((adata.obs["cell_type"] == cell_type).sum()), "local": n,
-            "annotated": share(annotated), "right GO top-10": share(right), "vocabulary kept": share(anywhere),
+            "annotated": share(annotated), "right GO top-10": share(right),
+            "right GO top-10 themes": share(right_themes), "vocabulary kept": share(anywhere),
             "markers top-20 DE": share(markers), "FDR<0.05": share(passing) if fdr is not None else "n/a",
             "median vocabulary rank": _rank(np.median(ranks)) if ranks else "-",
             **({"type vs rest rank": ceil[cell_type]} if ceil is not None else {}),

@@ -297,3 +297,13 @@ def steering_info(adata: AnnData, steer_key: str = "steer") -> dict[str, Any]:
 def scanpy_colors(adata: AnnData, groupby: str) -> Any:
     """Return scanpy's ``adata.uns[f"{groupby}_colors"]`` (``None`` when absent)."""
     return adata.uns.get(f"{groupby}_colors")
+
+
+def theme_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (feature, term cluster): its representative, with ``n_theme_terms`` (kept terms in the cluster).
+
+    Sorted by feature then cluster number (clusters are numbered in the order of their best term).
+    """
+    size = results.groupby(["feature", "term_cluster"]).size().rename("n_theme_terms")
+    rep = results[results["representative"].astype(bool)].join(size, on=["feature", "term_cluster"])
+    return rep.sort_values(["feature", "term_cluster"], kind="stable")

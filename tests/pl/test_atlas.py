@@ -63,11 +63,11 @@ def test_payload_round_trip(toy, tmp_path):
         np.testing.assert_array_equal(rows, np.flatnonzero(acts[:, f]))
         restored = val[ptr[f] : ptr[f + 1]] / 255 * d["act"]["max"][f]
         np.testing.assert_allclose(restored, acts[rows, f], atol=acts[:, f].max() / 255, rtol=1e-3)
-    res = toy.uns["sae_go"]["results"]
-    first = res[res["feature"] == 2].iloc[0]
-    t = d["terms"]["by_feature"]["2"][0]
-    assert d["terms"]["ids"][t[0]] == first["term"]
-    assert t[1] == pytest.approx(first["pvalue"], rel=1e-3)
+    themes = sl.get.feature_terms(toy, features=2, themes=True)  # one row per term theme, its representative
+    rows = d["terms"]["by_feature"]["2"]
+    assert [d["terms"]["ids"][t[0]] for t in rows] == themes.index[:30].tolist()
+    np.testing.assert_allclose([t[1] for t in rows], themes["pvalue"][:30], rtol=5e-3)  # 3 digits
+    assert [t[3] for t in rows] == (themes["n_theme_terms"][:30] - 1).tolist()
     top = toy.uns["sae_go"]["top_genes"].query("feature == 2")
     by_padj = top.sort_values(["padj", "log2fc"], ascending=[True, False], kind="stable")
     assert [g[0] for g in d["genes"]["2"]] == by_padj["gene"].tolist()  # sorted by padj, as the card says
@@ -205,3 +205,27 @@ def test_groups_pooled_beyond_max(toy, tmp_path):
     kept = ad.obs["many"].isin(d["groups"]["names"]).to_numpy()
     np.testing.assert_array_equal(shown[kept], ad.obs["many"].to_numpy()[kept])
     assert (shown[~kept] == "other").all()
+
+
+def test_card_terms_are_themes():
+    """The card lists each term theme once, by its representative, themes in the order of their best term."""
+    from sclens.pl._atlas_features import terms
+
+    res = pd.DataFrame({
+        "feature": [3, 3, 3, 3, 5],
+        "term": ["GO:broad", "GO:other", "GO:narrow", "GO:mid", "GO:x"],
+        "name": ["broad", "other", "narrow", "mid", "x"],
+        "pvalue": [1e-9, 1e-8, 1e-6, 1e-5, 1e-3],
+        "padj": [1e-8, 1e-7, 1e-5, 1e-4, 1e-2],
+        "term_cluster": [0, 1, 0, 0, 0],
+        "representative": [False, True, True, False, True],
+    })  # fmt: skip
+    out = terms(res, np.array([3, 5]), max_terms=30)
+    names = {f: [out["names"][r[0]] for r in rows] for f, rows in out["by_feature"].items()}
+    assert names == {"3": ["narrow", "other"], "5": ["x"]}
+    assert [r[3] for r in out["by_feature"]["3"]] == [2, 0]  # narrow stands for broad and mid
+    assert out["by_feature"]["3"][0][1:3] == [1e-6, 1e-5]
+    assert [out["names"][r[0]] for r in terms(res, np.array([3]), max_terms=1)["by_feature"]["3"]] == ["narrow"]
+    flat = terms(res.drop(columns=["term_cluster", "representative"]), np.array([3]), max_terms=30)
+    assert [flat["names"][r[0]] for r in flat["by_feature"]["3"]] == ["broad", "other", "narrow", "mid"]  # by p
+    assert [r[3] for r in flat["by_feature"]["3"]] == [0, 0, 0, 0]

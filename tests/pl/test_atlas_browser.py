@@ -102,10 +102,14 @@ def test_card_renders_scatter_and_terms(page):
     assert painted[0] > 1000  # pixels drawn
     assert painted[1] == adata.obsm["X_sae"][:, 4].nnz
     assert painted[2] == adata.n_obs
-    res = adata.uns["sae_go"]["results"]
+    themes = sl.get.feature_terms(adata, features=4, themes=True)
     rows = driver.find_elements("css selector", "#card table.terms tbody tr")
-    assert len(rows) == min((res["feature"] == 4).sum(), 30) > 0
-    assert rows[0].find_elements("tag name", "td")[0].text == res.loc[res["feature"] == 4, "term"].iloc[0]
+    assert len(rows) == min(len(themes), 30) > 0
+    first = [td.text for td in rows[0].find_elements("tag name", "td")]
+    assert first[0] == themes.index[0] and first[4] == str(themes["n_theme_terms"].iloc[0] - 1)
+    heading = driver.find_elements("css selector", "#card h3")
+    n_kept = (adata.uns["sae_go"]["results"]["feature"] == 4).sum()
+    assert any(h.text.startswith(f"GO terms ({n_kept} kept") and "most specific term" in h.text for h in heading)
     genes = driver.find_elements("css selector", "#card table.genes tbody tr")
     assert len(genes) == (adata.uns["sae_go"]["top_genes"]["feature"] == 4).sum()
     link = driver.find_element("css selector", "#card ul.near.terms a")
@@ -155,7 +159,7 @@ def test_card_tables_show_padj_rule_trust_and_neighbours(page):
     assert layout[0] == "static"  # the card's headers scroll with their rows, never float over them
     assert layout[1] < 1.5 * layout[2]  # no value wraps onto a line of its own
     heads = [e.text for e in driver.find_elements("css selector", "#card table.terms th")]
-    assert heads == ["term", "name", "p", "padj"]
+    assert heads == ["term", "name", "p", "padj", "similar terms"]
     rule = driver.find_element("css selector", "#card p.rule").text
     assert rule.startswith("Kept when: over-representation of the genes")
     trust = driver.find_element("css selector", "#card table.trust").text

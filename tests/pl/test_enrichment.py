@@ -70,3 +70,23 @@ def test_enrichment_long_names_readable():
     handle_sizes = [h.get_sizes()[0] for h in legend.legend_handles]
     np.testing.assert_allclose(handle_sizes, [SIZE_BASE + SIZE_PER_GENE * n for n in sizes])
     plt.close("all")
+
+
+def test_enrichment_shows_themes():
+    """Default: one dot per term theme, its representative, labelled with the similar terms it stands for."""
+    import pandas as pd
+
+    ad = toy_sae(n_cells=800, n_genes=300, random_state=0)
+    gs = ad.uns["toy"]["gene_sets"]
+    genes = gs.loc[gs["source"] == "program_02", "target"].tolist()
+    nested = pd.DataFrame({"source": ["program_02_core"] * 8, "target": genes[:8]})
+    sl.tl.annotate_features(ad, gene_sets=pd.concat([gs, nested], ignore_index=True), layer="counts", min_size=3,
+                            high_quantile=0.98, features=[2], alpha=0.5)  # fmt: skip
+    themes = sl.get.feature_terms(ad, features=2, themes=True)
+    labels = [t.get_text() for t in sl.pl.enrichment(ad, features=2, return_fig=True).axes[0].get_yticklabels()]
+    assert len(labels) == min(10, len(themes))
+    assert themes.index[0] == "program_02_core" and themes["n_theme_terms"].iloc[0] == 2  # with program_02
+    assert labels == [f"{t} [+{k - 1}]" if k > 1 else t for t, k in themes["n_theme_terms"].items()]
+    every = sl.pl.enrichment(ad, features=2, themes=False, return_fig=True).axes[0].get_yticklabels()
+    assert [t.get_text() for t in every][:2] == sl.get.feature_terms(ad, features=2).index[:2].tolist()
+    plt.close("all")

@@ -250,7 +250,8 @@ def atlas(
     max_cells
         Cells drawn in the scatter plots (a seeded sample); at most 65,535.
     max_terms
-        Terms listed per feature (the total is in the table).
+        Term themes listed per feature, each by its most specific term (the number of kept terms is in the
+        table), and steering terms per feature.
     n_genes
         Up-regulated genes listed per feature (``adata.uns[annotation_key]['top_genes']``).
     n_neighbours

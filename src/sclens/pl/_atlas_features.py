@@ -13,6 +13,7 @@ import pandas as pd
 
 from .._columns import COLUMNS
 from .._columns import alignment_columns as registered_alignment_columns
+from .._readers import theme_rows
 from ._atlas_data import round_
 
 # registered columns marked `atlas` (term clustering, null controls, stability): shown in the table when present;
@@ -143,17 +144,29 @@ def term_rule(params: Mapping, results: pd.DataFrame | None) -> str:
 
 
 def terms(results: pd.DataFrame | None, features: np.ndarray, max_terms: int) -> dict[str, Any]:
-    """Per feature its first ``max_terms`` kept terms as ``[term index, pvalue, padj]``; term ids and names."""
+    """Per feature its first ``max_terms`` term themes as ``[term index, pvalue, padj, similar]``; term ids and names.
+
+    A theme (term cluster of :func:`sclens.tl.term_redundancy`) is shown by its representative, its
+    most specific term; ``similar`` counts the other kept terms of the theme; themes come in the order
+    of their best term (:func:`sclens.get.feature_terms` with ``themes=True``). Results without term
+    clusters give every kept term by p-value with ``similar = 0``.
+    """
     if results is None or results.empty:
         return {"ids": [], "names": [], "by_feature": {}}
     res = results[results["feature"].astype(int).isin(features)]
+    if {"term_cluster", "representative"} <= set(res.columns):
+        res = theme_rows(res)
+        res = res.assign(_n=res["n_theme_terms"] - 1)
+    else:
+        res = res.assign(_n=0)
     res = res.groupby("feature", sort=False).head(max_terms)
     ids, codes = np.unique(res["term"].astype(str).to_numpy(), return_inverse=True)
     names = res.assign(_c=codes).drop_duplicates("_c").set_index("_c")["name"] if "name" in res else None
     by: dict[str, list] = {}
     padj = res["padj"] if "padj" in res else pd.Series(np.nan, index=res.index)
-    for f, c, p, q in zip(res["feature"].astype(int), codes, res["pvalue"], padj, strict=True):
-        by.setdefault(str(f), []).append([int(c), round_(p, 3), round_(q, 3)])
+    rows = zip(res["feature"].astype(int), codes, res["pvalue"], padj, res["_n"], strict=True)
+    for f, c, p, q, n in rows:
+        by.setdefault(str(f), []).append([int(c), round_(p, 3), round_(q, 3), int(n)])
     name_list = [str(names.get(i, ids[i])) if names is not None else str(ids[i]) for i in range(ids.size)]
     return {"ids": ids.tolist(), "names": name_list, "by_feature": by}
 

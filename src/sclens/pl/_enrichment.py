@@ -25,6 +25,7 @@ def enrichment(
     features: int | Sequence[int],
     annotation_key: str = "sae_go",
     n_terms: int = 10,
+    themes: bool = True,
     ncols: int = 2,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -32,6 +33,10 @@ def enrichment(
     return_fig: bool = False,
 ) -> Figure | None:
     """Dot plot of a feature's top terms: x = -log10 of the p-value the terms were kept on, size = genes in overlap.
+
+    By default one dot per term theme (:func:`sclens.get.feature_terms` with ``themes=True``): the
+    theme's most specific term, labelled with the number of similar kept terms it stands for, so that
+    ten dots show ten themes rather than one theme said ten ways.
 
     The x axis is the BH-adjusted p-value within the feature (the default rule, ``padj < alpha``;
     a dashed line marks ``alpha``), or the raw p-value for ``flavor="scfeaturelens"``, whose rule it
@@ -43,7 +48,9 @@ def enrichment(
     {features} One panel each.
     {annotation_key}
     n_terms
-        Number of terms shown per feature (best first).
+        Number of terms (themes) shown per feature (best first).
+    themes
+        ``True``: one representative term per theme; ``False``: every kept term by p-value.
     ncols
         Panels per row when several features are drawn.
     {plot}
@@ -53,7 +60,9 @@ def enrichment(
     The figure when ``return_fig=True``, else ``None``.
     """
     feats = resolve_features(features, None).tolist()
-    tables = [feature_terms(adata, features=f, annotation_key=annotation_key).head(int(n_terms)) for f in feats]
+    tables = [
+        feature_terms(adata, features=f, annotation_key=annotation_key, themes=themes).head(int(n_terms)) for f in feats
+    ]
     height = 0.45 * max(max(len(t) for t in tables), 2) + 1.4
     fig, axes = panels(len(feats), ax, ncols=ncols, panel_size=(7.5, height))
     params = annotation(adata, annotation_key)["params"]
@@ -69,11 +78,15 @@ SIZE_BASE, SIZE_PER_GENE = 20.0, 15.0  # dot area = SIZE_BASE + SIZE_PER_GENE * 
 LABEL_WIDTH = 38  # characters per line of a term label (at most two lines)
 
 
-def term_label(term: str, name: str) -> str:
-    """``name (term)`` wrapped to two lines of :data:`LABEL_WIDTH` characters, shortened with ``...``."""
+def term_label(term: str, name: str, similar: int = 0) -> str:
+    """``name (term)`` wrapped to two lines of :data:`LABEL_WIDTH` characters, shortened with ``...``.
+
+    ``similar``: other kept terms of its theme, shown as ``[+3]`` before the id.
+    """
     import textwrap
 
-    text = f"{name} ({term})" if name != term else term
+    more = f" [+{similar}]" if similar else ""
+    text = f"{name}{more} ({term})" if name != term else f"{term}{more}"
     return "\n".join(textwrap.wrap(text, LABEL_WIDTH, max_lines=2, placeholder="..."))
 
 
@@ -93,7 +106,9 @@ def _draw(
         x, y, s=SIZE_BASE + SIZE_PER_GENE * overlap, c=-np.log10(np.maximum(terms["padj"], 1e-300)),
         cmap="viridis", edgecolors="k", linewidths=0.3, clip_on=False,
     )  # fmt: skip
-    ax.set_yticks(y, [term_label(t, n) for t, n in zip(terms.index, terms["name"], strict=True)], fontsize=8)
+    similar = terms["n_theme_terms"].to_numpy() - 1 if "n_theme_terms" in terms else np.zeros(len(terms), dtype=int)
+    labels = [term_label(t, n, int(k)) for t, n, k in zip(terms.index, terms["name"], similar, strict=True)]
+    ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(-0.7, len(terms) - 0.3)
     ax.set_xlim(0, x.max() * 1.15 + 0.3)  # room for the largest dot at the right
     ax.set_xlabel("-log10 p-value" if raw else "-log10 padj (BH within the feature)")

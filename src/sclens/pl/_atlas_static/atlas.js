@@ -197,9 +197,12 @@
       ? table(["gene", "log2FC", "padj"], g.map(([n, v, q]) => [n, bar(v, gmax), q]), "genes")
       : notAnnotated(f, "No gene up-regulated at the DE threshold."));
     const t = termsOf(f);
-    card.append(el("h3", { text: "GO terms (" + F.n_terms[i] + " kept" + (t.length < F.n_terms[i] ? ", first " + t.length + " shown" : "") + ")" }));
+    const shown = t.reduce((a, r) => a + 1 + (r[3] || 0), 0);
+    const themes = t.length + " theme" + (t.length > 1 ? "s" : "");
+    card.append(el("h3", { text: "GO terms (" + F.n_terms[i] + " kept" + (!t.length ? "" : shown >= F.n_terms[i]
+      ? ", in " + themes + ", each shown by its most specific term" : "; the first " + themes + ", each shown by its most specific term") + ")" }));
     if (annotated && !skipped(f)) card.append(el("p", { class: "muted rule", text: "Kept when: " + D.meta.term_rule + "." }));
-    card.append(t.length ? table(["term", "name", "p", "padj"], t.map(([k, p, q]) => [D.terms.ids[k], D.terms.names[k], p, q]), "terms")
+    card.append(t.length ? table(["term", "name", "p", "padj", "similar terms"], t.map(([k, p, q, n]) => [D.terms.ids[k], D.terms.names[k], p, q, n || 0]), "terms")
       : notAnnotated(f, "No term kept."));
     const s = D.spec.by_feature[f];
     if (s) {
