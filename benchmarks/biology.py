@@ -37,6 +37,9 @@ features; the target is at most 5 %.
 Run: ``OMP_NUM_THREADS=1 python benchmarks/biology.py --label after`` (writes
 ``benchmarks/results/biology_<label>.md``; the scVI model is cached under ``--cache``). ``--compare`` runs
 several settings on the same SAE, e.g. ``--compare '[{}, {"go_algorithm": "elim"}]' --variants counts``.
+``--dispersion-variant NAME`` replaces the engine's dispersion estimator by one of
+``null_calibration.VARIANTS`` (as ``annotate.py --deseq2 --dispersions`` and ``null_calibration.py`` do),
+so that an estimator's agreement with pyDESeq2, its null and its biology are measured alike.
 """
 
 from __future__ import annotations
@@ -298,9 +301,17 @@ def main():
     ap.add_argument("--variants", default="counts,model", help="expression variants: counts, model (comma-separated)")
     ap.add_argument("--dataset", default="immune559", choices=list(DATASETS), help="the real cells")
     ap.add_argument("--label", default="after", help="name of the stored table: results/biology_<label>.md")
+    ap.add_argument("--dispersion-variant", default=None, help="a dispersion estimator of null_calibration.VARIANTS")
     args = ap.parse_args()
     t0 = time.perf_counter()
     compare = json.loads(args.compare) if args.compare is not None else [json.loads(args.settings)]
+    if args.dispersion_variant is not None:  # every annotation and null of this run uses that estimator
+        from null_calibration import patch
+
+        from sclens.tl._annotation import _engines
+
+        _engines.nb_dispersions, dispersions = patch(args.dispersion_variant)
+        compare = [{**st, "dispersions": dispersions} for st in compare]
     variants = tuple(args.variants.split(","))
     adata, model = prepare(n_epochs=args.epochs, cache=Path(args.cache), dataset=args.dataset)
     outs = [
@@ -317,7 +328,12 @@ def main():
         f"{int((feats['kind'] == 'global').sum())} global; cell types: "
         + ", ".join(f"{k} {v}" for k, v in adata.obs["cell_type"].value_counts().items())
         + f"; {args.permutations} permutation(s) per null; total {time.perf_counter() - t0:.0f} s"
-        + (f"; annotation settings {compare[0]}." if len(compare) == 1 and compare[0] else "."),
+        + (f"; annotation settings {compare[0]}" if len(compare) == 1 and compare[0] else "")
+        + (
+            f"; dispersion estimator: {args.dispersion_variant!r} (null_calibration.VARIANTS)."
+            if args.dispersion_variant
+            else "."
+        ),
     ]
     rows, nulls = [], {}
     for st, out in zip(compare, outs, strict=True):

@@ -312,6 +312,19 @@ def test_reliability_counts(monkeypatch):
     assert rows["pl.atlas"]["long_examples"] == 0
 
 
+def test_estimator_summary_is_its_inputs(monkeypatch):
+    """``benchmarks/estimators.py`` only gathers stored results: its stored table is what those give today."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import estimators
+
+    stored = _module().load("dispersion_estimators")["rows"]
+    assert estimators.rows() == stored
+    default = stored[0]
+    assert default["estimator"].endswith("(default)")
+    assert default["null_annotated"] == 0
+    assert estimators.count("7/16 (44%)") == "7/16"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # benchmarks/gpu.py stores its table without a GPU (--device cpu), never over the GPU's own results
 

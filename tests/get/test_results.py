@@ -68,5 +68,7 @@ def test_feature_terms_themes():
     both = sl.get.feature_terms(ad, features=[1, 2], themes=True)
     pd.testing.assert_frame_equal(both[both["feature"] == 1].drop(columns="feature"), themes)
     ad.uns["sae_go"]["results"] = ad.uns["sae_go"]["results"].drop(columns=["term_cluster", "representative"])
-    with pytest.raises(ValueError, match=r"no term themes .* run `sl.tl.term_redundancy\(adata, annotation_key='sae_go'\)`"):
+    with pytest.raises(
+        ValueError, match=r"no term themes .* run `sl.tl.term_redundancy\(adata, annotation_key='sae_go'\)`"
+    ):
         sl.get.feature_terms(ad, features=1, themes=True)

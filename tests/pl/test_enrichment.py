@@ -85,7 +85,8 @@ def test_enrichment_shows_themes():
     themes = sl.get.feature_terms(ad, features=2, themes=True)
     labels = [t.get_text() for t in sl.pl.enrichment(ad, features=2, return_fig=True).axes[0].get_yticklabels()]
     assert len(labels) == min(10, len(themes))
-    assert themes.index[0] == "program_02_core" and themes["n_theme_terms"].iloc[0] == 2  # with program_02
+    assert themes.index[0] == "program_02_core"
+    assert themes["n_theme_terms"].iloc[0] == 2  # with program_02
     assert labels == [f"{t} [+{k - 1}]" if k > 1 else t for t, k in themes["n_theme_terms"].items()]
     every = sl.pl.enrichment(ad, features=2, themes=False, return_fig=True).axes[0].get_yticklabels()
     assert [t.get_text() for t in every][:2] == sl.get.feature_terms(ad, features=2).index[:2].tolist()
