@@ -208,8 +208,8 @@ def atlas(
     another SAE run than ``adata.uns[sae_key]`` (another key, or the run before a refit). ``path``
     is never an existing file other than an HTML page (the input ``.h5ad`` is refused).
 
-    Size: about 9.5 MB for 1,000 TopK features (k=32) of 50,000 cells (20,000 shown, 30 terms per
-    feature), 12.5 MB with k=64 and 50 terms (``benchmarks/results/atlas_size.json``); activations of
+    Size: about 9.6 MB for 1,000 TopK features (k=32) of 50,000 cells (20,000 shown, 30 terms per
+    feature), 12.6 MB with k=64 and 50 terms (``benchmarks/results/atlas_size.json``); activations of
     the shown cells are stored sparsely with 8-bit values, coordinates with 16 bits.
 
     Parameters
