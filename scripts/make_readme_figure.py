@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt
 import sclens as sl
 
 adata = sl.datasets.pbmc68k_counts()
-sl.tl.fit_sae(adata, use_rep="X_pca", n_features=256, k=16, n_epochs=200, lr=1e-3)
+sl.tl.fit_sae(adata, use_rep="X_pca", n_features=256, k=16)
 sl.tl.feature_specificity(adata, groupby="bulk_labels")
 go = sl.datasets.go_gene_sets("human", namespaces=("BP", "MF"))
-sl.tl.annotate_features(adata, gene_sets=go, layer="counts", high_quantile=0.95, n_low=300)
+sl.tl.annotate_features(adata, gene_sets=go, layer="counts")
 features = adata.uns["sae"]["features"]
 
 

@@ -35,8 +35,9 @@ def enrichment(
     """Dot plot of a feature's top terms: x = -log10 of the p-value the terms were kept on, size = genes in overlap.
 
     By default one dot per term theme (:func:`sclens.get.feature_terms` with ``themes=True``): the
-    theme's most specific term, labelled with the number of similar kept terms it stands for, so that
-    ten dots show ten themes rather than one theme said ten ways.
+    first ``n_terms`` themes (in the order of their best term), each drawn as its most specific term
+    at that term's own p-value, labelled with the number of similar kept terms it stands for, so that
+    ten dots show ten themes rather than one theme said ten ways. Dots are sorted by the p-value drawn.
 
     The x axis is the BH-adjusted p-value within the feature (the default rule, ``padj < alpha``;
     a dashed line marks ``alpha``), or the raw p-value for ``flavor="scfeaturelens"``, whose rule it
@@ -99,6 +100,8 @@ def _draw(
         return
     padj = terms["padj"].to_numpy(float)
     p = np.where(np.isnan(terms["pvalue"].to_numpy(float)), padj, terms["pvalue"].to_numpy(float)) if raw else padj
+    order = np.argsort(p, kind="stable")  # the themes chosen by their best term, drawn by their own p-value
+    terms, padj, p = terms.iloc[order], padj[order], p[order]
     x = -np.log10(np.maximum(p, 1e-300))
     y = np.arange(len(terms))[::-1]
     overlap = terms["n_overlap"].to_numpy(float)
