@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 import sclens as sl
+from sclens._readers import theme_rows
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -152,7 +153,7 @@ def biology_table(
         for f in local:
             rows_f = res[res["feature"] == f]
             kept = rows_f["term"].to_numpy()
-            themes = rows_f[rows_f["representative"]].sort_values("term_cluster", kind="stable")["term"].head(N_TERMS)
+            themes = theme_rows(rows_f)["term"].head(N_TERMS)  # as sl.get.feature_terms(themes=True)
             hit = np.flatnonzero(np.isin(kept, list(vocab[cell_type])))
             ranks.append(hit[0] + 1 if hit.size else np.inf)
             terms = kept[:N_TERMS]

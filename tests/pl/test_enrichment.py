@@ -93,3 +93,14 @@ def test_enrichment_shows_themes():
     every = sl.pl.enrichment(ad, features=2, themes=False, return_fig=True).axes[0].get_yticklabels()
     assert [t.get_text() for t in every][:2] == sl.get.feature_terms(ad, features=2).index[:2].tolist()
     plt.close("all")
+
+
+def test_enrichment_of_results_without_themes():
+    """Results stored without term clusters (an older file) are drawn term by term, not refused."""
+    ad = toy_sae(n_cells=800, n_genes=300, random_state=0)
+    sl.tl.annotate_features(ad, gene_sets=ad.uns["toy"]["gene_sets"], layer="counts", min_size=3, high_quantile=0.98,
+                            features=[2], alpha=0.5)  # fmt: skip
+    ad.uns["sae_go"]["results"] = ad.uns["sae_go"]["results"].drop(columns=["term_cluster", "representative"])
+    labels = [t.get_text() for t in sl.pl.enrichment(ad, features=2, return_fig=True).axes[0].get_yticklabels()]
+    assert labels == sl.get.feature_terms(ad, features=2).index[:10].tolist()
+    plt.close("all")

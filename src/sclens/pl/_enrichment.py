@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from .._features import resolve_features
-from .._readers import annotation
+from .._readers import annotation, annotation_results
 from ..get import feature_terms
 from ._utils import feature_title, finish, panels
 
@@ -51,7 +51,8 @@ def enrichment(
     n_terms
         Number of terms (themes) shown per feature (best first).
     themes
-        ``True``: one representative term per theme; ``False``: every kept term by p-value.
+        ``True``: one representative term per theme (every kept term when the results have no term
+        clusters); ``False``: every kept term by p-value.
     ncols
         Panels per row when several features are drawn.
     {plot}
@@ -61,6 +62,8 @@ def enrichment(
     The figure when ``return_fig=True``, else ``None``.
     """
     feats = resolve_features(features, None).tolist()
+    res = annotation_results(adata, annotation_key, None)
+    themes = themes and {"term_cluster", "representative"} <= set(res.columns)  # results stored before themes: terms
     tables = [
         feature_terms(adata, features=f, annotation_key=annotation_key, themes=themes).head(int(n_terms)) for f in feats
     ]
