@@ -138,11 +138,12 @@ def agreement_sets(adata, feats):
     return [(int(feat), sets.high[:, j].indices, sets.low[:, j].indices) for j, feat in enumerate(sets.features)]
 
 
-def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True):
+def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True, min_mu=0.5):
     """pyDESeq2's fit of one contrast (results table columns, dispersions, size factors) from the cache or run now.
 
-    Cached as ``<cache>/<sha1 of the dataset shape, pyDESeq2 version, high and low cells>.npz``; ``None``
-    when it is not cached and ``compute`` is false.
+    Cached as ``<cache>/<sha1 of the dataset shape, pyDESeq2 version, high and low cells[, min_mu]>.npz``
+    (``min_mu`` in the key only when it is not pyDESeq2's default 0.5); ``None`` when it is not cached and
+    ``compute`` is false.
     """
     import pydeseq2
 
@@ -150,6 +151,8 @@ def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True):
 
     key = hashlib.sha1(np.concatenate([adata.shape, [-2], hi, [-1], lo]).astype(np.int64).tobytes())
     key.update(pydeseq2.__version__.encode())
+    if min_mu != 0.5:
+        key.update(f"min_mu={min_mu:g}".encode())
     path = Path(cache) / f"{key.hexdigest()}.npz"
     if path.exists():
         with np.load(path) as z:
@@ -158,7 +161,7 @@ def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True):
         return None
     t0 = time.perf_counter()
     counts = np.rint(adata.layers["counts"][np.concatenate([hi, lo])].toarray()).astype(np.int64)
-    ds = deseq2_fit(counts, hi.size, adata.var_names)
+    ds = deseq2_fit(counts, hi.size, adata.var_names, min_mu=min_mu)
     table = ds.results_df.reindex(adata.var_names)
     out = {c: table[c].to_numpy(dtype=float) for c in REFERENCE_COLS}
     out |= {c: ds.dds.var[c].to_numpy(dtype=float) for c in REFERENCE_VARM}
@@ -172,7 +175,7 @@ def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True):
     return out
 
 
-def deseq2_tables(adata, feats, cache=CACHE, *, only_cached=False, worker=(0, 1)):
+def deseq2_tables(adata, feats, cache=CACHE, *, only_cached=False, worker=(0, 1), min_mu=0.5):
     """pyDESeq2's fits (:func:`deseq2_cached`) of ``feats``, by feature.
 
     ``only_cached``: leave out the features whose fit is not in the cache yet; ``worker=(k, n)``: run
@@ -182,7 +185,7 @@ def deseq2_tables(adata, feats, cache=CACHE, *, only_cached=False, worker=(0, 1)
     for j, (feat, hi, lo) in enumerate(agreement_sets(adata, feats)):
         if j % worker[1] != worker[0]:
             continue
-        fit = deseq2_cached(adata, hi, lo, cache, compute=not only_cached)
+        fit = deseq2_cached(adata, hi, lo, cache, compute=not only_cached, min_mu=min_mu)
         if fit is not None:
             out[str(feat)] = fit
     return out
@@ -236,7 +239,7 @@ SHORT = {
 }
 
 
-def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT):
+def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT, min_mu=0.5):
     """Fast engine vs pyDESeq2 on real cells: the same high / low cells, ``return_de`` of both engines.
 
     The first of ``variants`` (dispersion estimators, :data:`null_calibration.VARIANTS`) is stored as
@@ -245,7 +248,7 @@ def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT):
     adata = immune_sae()
     feats, local = pick_features(adata)
     go = sl.datasets.go_gene_sets("human")
-    ref = deseq2_tables(adata, feats, cache, only_cached=only_cached)
+    ref = deseq2_tables(adata, feats, cache, only_cached=only_cached, min_mu=min_mu)
     feats = [int(f) for f in ref]
     gsm = gene_set_matrix(go, adata.var_names)
     dataset = f"sl.datasets.immune559_counts() ({adata.n_obs} cells x {adata.n_vars} genes), fit_sae defaults on PCA"
@@ -269,6 +272,7 @@ def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT):
         if k:
             continue
         params = {**AGREEMENT_KW, **DEFAULTS, "label": label, "dispersions": variant, "features": feats,
+                  "reference_min_mu": min_mu,
                   "local": sorted(set(feats) & local), "fast_engine_seconds": round(seconds, 1),
                   "fast_engine_cpu_seconds": round(cpu, 1)}  # fmt: skip
         notes = (f"pyDESeq2 ({len(feats)} features, one run each, cached) vs the fast engine ({seconds:.1f} s wall, "
@@ -356,13 +360,25 @@ def main():
     ap.add_argument("--label", default="after", help="name of the agreement's results file")
     ap.add_argument("--cache", default=str(CACHE), help="folder of pyDESeq2's fits (one .npz per contrast)")
     ap.add_argument("--only-cached", action="store_true", help="only the features pyDESeq2 has already run on")
+    ap.add_argument(
+        "--reference-min-mu",
+        type=float,
+        default=0.5,
+        help="pyDESeq2's min_mu for the reference fits (0.5: its default; DESeq2 advises 1e-6 for single cells)",
+    )
     ap.add_argument("--dispersions", nargs="+", default=[next(iter(VARIANTS))], choices=list(VARIANTS),
                     help="dispersion estimators of the agreement (the first is stored under --label)")  # fmt: skip
     args = ap.parse_args()
     if not args.skip_speed:
         speed(args.n_cells, args.n_genes)
     if args.deseq2:
-        agreement(args.label, args.cache, only_cached=args.only_cached, variants=args.dispersions)
+        agreement(
+            args.label,
+            args.cache,
+            only_cached=args.only_cached,
+            variants=args.dispersions,
+            min_mu=args.reference_min_mu,
+        )
 
 
 if __name__ == "__main__":

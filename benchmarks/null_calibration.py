@@ -30,6 +30,7 @@ from scipy import sparse, stats
 import sclens as sl
 from sclens.tl._annotation import _engines
 from sclens.tl._annotation._dispersion import (
+    SC_MIN_MU,
     moment_dispersions,
     nb_dispersions,
     pydeseq2_dispersions,
@@ -60,6 +61,9 @@ VARIANTS = {
     )["final"],
     "shrunk-moment floor, min_mu 0.5": lambda high, low, centres, hist: pydeseq2_dispersions(
         high, low, centres, hist, floor=shrunk_moment_dispersions(high, low, centres)
+    )["final"],
+    "pyDESeq2, min_mu 1e-6": lambda high, low, centres, hist: pydeseq2_dispersions(
+        high, low, centres, hist, min_mu=SC_MIN_MU
     )["final"],
 }
 
@@ -133,6 +137,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-null", type=int, default=80, help="null features per seed")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--label", default="null_calibration", help="name of the stored table (one run of some variants)")
     args = ap.parse_args()
     rows = []
     for v in args.variants:
@@ -143,7 +148,7 @@ def main():
         f"0-{args.seeds - 1}: 16 planted program codes + {args.n_null} null features per seed"
     )
     notes = "per-contrast dispersions (issue 20), one row per estimator"
-    save("null_calibration", rows, dataset=dataset, params=vars(args), notes=notes)
+    save(args.label, rows, dataset=dataset, params=vars(args), notes=notes)
 
 
 if __name__ == "__main__":

@@ -585,3 +585,14 @@ def test_group_mean_of_a_floored_group_is_its_closed_form_root():
     root = (nbin @ np.log(MIN_MU / centres))[:, None] / n[:, None] - 1 + y / (MIN_MU * n[:, None])
     assert (centres.max() * np.exp(root) < MIN_MU).all()  # every cell floored at the root
     np.testing.assert_allclose(b, root, rtol=0, atol=1e-13)
+
+
+def test_deseq2_fit_min_mu_reaches_pydeseq2():
+    """``min_mu`` (benchmarks' single-cell reference, DESeq2's ``minmu = 1e-6``) is pyDESeq2's floor on the means."""
+    rng = np.random.default_rng(0)
+    y = rng.negative_binomial(2, 0.5, size=(40, 30))
+    y[:20, :5] = 0  # genes silent in the high cells: the floor matters
+    genes = pd.Index([f"g{j}" for j in range(y.shape[1])])
+    default, single_cell = (deseq2_fit(y, 20, genes, min_mu=m) for m in (0.5, 1e-6))
+    assert (default.dds.min_mu, single_cell.dds.min_mu) == (0.5, 1e-6)
+    assert not np.allclose(default.results_df["stat"].iloc[:5], single_cell.results_df["stat"].iloc[:5])

@@ -30,7 +30,9 @@ def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_
     return deseq2_fit(counts, n_high, genes, independent_filter=independent_filter).results_df
 
 
-def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_filter: bool = True) -> Any:
+def deseq2_fit(
+    counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_filter: bool = True, min_mu: float = 0.5
+) -> Any:
     """Fit pyDESeq2 to one contrast; return its ``DeseqStats`` (``.dds`` holds size factors, dispersions).
 
     ``counts`` is dense int (high cells first, then low cells). Settings follow DESeq2's
@@ -38,7 +40,8 @@ def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_
     replacement of Cook's-distance outliers (DESeq2's ``minReplicatesForReplace=Inf``: with hundreds
     of cells per group, replacement rewrites counts of many genes per contrast); one CPU, quiet.
     ``independent_filter``: pyDESeq2's independent filtering of the adjusted p-values (else BH over
-    all tested genes).
+    all tested genes). ``min_mu``: pyDESeq2's floor on the fitted means (its default 0.5; DESeq2
+    recommends ``1e-6`` for single cells, which ``benchmarks/annotate.py --reference-min-mu`` compares).
     """
     DeseqDataSet, DeseqStats = _import_pydeseq2()
     n = counts.shape[0]
@@ -58,6 +61,7 @@ def deseq2_fit(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_
             design="~condition",
             size_factors_fit_type="poscounts",
             refit_cooks=False,
+            min_mu=min_mu,
             quiet=True,
             n_cpus=1,
         )
