@@ -46,6 +46,7 @@ from sclens._stats import fdr_bh
 from sclens.tl._annotation import _de_fast as fast
 from sclens.tl._annotation import _engines
 from sclens.tl._annotation._cellsets import annotated_features, cell_sets
+from sclens.tl._annotation._dispersion import MIN_MU
 from sclens.tl._annotation._enrich import gene_set_matrix, ora, up_genes
 
 
@@ -138,7 +139,7 @@ def agreement_sets(adata, feats):
     return [(int(feat), sets.high[:, j].indices, sets.low[:, j].indices) for j, feat in enumerate(sets.features)]
 
 
-def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True, min_mu=0.5):
+def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True, min_mu=MIN_MU):
     """pyDESeq2's fit of one contrast (results table columns, dispersions, size factors) from the cache or run now.
 
     Cached as ``<cache>/<sha1 of the dataset shape, pyDESeq2 version, high and low cells[, min_mu]>.npz``
@@ -151,7 +152,7 @@ def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True, min_mu=0.5):
 
     key = hashlib.sha1(np.concatenate([adata.shape, [-2], hi, [-1], lo]).astype(np.int64).tobytes())
     key.update(pydeseq2.__version__.encode())
-    if min_mu != 0.5:
+    if min_mu != MIN_MU:
         key.update(f"min_mu={min_mu:g}".encode())
     path = Path(cache) / f"{key.hexdigest()}.npz"
     if path.exists():
@@ -175,7 +176,7 @@ def deseq2_cached(adata, hi, lo, cache=CACHE, *, compute=True, min_mu=0.5):
     return out
 
 
-def deseq2_tables(adata, feats, cache=CACHE, *, only_cached=False, worker=(0, 1), min_mu=0.5):
+def deseq2_tables(adata, feats, cache=CACHE, *, only_cached=False, worker=(0, 1), min_mu=MIN_MU):
     """pyDESeq2's fits (:func:`deseq2_cached`) of ``feats``, by feature.
 
     ``only_cached``: leave out the features whose fit is not in the cache yet; ``worker=(k, n)``: run
@@ -239,7 +240,7 @@ SHORT = {
 }
 
 
-def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT, min_mu=0.5):
+def agreement(label, cache, *, only_cached=False, variants=DEFAULT_VARIANT, min_mu=MIN_MU):
     """Fast engine vs pyDESeq2 on real cells: the same high / low cells, ``return_de`` of both engines.
 
     The first of ``variants`` (dispersion estimators, :data:`null_calibration.VARIANTS`) is stored as
@@ -363,7 +364,7 @@ def main():
     ap.add_argument(
         "--reference-min-mu",
         type=float,
-        default=0.5,
+        default=MIN_MU,
         help="pyDESeq2's min_mu for the reference fits (0.5: its default; DESeq2 advises 1e-6 for single cells)",
     )
     ap.add_argument("--dispersions", nargs="+", default=[next(iter(VARIANTS))], choices=list(VARIANTS),

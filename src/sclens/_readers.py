@@ -299,6 +299,14 @@ def scanpy_colors(adata: AnnData, groupby: str) -> Any:
     return adata.uns.get(f"{groupby}_colors")
 
 
+THEME_COLUMNS = ("term_cluster", "representative")  # added to annotation results by the term clustering
+
+
+def has_themes(results: pd.DataFrame) -> bool:
+    """Whether annotation ``results`` carry term clusters (results stored before them do not)."""
+    return set(THEME_COLUMNS) <= set(results.columns)
+
+
 def theme_rows(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (feature, term cluster): its representative, with ``n_theme_terms`` (kept terms in the cluster).
 

@@ -10,7 +10,7 @@ from anndata import AnnData
 
 from .._docs import doc_params
 from .._features import resolve_features
-from .._readers import annotation, annotation_results, theme_rows
+from .._readers import annotation, annotation_results, has_themes, theme_rows
 
 
 @doc_params()
@@ -45,7 +45,7 @@ def feature_terms(
     """
     feats = resolve_features(features, None).tolist()
     res = annotation_results(adata, annotation_key, None)
-    if themes and not {"term_cluster", "representative"} <= set(res.columns):
+    if themes and not has_themes(res):
         msg = (
             f"`adata.uns[{annotation_key!r}]['results']` has no term themes (columns `term_cluster`, "
             f"`representative`); run `sl.tl.term_redundancy(adata, annotation_key={annotation_key!r})` first."

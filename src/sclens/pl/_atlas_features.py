@@ -13,7 +13,7 @@ import pandas as pd
 
 from .._columns import COLUMNS
 from .._columns import alignment_columns as registered_alignment_columns
-from .._readers import theme_rows
+from .._readers import has_themes, theme_rows
 from ._atlas_data import round_
 
 # registered columns marked `atlas` (term clustering, null controls, stability): shown in the table when present;
@@ -154,7 +154,7 @@ def terms(results: pd.DataFrame | None, features: np.ndarray, max_terms: int) ->
     if results is None or results.empty:
         return {"ids": [], "names": [], "by_feature": {}}
     res = results[results["feature"].astype(int).isin(features)]
-    if {"term_cluster", "representative"} <= set(res.columns):
+    if has_themes(res):
         res = theme_rows(res)
         res = res.assign(_n=res["n_theme_terms"] - 1)
     else:

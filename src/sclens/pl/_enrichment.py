@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from .._docs import doc_params
 from .._features import resolve_features
-from .._readers import annotation, annotation_results
+from .._readers import annotation, annotation_results, has_themes
 from ..get import feature_terms
 from ._utils import feature_title, finish, panels
 
@@ -62,8 +62,7 @@ def enrichment(
     The figure when ``return_fig=True``, else ``None``.
     """
     feats = resolve_features(features, None).tolist()
-    res = annotation_results(adata, annotation_key, None)
-    themes = themes and {"term_cluster", "representative"} <= set(res.columns)  # results stored before themes: terms
+    themes = themes and has_themes(annotation_results(adata, annotation_key, None))  # older results: every term
     tables = [
         feature_terms(adata, features=f, annotation_key=annotation_key, themes=themes).head(int(n_terms)) for f in feats
     ]

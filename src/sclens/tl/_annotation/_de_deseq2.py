@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..._utils import progress
+from ._dispersion import MIN_MU
 from ._types import DEResult
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def deseq2_one(counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_
 
 
 def deseq2_fit(
-    counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_filter: bool = True, min_mu: float = 0.5
+    counts: np.ndarray, n_high: int, genes: pd.Index, *, independent_filter: bool = True, min_mu: float = MIN_MU
 ) -> Any:
     """Fit pyDESeq2 to one contrast; return its ``DeseqStats`` (``.dds`` holds size factors, dispersions).
 
